@@ -1,0 +1,71 @@
+// swift-tools-version: 6.1
+// Barge: a background transfer agent for Linux.
+import PackageDescription
+
+/// Settings shared by every Swift target: Swift 6 mode is the package default; these upcoming features keep
+/// imports explicit and existentials visible.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "barge",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "barge", targets: ["barge"]),
+        .library(name: "BargeCore", targets: ["BargeCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // Manifest and agent-config model, units, validation. Parsing only: no file-system or network I/O.
+        .target(
+            name: "BargeCore",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
+        // Reads the config file and the drop-in directory from disk and supplies the file-system facts
+        // (directories, secret files, manifest ownership) that BargeCore's validation asks for.
+        .target(
+            name: "BargeLoader",
+            dependencies: ["BargeCore"],
+            swiftSettings: swiftSettings
+        ),
+        // The command-line tool; thin.
+        .executableTarget(
+            name: "barge",
+            dependencies: [
+                "BargeCore",
+                "BargeLoader",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Benchmarks (run by scripts/bench/*.sh), never by the test suite.
+        .executableTarget(
+            name: "barge-bench",
+            dependencies: ["BargeCore", "BargeLoader"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BargeCoreTests",
+            dependencies: [
+                "BargeCore",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BargeLoaderTests",
+            dependencies: ["BargeCore", "BargeLoader"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

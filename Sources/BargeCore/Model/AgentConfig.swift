@@ -1,0 +1,184 @@
+/// The agent's configuration (`/etc/barge/barge.yaml`): paths, limits, network rules and hooks.
+public struct AgentConfig: Hashable, Sendable {
+    /// Whether this is the system agent (run by root) or a per-user agent.
+    public enum Scope: String, Hashable, Sendable {
+        /// The system-wide agent; manifests must be owned by root.
+        case system
+        /// A per-user agent; manifests must be owned by that user (or root).
+        case user
+    }
+
+    /// System or per-user.
+    public var scope: Scope
+    /// The drop-in directory of manifests.
+    public var manifestDirectory: String
+    /// Where the SQLite store lives; a local filesystem.
+    public var stateDirectory: String
+    /// The control socket's path.
+    public var controlSocket: String
+    /// Every download destination and upload source lies below one of these.
+    public var allowedRoots: [String]
+    /// URL schemes manifests may use.
+    public var allowedSchemes: [String]
+    /// Transfer concurrency limits.
+    public var concurrency: Concurrency
+    /// The global bandwidth timetable.
+    public var bandwidth: [BandwidthRule]
+    /// Cost rules for uplinks, first match wins.
+    public var networks: [NetworkRule]
+    /// Yielding to foreground traffic.
+    public var yield: YieldPolicy
+    /// Commands run on job events.
+    public var hooks: Hooks
+
+    /// Schemes a manifest may name at all; `allowed-schemes` picks from these.
+    public static let knownSchemes = ["http", "https", "file", "sftp", "ftp", "ftps", "smb", "smbs"]
+
+    /// The built-in defaults for `scope`, with per-user paths from `environment`.
+    public static func defaults(scope: Scope, environment: UserEnvironment = UserEnvironment()) -> AgentConfig {
+        switch scope {
+        case .system:
+            AgentConfig(
+                scope: .system,
+                manifestDirectory: "/etc/barge/manifests.d",
+                stateDirectory: "/var/lib/barge",
+                controlSocket: "/run/barge/barge.sock",
+                allowedRoots: ["/srv", "/var/lib", "/var/cache", "/opt"],
+                allowedSchemes: ["https", "http"],
+                concurrency: Concurrency(),
+                bandwidth: [],
+                networks: [],
+                yield: YieldPolicy(),
+                hooks: Hooks()
+            )
+        case .user:
+            AgentConfig(
+                scope: .user,
+                manifestDirectory: environment.configHome + "/barge/manifests.d",
+                stateDirectory: environment.stateHome + "/barge",
+                controlSocket: environment.runtimeDirectory + "/barge.sock",
+                allowedRoots: [environment.home],
+                allowedSchemes: ["https", "http"],
+                concurrency: Concurrency(),
+                bandwidth: [],
+                networks: [],
+                yield: YieldPolicy(),
+                hooks: Hooks()
+            )
+        }
+    }
+
+    /// The default config file for `scope`.
+    public static func defaultPath(scope: Scope, environment: UserEnvironment = UserEnvironment()) -> String {
+        switch scope {
+        case .system: "/etc/barge/barge.yaml"
+        case .user: environment.configHome + "/barge/barge.yaml"
+        }
+    }
+
+    /// Whether `path` (absolute, normalised) lies below one of the allowed roots.
+    public func isAllowed(path: String) -> Bool {
+        self.allowedRoots.contains { root in PathRules.isPath(path, below: root) }
+    }
+}
+
+/// The per-user directories (XDG base directories) a user agent's defaults come from.
+public struct UserEnvironment: Hashable, Sendable {
+    /// `$HOME`.
+    public var home: String
+    /// `$XDG_CONFIG_HOME`, else `~/.config`.
+    public var configHome: String
+    /// `$XDG_STATE_HOME`, else `~/.local/state`.
+    public var stateHome: String
+    /// `$XDG_RUNTIME_DIR`, else a directory in the state home.
+    public var runtimeDirectory: String
+
+    /// Derives the directories from environment variables (pass `ProcessInfo.processInfo.environment`).
+    public init(variables: [String: String] = [:]) {
+        func absolute(_ name: String) -> String? {
+            guard let value = variables[name], value.hasPrefix("/") else { return nil }
+            return value
+        }
+        let home = absolute("HOME") ?? "/"
+        self.home = home
+        let base = home == "/" ? "" : home
+        self.configHome = absolute("XDG_CONFIG_HOME") ?? base + "/.config"
+        self.stateHome = absolute("XDG_STATE_HOME") ?? base + "/.local/state"
+        self.runtimeDirectory = absolute("XDG_RUNTIME_DIR") ?? self.stateHome + "/barge/run"
+    }
+}
+
+/// Transfer concurrency limits.
+public struct Concurrency: Hashable, Sendable {
+    /// Transfers running at once across all hosts.
+    public var total: Int = 8
+    /// Transfers running at once to one host.
+    public var perHost: Int = 4
+
+    /// The defaults: 8 in all, 4 per host.
+    public init() {}
+}
+
+/// One row of the bandwidth timetable: from `at` on the given days, these caps apply until the next row.
+public struct BandwidthRule: Hashable, Sendable {
+    /// Minutes after midnight (local time).
+    public var at: Int
+    /// The days the row applies on.
+    public var days: WeekdaySet
+    /// A cap on all transfers together (`limit: 4MiB/s`), or off.
+    public var total: RateLimit?
+    /// Caps per priority level (`limit: {low: 1MiB/s}`).
+    public var perPriority: [Priority: RateLimit]
+
+    /// Creates a row.
+    public init(at: Int, days: WeekdaySet = .everyDay, total: RateLimit? = nil, perPriority: [Priority: RateLimit] = [:]) {
+        self.at = at
+        self.days = days
+        self.total = total
+        self.perPriority = perPriority
+    }
+}
+
+/// The cost class of an uplink.
+public enum NetworkCost: String, CaseIterable, Hashable, Sendable, Codable {
+    /// Flat-rate: ethernet, home Wi-Fi.
+    case unmetered
+    /// Paid by volume: mobile data, tethering.
+    case metered
+}
+
+/// A kind of network interface, as the network monitor classifies it.
+public enum InterfaceKind: String, CaseIterable, Hashable, Sendable, Codable {
+    case ethernet, wifi, wwan, tether, vpn, other
+}
+
+/// A cost rule: uplinks that match get this cost and/or roaming flag.
+public struct NetworkRule: Hashable, Sendable {
+    /// An interface-name glob (`wwan*`); nil matches any name.
+    public var interface: String?
+    /// An interface kind; nil matches any kind.
+    public var kind: InterfaceKind?
+    /// The cost given to a matching uplink.
+    public var cost: NetworkCost?
+    /// Whether a matching uplink is roaming.
+    public var roaming: Bool?
+
+    /// Creates a rule.
+    public init(interface: String? = nil, kind: InterfaceKind? = nil, cost: NetworkCost? = nil, roaming: Bool? = nil) {
+        self.interface = interface
+        self.kind = kind
+        self.cost = cost
+        self.roaming = roaming
+    }
+}
+
+/// Yielding bandwidth to the user's own (foreground) traffic on the link.
+public struct YieldPolicy: Hashable, Sendable {
+    /// Whether background transfers back off when other traffic uses the link.
+    public var enabled: Bool = true
+    /// The link's real capacity, when slower than the interface reports.
+    public var capacity: ByteRate?
+
+    /// Enabled, no capacity hint.
+    public init() {}
+}

@@ -1,0 +1,146 @@
+/// One file of the drop-in directory: what to mirror and how.
+public struct Manifest: Hashable, Sendable {
+    /// The file name without its extension; names the manifest in status and commands.
+    public var id: String
+    /// The file's path.
+    public var path: String
+    /// Shown in status.
+    public var description: String?
+    /// Remote → local entries.
+    public var downloads: [DownloadEntry]
+    /// Local → remote entries.
+    public var uploads: [UploadEntry]
+    /// Commands run when a job of this manifest completes or fails (in addition to the agent's).
+    public var hooks: Hooks
+
+    /// Creates a manifest.
+    public init(
+        id: String,
+        path: String,
+        description: String? = nil,
+        downloads: [DownloadEntry] = [],
+        uploads: [UploadEntry] = [],
+        hooks: Hooks = Hooks()
+    ) {
+        self.id = id
+        self.path = path
+        self.description = description
+        self.downloads = downloads
+        self.uploads = uploads
+        self.hooks = hooks
+    }
+
+    /// Downloads plus uploads.
+    public var entryCount: Int { self.downloads.count + self.uploads.count }
+
+    /// The sum of the declared download sizes, and how many downloads declare none.
+    public var declaredSize: (total: ByteCount, undeclared: Int) {
+        var total: UInt64 = 0
+        var undeclared = 0
+        for entry in self.downloads {
+            if let size = entry.size { total &+= size.bytes } else { undeclared += 1 }
+        }
+        return (ByteCount(total), undeclared)
+    }
+}
+
+/// A remote file kept mirrored at a local path.
+public struct DownloadEntry: Hashable, Sendable {
+    /// The sources, tried in order (one `url`, or `mirrors`).
+    public var urls: [String]
+    /// The absolute local path written.
+    public var destination: String
+    /// The expected SHA-256 of the content, lowercase hex.
+    public var sha256: String?
+    /// The expected size.
+    public var size: ByteCount?
+    /// The policy after defaults.
+    public var policy: TransferPolicy
+    /// Where the entry starts in its manifest.
+    public var location: SourceLocation
+
+    /// Creates an entry.
+    public init(
+        urls: [String],
+        destination: String,
+        sha256: String? = nil,
+        size: ByteCount? = nil,
+        policy: TransferPolicy = TransferPolicy(),
+        location: SourceLocation
+    ) {
+        self.urls = urls
+        self.destination = destination
+        self.sha256 = sha256
+        self.size = size
+        self.policy = policy
+        self.location = location
+    }
+}
+
+/// Local files (a path or a glob) kept uploaded to a remote URL.
+public struct UploadEntry: Hashable, Sendable {
+    /// How the upload is sent.
+    public enum UploadProtocol: String, CaseIterable, Hashable, Sendable {
+        /// One HTTP PUT per file.
+        case put
+        /// tus 1.0 resumable uploads.
+        case tus
+    }
+
+    /// What happens to a local file once uploaded.
+    public enum AfterUpload: Hashable, Sendable {
+        /// Leave it.
+        case keep
+        /// Delete it.
+        case delete
+        /// Move it into this directory.
+        case moveTo(String)
+    }
+
+    /// An absolute path or glob; each match is one upload.
+    public var source: String
+    /// The target URL; may use `{hostname}` and `{name}`.
+    public var urlTemplate: String
+    /// PUT or tus.
+    public var uploadProtocol: UploadProtocol
+    /// What to do with the local file afterwards.
+    public var after: AfterUpload
+    /// The policy after defaults.
+    public var policy: TransferPolicy
+    /// Where the entry starts in its manifest.
+    public var location: SourceLocation
+
+    /// Creates an entry.
+    public init(
+        source: String,
+        urlTemplate: String,
+        uploadProtocol: UploadProtocol = .put,
+        after: AfterUpload = .keep,
+        policy: TransferPolicy = TransferPolicy(),
+        location: SourceLocation
+    ) {
+        self.source = source
+        self.urlTemplate = urlTemplate
+        self.uploadProtocol = uploadProtocol
+        self.after = after
+        self.policy = policy
+        self.location = location
+    }
+
+    /// The placeholders a URL template may use.
+    public static let placeholders = ["hostname", "name"]
+}
+
+/// Commands to run on job events: argv lists, never shell strings.
+public struct Hooks: Hashable, Sendable {
+    /// Run when a job completes.
+    public var onComplete: [String]?
+    /// Run when a job fails permanently.
+    public var onError: [String]?
+
+    /// Creates hooks.
+    public init(onComplete: [String]? = nil, onError: [String]? = nil) {
+        self.onComplete = onComplete
+        self.onError = onError
+    }
+}

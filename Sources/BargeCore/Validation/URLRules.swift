@@ -1,0 +1,67 @@
+import Foundation
+
+/// Rules for remote URLs in manifests: parseable, a known scheme that the agent config allows, a host where the
+/// scheme needs one, and no password (secrets belong in `auth` files).
+public enum URLRules {
+    /// The problem with `text` as a source or target URL, or nil when it is usable.
+    ///
+    /// - Parameters:
+    ///   - text: the URL as written.
+    ///   - allowedSchemes: the agent config's `allowed-schemes`.
+    public static func problem(with text: String, allowedSchemes: [String]) -> String? {
+        guard !text.contains(where: { $0.isWhitespace }) else {
+            return "'\(text)' is not a valid URL: it contains white space (write spaces as %20)"
+        }
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
+            return "'\(text)' is not a valid URL; expected scheme://host/path such as https://example.com/file"
+        }
+        guard AgentConfig.knownSchemes.contains(scheme) else {
+            return "'\(text)' uses the unknown scheme '\(scheme)'; barge speaks "
+                + AgentConfig.knownSchemes.joined(separator: ", ")
+                + Suggestion.hint(for: scheme, in: AgentConfig.knownSchemes)
+        }
+        guard allowedSchemes.contains(scheme) else {
+            return "scheme '\(scheme)' is not allowed by the agent config (allowed-schemes: "
+                + allowedSchemes.joined(separator: ", ") + "); add it to 'allowed-schemes' in barge.yaml to use it"
+        }
+        if components.password != nil {
+            return "'\(text)' carries a password; never put secrets in a manifest: use auth: {basic-file: PATH}"
+        }
+        if scheme == "file" {
+            let host = components.host ?? ""
+            guard host.isEmpty || host == "localhost" else {
+                return "'\(text)' names host '\(host)'; a file URL reads this machine: file:///path"
+            }
+            guard components.path.hasPrefix("/") else {
+                return "'\(text)' has no absolute path; a file URL looks like file:///srv/share/file"
+            }
+        } else {
+            guard let host = components.host, !host.isEmpty else {
+                return "'\(text)' has no host; expected \(scheme)://host/path"
+            }
+        }
+        return nil
+    }
+
+    /// The problem with an upload URL template, after checking its `{placeholders}`.
+    public static func problem(withTemplate template: String, allowedSchemes: [String]) -> String? {
+        var concrete = ""
+        var rest = Substring(template)
+        while let open = rest.firstIndex(of: "{") {
+            concrete += rest[..<open]
+            guard let close = rest[open...].firstIndex(of: "}") else {
+                return "'\(template)' has a '{' without a closing '}'"
+            }
+            let name = String(rest[rest.index(after: open)..<close])
+            guard UploadEntry.placeholders.contains(name) else {
+                return "'{\(name)}' is not a placeholder; an upload URL may use "
+                    + UploadEntry.placeholders.map { "{\($0)}" }.joined(separator: ", ")
+                    + Suggestion.hint(for: name, in: UploadEntry.placeholders)
+            }
+            concrete += "placeholder"
+            rest = rest[rest.index(after: close)...]
+        }
+        concrete += rest
+        return self.problem(with: concrete, allowedSchemes: allowedSchemes)
+    }
+}

@@ -1,0 +1,88 @@
+public import BargeCore
+import Foundation
+import Glibc
+
+/// Reads manifests from disk: files, or drop-in directories expanded in lexical order, each checked for
+/// ownership, parsed, and then checked as a set.
+public struct ManifestLoader: Sendable {
+    /// The config that bounds manifests.
+    public let config: AgentConfig
+    /// The uid manifests must belong to (besides root): the agent's effective uid.
+    public let agentUID: UInt32
+    /// The facts used while validating.
+    public let facts: any FileFacts
+
+    /// Creates a loader.
+    ///
+    /// - Parameter agentUID: the uid manifests may belong to besides root; default: this process's effective uid.
+    public init(config: AgentConfig, agentUID: UInt32? = nil, facts: any FileFacts = LocalFileFacts()) {
+        self.config = config
+        self.agentUID = agentUID ?? geteuid()
+        self.facts = facts
+    }
+
+    /// A path given to the loader that does not exist or cannot be listed.
+    public struct PathError: Error, Sendable, CustomStringConvertible {
+        /// The path.
+        public var path: String
+        /// What is wrong.
+        public var reason: String
+        public var description: String { "\(self.path): \(self.reason)" }
+    }
+
+    /// The manifest files a path stands for: the path itself for a file, the manifests in it for a directory.
+    ///
+    /// - Throws: ``PathError`` when the path does not exist or the directory cannot be read.
+    public func manifestFiles(at path: String) throws(PathError) -> [String] {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw PathError(path: path, reason: String(cString: strerror(errno)))
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else { return [path] }
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: path)
+        } catch {
+            throw PathError(path: path, reason: "cannot list the directory: \(error.localizedDescription)")
+        }
+        let directory = path.hasSuffix("/") ? String(path.dropLast()) : path
+        return DropInRules.sorted(names.filter(DropInRules.isManifestFileName)).map { "\(directory)/\($0)" }
+    }
+
+    /// Loads the manifests that `paths` stand for (files or directories), in order, as one set.
+    ///
+    /// - Throws: ``PathError`` for a path that does not exist; problems inside files are diagnostics instead.
+    public func load(paths: [String]) throws(PathError) -> [ParsedManifest] {
+        var files: [String] = []
+        for path in paths { files += try self.manifestFiles(at: path) }
+        return ManifestSet.validate(files.map(self.load(file:)))
+    }
+
+    /// Loads one manifest file; every problem, reading it included, becomes a diagnostic.
+    public func load(file path: String) -> ParsedManifest {
+        let name = PathRules.fileName(of: path)
+        let id = DropInRules.manifestID(fileName: name) ?? name
+        func failed(_ message: String) -> ParsedManifest {
+            ParsedManifest(id: id, path: path, manifest: nil, diagnostics: [.error(at: .start(of: path), message)])
+        }
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return failed("cannot open: \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { return failed("cannot stat: \(String(cString: strerror(errno)))") }
+        let status = FileStatus(info)
+        guard status.kind == .regular else { return failed("not a regular file") }
+        if let problem = DropInRules.trustProblem(status: status, path: path, agentUID: self.agentUID) {
+            return failed(problem)
+        }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: false)
+        let data: Data
+        do {
+            data = try handle.readToEnd() ?? Data()
+        } catch {
+            return failed("cannot read: \(error.localizedDescription)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { return failed("not UTF-8 text") }
+        return ManifestParser(config: self.config, facts: self.facts).parse(text: text, path: path, id: id)
+    }
+}
