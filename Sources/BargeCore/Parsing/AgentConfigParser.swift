@@ -206,6 +206,7 @@ public struct AgentConfigParser: Sendable {
             guard let pairs = source.knownPairs(item, "a network rule", allowed: ["match", "cost", "roaming"]) else {
                 return nil
             }
+            let errorsBefore = source.errorCount
             var rule = NetworkRule()
             var sawMatch = false
             for pair in pairs {
@@ -235,6 +236,7 @@ public struct AgentConfigParser: Sendable {
                     break
                 }
             }
+            guard source.errorCount == errorsBefore else { return nil }
             guard sawMatch, rule.cost != nil || rule.roaming != nil else {
                 source.error(item, "a network rule needs 'match' and at least one of 'cost' or 'roaming'")
                 return nil

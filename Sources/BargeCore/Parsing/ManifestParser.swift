@@ -547,7 +547,7 @@ public struct ManifestParser: Sendable {
         guard status.mode & 0o007 == 0 else {
             source.error(
                 pair.value,
-                "secret file '\(path)' is readable by others (mode \(String(status.mode, radix: 8))); run: chmod o-rwx \(path)"
+                "secret file '\(path)' is readable by others (mode \(FileStatus.octal(status.mode))); run: chmod o-rwx \(path)"
             )
             return nil
         }

@@ -34,7 +34,7 @@ public struct TimeSpan: Hashable, Sendable, Comparable, CustomStringConvertible 
         guard !trimmed.isEmpty else { throw invalid }
         var total: Int64 = 0
         var number = ""
-        var lastUnit = Int.max
+        var lastUnit = -1
         for character in trimmed {
             if character.isASCIIDigit {
                 number.append(character)
@@ -43,7 +43,7 @@ public struct TimeSpan: Hashable, Sendable, Comparable, CustomStringConvertible 
             guard !number.isEmpty, let value = Int64(number),
                 let unitIndex = Self.units.firstIndex(where: { $0.symbol == character })
             else { throw invalid }
-            guard unitIndex < lastUnit || lastUnit == Int.max else {
+            guard unitIndex > lastUnit else {
                 throw UnitError("'\(text)' repeats a unit or puts a smaller one first; write e.g. 1h30m")
             }
             lastUnit = unitIndex

@@ -33,7 +33,7 @@ public enum DropInRules {
             return "manifest is owned by uid \(status.owner), not by \(owners), so the agent refuses it; run: \(fix)"
         }
         if status.mode & 0o022 != 0 {
-            let mode = String(status.mode, radix: 8)
+            let mode = FileStatus.octal(status.mode)
             return "manifest is writable by group or others (mode \(mode)), so the agent refuses it; run: chmod go-w \(path)"
         }
         return nil

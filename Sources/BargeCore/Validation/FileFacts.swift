@@ -19,6 +19,12 @@ public struct FileStatus: Hashable, Sendable {
     /// Owning uid.
     public var owner: UInt32
 
+    /// Permission bits as four octal digits: `0644`.
+    public static func octal(_ mode: UInt32) -> String {
+        let digits = String(mode, radix: 8)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+    }
+
     /// Creates a status.
     public init(kind: Kind, mode: UInt32, owner: UInt32) {
         self.kind = kind

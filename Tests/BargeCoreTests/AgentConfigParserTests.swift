@@ -1,0 +1,69 @@
+import Testing
+
+@testable import BargeCore
+
+@Suite("AgentConfigParser")
+struct AgentConfigParserTests {
+    let parser = AgentConfigParser(defaults: .defaults(scope: .system))
+
+    @Test func readsEveryKey() throws {
+        let parsed = self.parser.parse(
+            text: """
+                manifests: manifests.d
+                state-dir: /var/lib/barge-test
+                control-socket: /run/barge-test.sock
+                allowed-roots: [/srv, ../data]
+                allowed-schemes: [https, FILE]
+                concurrency: {total: 3, per-host: 2}
+                bandwidth:
+                  - {at: "08:00", days: [mon-fri], limit: {low: 1MiB/s, normal: 4MiB/s}}
+                  - {at: "18:00", limit: off}
+                networks:
+                  - {match: {interface: "wwan*"}, cost: metered}
+                  - {match: {kind: tether}, cost: metered, roaming: false}
+                yield: {enabled: false, capacity: 20Mbit/s}
+                hooks: {on-complete: [/usr/bin/true]}
+                """,
+            path: "/etc/barge/barge.yaml"
+        )
+        #expect(parsed.diagnostics.isEmpty, "\(parsed.diagnostics)")
+        let config = parsed.config
+        #expect(config.manifestDirectory == "/etc/barge/manifests.d")
+        #expect(config.allowedRoots == ["/srv", "/etc/data"])
+        #expect(config.allowedSchemes == ["https", "file"])
+        #expect(config.concurrency.total == 3 && config.concurrency.perHost == 2)
+        #expect(config.bandwidth.count == 2)
+        #expect(config.bandwidth[0].at == 480)
+        #expect(config.bandwidth[0].perPriority[.normal] == .limited(ByteRate(bytesPerSecond: 4 << 20)))
+        #expect(config.bandwidth[1].total == .off)
+        #expect(config.networks[1] == NetworkRule(kind: .tether, cost: .metered, roaming: false))
+        #expect(config.yield.capacity == ByteRate(bytesPerSecond: 2_500_000))
+        #expect(config.yield.enabled == false)
+        #expect(config.hooks.onComplete == ["/usr/bin/true"])
+    }
+
+    @Test func badKeysKeepTheirDefaultsAndAreReported() {
+        let parsed = self.parser.parse(
+            text: """
+                allowed-schemes: [https, gopher]
+                concurency: {total: 3}
+                concurrency: {total: 0}
+                networks: [{match: {interface: "wwan*"}, cost: pricey}]
+                """,
+            path: "/etc/barge/barge.yaml"
+        )
+        #expect(parsed.config == AgentConfig.defaults(scope: .system))
+        #expect(parsed.diagnostics.map { "\($0.location.line):\($0.location.column)" } == ["1:26", "2:1", "3:22", "4:48"])
+        #expect(parsed.diagnostics[1].message.contains("did you mean 'concurrency'?"))
+    }
+
+    @Test func userDefaultsFollowXDG() {
+        let environment = UserEnvironment(variables: ["HOME": "/home/ada", "XDG_RUNTIME_DIR": "/run/user/1000"])
+        let config = AgentConfig.defaults(scope: .user, environment: environment)
+        #expect(config.manifestDirectory == "/home/ada/.config/barge/manifests.d")
+        #expect(config.stateDirectory == "/home/ada/.local/state/barge")
+        #expect(config.controlSocket == "/run/user/1000/barge.sock")
+        #expect(config.allowedRoots == ["/home/ada"])
+        #expect(AgentConfig.defaultPath(scope: .user, environment: environment) == "/home/ada/.config/barge/barge.yaml")
+    }
+}

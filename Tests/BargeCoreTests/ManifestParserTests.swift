@@ -1,0 +1,171 @@
+import Testing
+
+@testable import BargeCore
+
+/// File facts from a table, for parser tests that must not touch the disk.
+struct TableFileFacts: FileFacts {
+    var table: [String: FileStatus] = [:]
+    func status(ofPath path: String) -> FileStatus? { self.table[path] }
+}
+
+func parse(_ text: String, config: AgentConfig = .defaults(scope: .system), facts: any FileFacts = NoFileFacts())
+    -> ParsedManifest
+{
+    ManifestParser(config: config, facts: facts).parse(text: text, path: "m.yaml", id: "m")
+}
+
+@Suite("ManifestParser")
+struct ManifestParserTests {
+    @Test func defaultsAreInheritedAndOverridden() throws {
+        let parsed = parse(
+            """
+            version: 1
+            defaults:
+              priority: low
+              network: any
+              window: "22:00-06:00"
+              retry: {min-delay: 5m}
+              headers: {X-Fleet: edge, X-Tier: a}
+            download:
+              - url: https://example.com/a
+                dest: /srv/a
+              - url: https://example.com/b
+                dest: /srv/b
+                priority: high
+                retry: {give-up-after: 3d}
+                headers: {x-tier: b}
+            """
+        )
+        let manifest = try #require(parsed.manifest, "\(parsed.diagnostics)")
+        let (first, second) = (manifest.downloads[0].policy, manifest.downloads[1].policy)
+        #expect(first.priority == .low)
+        #expect(first.network == .any)
+        #expect(first.windows.map(\.description) == ["22:00-06:00"])
+        #expect(first.retry == RetryPolicy(minDelay: .minutes(5), giveUpAfter: .days(14)))
+        #expect(second.priority == .high)
+        #expect(second.network == .any)
+        #expect(second.retry == RetryPolicy(minDelay: .minutes(5), giveUpAfter: .days(3)))
+        #expect(second.headers == [HTTPHeader(name: "X-Fleet", value: "edge"), HTTPHeader(name: "x-tier", value: "b")])
+    }
+
+    @Test func builtInDefaults() throws {
+        let manifest = try #require(parse("version: 1\ndownload: [{url: 'https://e.com/a', dest: /srv/a}]\n").manifest)
+        let policy = manifest.downloads[0].policy
+        #expect(policy == TransferPolicy())
+        #expect(policy.priority == .normal)
+        #expect(policy.network == .unmetered)
+        #expect(policy.refresh == .every(.hours(24)))
+        #expect(policy.maxRate == .off)
+        #expect(policy.mode == 0o644)
+    }
+
+    @Test func mirrorsSizeHashAndUploads() throws {
+        let parsed = parse(
+            """
+            version: 1
+            download:
+              - mirrors: [https://a.example.com/x, http://b.example.com/x]
+                dest: /srv//x
+                size: 4GiB
+                sha256: 3A7BD3E2360A3D29EEA436FCFB7E44C735D117C42D1C1835420B6B9942DD4F1B
+            upload:
+              - src: /srv/logs/*.gz
+                url: https://logs.example.com/{hostname}/{name}
+                protocol: tus
+                after: {move-to: /srv/logs/shipped}
+            """
+        )
+        let manifest = try #require(parsed.manifest, "\(parsed.diagnostics)")
+        let download = manifest.downloads[0]
+        #expect(download.urls == ["https://a.example.com/x", "http://b.example.com/x"])
+        #expect(download.destination == "/srv/x")
+        #expect(download.size == ByteCount(4 << 30))
+        #expect(download.sha256 == "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b")
+        #expect(download.location == SourceLocation(file: "m.yaml", line: 4, column: 11))
+        let upload = manifest.uploads[0]
+        #expect(upload.uploadProtocol == .tus)
+        #expect(upload.after == .moveTo("/srv/logs/shipped"))
+        #expect(manifest.declaredSize.total == ByteCount(4 << 30))
+    }
+
+    @Test func reportsEveryProblemAtOnceInFileOrder() {
+        let parsed = parse(
+            """
+            version: 1
+            download:
+              - url: https://example.com/a
+                destt: /srv/a
+              - url: https://example.com/b
+                dest: /srv/b
+                priority: urgent
+            """
+        )
+        #expect(parsed.manifest == nil)
+        #expect(parsed.diagnostics.map(\.location.line) == [3, 4, 7])
+        #expect(parsed.diagnostics[1].message == "unknown key 'destt' in a download entry; did you mean 'dest'?")
+    }
+
+    @Test func destinationThatIsADirectoryUsesTheFacts() {
+        let facts = TableFileFacts(table: ["/srv/data": FileStatus(kind: .directory, mode: 0o755, owner: 0)])
+        let text = "version: 1\ndownload:\n  - {url: 'https://e.com/a', dest: /srv/data}\n"
+        #expect(parse(text).isValid)
+        let parsed = parse(text, facts: facts)
+        #expect(parsed.diagnostics.map(\.description) == [
+            "m.yaml:3:36: error: 'dest' names an existing directory '/srv/data'; name the file to write inside it"
+        ])
+    }
+
+    @Test func secretFilesMustExistAndBePrivate() {
+        let text = "version: 1\ndownload:\n  - {url: 'https://e.com/a', dest: /srv/a, auth: {bearer-file: /s/t}}\n"
+        #expect(parse(text).diagnostics.first?.message.contains("does not exist") == true)
+        let open = TableFileFacts(table: ["/s/t": FileStatus(kind: .regular, mode: 0o644, owner: 0)])
+        #expect(parse(text, facts: open).diagnostics.first?.message.contains("readable by others (mode 0644)") == true)
+        let closed = TableFileFacts(table: ["/s/t": FileStatus(kind: .regular, mode: 0o600, owner: 0)])
+        #expect(parse(text, facts: closed).manifest?.downloads[0].policy.credentials == .bearerFile("/s/t"))
+    }
+
+    @Test func schemesFollowTheConfig() {
+        var config = AgentConfig.defaults(scope: .system)
+        let text = "version: 1\ndownload:\n  - {url: 'file:///mnt/share/a', dest: /srv/a}\n"
+        #expect(parse(text, config: config).diagnostics.first?.message.contains("not allowed by the agent config") == true)
+        config.allowedSchemes.append("file")
+        #expect(parse(text, config: config).isValid)
+    }
+
+    @Test func destinationsInsideBargesOwnDirectoriesAreRefused() {
+        let text = "version: 1\ndownload:\n  - {url: 'https://e.com/a', dest: /var/lib/barge/state.sqlite}\n"
+        #expect(parse(text).diagnostics.first?.message.contains("barge's own state directory") == true)
+    }
+
+    @Test func hooksAreArgvLists() throws {
+        let good = parse("version: 1\nhooks: {on-complete: [/usr/bin/logger, done]}\ndownload: [{url: 'https://e.com/a', dest: /srv/a}]\n")
+        #expect(good.manifest?.hooks.onComplete == ["/usr/bin/logger", "done"])
+        let shell = parse("version: 1\nhooks: {on-error: 'logger failed'}\ndownload: [{url: 'https://e.com/a', dest: /srv/a}]\n")
+        #expect(shell.diagnostics.first?.message.contains("barge runs no shell") == true)
+    }
+}
+
+@Suite("ManifestSet")
+struct ManifestSetTests {
+    @Test func theFirstManifestOwnsADestination() {
+        let config = AgentConfig.defaults(scope: .system)
+        let parser = ManifestParser(config: config)
+        let text = "version: 1\ndownload:\n  - {url: 'https://e.com/a', dest: /srv/a}\n"
+        let first = parser.parse(text: text, path: "d/10-a.yaml", id: "10-a")
+        let second = parser.parse(text: text, path: "d/20-b.yaml", id: "20-b")
+        let result = ManifestSet.validate([first, second])
+        #expect(result[0].isValid)
+        #expect(!result[1].isValid)
+        #expect(result[1].diagnostics.map(\.description) == [
+            "d/20-b.yaml:3:36: error: destination '/srv/a' is already claimed by d/10-a.yaml:3:36; "
+                + "the first manifest in file-name order owns it"
+        ])
+    }
+
+    @Test func idsAreUnique() {
+        let parser = ManifestParser(config: .defaults(scope: .system))
+        let a = parser.parse(text: "version: 1\ndownload: [{url: 'https://e.com/a', dest: /srv/a}]", path: "a.yaml", id: "a")
+        let b = parser.parse(text: "version: 1\ndownload: [{url: 'https://e.com/b', dest: /srv/b}]", path: "a.yml", id: "a")
+        #expect(ManifestSet.validate([a, b])[1].diagnostics.first?.message.contains("already used by a.yaml") == true)
+    }
+}
