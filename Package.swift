@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(
             name: "BargeLoaderTests",
             dependencies: ["BargeCore", "BargeLoader"],
-            resources: [.copy("Fixtures")],
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
     ],

@@ -528,6 +528,7 @@ public struct ManifestParser: Sendable {
                 ? "never put secrets in a manifest: name a file with bearer-file or basic-file" : nil
         }) else { return nil }
         guard pairs.count == 1, let pair = pairs.first else {
+            if pairs.isEmpty, case .mapping(let mapping) = node, !mapping.isEmpty { return nil }  // reported above
             source.error(node, "'auth' takes exactly one of bearer-file or basic-file")
             return nil
         }
