@@ -66,6 +66,12 @@ let package = Package(
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
+        // End-to-end tests: run the built `barge` binary.
+        .testTarget(
+            name: "BargeCLITests",
+            dependencies: ["barge"],
+            swiftSettings: swiftSettings
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
