@@ -86,3 +86,23 @@ struct CheckCommandTests {
         #expect(result.standardOutput.contains("Validate manifests"))
     }
 }
+
+@Suite("docs/cli.md")
+struct CLIDocumentationTests {
+    /// The output shown after `$ COMMAND` in a ```sh block, up to the block's end.
+    static func shownOutput(of command: String) throws -> [String] {
+        let text = try String(contentsOfFile: BargeCommand.packageRoot + "/docs/cli.md", encoding: .utf8)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let start = try #require(lines.firstIndex(of: "$ \(command)"))
+        let end = try #require(lines[start...].firstIndex(of: "```"))
+        return Array(lines[(start + 1)..<end])
+    }
+
+    @Test(arguments: ["barge check examples/manifests.d", "barge check --json examples/manifests.d/30-os-image.yaml"])
+    func theDocumentedOutputIsTheRealOutput(command: String) throws {
+        let shown = try Self.shownOutput(of: command)
+        let result = try BargeCommand.run(Array(command.split(separator: " ").dropFirst().map(String.init)))
+        #expect(result.status == 0)
+        #expect(result.standardOutput.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init) == shown)
+    }
+}

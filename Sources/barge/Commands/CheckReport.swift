@@ -46,36 +46,67 @@ struct CheckReport {
         return text
     }
 
+    /// The JSON shape of `barge check --json`, documented in docs/cli.md.
+    struct JSONReport: Encodable {
+        struct Item: Encodable {
+            var file: String
+            var line: Int
+            var column: Int
+            var severity: Diagnostic.Severity
+            var message: String
+
+            init(_ diagnostic: Diagnostic) {
+                self.file = diagnostic.location.file
+                self.line = diagnostic.location.line
+                self.column = diagnostic.location.column
+                self.severity = diagnostic.severity
+                self.message = diagnostic.message
+            }
+        }
+
+        struct Config: Encodable {
+            var diagnostics: [Item]
+        }
+
+        struct ManifestSummary: Encodable {
+            var id: String
+            var path: String
+            var valid: Bool
+            var diagnostics: [Item]
+            var entries: Int?
+            var downloads: Int?
+            var uploads: Int?
+            var declaredBytes: UInt64?
+            var undeclaredSizes: Int?
+        }
+
+        var valid: Bool
+        var config: Config
+        var manifests: [ManifestSummary]
+    }
+
     func json() -> String {
-        func diagnostics(_ list: [Diagnostic]) -> [[String: Any]] {
-            list.map {
-                [
-                    "file": $0.location.file, "line": $0.location.line, "column": $0.location.column,
-                    "severity": $0.severity.rawValue, "message": $0.message,
-                ]
+        let report = JSONReport(
+            valid: self.isValid,
+            config: .init(diagnostics: self.config.diagnostics.map(JSONReport.Item.init)),
+            manifests: self.manifests.map { parsed in
+                let manifest = parsed.manifest
+                return JSONReport.ManifestSummary(
+                    id: parsed.id,
+                    path: parsed.path,
+                    valid: parsed.isValid,
+                    diagnostics: parsed.diagnostics.map(JSONReport.Item.init),
+                    entries: manifest?.entryCount,
+                    downloads: manifest?.downloads.count,
+                    uploads: manifest?.uploads.count,
+                    declaredBytes: manifest?.declaredSize.total.bytes,
+                    undeclaredSizes: manifest?.declaredSize.undeclared
+                )
             }
-        }
-        let manifests: [[String: Any]] = self.manifests.map { parsed in
-            var object: [String: Any] = [
-                "id": parsed.id, "path": parsed.path, "valid": parsed.isValid,
-                "diagnostics": diagnostics(parsed.diagnostics),
-            ]
-            if let manifest = parsed.manifest {
-                let size = manifest.declaredSize
-                object["entries"] = manifest.entryCount
-                object["downloads"] = manifest.downloads.count
-                object["uploads"] = manifest.uploads.count
-                object["declaredBytes"] = size.total.bytes
-                object["undeclaredSizes"] = size.undeclared
-            }
-            return object
-        }
-        let root: [String: Any] = [
-            "valid": self.isValid,
-            "config": ["diagnostics": diagnostics(self.config.diagnostics)],
-            "manifests": manifests,
-        ]
-        let data = try! JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])
+        )
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = try! encoder.encode(report)  // Encoding plain strings and numbers cannot fail.
         return String(decoding: data, as: UTF8.self) + "\n"
     }
 }
