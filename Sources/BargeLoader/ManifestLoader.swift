@@ -1,6 +1,7 @@
 public import BargeCore
 import Foundation
 import Glibc
+import Synchronization
 
 /// Reads manifests from disk: files, or drop-in directories expanded in lexical order, each checked for
 /// ownership, parsed, and then checked as a set.
@@ -53,9 +54,16 @@ public struct ManifestLoader: Sendable {
     ///
     /// - Throws: ``PathError`` for a path that does not exist; problems inside files are diagnostics instead.
     public func load(paths: [String]) throws(PathError) -> [ParsedManifest] {
-        var files: [String] = []
-        for path in paths { files += try self.manifestFiles(at: path) }
-        return ManifestSet.validate(files.map(self.load(file:)))
+        var found: [String] = []
+        for path in paths { found += try self.manifestFiles(at: path) }
+        let files = found
+        // Files parse independently, so they are spread over the cores; the set checks then run in file order.
+        let results = Mutex<[ParsedManifest?]>(Array(repeating: nil, count: files.count))
+        DispatchQueue.concurrentPerform(iterations: files.count) { index in
+            let parsed = self.load(file: files[index])
+            results.withLock { $0[index] = parsed }
+        }
+        return ManifestSet.validate(results.withLock { $0.map { $0! } })
     }
 
     /// Loads one manifest file; every problem, reading it included, becomes a diagnostic.

@@ -1,1 +1,112 @@
-print("bench")
+// barge-bench: benchmarks that print figures; run by scripts/bench/*.sh, never by the test suite.
+//
+//   barge-bench manifests [--files N] [--entries-per-file N] [--runs N]
+//
+// Writes N manifest files into a scratch directory, then loads the directory as the agent does (list, trust
+// check, parse, validate against real file-system facts, cross-manifest checks) and prints the time per run
+// and the process's peak resident memory.
+import BargeCore
+import BargeLoader
+import Foundation
+import Glibc
+
+func option(_ name: String, default value: Int) -> Int {
+    let arguments = CommandLine.arguments
+    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count, let parsed = Int(arguments[index + 1])
+    else { return value }
+    return parsed
+}
+
+func peakResidentMiB() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024  // ru_maxrss is in KiB on Linux
+}
+
+func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
+/// One manifest of `entries` downloads that uses most of the language, with unique destinations.
+func manifestText(file: Int, entries: Int) -> String {
+    var text = """
+        version: 1
+        description: Benchmark manifest \(file)
+        defaults:
+          priority: low
+          network: unmetered
+          refresh: 6h
+          window: "mon-fri 22:00-06:00"
+          retry: {min-delay: 30s, give-up-after: 14d}
+          headers: {X-Fleet: bench}
+        download:
+
+        """
+    for entry in 0..<entries {
+        let hex = String(repeating: String(format: "%02x", (file * 31 + entry) % 256), count: 32)
+        if entry % 4 == 0 {
+            text += """
+                  - mirrors: [https://a.example.com/f\(file)/e\(entry).bin, https://b.example.com/f\(file)/e\(entry).bin]
+                    dest: /srv/bench/f\(file)/e\(entry).bin
+                    sha256: \(hex)
+                    size: \(entry + 1)MiB
+                    max-rate: 5MiB/s
+
+                """
+        } else {
+            text += """
+                  - url: https://origin.example.com/data/f\(file)/e\(entry).parquet
+                    dest: /srv/bench/f\(file)/e\(entry).parquet
+                    sha256: \(hex)
+                    priority: normal
+
+                """
+        }
+    }
+    return text
+}
+
+func benchmarkManifests() throws {
+    let files = option("--files", default: 100)
+    let entriesPerFile = option("--entries-per-file", default: 100)
+    let runs = option("--runs", default: 5)
+    var template = Array("/tmp/barge-bench-XXXXXX".utf8CString)
+    guard let made = mkdtemp(&template) else { throw POSIXError(.EIO) }
+    let directory = String(cString: made)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    var bytes = 0
+    for file in 0..<files {
+        let text = manifestText(file: file, entries: entriesPerFile)
+        bytes += text.utf8.count
+        try text.write(toFile: String(format: "%@/%03d-bench.yaml", directory, file), atomically: false, encoding: .utf8)
+    }
+    var config = AgentConfig.defaults(scope: .system)
+    config.allowedRoots = ["/srv"]
+    let loader = ManifestLoader(config: config)
+    var times: [Double] = []
+    var entries = 0
+    for _ in 0..<runs {
+        let start = monotonicSeconds()
+        let parsed = try loader.load(paths: [directory])
+        times.append(monotonicSeconds() - start)
+        entries = parsed.reduce(0) { $0 + ($1.manifest?.entryCount ?? 0) }
+        precondition(parsed.count == files && parsed.allSatisfy(\.isValid), "benchmark manifests must be valid")
+    }
+    times.sort()
+    let median = times[times.count / 2]
+    print("manifests: \(files) files, \(entries) entries, \(bytes / 1024) KiB of YAML, \(runs) runs")
+    print(String(format: "  load+validate: median %.1f ms, min %.1f ms, max %.1f ms (%.0f entries/s)",
+        median * 1000, times.first! * 1000, times.last! * 1000, Double(entries) / median))
+    print(String(format: "  peak RSS: %.1f MiB", peakResidentMiB()))
+    print("  target: well under 1 s for 10,000 entries in 100 files")
+}
+
+switch CommandLine.arguments.dropFirst().first {
+case "manifests":
+    try benchmarkManifests()
+default:
+    print("usage: barge-bench manifests [--files N] [--entries-per-file N] [--runs N]")
+    exit(2)
+}

@@ -143,7 +143,7 @@ public struct ManifestParser: Sendable {
 
     /// The items of a `download` or `upload` list (an empty or missing list is reported by the caller).
     private func entryList(_ node: Node, _ key: String, into source: inout YAMLSource) -> [Node]? {
-        if case .scalar(let scalar) = node, scalar.string.isEmpty, scalar.style == .plain { return [] }
+        if case .scalar(let scalar) = node, YAMLSource.isNull(scalar) { return [] }
         guard case .sequence(let sequence) = node else {
             source.error(node, "'\(key)' must be a list of entries (each starting with '- '), found \(YAMLSource.describe(node))")
             return nil
@@ -194,9 +194,9 @@ public struct ManifestParser: Sendable {
                 destination = self.destination(pair.value, into: &source)
             case "sha256":
                 if let text = source.string(pair.value, "sha256") {
-                    let lowered = text.lowercased()
-                    if lowered.count == 64, lowered.allSatisfy({ $0.isHexDigit }) {
-                        entry.sha256 = lowered
+                    let isHex = text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x41...0x46).contains($0 & 0xDF) }
+                    if text.utf8.count == 64, isHex {
+                        entry.sha256 = text.lowercased()
                     } else {
                         source.error(pair.value, "'sha256' must be 64 hexadecimal digits, found \(text.count) characters: '\(text)'")
                     }

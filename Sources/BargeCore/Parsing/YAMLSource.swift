@@ -16,7 +16,9 @@ struct YAMLSource {
     /// Composes `text`; a syntax error becomes a diagnostic at its position and the result is nil.
     mutating func compose(_ text: String) -> Node? {
         do {
-            return try Yams.compose(yaml: text)
+            // The basic resolver tags every scalar as a string: the parsers read raw text themselves (so `off`
+            // and `no` stay words, and `0644` stays octal text), and no regular expression runs per scalar.
+            return try Yams.compose(yaml: text, .basic)
         } catch let error as YamlError {
             self.report(error)
         } catch {
@@ -77,11 +79,16 @@ struct YAMLSource {
     /// A noun phrase for what a node is, for "expected X, found Y" messages.
     static func describe(_ node: Node) -> String {
         switch node {
-        case .scalar(let scalar): scalar.string.isEmpty && scalar.style == .plain ? "nothing" : "'\(scalar.string)'"
+        case .scalar(let scalar): Self.isNull(scalar) ? "nothing" : "'\(scalar.string)'"
         case .mapping: "a mapping"
         case .sequence: "a list"
         case .alias: "an alias"
         }
+    }
+
+    /// Whether a scalar is YAML's null: empty, `~` or `null`, unquoted.
+    static func isNull(_ scalar: Node.Scalar) -> Bool {
+        scalar.style == .plain && ["", "~", "null", "Null", "NULL"].contains(scalar.string)
     }
 
     /// The node's pairs with string keys, or nil (and an error) when it is not a mapping.
@@ -125,7 +132,7 @@ struct YAMLSource {
             self.error(node, "'\(key)' must be a single value, found \(Self.describe(node))")
             return nil
         }
-        if scalar.string.isEmpty {
+        if scalar.string.isEmpty || Self.isNull(scalar) {
             self.error(node, "'\(key)' is empty")
             return nil
         }

@@ -28,12 +28,30 @@ public enum PathRules {
         guard !path.isEmpty else { return .failure(.empty) }
         guard !path.contains("\0") else { return .failure(.nulCharacter) }
         guard path.hasPrefix("/") else { return .failure(.relative) }
-        if path.count > 1, path.hasSuffix("/"), !allowTrailingSlash { return .failure(.trailingSlash) }
+        if path.utf8.count > 1, path.hasSuffix("/"), !allowTrailingSlash { return .failure(.trailingSlash) }
+        if Self.isNormal(path) { return .success(path) }
         let components = path.split(separator: "/", omittingEmptySubsequences: true)
         if let dot = components.first(where: { $0 == "." || $0 == ".." }) {
             return .failure(.dotComponent(String(dot)))
         }
         return .success("/" + components.joined(separator: "/"))
+    }
+
+    /// Whether an absolute path has no empty, `.` or `..` component and no trailing slash (one pass over bytes).
+    static func isNormal(_ path: String) -> Bool {
+        var componentLength = 0
+        var dots = 0
+        for byte in path.utf8.dropFirst() {
+            if byte == UInt8(ascii: "/") {
+                if componentLength == 0 || componentLength == dots && dots <= 2 { return false }
+                componentLength = 0
+                dots = 0
+            } else {
+                componentLength += 1
+                if byte == UInt8(ascii: ".") { dots += 1 }
+            }
+        }
+        return path.utf8.count == 1 || componentLength > 0 && !(componentLength == dots && dots <= 2)
     }
 
     /// Whether normalised `path` is `root` or lies below it, compared component by component.

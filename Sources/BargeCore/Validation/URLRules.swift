@@ -9,8 +9,9 @@ public enum URLRules {
     ///   - text: the URL as written.
     ///   - allowedSchemes: the agent config's `allowed-schemes`.
     public static func problem(with text: String, allowedSchemes: [String]) -> String? {
-        guard !text.contains(where: { $0.isWhitespace }) else {
-            return "'\(text)' is not a valid URL: it contains white space (write spaces as %20)"
+        // Scanning bytes: URLs are ASCII, and Character.isWhitespace costs a Unicode property lookup per character.
+        guard !text.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
+            return "'\(text)' is not a valid URL: it contains white space or a control character (write spaces as %20)"
         }
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
             return "'\(text)' is not a valid URL; expected scheme://host/path such as https://example.com/file"
