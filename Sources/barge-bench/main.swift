@@ -12,7 +12,8 @@ import Glibc
 
 func option(_ name: String, default value: Int) -> Int {
     let arguments = CommandLine.arguments
-    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count, let parsed = Int(arguments[index + 1])
+    guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count,
+        let parsed = Int(arguments[index + 1])
     else { return value }
     return parsed
 }
@@ -80,7 +81,11 @@ func benchmarkManifests() throws {
     for file in 0..<files {
         let text = manifestText(file: file, entries: entriesPerFile)
         bytes += text.utf8.count
-        try text.write(toFile: String(format: "%@/%03d-bench.yaml", directory, file), atomically: false, encoding: .utf8)
+        try text.write(
+            toFile: String(format: "%@/%03d-bench.yaml", directory, file),
+            atomically: false,
+            encoding: .utf8
+        )
     }
     var config = AgentConfig.defaults(scope: .system)
     config.allowedRoots = ["/srv"]
@@ -97,8 +102,15 @@ func benchmarkManifests() throws {
     times.sort()
     let median = times[times.count / 2]
     print("manifests: \(files) files, \(entries) entries, \(bytes / 1024) KiB of YAML, \(runs) runs")
-    print(String(format: "  load+validate: median %.1f ms, min %.1f ms, max %.1f ms (%.0f entries/s)",
-        median * 1000, times.first! * 1000, times.last! * 1000, Double(entries) / median))
+    print(
+        String(
+            format: "  load+validate: median %.1f ms, min %.1f ms, max %.1f ms (%.0f entries/s)",
+            median * 1000,
+            times.first! * 1000,
+            times.last! * 1000,
+            Double(entries) / median
+        )
+    )
     print(String(format: "  peak RSS: %.1f MiB", peakResidentMiB()))
     print("  target: well under 1 s for 10,000 entries in 100 files")
 }

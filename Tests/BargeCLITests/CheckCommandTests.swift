@@ -10,7 +10,11 @@ struct CheckCommandTests {
         #expect(result.status == 0, "\(result.standardOutput)\(result.standardError)")
         let lines = result.standardOutput.split(separator: "\n")
         #expect(lines.count >= 5)
-        #expect(lines.contains("10-models: valid, 2 entries (2 downloads, 0 uploads), 97.8 MiB declared + 1 of unknown size"))
+        #expect(
+            lines.contains(
+                "10-models: valid, 2 entries (2 downloads, 0 uploads), 97.8 MiB declared + 1 of unknown size"
+            )
+        )
         #expect(lines.contains { $0.hasPrefix("40-logs: valid, 1 entry (0 downloads, 1 upload)") })
         #expect(lines.last == "4 manifests, all valid")
     }
@@ -29,7 +33,9 @@ struct CheckCommandTests {
         let file = self.fixtures + "/bad/unknown-entry-key.yaml"
         let result = try BargeCommand.run(["check", "--json", "--config", self.fixtures + "/barge-test.yaml", file])
         #expect(result.status == 1)
-        let root = try #require(try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
+        let root = try #require(
+            try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any]
+        )
         #expect(root["valid"] as? Bool == false)
         let manifests = try #require(root["manifests"] as? [[String: Any]])
         let diagnostics = try #require(manifests.first?["diagnostics"] as? [[String: Any]])
@@ -42,7 +48,9 @@ struct CheckCommandTests {
             "check", "--json", "--config", self.fixtures + "/barge-test.yaml", self.fixtures + "/good",
         ])
         #expect(result.status == 0, "\(result.standardOutput)")
-        let root = try #require(try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any])
+        let root = try #require(
+            try JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any]
+        )
         let manifests = try #require(root["manifests"] as? [[String: Any]])
         let mirrors = try #require(manifests.first { $0["id"] as? String == "mirrors" })
         #expect(mirrors["declaredBytes"] as? Int == 4 << 30)
@@ -53,7 +61,11 @@ struct CheckCommandTests {
         let scratch = NSTemporaryDirectory() + "barge-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: scratch + "/manifests.d", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        try "manifests: manifests.d\nallowed-roots: [/srv]\n".write(toFile: scratch + "/barge.yaml", atomically: false, encoding: .utf8)
+        try "manifests: manifests.d\nallowed-roots: [/srv]\n".write(
+            toFile: scratch + "/barge.yaml",
+            atomically: false,
+            encoding: .utf8
+        )
         try "version: 1\ndownload: [{url: 'https://e.com/a', dest: /srv/a}]\n"
             .write(toFile: scratch + "/manifests.d/one.yaml", atomically: false, encoding: .utf8)
         let result = try BargeCommand.run(["check", "--config", scratch + "/barge.yaml"])
@@ -65,14 +77,22 @@ struct CheckCommandTests {
         let scratch = NSTemporaryDirectory() + "barge-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        try "allowed-schemes: [https, gopher]\n".write(toFile: scratch + "/barge.yaml", atomically: false, encoding: .utf8)
+        try "allowed-schemes: [https, gopher]\n".write(
+            toFile: scratch + "/barge.yaml",
+            atomically: false,
+            encoding: .utf8
+        )
         let result = try BargeCommand.run(["check", "--config", scratch + "/barge.yaml", "examples/manifests.d"])
         #expect(result.status == 1)
-        #expect(result.standardOutput.contains("\(scratch)/barge.yaml:1:26: error: 'gopher' is not a scheme barge speaks"))
+        #expect(
+            result.standardOutput.contains("\(scratch)/barge.yaml:1:26: error: 'gopher' is not a scheme barge speaks")
+        )
     }
 
-    @Test(arguments: [["check", "/nonexistent/manifests.d"], ["check", "--frobnicate"], ["frobnicate"],
-        ["check", "--config", "/nonexistent/barge.yaml", "examples/manifests.d"]])
+    @Test(arguments: [
+        ["check", "/nonexistent/manifests.d"], ["check", "--frobnicate"], ["frobnicate"],
+        ["check", "--config", "/nonexistent/barge.yaml", "examples/manifests.d"],
+    ])
     func usageErrorsExitTwo(arguments: [String]) throws {
         let result = try BargeCommand.run(arguments)
         #expect(result.status == 2, "\(result.standardError)")
@@ -103,6 +123,9 @@ struct CLIDocumentationTests {
         let shown = try Self.shownOutput(of: command)
         let result = try BargeCommand.run(Array(command.split(separator: " ").dropFirst().map(String.init)))
         #expect(result.status == 0)
-        #expect(result.standardOutput.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init) == shown)
+        #expect(
+            result.standardOutput.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
+                == shown
+        )
     }
 }

@@ -53,7 +53,9 @@ struct AgentConfigParserTests {
             path: "/etc/barge/barge.yaml"
         )
         #expect(parsed.config == AgentConfig.defaults(scope: .system))
-        #expect(parsed.diagnostics.map { "\($0.location.line):\($0.location.column)" } == ["1:26", "2:1", "3:22", "4:48"])
+        #expect(
+            parsed.diagnostics.map { "\($0.location.line):\($0.location.column)" } == ["1:26", "2:1", "3:22", "4:48"]
+        )
         #expect(parsed.diagnostics[1].message.contains("did you mean 'concurrency'?"))
     }
 

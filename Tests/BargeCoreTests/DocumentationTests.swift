@@ -60,7 +60,10 @@ struct DocumentationTests {
 
     @Test func theSampleConfigParsesToTheDefaultsItClaims() throws {
         let text = try String(contentsOfFile: Self.root + "/etc/barge/barge.yaml", encoding: .utf8)
-        let parsed = AgentConfigParser(defaults: .defaults(scope: .system)).parse(text: text, path: "/etc/barge/barge.yaml")
+        let parsed = AgentConfigParser(defaults: .defaults(scope: .system)).parse(
+            text: text,
+            path: "/etc/barge/barge.yaml"
+        )
         #expect(parsed.diagnostics.isEmpty, "\(parsed.diagnostics)")
         var expected = AgentConfig.defaults(scope: .system)
         expected.bandwidth = parsed.config.bandwidth

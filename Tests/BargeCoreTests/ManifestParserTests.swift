@@ -8,7 +8,11 @@ struct TableFileFacts: FileFacts {
     func status(ofPath path: String) -> FileStatus? { self.table[path] }
 }
 
-func parse(_ text: String, config: AgentConfig = .defaults(scope: .system), facts: any FileFacts = NoFileFacts())
+func parse(
+    _ text: String,
+    config: AgentConfig = .defaults(scope: .system),
+    facts: any FileFacts = NoFileFacts()
+)
     -> ParsedManifest
 {
     ManifestParser(config: config, facts: facts).parse(text: text, path: "m.yaml", id: "m")
@@ -110,9 +114,11 @@ struct ManifestParserTests {
         let text = "version: 1\ndownload:\n  - {url: 'https://e.com/a', dest: /srv/data}\n"
         #expect(parse(text).isValid)
         let parsed = parse(text, facts: facts)
-        #expect(parsed.diagnostics.map(\.description) == [
-            "m.yaml:3:36: error: 'dest' names an existing directory '/srv/data'; name the file to write inside it"
-        ])
+        #expect(
+            parsed.diagnostics.map(\.description) == [
+                "m.yaml:3:36: error: 'dest' names an existing directory '/srv/data'; name the file to write inside it"
+            ]
+        )
     }
 
     @Test func secretFilesMustExistAndBePrivate() {
@@ -127,7 +133,9 @@ struct ManifestParserTests {
     @Test func schemesFollowTheConfig() {
         var config = AgentConfig.defaults(scope: .system)
         let text = "version: 1\ndownload:\n  - {url: 'file:///mnt/share/a', dest: /srv/a}\n"
-        #expect(parse(text, config: config).diagnostics.first?.message.contains("not allowed by the agent config") == true)
+        #expect(
+            parse(text, config: config).diagnostics.first?.message.contains("not allowed by the agent config") == true
+        )
         config.allowedSchemes.append("file")
         #expect(parse(text, config: config).isValid)
     }
@@ -138,9 +146,13 @@ struct ManifestParserTests {
     }
 
     @Test func hooksAreArgvLists() throws {
-        let good = parse("version: 1\nhooks: {on-complete: [/usr/bin/logger, done]}\ndownload: [{url: 'https://e.com/a', dest: /srv/a}]\n")
+        let good = parse(
+            "version: 1\nhooks: {on-complete: [/usr/bin/logger, done]}\ndownload: [{url: 'https://e.com/a', dest: /srv/a}]\n"
+        )
         #expect(good.manifest?.hooks.onComplete == ["/usr/bin/logger", "done"])
-        let shell = parse("version: 1\nhooks: {on-error: 'logger failed'}\ndownload: [{url: 'https://e.com/a', dest: /srv/a}]\n")
+        let shell = parse(
+            "version: 1\nhooks: {on-error: 'logger failed'}\ndownload: [{url: 'https://e.com/a', dest: /srv/a}]\n"
+        )
         #expect(shell.diagnostics.first?.message.contains("barge runs no shell") == true)
     }
 }
@@ -156,16 +168,26 @@ struct ManifestSetTests {
         let result = ManifestSet.validate([first, second])
         #expect(result[0].isValid)
         #expect(!result[1].isValid)
-        #expect(result[1].diagnostics.map(\.description) == [
-            "d/20-b.yaml:3:36: error: destination '/srv/a' is already claimed by d/10-a.yaml:3:36; "
-                + "the first manifest in file-name order owns it"
-        ])
+        #expect(
+            result[1].diagnostics.map(\.description) == [
+                "d/20-b.yaml:3:36: error: destination '/srv/a' is already claimed by d/10-a.yaml:3:36; "
+                    + "the first manifest in file-name order owns it"
+            ]
+        )
     }
 
     @Test func idsAreUnique() {
         let parser = ManifestParser(config: .defaults(scope: .system))
-        let a = parser.parse(text: "version: 1\ndownload: [{url: 'https://e.com/a', dest: /srv/a}]", path: "a.yaml", id: "a")
-        let b = parser.parse(text: "version: 1\ndownload: [{url: 'https://e.com/b', dest: /srv/b}]", path: "a.yml", id: "a")
+        let a = parser.parse(
+            text: "version: 1\ndownload: [{url: 'https://e.com/a', dest: /srv/a}]",
+            path: "a.yaml",
+            id: "a"
+        )
+        let b = parser.parse(
+            text: "version: 1\ndownload: [{url: 'https://e.com/b', dest: /srv/b}]",
+            path: "a.yml",
+            id: "a"
+        )
         #expect(ManifestSet.validate([a, b])[1].diagnostics.first?.message.contains("already used by a.yaml") == true)
     }
 }

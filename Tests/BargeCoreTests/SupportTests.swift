@@ -55,17 +55,25 @@ struct DropInRulesTests {
     }
 
     @Test func sortsByBytes() {
-        #expect(DropInRules.sorted(["b.yaml", "B.yaml", "a.yaml", "10.yaml", "9.yaml"])
-            == ["10.yaml", "9.yaml", "B.yaml", "a.yaml", "b.yaml"])
+        #expect(
+            DropInRules.sorted(["b.yaml", "B.yaml", "a.yaml", "10.yaml", "9.yaml"])
+                == ["10.yaml", "9.yaml", "B.yaml", "a.yaml", "b.yaml"]
+        )
     }
 
     @Test func trustsOnlyOwnerWritableManifests() {
         let good = FileStatus(kind: .regular, mode: 0o644, owner: 0)
         #expect(DropInRules.trustProblem(status: good, path: "/m.yaml", agentUID: 0) == nil)
         let groupWritable = FileStatus(kind: .regular, mode: 0o664, owner: 0)
-        #expect(DropInRules.trustProblem(status: groupWritable, path: "/m.yaml", agentUID: 0)?.contains("chmod go-w /m.yaml") == true)
+        #expect(
+            DropInRules.trustProblem(status: groupWritable, path: "/m.yaml", agentUID: 0)?.contains(
+                "chmod go-w /m.yaml"
+            ) == true
+        )
         let foreign = FileStatus(kind: .regular, mode: 0o644, owner: 1000)
-        #expect(DropInRules.trustProblem(status: foreign, path: "/m.yaml", agentUID: 0)?.contains("chown root:root") == true)
+        #expect(
+            DropInRules.trustProblem(status: foreign, path: "/m.yaml", agentUID: 0)?.contains("chown root:root") == true
+        )
         #expect(DropInRules.trustProblem(status: foreign, path: "/m.yaml", agentUID: 1000) == nil)
     }
 }

@@ -9,10 +9,12 @@ let unicodeGarbage = Gen.unicodeScalar(in: "\u{0}"..."\u{2FFF}").map { Character
 
 @Suite("ByteCount")
 struct ByteCountTests {
-    @Test(arguments: [
-        ("1048576", 1_048_576), ("0", 0), ("500MB", 500_000_000), ("4GiB", 4 << 30), ("4 GiB", 4 << 30),
-        ("1.5KiB", 1536), ("97.8MiB", 102_550_732), ("2tb", 2_000_000_000_000), ("7B", 7), ("1kib", 1024),
-    ] as [(String, UInt64)])
+    @Test(
+        arguments: [
+            ("1048576", 1_048_576), ("0", 0), ("500MB", 500_000_000), ("4GiB", 4 << 30), ("4 GiB", 4 << 30),
+            ("1.5KiB", 1536), ("97.8MiB", 102_550_732), ("2tb", 2_000_000_000_000), ("7B", 7), ("1kib", 1024),
+        ] as [(String, UInt64)]
+    )
     func parsesExamples(text: String, bytes: UInt64) throws {
         #expect(try ByteCount(parsing: text).bytes == bytes)
     }
@@ -56,10 +58,12 @@ struct ByteCountTests {
 
 @Suite("ByteRate and RateLimit")
 struct ByteRateTests {
-    @Test(arguments: [
-        ("5MiB/s", 5 << 20), ("800KB/s", 800_000), ("20Mbit/s", 2_500_000), ("1Gbit/s", 125_000_000),
-        ("64kbit/s", 8_000), ("100 B/s", 100), ("1.5MiB/s", 1_572_864),
-    ] as [(String, UInt64)])
+    @Test(
+        arguments: [
+            ("5MiB/s", 5 << 20), ("800KB/s", 800_000), ("20Mbit/s", 2_500_000), ("1Gbit/s", 125_000_000),
+            ("64kbit/s", 8_000), ("100 B/s", 100), ("1.5MiB/s", 1_572_864),
+        ] as [(String, UInt64)]
+    )
     func parsesExamples(text: String, bytesPerSecond: UInt64) throws {
         #expect(try ByteRate(parsing: text).bytesPerSecond == bytesPerSecond)
     }
@@ -96,10 +100,12 @@ struct ByteRateTests {
 
 @Suite("TimeSpan")
 struct TimeSpanTests {
-    @Test(arguments: [
-        ("30s", 30), ("6h", 21_600), ("1h30m", 5_400), ("14d", 1_209_600), ("2w", 1_209_600), ("0s", 0),
-        ("1d2h3m4s", 93_784), (" 5m ", 300),
-    ] as [(String, Int64)])
+    @Test(
+        arguments: [
+            ("30s", 30), ("6h", 21_600), ("1h30m", 5_400), ("14d", 1_209_600), ("2w", 1_209_600), ("0s", 0),
+            ("1d2h3m4s", 93_784), (" 5m ", 300),
+        ] as [(String, Int64)]
+    )
     func parsesExamples(text: String, seconds: Int64) throws {
         #expect(try TimeSpan(parsing: text).seconds == seconds)
     }
@@ -162,7 +168,11 @@ struct TimeWindowTests {
     }
 
     @Test func misspeltDaySuggestsTheDay() {
-        #expect(throws: UnitError("'fry' is not a weekday; expected one of mon, tue, wed, thu, fri, sat, sun; did you mean 'fri'?")) {
+        #expect(
+            throws: UnitError(
+                "'fry' is not a weekday; expected one of mon, tue, wed, thu, fri, sat, sun; did you mean 'fri'?"
+            )
+        ) {
             try WeekdaySet(parsing: "fry")
         }
     }

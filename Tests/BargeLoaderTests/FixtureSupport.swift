@@ -5,7 +5,9 @@ import Testing
 
 /// The fixtures directory beside this file, and the config the fixtures are checked under.
 enum Fixtures {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+        "Fixtures"
+    ).path
 
     static var config: AgentConfig {
         get throws {

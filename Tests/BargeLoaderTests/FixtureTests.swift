@@ -25,7 +25,10 @@ struct FixtureTests {
                 $0.location.line == expectation.line && $0.location.column == expectation.column
                     && $0.message.contains(expectation.fragment)
             }
-            #expect(match, "expected \(expectation) in \(file); got:\n\(errors.map(\.description).joined(separator: "\n"))")
+            #expect(
+                match,
+                "expected \(expectation) in \(file); got:\n\(errors.map(\.description).joined(separator: "\n"))"
+            )
         }
         #expect(errors.count == expectations.count, "\(errors.map(\.description).joined(separator: "\n"))")
     }
@@ -53,10 +56,13 @@ struct FixtureTests {
         let expectations = try Fixtures.expectations(in: second.path)
         #expect(expectations.count == 1)
         for expectation in expectations {
-            #expect(second.diagnostics.contains {
-                $0.location.line == expectation.line && $0.location.column == expectation.column
-                    && $0.message.contains(expectation.fragment)
-            }, "\(second.diagnostics)")
+            #expect(
+                second.diagnostics.contains {
+                    $0.location.line == expectation.line && $0.location.column == expectation.column
+                        && $0.message.contains(expectation.fragment)
+                },
+                "\(second.diagnostics)"
+            )
         }
     }
 }

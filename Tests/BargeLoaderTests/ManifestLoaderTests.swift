@@ -43,9 +43,10 @@ struct ManifestLoaderTests {
 
     @Test func readsOnlyManifestsInByteOrder() throws {
         let scratch = try ScratchDirectory()
-        for name in ["20-b.yaml", "10-a.yml", "B.yaml", ".hidden.yaml", "a.yaml~", "x.yaml.dpkg-new", "y.rpmsave",
-            "README", ".z.yaml.swp"]
-        {
+        for name in [
+            "20-b.yaml", "10-a.yml", "B.yaml", ".hidden.yaml", "a.yaml~", "x.yaml.dpkg-new", "y.rpmsave",
+            "README", ".z.yaml.swp",
+        ] {
             try scratch.write("d/\(name)", self.manifest(dest: "\(scratch.path)/out/\(name)"))
         }
         let loader = ManifestLoader(config: self.config(root: scratch.path))
@@ -68,10 +69,12 @@ struct ManifestLoaderTests {
         let file = try scratch.write("m.yaml", self.manifest(dest: "\(scratch.path)/a"), mode: 0o664)
         let parsed = ManifestLoader(config: self.config(root: scratch.path), agentUID: getuid()).load(file: file)
         #expect(!parsed.isValid)
-        #expect(parsed.diagnostics.map(\.description) == [
-            "\(file):1:1: error: manifest is writable by group or others (mode 0664), so the agent refuses it; "
-                + "run: chmod go-w \(file)"
-        ])
+        #expect(
+            parsed.diagnostics.map(\.description) == [
+                "\(file):1:1: error: manifest is writable by group or others (mode 0664), so the agent refuses it; "
+                    + "run: chmod go-w \(file)"
+            ]
+        )
     }
 
     @Test(.enabled(if: getuid() == 0, "chown needs root"))

@@ -131,7 +131,12 @@ public struct BandwidthRule: Hashable, Sendable {
     public var perPriority: [Priority: RateLimit]
 
     /// Creates a row.
-    public init(at: Int, days: WeekdaySet = .everyDay, total: RateLimit? = nil, perPriority: [Priority: RateLimit] = [:]) {
+    public init(
+        at: Int,
+        days: WeekdaySet = .everyDay,
+        total: RateLimit? = nil,
+        perPriority: [Priority: RateLimit] = [:]
+    ) {
         self.at = at
         self.days = days
         self.total = total

@@ -51,13 +51,16 @@ public struct AgentConfigParser: Sendable {
                     source.error(value, "config version '\(version)' is not supported; this barge reads version 1")
                 }
             case "manifests":
-                config.manifestDirectory = Self.path(value, "manifests", relativeTo: directory, into: &source)
+                config.manifestDirectory =
+                    Self.path(value, "manifests", relativeTo: directory, into: &source)
                     ?? config.manifestDirectory
             case "state-dir":
-                config.stateDirectory = Self.path(value, "state-dir", relativeTo: directory, into: &source)
+                config.stateDirectory =
+                    Self.path(value, "state-dir", relativeTo: directory, into: &source)
                     ?? config.stateDirectory
             case "control-socket":
-                config.controlSocket = Self.path(value, "control-socket", relativeTo: directory, into: &source)
+                config.controlSocket =
+                    Self.path(value, "control-socket", relativeTo: directory, into: &source)
                     ?? config.controlSocket
             case "allowed-roots":
                 if let roots = Self.roots(value, relativeTo: directory, into: &source) { config.allowedRoots = roots }
@@ -81,7 +84,12 @@ public struct AgentConfigParser: Sendable {
         return ParsedAgentConfig(config: config, diagnostics: sorted)
     }
 
-    static func path(_ node: Node, _ key: String, relativeTo directory: String, into source: inout YAMLSource) -> String? {
+    static func path(
+        _ node: Node,
+        _ key: String,
+        relativeTo directory: String,
+        into source: inout YAMLSource
+    ) -> String? {
         guard let text = source.string(node, key) else { return nil }
         let resolved = PathRules.resolve(text, against: directory)
         switch PathRules.normalize(resolved, allowTrailingSlash: true) {
@@ -156,9 +164,15 @@ public struct AgentConfigParser: Sendable {
                 switch pair.key {
                 case "at":
                     sawAt = true
-                    guard let minutes = source.unit(pair.value, "at", { text throws(UnitError) in
-                        try TimeWindow.parseClock(Substring(text), in: text)
-                    }) else { return nil }
+                    guard
+                        let minutes = source.unit(
+                            pair.value,
+                            "at",
+                            { text throws(UnitError) in
+                                try TimeWindow.parseClock(Substring(text), in: text)
+                            }
+                        )
+                    else { return nil }
                     guard minutes < 1440 else {
                         source.error(pair.value, "'at' must be before 24:00; write 00:00 for midnight")
                         return nil
@@ -187,7 +201,10 @@ public struct AgentConfigParser: Sendable {
                 }
             }
             guard sawAt, sawLimit else {
-                source.error(item, "a bandwidth row needs 'at' (HH:MM) and 'limit' (a rate, off, or rates per priority)")
+                source.error(
+                    item,
+                    "a bandwidth row needs 'at' (HH:MM) and 'limit' (a rate, off, or rates per priority)"
+                )
                 return nil
             }
             rules.append(rule)
@@ -198,7 +215,10 @@ public struct AgentConfigParser: Sendable {
     /// `[{match: {interface: "wwan*", kind: tether}, cost: metered, roaming: true}]`
     static func networks(_ node: Node, into source: inout YAMLSource) -> [NetworkRule]? {
         guard case .sequence(let items) = node else {
-            source.error(node, "'networks' must be a list of rules such as {match: {interface: \"wwan*\"}, cost: metered}")
+            source.error(
+                node,
+                "'networks' must be a list of rules such as {match: {interface: \"wwan*\"}, cost: metered}"
+            )
             return nil
         }
         var rules: [NetworkRule] = []

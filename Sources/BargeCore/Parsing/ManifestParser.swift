@@ -145,7 +145,10 @@ public struct ManifestParser: Sendable {
     private func entryList(_ node: Node, _ key: String, into source: inout YAMLSource) -> [Node]? {
         if case .scalar(let scalar) = node, YAMLSource.isNull(scalar) { return [] }
         guard case .sequence(let sequence) = node else {
-            source.error(node, "'\(key)' must be a list of entries (each starting with '- '), found \(YAMLSource.describe(node))")
+            source.error(
+                node,
+                "'\(key)' must be a list of entries (each starting with '- '), found \(YAMLSource.describe(node))"
+            )
             return nil
         }
         return Array(sequence)
@@ -155,11 +158,20 @@ public struct ManifestParser: Sendable {
 
     private func download(_ node: Node, base: TransferPolicy, into source: inout YAMLSource) -> DownloadEntry? {
         let errorsBefore = source.errorCount
-        guard let pairs = source.knownPairs(node, "a download entry", allowed: Self.downloadKeys, hint: { key in
-            ["src": "'src' belongs to uploads; a download names the file it writes with 'dest'",
-             "destination": "did you mean 'dest'?", "hash": "did you mean 'sha256'?",
-             "checksum": "did you mean 'sha256'?"][key]
-        }) else { return nil }
+        guard
+            let pairs = source.knownPairs(
+                node,
+                "a download entry",
+                allowed: Self.downloadKeys,
+                hint: { key in
+                    [
+                        "src": "'src' belongs to uploads; a download names the file it writes with 'dest'",
+                        "destination": "did you mean 'dest'?", "hash": "did you mean 'sha256'?",
+                        "checksum": "did you mean 'sha256'?",
+                    ][key]
+                }
+            )
+        else { return nil }
         var urls: [String] = []
         var urlNode: Node?
         var destination: String?
@@ -187,7 +199,10 @@ public struct ManifestParser: Sendable {
                         }
                     }
                 } else {
-                    source.error(pair.value, "'mirrors' must be a list of URLs tried in order, found \(YAMLSource.describe(pair.value))")
+                    source.error(
+                        pair.value,
+                        "'mirrors' must be a list of URLs tried in order, found \(YAMLSource.describe(pair.value))"
+                    )
                 }
             case "dest":
                 destinationNode = pair.value
@@ -198,7 +213,10 @@ public struct ManifestParser: Sendable {
                     if text.utf8.count == 64, isHex {
                         entry.sha256 = text.lowercased()
                     } else {
-                        source.error(pair.value, "'sha256' must be 64 hexadecimal digits, found \(text.count) characters: '\(text)'")
+                        source.error(
+                            pair.value,
+                            "'sha256' must be 64 hexadecimal digits, found \(text.count) characters: '\(text)'"
+                        )
                     }
                 }
             case "size":
@@ -224,10 +242,19 @@ public struct ManifestParser: Sendable {
 
     private func upload(_ node: Node, base: TransferPolicy, into source: inout YAMLSource) -> UploadEntry? {
         let errorsBefore = source.errorCount
-        guard let pairs = source.knownPairs(node, "an upload entry", allowed: Self.uploadKeys, hint: { key in
-            ["dest": "'dest' belongs to downloads; an upload names its local files with 'src'",
-             "source": "did you mean 'src'?", "mirrors": "an upload has one 'url'"][key]
-        }) else { return nil }
+        guard
+            let pairs = source.knownPairs(
+                node,
+                "an upload entry",
+                allowed: Self.uploadKeys,
+                hint: { key in
+                    [
+                        "dest": "'dest' belongs to downloads; an upload names its local files with 'src'",
+                        "source": "did you mean 'src'?", "mirrors": "an upload has one 'url'",
+                    ][key]
+                }
+            )
+        else { return nil }
         var entry = UploadEntry(source: "", urlTemplate: "", location: source.location(node))
         var sourceNode: Node?
         var template: String?
@@ -247,7 +274,8 @@ public struct ManifestParser: Sendable {
                     }
                 }
             case "protocol":
-                entry.uploadProtocol = source.choice(pair.value, "protocol", as: UploadEntry.UploadProtocol.self) ?? .put
+                entry.uploadProtocol =
+                    source.choice(pair.value, "protocol", as: UploadEntry.UploadProtocol.self) ?? .put
             case "after":
                 entry.after = self.afterUpload(pair.value, into: &source) ?? .keep
             default:
@@ -461,7 +489,8 @@ public struct ManifestParser: Sendable {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         func isName(_ name: Substring) -> Bool {
             guard let first = name.first, first.isLetter || first == "_" || first.isASCIIDigit else { return false }
-            return name.count <= 32 && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) }
+            return name.count <= 32
+                && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) }
         }
         guard (1...2).contains(parts.count), parts.allSatisfy(isName) else {
             source.error(node, "'owner' must be 'user' or 'user:group' (names or numeric ids), found '\(text)'")
@@ -479,7 +508,10 @@ public struct ManifestParser: Sendable {
             return nil
         }
         guard mode & 0o7000 == 0 else {
-            source.error(node, "'mode' \(text) sets setuid, setgid or sticky bits; barge writes plain files (e.g. \"0644\")")
+            source.error(
+                node,
+                "'mode' \(text) sets setuid, setgid or sticky bits; barge writes plain files (e.g. \"0644\")"
+            )
             return nil
         }
         guard mode & 0o002 == 0 else {
@@ -523,10 +555,17 @@ public struct ManifestParser: Sendable {
     }
 
     private func credentials(_ node: Node, into source: inout YAMLSource) -> Credentials? {
-        guard let pairs = source.knownPairs(node, "'auth'", allowed: ["bearer-file", "basic-file"], hint: { key in
-            ["token", "password", "bearer", "user", "username"].contains(key)
-                ? "never put secrets in a manifest: name a file with bearer-file or basic-file" : nil
-        }) else { return nil }
+        guard
+            let pairs = source.knownPairs(
+                node,
+                "'auth'",
+                allowed: ["bearer-file", "basic-file"],
+                hint: { key in
+                    ["token", "password", "bearer", "user", "username"].contains(key)
+                        ? "never put secrets in a manifest: name a file with bearer-file or basic-file" : nil
+                }
+            )
+        else { return nil }
         guard pairs.count == 1, let pair = pairs.first else {
             if pairs.isEmpty, case .mapping(let mapping) = node, !mapping.isEmpty { return nil }  // reported above
             source.error(node, "'auth' takes exactly one of bearer-file or basic-file")

@@ -37,7 +37,10 @@ struct YAMLSource {
         case .duplicatedKeysInMapping(let duplicates, let context):
             let names = duplicates.map { "'\($0)'" }.joined(separator: ", ")
             self.diagnostics.append(
-                .error(at: self.location(context.mark), "key \(names) appears more than once in this mapping; keep one of them")
+                .error(
+                    at: self.location(context.mark),
+                    "key \(names) appears more than once in this mapping; keep one of them"
+                )
             )
         case .reader(let problem, _, _, _):
             self.diagnostics.append(.error(at: .start(of: self.file), "not readable as UTF-8 text: \(problem)"))

@@ -53,11 +53,13 @@ public struct ByteCount: Hashable, Sendable, Comparable, CustomStringConvertible
     static func format(_ bytes: UInt64) -> String {
         guard bytes > 0 else { return "0B" }
         for (name, multiplier) in [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
-        as [(String, UInt64)] where bytes % multiplier == 0 {
+            as [(String, UInt64)] where bytes % multiplier == 0
+        {
             return "\(bytes / multiplier)\(name)"
         }
         for (name, multiplier) in [("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1_000)]
-        as [(String, UInt64)] where bytes % multiplier == 0 {
+            as [(String, UInt64)] where bytes % multiplier == 0
+        {
             return "\(bytes / multiplier)\(name)"
         }
         return "\(bytes)B"

@@ -1,6 +1,7 @@
 /// A day of the week, spelt `mon` … `sun` (full names are accepted too).
 public enum Weekday: Int, CaseIterable, Hashable, Sendable, Comparable, CustomStringConvertible {
-    case monday = 1, tuesday, wednesday, thursday, friday, saturday, sunday
+    case monday = 1
+    case tuesday, wednesday, thursday, friday, saturday, sunday
 
     /// The three-letter name used in manifests.
     public var description: String {
@@ -137,7 +138,9 @@ public struct TimeWindow: Hashable, Sendable, CustomStringConvertible {
             self.days = try WeekdaySet(parsing: pieces[0])
             hours = pieces[1]
         default:
-            throw UnitError("'\(text)' is not a time window; expected HH:MM-HH:MM, optionally after days: mon-fri 22:00-06:00")
+            throw UnitError(
+                "'\(text)' is not a time window; expected HH:MM-HH:MM, optionally after days: mon-fri 22:00-06:00"
+            )
         }
         let bounds = hours.split(separator: "-", omittingEmptySubsequences: false)
         guard bounds.count == 2 else {

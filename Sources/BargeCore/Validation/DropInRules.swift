@@ -34,7 +34,8 @@ public enum DropInRules {
         }
         if status.mode & 0o022 != 0 {
             let mode = FileStatus.octal(status.mode)
-            return "manifest is writable by group or others (mode \(mode)), so the agent refuses it; run: chmod go-w \(path)"
+            return
+                "manifest is writable by group or others (mode \(mode)), so the agent refuses it; run: chmod go-w \(path)"
         }
         return nil
     }

@@ -30,7 +30,8 @@ struct CheckReport {
             let errors = parsed.diagnostics.count { $0.severity == .error }
             return "\(parsed.id): invalid, \(errors) error\(errors == 1 ? "" : "s") (\(parsed.path))"
         }
-        var text = "\(parsed.id): valid, \(manifest.entryCount) entr\(manifest.entryCount == 1 ? "y" : "ies") "
+        var text =
+            "\(parsed.id): valid, \(manifest.entryCount) entr\(manifest.entryCount == 1 ? "y" : "ies") "
             + "(\(manifest.downloads.count) download\(manifest.downloads.count == 1 ? "" : "s"), "
             + "\(manifest.uploads.count) upload\(manifest.uploads.count == 1 ? "" : "s"))"
         let size = manifest.declaredSize

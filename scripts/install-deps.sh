@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the system packages Barge builds and tests with (Debian 12, as root).
+# The Swift 6 toolchain itself must already be on PATH (swift.org's Linux build).
+set -euo pipefail
+packages=(
+    libcurl4-openssl-dev    # the transfer engine (libcurl)
+    libnl-3-dev libnl-route-3-dev   # the netlink monitor
+    libsqlite3-dev          # the store (GRDB links the system SQLite)
+    libyaml-dev             # YAML (Yams embeds libyaml; the headers are on the design card)
+    pkg-config
+)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing packages: ${missing[*]}; run this script as root (or: sudo apt-get install ${missing[*]})" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+command -v swift >/dev/null || { echo "swift is not on PATH; install the Swift 6 toolchain first" >&2; exit 1; }
