@@ -21,12 +21,29 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // Manifest and agent-config model, units, validation. Parsing only: no file-system or network I/O.
         .target(
             name: "BargeCore",
             dependencies: [.product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
+        // libcurl, with typed wrappers for its variadic functions.
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        // Linux calls Swift's Glibc module leaves out (extended attributes, later SO_PEERCRED).
+        .target(name: "CBargeLinux"),
+        // The transfer engine: libcurl's multi interface on one thread, partial files, verification, commit.
+        .target(
+            name: "BargeTransfer",
+            dependencies: [
+                "BargeCore", "CCurl", "CBargeLinux", .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Reads the config file and the drop-in directory from disk and supplies the file-system facts
@@ -42,6 +59,7 @@ let package = Package(
             dependencies: [
                 "BargeCore",
                 "BargeLoader",
+                "BargeTransfer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -12,7 +12,7 @@ struct Barge: AsyncParsableCommand {
             See docs/ in the source tree, or https://… once packaged.
             """,
         version: "0.1.0",
-        subcommands: [Check.self]
+        subcommands: [Check.self, Get.self]
     )
 
     /// Runs the command line, mapping usage errors to exit status 2 (the convention `barge check` documents:

@@ -1,0 +1,58 @@
+/// A rate limiter that lets bytes through at `rate` on average, in the write path of a transfer.
+///
+/// It works on debt: a chunk is admitted while the balance is not negative and its size is then taken, so
+/// the balance may go below zero; the caller pauses until the balance is back to zero. Over any long span the
+/// bytes admitted are `rate × time + burst` at most, whatever the chunk sizes, which keeps the long-run rate
+/// exact even with large chunks. Pure: time is passed in.
+public struct TokenBucket: Sendable {
+    /// Bytes per second.
+    public private(set) var rate: Double
+    /// The most that can accumulate while idle, in bytes.
+    public private(set) var burst: Double
+    private var balance: Double
+    private var updatedAt: Double
+
+    /// Creates a full bucket.
+    ///
+    /// - Parameters:
+    ///   - bytesPerSecond: the rate.
+    ///   - burst: the largest burst after an idle period; default a tenth of a second of the rate, at least 16 KiB.
+    ///   - now: the current time in seconds (any monotonic origin).
+    public init(bytesPerSecond: UInt64, burst: Double? = nil, now: Double) {
+        self.rate = Double(bytesPerSecond)
+        self.burst = burst ?? max(Double(bytesPerSecond) / 10, 16_384)
+        self.balance = self.burst
+        self.updatedAt = now
+    }
+
+    private mutating func refill(now: Double) {
+        if now > self.updatedAt {
+            self.balance = min(self.burst, self.balance + (now - self.updatedAt) * self.rate)
+            self.updatedAt = now
+        }
+    }
+
+    /// Admits a chunk of `bytes` (taking them from the balance) or returns how long to wait before asking again.
+    ///
+    /// - Returns: nil when admitted; otherwise the seconds until the balance is back to zero.
+    public mutating func admit(_ bytes: Int, now: Double) -> Double? {
+        self.refill(now: now)
+        if self.balance < 0 { return -self.balance / self.rate }
+        self.balance -= Double(bytes)
+        return nil
+    }
+
+    /// The seconds until a chunk would be admitted (zero when it would be now), without taking anything.
+    public mutating func wait(now: Double) -> Double {
+        self.refill(now: now)
+        return self.balance < 0 ? -self.balance / self.rate : 0
+    }
+
+    /// Changes the rate at once; the balance carries over, capped to the new burst.
+    public mutating func setRate(bytesPerSecond: UInt64, now: Double) {
+        self.refill(now: now)
+        self.rate = Double(bytesPerSecond)
+        self.burst = max(Double(bytesPerSecond) / 10, 16_384)
+        self.balance = min(self.balance, self.burst)
+    }
+}

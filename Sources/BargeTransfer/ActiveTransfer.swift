@@ -1,0 +1,459 @@
+import BargeCore
+internal import CCurl
+import Glibc
+
+/// Seconds on the monotonic clock.
+func monotonicNow() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+}
+
+/// One transfer's state while the engine runs it: its curl easy handle, its partial file, the current attempt's
+/// response, and its pacing.
+///
+/// Confined to the engine thread: every method is called there (libcurl's callbacks included).
+final class ActiveTransfer {
+    /// What the body of the current response is used for.
+    enum BodyMode {
+        /// Headers not yet complete.
+        case undetermined
+        /// Content: append to the partial.
+        case write
+        /// An error page or a 304/416: not content.
+        case discard
+    }
+
+    let id: TransferID
+    let request: TransferRequest
+    let continuation: AsyncStream<TransferEvent>.Continuation
+    let easy: UnsafeMutableRawPointer
+    /// The engine-wide budget shared by all transfers.
+    let globalPacer: GlobalPacer
+    private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+
+    // The source and the partial.
+    var sourceIndex = 0
+    var partial: PartialFile?
+    var failures: [TransferFailure] = []
+
+    // The current attempt.
+    var attemptOffset: UInt64 = 0
+    var isHTTP = true
+    var responseHeaders: [String: String] = [:]
+    var status = 0
+    var bodyMode = BodyMode.undetermined
+    /// Set when the engine itself ends an attempt (a write error, a stall, a bad range); wins over curl's code.
+    var abortFailure: TransferFailure?
+    /// Set when the attempt must start over from byte 0 on the same source.
+    var restartFromZero = false
+    /// Ask for (and decode) compressed content: set after a server compressed a body we asked identity for.
+    var decodeContent = false
+    var restarts = 0
+    var transferred: UInt64 = 0
+    var sinceCheckpoint: UInt64 = 0
+    var inMulti = false
+
+    // Pacing, pausing and liveness.
+    var bucket: TokenBucket?
+    var pacedUntil: Double?
+    var userPaused = false
+    var lastByteAt = monotonicNow()
+    var lastProgressAt = 0.0
+    var lastProgressBytes: UInt64 = 0
+    var bytesPerSecond = 0.0
+
+    init(
+        id: TransferID,
+        request: TransferRequest,
+        continuation: AsyncStream<TransferEvent>.Continuation,
+        globalPacer: GlobalPacer
+    ) {
+        self.id = id
+        self.globalPacer = globalPacer
+        self.request = request
+        self.continuation = continuation
+        self.easy = curl_easy_init()!
+        self.errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        if case .limited(let rate) = request.maxRate {
+            self.bucket = TokenBucket(bytesPerSecond: rate.bytesPerSecond, now: monotonicNow())
+        }
+    }
+
+    deinit {
+        curl_easy_cleanup(self.easy)
+        curl_slist_free_all(self.headerList)
+        self.errorBuffer.deallocate()
+    }
+
+    var currentSource: String { self.request.sources[self.sourceIndex] }
+    var received: UInt64 { self.partial?.length ?? 0 }
+    var errorDetail: String { String(cString: self.errorBuffer) }
+
+    // MARK: Setting up an attempt
+
+    /// Configures the easy handle for an attempt on the current source, resuming from the partial.
+    ///
+    /// - Throws: ``TransferFailure`` when the partial cannot be opened or an option is refused.
+    func configureAttempt(firstAttempt: Bool) throws(TransferFailure) {
+        let url = self.currentSource
+        let scheme = url.prefix { $0 != ":" }.lowercased()
+        self.isHTTP = scheme == "http" || scheme == "https"
+        if self.partial == nil {
+            do {
+                self.partial = try PartialFile(destination: self.request.destination)
+            } catch {
+                throw TransferFailure(
+                    error.isTransient ? .transient : .permanent,
+                    "cannot write beside \(self.request.destination): \(error)"
+                )
+            }
+        }
+        let partial = self.partial!
+        var offset: UInt64
+        do {
+            if self.restartFromZero {
+                try partial.reset()
+                self.restartFromZero = false
+            }
+            offset = try partial.prepareResume(keepingAtMost: firstAttempt ? self.request.resumeOffset : nil)
+        } catch {
+            throw TransferFailure(error.isTransient ? .transient : .permanent, "cannot read the partial file: \(error)")
+        }
+        let validators = partial.validator.flatMap(Validators.init(encoded:)) ?? self.request.partialValidators
+        var ifRange: String?
+        if offset > 0, self.isHTTP {
+            ifRange = validators?.ifRange
+            if ifRange == nil {
+                // Without a validator a resumed range could splice two versions of the file: start over.
+                do { try partial.reset() } catch {
+                    throw TransferFailure(.transient, "cannot reset the partial file: \(error)")
+                }
+                offset = 0
+            }
+        }
+        self.attemptOffset = offset
+        self.responseHeaders = [:]
+        self.status = 0
+        self.bodyMode = .undetermined
+        self.abortFailure = nil
+        self.lastByteAt = monotonicNow()
+        self.lastProgressAt = self.lastByteAt
+        self.lastProgressBytes = offset
+        self.errorBuffer[0] = 0
+
+        curl_easy_reset(self.easy)
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        try self.set(CURLOPT_URL, url)
+        try self.set(CURLOPT_PRIVATE, pointer: me)
+        try self.set(CURLOPT_NOSIGNAL, 1)
+        try self.set(CURLOPT_ERRORBUFFER, pointer: UnsafeMutableRawPointer(self.errorBuffer))
+        try check(barge_easy_setopt_pointer(self.easy, CURLOPT_WRITEDATA, me))
+        try check(barge_easy_setopt_write_function(self.easy) { data, size, count, context in
+            let transfer = Unmanaged<ActiveTransfer>.fromOpaque(context!).takeUnretainedValue()
+            return transfer.receiveBody(UnsafeRawBufferPointer(start: data, count: size * count))
+        })
+        try check(barge_easy_setopt_pointer(self.easy, CURLOPT_HEADERDATA, me))
+        try check(barge_easy_setopt_header_function(self.easy) { data, size, count, context in
+            let transfer = Unmanaged<ActiveTransfer>.fromOpaque(context!).takeUnretainedValue()
+            transfer.receiveHeader(UnsafeRawBufferPointer(start: data, count: size * count))
+            return size * count
+        })
+        let schemes = self.request.allowedSchemes.joined(separator: ",")
+        try self.set(CURLOPT_PROTOCOLS_STR, schemes)
+        var redirectSchemes = self.request.allowedSchemes
+        if scheme == "https", !self.request.allowInsecureRedirect {
+            redirectSchemes.removeAll { $0 == "http" }
+        }
+        try self.set(CURLOPT_REDIR_PROTOCOLS_STR, redirectSchemes.joined(separator: ","))
+        try self.set(CURLOPT_FOLLOWLOCATION, 1)
+        try self.set(CURLOPT_MAXREDIRS, self.request.maxRedirects)
+        try self.set(CURLOPT_CONNECTTIMEOUT_MS, Int(self.request.connectTimeout * 1000))
+        try self.set(CURLOPT_TCP_KEEPALIVE, 1)
+        try self.set(CURLOPT_BUFFERSIZE, self.bufferSize)
+        try self.set(CURLOPT_SSL_VERIFYPEER, 1)
+        try self.set(CURLOPT_SSL_VERIFYHOST, 2)
+        if let caFile = self.request.tls.caFile { try self.set(CURLOPT_CAINFO, caFile) }
+        if let certificate = self.request.tls.clientCertificate { try self.set(CURLOPT_SSLCERT, certificate) }
+        if let key = self.request.tls.clientKey { try self.set(CURLOPT_SSLKEY, key) }
+        if let proxy = self.request.proxy { try self.set(CURLOPT_PROXY, proxy) }
+        try self.configureCredentials()
+
+        curl_slist_free_all(self.headerList)
+        self.headerList = nil
+        var headers = self.request.headers.map { "\($0.name): \($0.value)" }
+        if self.isHTTP {
+            if self.decodeContent {
+                try self.set(CURLOPT_ACCEPT_ENCODING, "")
+            } else {
+                headers.append("Accept-Encoding: identity")
+            }
+            if offset > 0, let ifRange {
+                try self.set(CURLOPT_RANGE, "\(offset)-")
+                headers.append("If-Range: \(ifRange)")
+            } else if let current = self.request.currentValidators, partial.length == 0,
+                LocalPaths.exists(self.request.destination)
+            {
+                if let etag = current.etag { headers.append("If-None-Match: \(etag)") }
+                if let date = current.lastModified { headers.append("If-Modified-Since: \(date)") }
+            }
+        } else if offset > 0 {
+            try check(barge_easy_setopt_off_t(self.easy, CURLOPT_RESUME_FROM_LARGE, curl_off_t(offset)))
+        }
+        for header in headers { self.headerList = curl_slist_append(self.headerList, header) }
+        try check(barge_easy_setopt_slist(self.easy, CURLOPT_HTTPHEADER, self.headerList))
+        self.continuation.yield(.started(url: url, offset: offset))
+    }
+
+    /// Bytes per read: large for speed, smaller under a low rate cap so pacing stays smooth.
+    private var bufferSize: Int {
+        guard let rate = self.bucket?.rate else { return 256 * 1024 }
+        return min(256 * 1024, max(16 * 1024, Int(rate / 20)))
+    }
+
+    private func configureCredentials() throws(TransferFailure) {
+        guard let credentials = self.request.credentials else { return }
+        let secret: String
+        do {
+            secret = try SecretFile.read(credentials.path)
+        } catch {
+            throw TransferFailure(.permanent, "cannot read the secret file \(credentials.path): \(error)")
+        }
+        switch credentials {
+        case .bearerFile:
+            try self.set(CURLOPT_HTTPAUTH, 64)  // CURLAUTH_BEARER
+            try self.set(CURLOPT_XOAUTH2_BEARER, secret)
+        case .basicFile:
+            try self.set(CURLOPT_HTTPAUTH, 1)  // CURLAUTH_BASIC
+            try self.set(CURLOPT_USERPWD, secret)
+        }
+    }
+
+    private func set(_ option: CURLoption, _ value: Int) throws(TransferFailure) {
+        try check(barge_easy_setopt_long(self.easy, option, value))
+    }
+
+    private func set(_ option: CURLoption, _ value: String) throws(TransferFailure) {
+        try check(barge_easy_setopt_string(self.easy, option, value))  // libcurl copies strings
+    }
+
+    private func set(_ option: CURLoption, pointer: UnsafeMutableRawPointer) throws(TransferFailure) {
+        try check(barge_easy_setopt_pointer(self.easy, option, pointer))
+    }
+
+    private func check(_ code: CURLcode) throws(TransferFailure) {
+        guard code != CURLE_OK else { return }
+        throw TransferFailure(.permanent, "libcurl refused an option: \(String(cString: curl_easy_strerror(code)))")
+    }
+
+    // MARK: Callbacks
+
+    func receiveHeader(_ bytes: UnsafeRawBufferPointer) {
+        let line = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: "\r\n")
+        if line.hasPrefix("HTTP/") {
+            // A new response (a redirect, a 100 Continue, or the final one): forget the previous headers.
+            self.responseHeaders = [:]
+            let fields = line.split(separator: " ")
+            self.status = fields.count > 1 ? Int(fields[1]) ?? 0 : 0
+            return
+        }
+        guard let colon = line.firstIndex(of: ":") else { return }
+        let name = line[..<colon].lowercased()
+        let value = String(line[line.index(after: colon)...]).trimmingCharacters(in: " \t")
+        self.responseHeaders[name] = value
+    }
+
+    /// The write callback: content goes to the partial, paced; anything else is dropped.
+    func receiveBody(_ bytes: UnsafeRawBufferPointer) -> Int {
+        if self.bodyMode == .undetermined {
+            self.decideBodyMode()
+            if self.abortFailure != nil || self.restartFromZero { return 0 }
+        }
+        switch self.bodyMode {
+        case .discard, .undetermined:
+            return bytes.count
+        case .write:
+            break
+        }
+        let now = monotonicNow()
+        if let wait = self.bucket?.admit(bytes.count, now: now) {
+            self.pacedUntil = now + wait
+            return Int(CURL_WRITEFUNC_PAUSE)
+        }
+        if let wait = self.globalPacer.admit(bytes.count, now: now) {
+            self.pacedUntil = now + wait
+            return Int(CURL_WRITEFUNC_PAUSE)
+        }
+        do {
+            try self.partial!.append(bytes)
+        } catch {
+            self.abortFailure = TransferFailure(
+                error.isTransient ? .transient : .permanent,
+                "cannot write \(self.request.destination): \(error.reason)"
+            )
+            return 0
+        }
+        self.transferred += UInt64(bytes.count)
+        self.lastByteAt = now
+        if let interval = self.request.checkpointInterval {
+            self.sinceCheckpoint += UInt64(bytes.count)
+            if self.sinceCheckpoint >= interval { self.checkpoint() }
+        }
+        return bytes.count
+    }
+
+    /// Makes the partial durable and reports the offset.
+    func checkpoint() {
+        guard let partial = self.partial, (try? partial.sync()) != nil else { return }
+        self.sinceCheckpoint = 0
+        self.continuation.yield(.checkpoint(offset: partial.length))
+    }
+
+    /// Decides, once the headers are complete, whether the body is content and where it goes.
+    private func decideBodyMode() {
+        var code = 0
+        _ = barge_easy_getinfo_long(self.easy, CURLINFO_RESPONSE_CODE, &code)
+        guard self.isHTTP else {
+            self.bodyMode = .write
+            self.reportResponse(status: 0, offset: self.attemptOffset)
+            return
+        }
+        self.status = code
+        let encoding = self.responseHeaders["content-encoding"]?.lowercased()
+        let encoded = encoding != nil && encoding != "identity"
+        switch code {
+        case 206:
+            guard let range = ContentRange(self.responseHeaders["content-range"]), range.start == self.attemptOffset
+            else {
+                self.restartFromZero = true
+                return
+            }
+            if encoded {
+                // A compressed range cannot be spliced onto raw bytes: fetch the whole file instead.
+                self.restartFromZero = true
+                return
+            }
+            self.bodyMode = .write
+            self.reportResponse(status: code, offset: self.attemptOffset, total: range.total)
+        case 200...299:
+            if encoded, !self.decodeContent {
+                self.decodeContent = true
+                self.restartFromZero = true
+                return
+            }
+            if self.attemptOffset > 0 {
+                // The server sent the whole file: it changed (If-Range failed) or ignores ranges. Start over.
+                do { try self.partial!.reset() } catch {
+                    self.abortFailure = TransferFailure(.transient, "cannot reset the partial file: \(error)")
+                    return
+                }
+                self.attemptOffset = 0
+            }
+            let total = self.responseHeaders["content-length"].flatMap { UInt64($0) }
+            if let expected = self.request.expectedSize, let total, !encoded, total != expected {
+                self.abortFailure = TransferFailure(
+                    .permanent,
+                    "size mismatch: expected \(expected) bytes, \(FailureClassifier.host(of: self.currentSource)) has \(total)"
+                )
+                return
+            }
+            self.bodyMode = .write
+            self.partial?.validator = self.validators.encoded
+            self.reportResponse(status: code, offset: 0, total: encoded ? nil : total)
+        default:
+            self.bodyMode = .discard
+        }
+    }
+
+    var validators: Validators {
+        Validators(etag: self.responseHeaders["etag"], lastModified: self.responseHeaders["last-modified"])
+    }
+
+    private func reportResponse(status: Int, offset: UInt64, total: UInt64? = nil) {
+        self.continuation.yield(
+            .response(TransferResponse(status: status, validators: self.validators, totalSize: total, offset: offset))
+        )
+    }
+
+    // MARK: Progress
+
+    /// Reports progress if a quarter second has passed since the last report and bytes arrived.
+    func reportProgressIfDue(now: Double, force: Bool = false) {
+        let received = self.received
+        let elapsed = now - self.lastProgressAt
+        guard force || (elapsed >= 0.25 && received != self.lastProgressBytes) else { return }
+        if elapsed > 0, received >= self.lastProgressBytes {
+            let instant = Double(received - self.lastProgressBytes) / elapsed
+            self.bytesPerSecond = self.bytesPerSecond == 0 ? instant : 0.7 * self.bytesPerSecond + 0.3 * instant
+        }
+        self.lastProgressAt = now
+        self.lastProgressBytes = received
+        let total = self.request.expectedSize ?? self.totalFromResponse
+        self.continuation.yield(
+            .progress(TransferProgress(received: received, total: total, bytesPerSecond: self.bytesPerSecond))
+        )
+    }
+
+    private var totalFromResponse: UInt64? {
+        if self.status == 206 { return ContentRange(self.responseHeaders["content-range"])?.total }
+        if self.responseHeaders["content-encoding"] != nil { return nil }
+        return self.responseHeaders["content-length"].flatMap { UInt64($0) }
+    }
+}
+
+/// A `Content-Range: bytes START-END/TOTAL` (or `bytes */TOTAL`) header.
+struct ContentRange: Equatable {
+    var start: UInt64?
+    var end: UInt64?
+    var total: UInt64?
+
+    init?(_ header: String?) {
+        guard let header, header.lowercased().hasPrefix("bytes ") else { return nil }
+        let value = header.dropFirst(6)
+        let parts = value.split(separator: "/", maxSplits: 1)
+        guard parts.count == 2 else { return nil }
+        self.total = UInt64(parts[1])
+        if parts[0] != "*" {
+            let bounds = parts[0].split(separator: "-")
+            guard bounds.count == 2, let start = UInt64(bounds[0]), let end = UInt64(bounds[1]) else { return nil }
+            self.start = start
+            self.end = end
+        }
+    }
+}
+
+/// Reads secret files (tokens, `user:password`) for credentials, without logging them.
+enum SecretFile {
+    /// The file's content without a trailing line break.
+    static func read(_ path: String) throws(BargeSystemError) -> String {
+        let descriptor = try systemCall("open", path) { open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }
+        defer { close(descriptor) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = try systemCall("read", path) { Glibc.read(descriptor, &chunk, chunk.count) }
+            if count == 0 { break }
+            bytes += chunk[0..<count]
+            if bytes.count > 65_536 { break }
+        }
+        return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: "\r\n")
+    }
+}
+
+/// Existence checks used while configuring a request.
+enum LocalPaths {
+    static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0
+    }
+}
+
+/// The engine-wide rate budget that all transfers draw from. Confined to the engine thread.
+final class GlobalPacer {
+    var bucket: TokenBucket?
+
+    func admit(_ bytes: Int, now: Double) -> Double? {
+        self.bucket?.admit(bytes, now: now)
+    }
+}

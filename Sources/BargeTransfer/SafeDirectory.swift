@@ -1,0 +1,92 @@
+import Glibc
+
+/// An open directory reached from `/` one component at a time without following symbolic links, so a link
+/// planted anywhere on the way cannot redirect a write. Files are then created and renamed relative to it.
+///
+/// Not thread-safe; owned by one transfer at a time.
+final class SafeDirectory {
+    /// The directory's path, for messages.
+    let path: String
+    /// The open directory (`O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC`).
+    let descriptor: Int32
+
+    private init(path: String, descriptor: Int32) {
+        self.path = path
+        self.descriptor = descriptor
+    }
+
+    deinit { close(self.descriptor) }
+
+    /// Opens `path` (absolute), creating missing components with mode 0755 when `create` is set.
+    ///
+    /// - Throws: ``BargeSystemError``; `ELOOP` or `ENOTDIR` when a component is a symbolic link or a file.
+    static func open(_ path: String, create: Bool) throws(BargeSystemError) -> SafeDirectory {
+        let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+        var current = try systemCall("open", "/") { Glibc.open("/", flags) }
+        var walked = ""
+        for component in path.split(separator: "/") {
+            walked += "/" + component
+            let name = String(component)
+            var next = Glibc.openat(current, name, flags)
+            if next == -1, errno == ENOENT, create {
+                if mkdirat(current, name, 0o755) == -1, errno != EEXIST {
+                    let error = BargeSystemError(errno: errno, function: "mkdir", subject: walked)
+                    close(current)
+                    throw error
+                }
+                next = Glibc.openat(current, name, flags)
+            }
+            if next == -1 {
+                let error = BargeSystemError(errno: errno, function: "open", subject: walked)
+                close(current)
+                throw error
+            }
+            close(current)
+            current = next
+        }
+        return SafeDirectory(path: path, descriptor: current)
+    }
+
+    /// Opens (creating if needed) a regular file in this directory for reading and writing, never through a
+    /// symbolic link: a link at `name` is removed and a fresh file made in its place.
+    func openFile(_ name: String, mode: mode_t = 0o600) throws(BargeSystemError) -> Int32 {
+        let flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC
+        let descriptor = Glibc.openat(self.descriptor, name, flags, mode)
+        if descriptor >= 0 {
+            var info = stat()
+            if fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG { return descriptor }
+            close(descriptor)
+            throw BargeSystemError(errno: EISDIR, function: "open", subject: self.path + "/" + name)
+        }
+        guard errno == ELOOP else {
+            throw BargeSystemError(errno: errno, function: "open", subject: self.path + "/" + name)
+        }
+        try self.remove(name)
+        return try systemCall("open", self.path + "/" + name) {
+            Glibc.openat(self.descriptor, name, flags | O_EXCL, mode)
+        }
+    }
+
+    /// Whether `name` exists in this directory (without following a link).
+    func exists(_ name: String) -> Bool {
+        var info = stat()
+        return fstatat(self.descriptor, name, &info, AT_SYMLINK_NOFOLLOW) == 0
+    }
+
+    /// Removes `name` if it exists.
+    func remove(_ name: String) throws(BargeSystemError) {
+        if unlinkat(self.descriptor, name, 0) == -1, errno != ENOENT {
+            throw BargeSystemError(errno: errno, function: "unlink", subject: self.path + "/" + name)
+        }
+    }
+
+    /// Renames `from` over `to` atomically (a link at `to` is replaced, not followed).
+    func rename(_ from: String, to: String) throws(BargeSystemError) {
+        try systemCall("rename", self.path + "/" + to) { renameat(self.descriptor, from, self.descriptor, to) }
+    }
+
+    /// Flushes the directory entry changes (a rename) to disk.
+    func sync() throws(BargeSystemError) {
+        try systemCall("fsync", self.path) { fsync(self.descriptor) }
+    }
+}

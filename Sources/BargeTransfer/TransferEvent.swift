@@ -1,0 +1,88 @@
+/// Something that happened to a transfer, in order; the last event is always ``finished(_:)``.
+public enum TransferEvent: Sendable {
+    /// An attempt began on `url`, resuming at `offset` (0 for a fresh start).
+    case started(url: String, offset: UInt64)
+    /// The final response's headers arrived.
+    case response(TransferResponse)
+    /// Bytes arrived (at most a few times a second).
+    case progress(TransferProgress)
+    /// The partial was made durable up to `offset` (after `fsync`); a resume may safely start there.
+    case checkpoint(offset: UInt64)
+    /// The transfer ended.
+    case finished(TransferOutcome)
+}
+
+/// The facts of a response that the agent keeps.
+public struct TransferResponse: Sendable, Hashable {
+    /// The HTTP status (0 for non-HTTP sources).
+    public var status: Int
+    /// The version's validators.
+    public var validators: Validators
+    /// The whole file's size, when the server said.
+    public var totalSize: UInt64?
+    /// Where the body starts (non-zero for a resumed range).
+    public var offset: UInt64
+}
+
+/// How far a transfer has come.
+public struct TransferProgress: Sendable, Hashable {
+    /// Bytes of the file received so far, resumed bytes included.
+    public var received: UInt64
+    /// The file's size, when known.
+    public var total: UInt64?
+    /// The recent rate in bytes per second.
+    public var bytesPerSecond: Double
+}
+
+/// How a transfer ended.
+public enum TransferOutcome: Sendable {
+    /// The file is verified and in place.
+    case completed(CompletedTransfer)
+    /// A conditional request answered 304: the file in place is current and untouched.
+    case notModified(Validators)
+    /// The transfer failed; a transient failure may be retried, and the partial is kept for resuming.
+    case failed(TransferFailure)
+    /// Cancelled by the caller.
+    case cancelled
+}
+
+/// The facts of a finished download.
+public struct CompletedTransfer: Sendable, Hashable {
+    /// The source it finally came from (after redirects).
+    public var url: String
+    /// The file's size.
+    public var size: UInt64
+    /// The file's SHA-256, lowercase hex.
+    public var sha256: String
+    /// Its validators, for the next conditional refresh.
+    public var validators: Validators
+    /// Bytes this run transferred (less than `size` when it resumed).
+    public var transferred: UInt64
+}
+
+/// Why a transfer failed, in words a person understands, and whether trying again may help.
+public struct TransferFailure: Error, Sendable, Hashable, CustomStringConvertible {
+    /// Whether a retry may succeed.
+    public enum Kind: String, Sendable, Hashable, Codable {
+        /// Network trouble, a busy server, a full disk: retry later.
+        case transient
+        /// The file is gone, access is refused, the content is wrong: retrying will not help.
+        case permanent
+    }
+
+    /// Transient or permanent.
+    public var kind: Kind
+    /// What happened, e.g. "connection refused by 127.0.0.1:8080".
+    public var reason: String
+    /// The server's `Retry-After`, in seconds.
+    public var retryAfter: Double?
+
+    /// Creates a failure.
+    public init(_ kind: Kind, _ reason: String, retryAfter: Double? = nil) {
+        self.kind = kind
+        self.reason = reason
+        self.retryAfter = retryAfter
+    }
+
+    public var description: String { "\(self.kind.rawValue): \(self.reason)" }
+}

@@ -1,0 +1,15 @@
+// Linux calls that Swift's Glibc module does not import.
+//
+// <sys/xattr.h> is not part of the Glibc module map, and struct ucred / accept4 need _GNU_SOURCE. Each wrapper
+// is prefixed CBargeLinux_ and says why it exists.
+#ifndef CBARGELINUX_H
+#define CBARGELINUX_H
+
+#include <sys/types.h>
+
+// <sys/xattr.h> is not imported by Swift's Glibc module.
+ssize_t CBargeLinux_fgetxattr(int fd, const char *name, void *value, size_t size);
+int CBargeLinux_fsetxattr(int fd, const char *name, const void *value, size_t size);
+int CBargeLinux_fremovexattr(int fd, const char *name);
+
+#endif

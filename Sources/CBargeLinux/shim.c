@@ -1,0 +1,15 @@
+#define _GNU_SOURCE
+#include <sys/xattr.h>
+#include "CBargeLinux.h"
+
+ssize_t CBargeLinux_fgetxattr(int fd, const char *name, void *value, size_t size) {
+    return fgetxattr(fd, name, value, size);
+}
+
+int CBargeLinux_fsetxattr(int fd, const char *name, const void *value, size_t size) {
+    return fsetxattr(fd, name, value, size, 0);
+}
+
+int CBargeLinux_fremovexattr(int fd, const char *name) {
+    return fremovexattr(fd, name);
+}

@@ -1,0 +1,174 @@
+import ArgumentParser
+import BargeCore
+import BargeLoader
+import BargeTransfer
+import Dispatch
+import Foundation
+import Glibc
+
+/// `barge get URL DEST`: one download in the foreground, resumable, verified, with progress.
+struct Get: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Download one file in the foreground (resumable, verified, atomic).",
+        discussion: """
+            Writes into a hidden partial file beside DEST and renames it into place once complete and verified.
+            Ctrl-C keeps the partial; running the same command again resumes it. Transient errors (network,
+            5xx, 429) are retried with back-off; permanent ones (404, 403, TLS, hash mismatch) stop at once.
+            Exit status: 0 done, 1 failed, 2 usage, 130 interrupted.
+            """
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Argument(help: "The source URL.")
+    var url: String
+
+    @Argument(help: "The destination file (or an existing directory: the URL's file name is used).")
+    var destination: String
+
+    @Option(help: "The expected SHA-256 (64 hex digits).")
+    var sha256: String?
+
+    @Option(name: .customLong("max-rate"), help: "A rate cap, e.g. 5MiB/s or 20Mbit/s.")
+    var maxRate: String?
+
+    @Option(name: .customLong("header"), help: "An extra request header, 'Name: value' (repeatable).")
+    var headers: [String] = []
+
+    @Option(help: "How many times a transient failure is retried.")
+    var retries = 5
+
+    func run() async throws {
+        let config: AgentConfig
+        do {
+            config = try ConfigLoader.load(path: self.options.config).config
+        } catch {
+            throw ValidationError("cannot read the config \(error)")
+        }
+        var request = try self.request(config: config)
+        request.stallTimeout = 30
+        let engine = TransferEngine()
+        let progress = ProgressPrinter(destination: request.destination)
+        let interrupted = InterruptFlag()
+        var attempt = 0
+        while true {
+            let handle = engine.start(request)
+            let signals = interrupted.watch { engine.cancel(handle.id) }
+            var outcome: TransferOutcome = .cancelled
+            for await event in handle.events {
+                switch event {
+                case .started(let url, let offset):
+                    progress.started(url: url, offset: offset)
+                case .progress(let value):
+                    progress.update(value)
+                case .finished(let result):
+                    outcome = result
+                case .response, .checkpoint:
+                    break
+                }
+            }
+            signals.cancel()
+            progress.finish()
+            switch outcome {
+            case .completed(let done):
+                print("\(request.destination): \(ByteCount(done.size).humanReadable), sha256 \(done.sha256)")
+                return
+            case .notModified:
+                print("\(request.destination): not modified")
+                return
+            case .cancelled:
+                FileHandle.standardError.write(Data("interrupted; run the same command again to resume\n".utf8))
+                throw ExitCode(130)
+            case .failed(let failure):
+                attempt += 1
+                guard failure.kind == .transient, attempt <= self.retries else {
+                    FileHandle.standardError.write(Data("barge: \(failure.reason)\n".utf8))
+                    throw ExitCode(1)
+                }
+                let schedule = RetrySchedule(minimumDelay: TimeSpan(seconds: 1), maximumDelay: .minutes(1))
+                let delay = schedule.delay(
+                    attempt: attempt,
+                    retryAfter: failure.retryAfter.map { TimeSpan(seconds: Int64($0.rounded(.up))) },
+                    jitter: Double.random(in: 0..<1)
+                )
+                FileHandle.standardError.write(
+                    Data("barge: \(failure.reason); retry \(attempt) of \(self.retries) in \(Int(delay.rounded()))s\n".utf8)
+                )
+                try await Task.sleep(for: .seconds(delay))
+                if interrupted.isSet { throw ExitCode(130) }
+            }
+        }
+    }
+
+    private func request(config: AgentConfig) throws -> TransferRequest {
+        if let problem = URLRules.problem(with: self.url, allowedSchemes: config.allowedSchemes) {
+            throw ValidationError(problem)
+        }
+        var path = PathRules.resolve(self.destination, against: FileManager.default.currentDirectoryPath)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            let name = URL(string: self.url)?.lastPathComponent ?? ""
+            guard !name.isEmpty, name != "/" else {
+                throw ValidationError("\(self.destination) is a directory and the URL names no file; give a file name")
+            }
+            path += "/" + name
+        }
+        guard case .success(let destination) = PathRules.normalize(path) else {
+            throw ValidationError("'\(self.destination)' is not a usable file path")
+        }
+        var request = TransferRequest(sources: [self.url], destination: destination)
+        request.allowedSchemes = config.allowedSchemes
+        if let sha256 = self.sha256 {
+            guard sha256.count == 64, sha256.allSatisfy(\.isHexDigit) else {
+                throw ValidationError("--sha256 must be 64 hexadecimal digits")
+            }
+            request.sha256 = sha256.lowercased()
+        }
+        if let maxRate = self.maxRate {
+            do { request.maxRate = try RateLimit(parsing: maxRate) } catch { throw ValidationError("--max-rate: \(error)") }
+        }
+        for header in self.headers {
+            guard let colon = header.firstIndex(of: ":") else {
+                throw ValidationError("--header takes 'Name: value', found '\(header)'")
+            }
+            let name = String(header[..<colon]).trimmingCharacters(in: .whitespaces)
+            let value = String(header[header.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+            request.headers.append(HTTPHeader(name: name, value: value))
+        }
+        return request
+    }
+}
+
+/// Remembers a Ctrl-C (SIGINT or SIGTERM) and runs an action on it.
+final class InterruptFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var set = false
+
+    var isSet: Bool { self.lock.withLock { self.set } }
+
+    /// Calls `action` on SIGINT or SIGTERM until the returned watch is cancelled.
+    func watch(_ action: @escaping @Sendable () -> Void) -> SignalWatch {
+        let handler: @Sendable () -> Void = { [self] in
+            self.lock.withLock { self.set = true }
+            action()
+        }
+        return SignalWatch(signals: [SIGINT, SIGTERM], handler: handler)
+    }
+}
+
+/// Dispatch sources for some signals, whose default action is held off while the watch lasts.
+final class SignalWatch {
+    private let sources: [any DispatchSourceSignal]
+
+    init(signals: [Int32], handler: @escaping @Sendable () -> Void) {
+        self.sources = signals.map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler(handler: handler)
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() { self.sources.forEach { $0.cancel() } }
+}
