@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // Manifest and agent-config model, units, validation. Parsing only: no file-system or network I/O.
@@ -82,6 +83,22 @@ let package = Package(
             name: "BargeLoaderTests",
             dependencies: ["BargeCore", "BargeLoader"],
             exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
+        // Test support: real servers started by the tests (nginx, a fault-injecting origin), scratch directories.
+        .target(
+            name: "BargeTestSupport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BargeTransferTests",
+            dependencies: ["BargeCore", "BargeTransfer", "BargeTestSupport"],
             swiftSettings: swiftSettings
         ),
         // End-to-end tests: run the built `barge` binary.

@@ -37,7 +37,18 @@ final class SafeDirectory {
                 next = Glibc.openat(current, name, flags)
             }
             if next == -1 {
-                let error = BargeSystemError(errno: errno, function: "open", subject: walked)
+                var error = BargeSystemError(errno: errno, function: "open", subject: walked)
+                var info = stat()
+                if error.errno == ENOTDIR || error.errno == ELOOP,
+                    fstatat(current, name, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT == S_IFLNK
+                {
+                    error = BargeSystemError(
+                        errno: ELOOP,
+                        function: "open",
+                        subject: walked,
+                        explanation: "is a symbolic link; barge does not follow links on the way to a destination"
+                    )
+                }
                 close(current)
                 throw error
             }

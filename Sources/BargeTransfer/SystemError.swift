@@ -8,16 +8,19 @@ public struct BargeSystemError: Error, Hashable, Sendable, CustomStringConvertib
     public var function: String
     /// The path or object the call was about.
     public var subject: String
+    /// Barge's own words for the problem, when the C library's would mislead.
+    public var explanation: String?
 
     /// Creates the error.
-    public init(errno: Int32, function: String, subject: String) {
+    public init(errno: Int32, function: String, subject: String, explanation: String? = nil) {
         self.errno = errno
         self.function = function
         self.subject = subject
+        self.explanation = explanation
     }
 
-    /// The C library's text for `errno`, e.g. "No space left on device".
-    public var reason: String { String(cString: strerror(self.errno)) }
+    /// The explanation, else the C library's text for `errno`, e.g. "No space left on device".
+    public var reason: String { self.explanation ?? String(cString: strerror(self.errno)) }
 
     /// `openat /srv/a: Permission denied`.
     public var description: String { "\(self.function) \(self.subject): \(self.reason)" }

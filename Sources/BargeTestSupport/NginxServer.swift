@@ -1,0 +1,183 @@
+import Foundation
+import Glibc
+
+/// A real nginx on 127.0.0.1 with its own config and document root, for Range/ETag/If-Range interop exactly as
+/// production servers do them. Started per test suite, stopped (by pid) when released.
+public final class NginxServer: @unchecked Sendable {
+    /// Whether nginx is installed (tests that need it are skipped otherwise, with a reason).
+    public static var isAvailable: Bool { FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") }
+
+    /// The server's working directory (config, logs, pid file).
+    public let prefix: ScratchDirectory
+    /// Files served live here.
+    public let root: String
+    /// The HTTP port.
+    public let port: Int
+    /// The HTTPS port (a self-signed certificate, `certificateFile`), when started with TLS.
+    public let tlsPort: Int?
+    /// The PEM certificate of the HTTPS listener, to trust with a CA file.
+    public let certificateFile: String?
+    private let process: Process
+
+    /// `http://127.0.0.1:PORT`
+    public var baseURL: String { "http://127.0.0.1:\(self.port)" }
+    /// `https://localhost:TLSPORT`
+    public var tlsBaseURL: String? { self.tlsPort.map { "https://localhost:\($0)" } }
+
+    /// Starts nginx; `extraLocations` is spliced into the HTTP and HTTPS server blocks.
+    public init(tls: Bool = false, extraLocations: String = "", rateLimit: String? = nil) throws {
+        self.prefix = try ScratchDirectory()
+        self.root = self.prefix.path + "/root"
+        try FileManager.default.createDirectory(atPath: self.root, withIntermediateDirectories: true)
+        chmod(self.prefix.path, 0o755)  // nginx workers run as an unprivileged user
+        self.port = try freeLoopbackPort()
+        var tlsBlock = ""
+        if tls {
+            let port = try freeLoopbackPort()
+            let certificate = self.prefix.path + "/cert.pem"
+            let key = self.prefix.path + "/key.pem"
+            try Self.run("/usr/bin/openssl", [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "2",
+                "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ])
+            self.tlsPort = port
+            self.certificateFile = certificate
+            tlsBlock = """
+                server {
+                    listen 127.0.0.1:\(port) ssl;
+                    server_name localhost;
+                    ssl_certificate \(certificate);
+                    ssl_certificate_key \(key);
+                    root \(self.root);
+                    \(extraLocations)
+                }
+                """
+        } else {
+            self.tlsPort = nil
+            self.certificateFile = nil
+        }
+        let limit = rateLimit.map { "limit_rate \($0);" } ?? ""
+        let config = """
+            daemon off;
+            worker_processes 1;
+            pid \(self.prefix.path)/nginx.pid;
+            error_log \(self.prefix.path)/error.log warn;
+            events { worker_connections 256; }
+            http {
+                types { application/octet-stream bin; text/plain txt; }
+                default_type application/octet-stream;
+                log_format served '$request_uri $status $body_bytes_sent "$http_range" "$http_if_range"';
+                access_log \(self.prefix.path)/access.log served;
+                client_body_temp_path \(self.prefix.path)/body;
+                proxy_temp_path \(self.prefix.path)/proxy;
+                fastcgi_temp_path \(self.prefix.path)/fastcgi;
+                uwsgi_temp_path \(self.prefix.path)/uwsgi;
+                scgi_temp_path \(self.prefix.path)/scgi;
+                sendfile on;
+                keepalive_requests 100000;
+                \(limit)
+                server {
+                    listen 127.0.0.1:\(self.port);
+                    root \(self.root);
+                    \(extraLocations)
+                }
+                \(tlsBlock)
+            }
+            """
+        try self.prefix.write("nginx.conf", config)
+        self.process = Process()
+        self.process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
+        self.process.arguments = ["-p", self.prefix.path, "-c", self.prefix.path + "/nginx.conf", "-e", self.prefix.path + "/error.log"]
+        self.process.standardError = FileHandle.nullDevice
+        try self.process.run()
+        do {
+            try Self.waitForPort(self.port)
+        } catch {
+            let log = (try? String(contentsOfFile: self.prefix.path + "/error.log", encoding: .utf8)) ?? ""
+            self.process.terminate()
+            throw StartError(message: "nginx did not start: \(log)")
+        }
+        if let tlsPort = self.tlsPort { try Self.waitForPort(tlsPort) }
+    }
+
+    deinit {
+        self.process.terminate()
+        self.process.waitUntilExit()
+    }
+
+    /// Puts a file in the document root; returns its URL.
+    @discardableResult
+    public func serve(_ name: String, bytes: [UInt8]) throws -> String {
+        let path = self.root + "/" + name
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true
+        )
+        guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else { throw POSIXError(.EIO) }
+        return self.baseURL + "/" + name
+    }
+
+    /// One access-log line: what nginx served for a request.
+    public struct Served: Equatable, Sendable {
+        public var uri: String
+        public var status: Int
+        public var bytes: Int
+        public var range: String
+        public var ifRange: String
+    }
+
+    /// The requests served so far, in order (the access log is written per request).
+    public func served(_ uri: String? = nil) -> [Served] {
+        let text = (try? String(contentsOfFile: self.prefix.path + "/access.log", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line -> Served? in
+            let quoted = line.split(separator: "\"", omittingEmptySubsequences: false)
+            let fields = quoted[0].split(separator: " ")
+            guard fields.count >= 3, let status = Int(fields[1]), let bytes = Int(fields[2]) else { return nil }
+            let served = Served(
+                uri: String(fields[0]),
+                status: status,
+                bytes: bytes,
+                range: quoted.count > 1 ? String(quoted[1]).replacingOccurrences(of: "-", with: "", options: .anchored) : "",
+                ifRange: quoted.count > 3 ? String(quoted[3]) : ""
+            )
+            return uri == nil || served.uri == uri ? served : nil
+        }
+    }
+
+    /// nginx failed to start; the message carries its error log.
+    public struct StartError: Error, CustomStringConvertible {
+        public var message: String
+        public var description: String { self.message }
+    }
+
+    static func run(_ executable: String, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw POSIXError(.EIO) }
+    }
+
+    static func waitForPort(_ port: Int) throws {
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            close(descriptor)
+            if connected == 0 { return }
+            usleep(20_000)
+        }
+        throw POSIXError(.ETIMEDOUT)
+    }
+}

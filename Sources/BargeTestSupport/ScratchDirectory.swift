@@ -1,0 +1,81 @@
+import Foundation
+import Glibc
+
+/// A temporary directory for one test, removed when the value is released.
+public final class ScratchDirectory: Sendable {
+    /// The directory's absolute path.
+    public let path: String
+
+    /// Makes a fresh directory under /tmp.
+    public init() throws {
+        var template = Array("/tmp/barge-test-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw POSIXError(.EIO) }
+        self.path = String(cString: made)
+    }
+
+    /// Writes `text` to `name` (creating directories) with `mode`; returns the file's path.
+    @discardableResult
+    public func write(_ name: String, _ text: String, mode: UInt32 = 0o644) throws -> String {
+        try self.write(name, bytes: Array(text.utf8), mode: mode)
+    }
+
+    /// Writes `bytes` to `name` (creating directories) with `mode`; returns the file's path.
+    @discardableResult
+    public func write(_ name: String, bytes: [UInt8], mode: UInt32 = 0o644) throws -> String {
+        let file = self.path + "/" + name
+        let directory = (file as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        guard FileManager.default.createFile(atPath: file, contents: Data(bytes)) else { throw POSIXError(.EIO) }
+        chmod(file, mode_t(mode))
+        return file
+    }
+
+    /// The content of `name`, or nil when it does not exist.
+    public func read(_ name: String) -> [UInt8]? {
+        FileManager.default.contents(atPath: self.path + "/" + name).map(Array.init)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: self.path) }
+}
+
+/// Deterministic pseudo-random content, so tests and the servers agree on bytes without storing them.
+public enum TestContent {
+    /// `count` bytes from a seeded generator (xorshift), different for each seed.
+    public static func bytes(count: Int, seed: UInt64 = 1) -> [UInt8] {
+        var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+        var result = [UInt8](repeating: 0, count: count)
+        var index = 0
+        while index < count {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            var word = state
+            for _ in 0..<8 where index < count {
+                result[index] = UInt8(truncatingIfNeeded: word)
+                word >>= 8
+                index += 1
+            }
+        }
+        return result
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the caller binds it right after).
+public func freeLoopbackPort() throws -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { throw POSIXError(.EIO) }
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}

@@ -1,0 +1,288 @@
+import BargeCore
+import BargeTestSupport
+import BargeTransfer
+import Foundation
+import Glibc
+import Testing
+
+/// The engine against a real nginx: Range, If-Range, ETag, 304 and 416 exactly as production servers do them.
+@Suite("Engine against nginx", .serialized, .enabled(if: NginxServer.isAvailable, "nginx is not installed"))
+struct NginxInteropTests {
+    let nginx: NginxServer
+    let scratch: ScratchDirectory
+
+    init() throws {
+        self.nginx = try NginxServer()
+        self.scratch = try ScratchDirectory()
+    }
+
+    @Test func downloadsVerifiesAndCommits() async throws {
+        let content = TestContent.bytes(count: 3_000_000, seed: 7)
+        let url = try self.nginx.serve("a.bin", bytes: content)
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/out/a.bin")
+        request.sha256 = sha256Hex(content)
+        request.expectedSize = UInt64(content.count)
+        request.mode = 0o640
+        let (outcome, events) = await fetch(request)
+        let done = try #require(outcome.completed, "\(outcome)")
+        #expect(done.size == 3_000_000)
+        #expect(done.sha256 == sha256Hex(content))
+        #expect(done.validators.etag != nil && done.validators.lastModified != nil)
+        #expect(self.scratch.read("out/a.bin") == content)
+        #expect(listing(self.scratch.path + "/out") == ["a.bin"])
+        var info = stat()
+        stat(self.scratch.path + "/out/a.bin", &info)
+        #expect(info.st_mode & 0o777 == 0o640)
+        #expect(events.contains { if case .response(let response) = $0 { response.status == 200 } else { false } })
+    }
+
+    @Test func resumesFetchingOnlyTheMissingBytes() async throws {
+        let content = TestContent.bytes(count: 4_000_000, seed: 8)
+        let url = try self.nginx.serve("b.bin", bytes: content)
+        let destination = self.scratch.path + "/b.bin"
+        // A first run that is cancelled part-way leaves a partial with the response's validator.
+        var slow = TransferRequest(sources: [url], destination: destination)
+        slow.maxRate = .limited(ByteRate(bytesPerSecond: 2_000_000))
+        let engine = TransferEngine()
+        let handle = engine.start(slow)
+        var received: UInt64 = 0
+        for await event in handle.events {
+            if case .progress(let progress) = event, progress.received > 500_000 {
+                received = progress.received
+                engine.cancel(handle.id)
+            }
+        }
+        let partial = self.scratch.read(".b.bin.barge-partial") ?? []
+        #expect(received > 0 && partial.count >= Int(received))
+        #expect(partial.count < content.count)
+        #expect(Array(content[0..<partial.count]) == partial)
+        // The second run asks for the rest only.
+        var request = TransferRequest(sources: [url], destination: destination)
+        request.sha256 = sha256Hex(content)
+        let (outcome, _) = await fetch(request, engine: engine)
+        let done = try #require(outcome.completed, "\(outcome)")
+        #expect(done.transferred == UInt64(content.count - partial.count))
+        #expect(self.scratch.read("b.bin") == content)
+        let last = try #require(self.nginx.served("/b.bin").last)
+        #expect(last.status == 206)
+        #expect(last.range == "bytes=\(partial.count)-")
+        #expect(last.bytes == content.count - partial.count)
+        #expect(!last.ifRange.isEmpty)
+    }
+
+    @Test func aChangedFileRestartsFromZero() async throws {
+        let old = TestContent.bytes(count: 1_000_000, seed: 9)
+        let url = try self.nginx.serve("c.bin", bytes: old)
+        let destination = self.scratch.path + "/c.bin"
+        // A partial of the old version, with the old version's validator.
+        try self.scratch.write(".c.bin.barge-partial", bytes: Array(old[0..<400_000]), mode: 0o600)
+        var request = TransferRequest(sources: [url], destination: destination)
+        request.partialValidators = Validators(etag: "\"0000-old\"")
+        let new = TestContent.bytes(count: 1_200_000, seed: 10)
+        try self.nginx.serve("c.bin", bytes: new)
+        let (outcome, _) = await fetch(request)
+        #expect(outcome.completed != nil, "\(outcome)")
+        #expect(self.scratch.read("c.bin") == new)
+        let last = try #require(self.nginx.served("/c.bin").last)
+        #expect(last.range == "bytes=400000-")
+        #expect(last.status == 200)
+        #expect(last.bytes == new.count)
+    }
+
+    @Test func aCompletePartialIsCommittedOn416() async throws {
+        let content = TestContent.bytes(count: 500_000, seed: 11)
+        let url = try self.nginx.serve("d.bin", bytes: content)
+        let first = await fetch(TransferRequest(sources: [url], destination: self.scratch.path + "/first.bin"))
+        let validators = try #require(first.outcome.completed?.validators)
+        try self.scratch.write(".d.bin.barge-partial", bytes: content, mode: 0o600)
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/d.bin")
+        request.partialValidators = validators
+        request.sha256 = sha256Hex(content)
+        let (outcome, _) = await fetch(request)
+        #expect(outcome.completed?.transferred == 0, "\(outcome)")
+        #expect(self.scratch.read("d.bin") == content)
+        #expect(self.nginx.served("/d.bin").last?.status == 416)
+    }
+
+    @Test func aConditionalRefreshOfAnUnchangedFileTransfersNothing() async throws {
+        let content = TestContent.bytes(count: 200_000, seed: 12)
+        let url = try self.nginx.serve("e.bin", bytes: content)
+        let destination = self.scratch.path + "/e.bin"
+        let first = await fetch(TransferRequest(sources: [url], destination: destination))
+        let validators = try #require(first.outcome.completed?.validators)
+        var before = stat()
+        stat(destination, &before)
+        var refresh = TransferRequest(sources: [url], destination: destination)
+        refresh.currentValidators = validators
+        let (outcome, _) = await fetch(refresh)
+        guard case .notModified = outcome else {
+            Issue.record("expected notModified, got \(outcome)")
+            return
+        }
+        var after = stat()
+        stat(destination, &after)
+        #expect(before.st_ino == after.st_ino && before.st_mtim.tv_nsec == after.st_mtim.tv_nsec)
+        let last = try #require(self.nginx.served("/e.bin").last)
+        #expect(last.status == 304 && last.bytes == 0)
+        #expect(listing(self.scratch.path) == ["e.bin"])
+    }
+
+    @Test func aHashMismatchIsPermanentAndLeavesTheOldFile() async throws {
+        let content = TestContent.bytes(count: 300_000, seed: 13)
+        let url = try self.nginx.serve("f.bin", bytes: content)
+        try self.scratch.write("f.bin", "old version")
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/f.bin")
+        request.sha256 = String(repeating: "ab", count: 32)
+        let (outcome, _) = await fetch(request)
+        let failure = try #require(outcome.failure)
+        #expect(failure.kind == .permanent)
+        #expect(failure.reason.hasPrefix("hash mismatch: expected abababab…, got \(sha256Hex(content).prefix(8))…"))
+        #expect(self.scratch.read("f.bin") == Array("old version".utf8))
+        #expect(listing(self.scratch.path) == ["f.bin"])
+    }
+
+    @Test func aSizeMismatchIsCaughtBeforeTheBody() async throws {
+        let url = try self.nginx.serve("g.bin", bytes: TestContent.bytes(count: 100_000, seed: 14))
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/g.bin")
+        request.expectedSize = 99_999
+        let (outcome, _) = await fetch(request)
+        #expect(outcome.failure?.kind == .permanent)
+        #expect(outcome.failure?.reason.contains("size mismatch: expected 99999 bytes") == true)
+        #expect(listing(self.scratch.path).isEmpty)
+    }
+
+    @Test func notFoundIsPermanentAndMirrorsFailOver() async throws {
+        let content = TestContent.bytes(count: 50_000, seed: 15)
+        let good = try self.nginx.serve("h.bin", bytes: content)
+        let missing = self.nginx.baseURL + "/missing/h.bin"
+        let alone = await fetch(TransferRequest(sources: [missing], destination: self.scratch.path + "/x.bin"))
+        #expect(alone.outcome.failure == TransferFailure(.permanent, "not found: \(missing) (HTTP 404)"))
+        let (outcome, events) = await fetch(TransferRequest(sources: [missing, good], destination: self.scratch.path + "/h.bin"))
+        #expect(outcome.completed?.url == good)
+        #expect(self.scratch.read("h.bin") == content)
+        let starts = events.compactMap { if case .started(let url, _) = $0 { url } else { nil } }
+        #expect(starts == [missing, good])
+    }
+
+    @Test func aRateCapHoldsTheTransferBack() async throws {
+        let content = TestContent.bytes(count: 1_500_000, seed: 16)
+        let url = try self.nginx.serve("i.bin", bytes: content)
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/i.bin")
+        request.maxRate = .limited(ByteRate(bytesPerSecond: 1_000_000))
+        let start = Date()
+        let (outcome, _) = await fetch(request)
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(outcome.completed != nil)
+        // Never faster than the cap (the first burst aside); how close it gets is measured by the benchmark.
+        #expect(elapsed >= 1.3, "1.5 MB at 1 MB/s took \(elapsed)s")
+    }
+
+    @Test func pauseStopsTheBytesAndResumeFinishes() async throws {
+        let content = TestContent.bytes(count: 2_000_000, seed: 17)
+        let url = try self.nginx.serve("j.bin", bytes: content)
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/j.bin")
+        request.maxRate = .limited(ByteRate(bytesPerSecond: 1_000_000))
+        let engine = TransferEngine()
+        let handle = engine.start(request)
+        var pausedAt: UInt64?
+        var afterPause: [UInt64] = []
+        for await event in handle.events {
+            switch event {
+            case .progress(let progress):
+                if pausedAt == nil, progress.received > 200_000 {
+                    pausedAt = progress.received
+                    engine.pause(handle.id)
+                    Task {
+                        try await Task.sleep(for: .milliseconds(800))
+                        engine.resume(handle.id)
+                    }
+                } else if pausedAt != nil {
+                    afterPause.append(progress.received)
+                }
+            case .finished(let outcome):
+                #expect(outcome.completed != nil)
+            default: break
+            }
+        }
+        #expect(self.scratch.read("j.bin") == content)
+        #expect(pausedAt != nil)
+    }
+
+    @Test func cancelKeepsOrDiscardsThePartial() async throws {
+        let url = try self.nginx.serve("k.bin", bytes: TestContent.bytes(count: 3_000_000, seed: 18))
+        for discard in [false, true] {
+            let destination = self.scratch.path + "/k\(discard).bin"
+            var request = TransferRequest(sources: [url], destination: destination)
+            request.maxRate = .limited(ByteRate(bytesPerSecond: 1_000_000))
+            let engine = TransferEngine()
+            let handle = engine.start(request)
+            for await event in handle.events {
+                if case .progress(let progress) = event, progress.received > 100_000 {
+                    engine.cancel(handle.id, discardPartial: discard)
+                }
+                if case .finished(let outcome) = event, case .cancelled = outcome {} else if case .finished = event {
+                    Issue.record("expected cancelled")
+                }
+            }
+            let partial = self.scratch.read(".k\(discard).bin.barge-partial")
+            #expect((partial == nil) == discard)
+            #expect(self.scratch.read("k\(discard).bin") == nil)
+        }
+    }
+
+    @Test func neverWritesThroughPlantedSymbolicLinks() async throws {
+        let content = TestContent.bytes(count: 100_000, seed: 19)
+        let url = try self.nginx.serve("l.bin", bytes: content)
+        let victim = try self.scratch.write("victim", "precious")
+        try FileManager.default.createDirectory(atPath: self.scratch.path + "/d", withIntermediateDirectories: true)
+        // A link where the partial will be, and a link at the destination itself.
+        #expect(symlink(victim, self.scratch.path + "/d/.l.bin.barge-partial") == 0)
+        #expect(symlink(victim, self.scratch.path + "/d/l.bin") == 0)
+        let (outcome, _) = await fetch(TransferRequest(sources: [url], destination: self.scratch.path + "/d/l.bin"))
+        #expect(outcome.completed != nil, "\(outcome)")
+        #expect(self.scratch.read("victim") == Array("precious".utf8))
+        var info = stat()
+        lstat(self.scratch.path + "/d/l.bin", &info)
+        #expect(info.st_mode & S_IFMT == S_IFREG)
+        #expect(self.scratch.read("d/l.bin") == content)
+        // A directory on the way that is a link is refused.
+        #expect(symlink(self.scratch.path + "/d", self.scratch.path + "/linked") == 0)
+        let refused = await fetch(TransferRequest(sources: [url], destination: self.scratch.path + "/linked/m.bin"))
+        #expect(refused.outcome.failure?.reason.contains("linked: is a symbolic link; barge does not follow links") == true, "\(refused.outcome)")
+        #expect(!listing(self.scratch.path + "/d").contains("m.bin"))
+    }
+
+    @Test func fileSourcesWork() async throws {
+        let content = TestContent.bytes(count: 70_000, seed: 20)
+        let source = try self.scratch.write("share/src.bin", bytes: content)
+        var request = TransferRequest(sources: ["file://" + source], destination: self.scratch.path + "/copy.bin")
+        request.allowedSchemes = ["file"]
+        let (outcome, _) = await fetch(request)
+        #expect(outcome.completed?.sha256 == sha256Hex(content), "\(outcome)")
+        request.allowedSchemes = ["https"]
+        let refused = await fetch(request)
+        #expect(refused.outcome.failure?.kind == .permanent)
+    }
+
+    @Test func manySmallFilesAtOnce() async throws {
+        let engine = TransferEngine()
+        var expected: [String: [UInt8]] = [:]
+        for index in 0..<200 {
+            let content = TestContent.bytes(count: 16_384, seed: UInt64(100 + index))
+            try self.nginx.serve("small/\(index).bin", bytes: content)
+            expected["\(index).bin"] = content
+        }
+        let results = await withTaskGroup(of: Bool.self) { group in
+            for index in 0..<200 {
+                let request = TransferRequest(
+                    sources: [self.nginx.baseURL + "/small/\(index).bin"],
+                    destination: self.scratch.path + "/small/\(index).bin"
+                )
+                group.addTask { await fetch(request, engine: engine).outcome.completed != nil }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(results.allSatisfy { $0 })
+        for (name, content) in expected { #expect(self.scratch.read("small/\(name)") == content) }
+    }
+}
