@@ -87,6 +87,10 @@ final class ActiveTransfer {
         self.errorBuffer.deallocate()
     }
 
+    /// `BARGE_CURL_VERBOSE=1` makes libcurl trace every exchange on standard error (never in production logs:
+    /// the trace would show request headers).
+    static let verbose = getenv("BARGE_CURL_VERBOSE").map { String(cString: $0) == "1" } ?? false
+
     var currentSource: String { self.request.sources[self.sourceIndex] }
     var received: UInt64 { self.partial?.length ?? 0 }
     var errorDetail: String { String(cString: self.errorBuffer) }
@@ -148,6 +152,7 @@ final class ActiveTransfer {
         try self.set(CURLOPT_URL, url)
         try self.set(CURLOPT_PRIVATE, pointer: me)
         try self.set(CURLOPT_NOSIGNAL, 1)
+        if ActiveTransfer.verbose { try self.set(CURLOPT_VERBOSE, 1) }
         try self.set(CURLOPT_ERRORBUFFER, pointer: UnsafeMutableRawPointer(self.errorBuffer))
         try check(barge_easy_setopt_pointer(self.easy, CURLOPT_WRITEDATA, me))
         try check(barge_easy_setopt_write_function(self.easy) { data, size, count, context in

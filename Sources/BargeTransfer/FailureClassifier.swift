@@ -102,11 +102,13 @@ enum FailureClassifier {
 }
 
 extension String {
+    /// The string without leading and trailing scalars from `set` (scalars, not characters: "\r\n" is one
+    /// Character in Swift, so a character test would miss a lone "\n").
     func trimmingCharacters(in set: String) -> String {
-        var start = self.startIndex
-        var end = self.endIndex
-        while start < end, set.contains(self[start]) { start = self.index(after: start) }
-        while end > start, set.contains(self[self.index(before: end)]) { end = self.index(before: end) }
-        return String(self[start..<end])
+        let trimmed = Set(set.unicodeScalars)
+        let scalars = self.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !trimmed.contains($0) }) else { return "" }
+        let last = scalars.lastIndex(where: { !trimmed.contains($0) })!
+        return String(scalars[first...last])
     }
 }

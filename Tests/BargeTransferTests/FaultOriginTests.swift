@@ -1,0 +1,194 @@
+import BargeCore
+import BargeTestSupport
+import BargeTransfer
+import Foundation
+import Testing
+
+/// The engine against a hostile origin: every fault is provoked, and what the origin served is checked.
+@Suite("Engine against a faulty origin", .serialized)
+struct FaultOriginTests {
+    let origin: FaultOrigin
+    let scratch: ScratchDirectory
+
+    init() throws {
+        self.origin = try FaultOrigin()
+        self.scratch = try ScratchDirectory()
+    }
+
+    func request(_ url: String, _ name: String) -> TransferRequest {
+        TransferRequest(sources: [url], destination: self.scratch.path + "/" + name)
+    }
+
+    @Test func aDroppedConnectionResumesWithOnlyTheMissingBytes() async throws {
+        let content = TestContent.bytes(count: 1_000_000, seed: 30)
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.dropAfter = 300_000
+        let url = self.origin.serve("/drop", content: content, behaviour: behaviour)
+        let first = await fetch(self.request(url, "drop.bin"))
+        let failure = try #require(first.outcome.failure)
+        #expect(failure.kind == .transient)
+        #expect(failure.reason.contains("closed before the end of the file"), "\(failure)")
+        #expect(self.scratch.read(".drop.bin.barge-partial")?.count == 300_000)
+        let second = await fetch(self.request(url, "drop.bin"))
+        #expect(second.outcome.completed?.transferred == 700_000, "\(second.outcome)")
+        #expect(self.scratch.read("drop.bin") == content)
+        let served = self.origin.served("/drop")
+        #expect(served.map(\.bodyBytes) == [300_000, 700_000])
+        #expect(served[1].range == "bytes=300000-")
+        #expect(served[1].ifRange == "\"v1\"")
+    }
+
+    @Test func aStalledConnectionIsDetected() async throws {
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.stallAfter = 10_000
+        let url = self.origin.serve("/stall", content: TestContent.bytes(count: 100_000, seed: 31), behaviour: behaviour)
+        var request = self.request(url, "stall.bin")
+        request.stallTimeout = 1
+        let (outcome, _) = await fetch(request)
+        #expect(outcome.failure == TransferFailure(.transient, "stalled: no data from 127.0.0.1:\(self.origin.port) for 1s"))
+        #expect(self.scratch.read(".stall.bin.barge-partial")?.count == 10_000)
+    }
+
+    @Test func aServerThatIgnoresRangesRestartsCleanly() async throws {
+        let content = TestContent.bytes(count: 400_000, seed: 32)
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.ignoreRange = true
+        let url = self.origin.serve("/norange", content: content, behaviour: behaviour)
+        try self.scratch.write(".norange.bin.barge-partial", bytes: Array(content[0..<100_000]), mode: 0o600)
+        var request = self.request(url, "norange.bin")
+        request.partialValidators = Validators(etag: "\"v1\"")
+        request.sha256 = sha256Hex(content)
+        let (outcome, _) = await fetch(request)
+        #expect(outcome.completed?.transferred == 400_000, "\(outcome)")
+        #expect(self.scratch.read("norange.bin") == content)
+        #expect(self.origin.served("/norange").map(\.status) == [200])
+    }
+
+    @Test func aChangedETagMidDownloadRestartsWithTheNewVersion() async throws {
+        let old = TestContent.bytes(count: 500_000, seed: 33)
+        let new = TestContent.bytes(count: 600_000, seed: 34)
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.dropAfter = 200_000
+        behaviour.changesAfterFirstRequest = (new, "\"v2\"")
+        let url = self.origin.serve("/changes", content: old, etag: "\"v1\"", behaviour: behaviour)
+        let first = await fetch(self.request(url, "changes.bin"))
+        #expect(first.outcome.failure?.kind == .transient)
+        let (outcome, _) = await fetch(self.request(url, "changes.bin"))
+        #expect(outcome.completed?.validators.etag == "\"v2\"", "\(outcome)")
+        #expect(self.scratch.read("changes.bin") == new)
+        let served = self.origin.served("/changes")
+        #expect(served.last?.ifRange == "\"v1\"")
+        #expect(served.last?.status == 200)
+    }
+
+    @Test func aWrongContentLengthIsATransientFailure() async throws {
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.declaredLength = 150_000
+        let url = self.origin.serve("/short", content: TestContent.bytes(count: 100_000, seed: 35), behaviour: behaviour)
+        let (outcome, _) = await fetch(self.request(url, "short.bin"))
+        #expect(outcome.failure?.kind == .transient, "\(outcome)")
+        #expect(self.scratch.read("short.bin") == nil)
+    }
+
+    @Test(arguments: [(503, "7", "is unavailable (HTTP 503)"), (429, "3", "is rate-limiting us (HTTP 429 Too Many Requests)")])
+    func busyServersAreTransientWithRetryAfter(status: Int, retryAfter: String, reason: String) async throws {
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.status = status
+        behaviour.retryAfter = retryAfter
+        let path = "/busy\(status)"
+        let url = self.origin.serve(path, content: TestContent.bytes(count: 1000, seed: 36), behaviour: behaviour)
+        let (outcome, _) = await fetch(self.request(url, "busy\(status).bin"))
+        let failure = try #require(outcome.failure)
+        #expect(failure == TransferFailure(.transient, "127.0.0.1:\(self.origin.port) \(reason)", retryAfter: Double(retryAfter)))
+        #expect(listing(self.scratch.path).isEmpty, "an error page never becomes a partial")
+        #expect(await fetch(self.request(url, "busy\(status).bin")).outcome.completed != nil)
+    }
+
+    @Test func aRetryAfterDateIsUnderstood() async throws {
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.status = 503
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        behaviour.retryAfter = formatter.string(from: Date().addingTimeInterval(120))
+        let url = self.origin.serve("/busydate", content: [1], behaviour: behaviour)
+        let retryAfter = try #require(await fetch(self.request(url, "busydate.bin")).outcome.failure?.retryAfter)
+        #expect(retryAfter > 100 && retryAfter <= 120)
+    }
+
+    @Test func aRedirectLoopIsPermanent() async throws {
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.redirectTo = "/loop"
+        behaviour.faultyRequests = 1000
+        let url = self.origin.serve("/loop", content: [1, 2, 3], behaviour: behaviour)
+        let (outcome, _) = await fetch(self.request(url, "loop.bin"))
+        #expect(outcome.failure?.kind == .permanent)
+        #expect(outcome.failure?.reason.hasPrefix("too many redirects from \(url)") == true, "\(outcome)")
+    }
+
+    @Test func aRedirectIsFollowed() async throws {
+        let content = TestContent.bytes(count: 5000, seed: 37)
+        let target = self.origin.serve("/target", content: content)
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.redirectTo = target
+        let url = self.origin.serve("/moved", content: [], behaviour: behaviour)
+        let (outcome, _) = await fetch(self.request(url, "moved.bin"))
+        #expect(outcome.completed?.url == target)
+        #expect(self.scratch.read("moved.bin") == content)
+    }
+
+    @Test func aSlowDripCompletes() async throws {
+        let content = TestContent.bytes(count: 20_000, seed: 38)
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.dripBytesPerTick = 2_000
+        let url = self.origin.serve("/drip", content: content, behaviour: behaviour)
+        var request = self.request(url, "drip.bin")
+        request.stallTimeout = 2
+        let (outcome, events) = await fetch(request)
+        #expect(outcome.completed != nil, "\(outcome)")
+        #expect(self.scratch.read("drip.bin") == content)
+        #expect(events.contains { if case .progress = $0 { true } else { false } })
+    }
+
+    @Test func aCompressedRangeNeverCorruptsTheFile() async throws {
+        let content = TestContent.bytes(count: 300_000, seed: 39)
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.gzipRanges = true
+        let url = self.origin.serve("/gzip", content: content, behaviour: behaviour)
+        try self.scratch.write(".gzip.bin.barge-partial", bytes: Array(content[0..<100_000]), mode: 0o600)
+        var request = self.request(url, "gzip.bin")
+        request.partialValidators = Validators(etag: "\"v1\"")
+        request.sha256 = sha256Hex(content)
+        let (outcome, _) = await fetch(request)
+        #expect(outcome.completed != nil, "\(outcome)")
+        #expect(self.scratch.read("gzip.bin") == content)
+        let served = self.origin.served("/gzip")
+        #expect(served.first?.acceptEncoding == "identity")
+        #expect(served.first?.range == "bytes=100000-")
+        #expect(served.last?.range == nil)
+    }
+
+    @Test func bearerCredentialsComeFromTheSecretFile() async throws {
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.bearerToken = "s3cret-token"
+        let content = TestContent.bytes(count: 1000, seed: 40)
+        let url = self.origin.serve("/private", content: content, behaviour: behaviour)
+        let denied = await fetch(self.request(url, "private.bin"))
+        #expect(denied.outcome.failure == TransferFailure(.permanent, "127.0.0.1:\(self.origin.port) refused the credentials (HTTP 401 Unauthorized)"))
+        let secret = try self.scratch.write("token", "s3cret-token\n", mode: 0o600)
+        var request = self.request(url, "private.bin")
+        request.credentials = .bearerFile(secret)
+        request.stallTimeout = 3
+        let granted = await fetch(request)
+        #expect(granted.outcome.completed != nil, "\(granted.events) \(self.origin.served("/private"))")
+        #expect(self.scratch.read("private.bin") == content)
+    }
+
+    @Test func anUnreachableHostIsTransient() async throws {
+        let port = try freeLoopbackPort()
+        let (outcome, _) = await fetch(self.request("http://127.0.0.1:\(port)/x", "x.bin"))
+        #expect(outcome.failure?.kind == .transient)
+        #expect(outcome.failure?.reason.hasPrefix("cannot connect to 127.0.0.1:\(port)") == true, "\(outcome)")
+    }
+}
