@@ -24,13 +24,15 @@ public final class NginxServer: @unchecked Sendable {
     /// `https://localhost:TLSPORT`
     public var tlsBaseURL: String? { self.tlsPort.map { "https://localhost:\($0)" } }
 
-    /// Starts nginx; `extraLocations` is spliced into the HTTP and HTTPS server blocks.
+    /// Starts nginx; `extraLocations` is spliced into the HTTP and HTTPS server blocks, with `{http_port}`
+    /// replaced by the HTTP port.
     public init(tls: Bool = false, extraLocations: String = "", rateLimit: String? = nil) throws {
         self.prefix = try ScratchDirectory()
         self.root = self.prefix.path + "/root"
         try FileManager.default.createDirectory(atPath: self.root, withIntermediateDirectories: true)
         chmod(self.prefix.path, 0o755)  // nginx workers run as an unprivileged user
         self.port = try freeLoopbackPort()
+        let extraLocations = extraLocations.replacingOccurrences(of: "{http_port}", with: String(self.port))
         var tlsBlock = ""
         if tls {
             let port = try freeLoopbackPort()

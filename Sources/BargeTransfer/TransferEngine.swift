@@ -306,18 +306,14 @@ final class EngineLoop: @unchecked Sendable {
     }
 
     private func failure(for transfer: ActiveTransfer, code: CURLcode) -> TransferFailure {
-        if code == CURLE_UNSUPPORTED_PROTOCOL {
-            var target: UnsafeMutablePointer<CChar>?
-            _ = barge_easy_getinfo_string(transfer.easy, CURLINFO_REDIRECT_URL, &target)
-            if let target, transfer.currentSource.lowercased().hasPrefix("https:") {
-                let location = String(cString: target)
-                if location.lowercased().hasPrefix("http:") {
-                    return TransferFailure(
-                        .permanent,
-                        "refused a redirect from https to http (\(location)); the entry must allow insecure redirects"
-                    )
-                }
-            }
+        if code == CURLE_UNSUPPORTED_PROTOCOL, (300...399).contains(transfer.status),
+            let location = transfer.responseHeaders["location"], location.lowercased().hasPrefix("http:"),
+            transfer.currentSource.lowercased().hasPrefix("https:")
+        {
+            return TransferFailure(
+                .permanent,
+                "refused a redirect from https to http (\(location)); the entry must allow insecure redirects"
+            )
         }
         return FailureClassifier.failure(code: code, url: transfer.currentSource, detail: transfer.errorDetail)
     }

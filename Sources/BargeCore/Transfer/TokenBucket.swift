@@ -37,7 +37,9 @@ public struct TokenBucket: Sendable {
     /// - Returns: nil when admitted; otherwise the seconds until the balance is back to zero.
     public mutating func admit(_ bytes: Int, now: Double) -> Double? {
         self.refill(now: now)
-        if self.balance < 0 { return -self.balance / self.rate }
+        // Less than a byte of debt counts as none: a wait computed from floating-point debt can round to a time
+        // step too small to move the clock, and the caller would spin.
+        if self.balance < -1 { return -self.balance / self.rate }
         self.balance -= Double(bytes)
         return nil
     }
@@ -45,7 +47,7 @@ public struct TokenBucket: Sendable {
     /// The seconds until a chunk would be admitted (zero when it would be now), without taking anything.
     public mutating func wait(now: Double) -> Double {
         self.refill(now: now)
-        return self.balance < 0 ? -self.balance / self.rate : 0
+        return self.balance < -1 ? -self.balance / self.rate : 0
     }
 
     /// Changes the rate at once; the balance carries over, capped to the new burst.

@@ -1,0 +1,89 @@
+import BargeCore
+import Testing
+
+@testable import BargeTransfer
+
+@Suite("Transfer logic without I/O")
+struct PureLogicTests {
+    @Test func retryScheduleBacksOffWithJitterAndHonoursRetryAfter() {
+        let schedule = RetrySchedule(minimumDelay: TimeSpan(seconds: 30), maximumDelay: .minutes(10))
+        #expect(schedule.delay(attempt: 1, jitter: 0) == 30)
+        #expect(schedule.delay(attempt: 1, jitter: 1) == 45)
+        #expect(schedule.delay(attempt: 3, jitter: 0) == 120)
+        #expect(schedule.delay(attempt: 20, jitter: 0) == 600)
+        #expect(schedule.delay(attempt: 1, retryAfter: TimeSpan(seconds: 300), jitter: 0) == 300)
+        for attempt in 1...40 {
+            let delay = schedule.delay(attempt: attempt, jitter: 0.5)
+            #expect(delay >= 30 && delay <= 900)
+        }
+    }
+
+    @Test func tokenBucketKeepsTheLongRunRate() {
+        var bucket = TokenBucket(bytesPerSecond: 1_000_000, now: 0)
+        var now = 0.0
+        var admitted = 0
+        // Offer 64 KiB chunks as fast as the bucket allows for 10 simulated seconds.
+        while now < 10 {
+            if let wait = bucket.admit(65_536, now: now) {
+                now += wait
+            } else {
+                admitted += 65_536
+            }
+        }
+        let rate = Double(admitted) / 10
+        #expect(rate > 950_000 && rate < 1_050_000, "\(rate)")
+        bucket.setRate(bytesPerSecond: 100_000, now: now)
+        var slow = 0
+        let start = now
+        while now < start + 10 {
+            if let wait = bucket.admit(16_384, now: now) { now += wait } else { slow += 16_384 }
+        }
+        #expect(Double(slow) / 10 < 105_000 && Double(slow) / 10 > 95_000)
+    }
+
+    @Test func contentRanges() {
+        #expect(ContentRange("bytes 100-199/1000") == ContentRange(start: 100, end: 199, total: 1000))
+        #expect(ContentRange("bytes */1000")?.total == 1000)
+        #expect(ContentRange("bytes */1000")?.start == nil)
+        #expect(ContentRange("items 1-2/3") == nil)
+        #expect(ContentRange(nil) == nil)
+    }
+
+    @Test func statusesAreClassified() {
+        let url = "https://origin.example:8443/file"
+        #expect(FailureClassifier.failure(status: 404, url: url, retryAfter: nil).kind == .permanent)
+        #expect(FailureClassifier.failure(status: 410, url: url, retryAfter: nil).kind == .permanent)
+        #expect(FailureClassifier.failure(status: 403, url: url, retryAfter: nil).reason
+            == "origin.example:8443 denied access to \(url) (HTTP 403 Forbidden)")
+        #expect(FailureClassifier.failure(status: 502, url: url, retryAfter: 5) == TransferFailure(
+            .transient, "origin.example:8443 answered with a server error (HTTP 502)", retryAfter: 5))
+        #expect(FailureClassifier.failure(status: 418, url: url, retryAfter: nil).kind == .permanent)
+    }
+
+    @Test func retryAfterParsesSecondsAndDates() {
+        #expect(FailureClassifier.retryAfter("120", now: 0) == 120)
+        #expect(FailureClassifier.retryAfter("Sun, 06 Nov 1994 08:49:37 GMT", now: 784_111_700) == 77)
+        #expect(FailureClassifier.retryAfter("soon", now: 0) == nil)
+        #expect(FailureClassifier.retryAfter(nil, now: 0) == nil)
+    }
+
+    @Test func hostsForMessages() {
+        #expect(FailureClassifier.host(of: "https://user@h.example:99/a?b") == "h.example:99")
+        #expect(FailureClassifier.host(of: "file:///srv/x") == "this machine")
+    }
+
+    @Test func validatorsForIfRange() {
+        #expect(Validators(etag: "\"abc\"", lastModified: "d").ifRange == "\"abc\"")
+        #expect(Validators(etag: "W/\"abc\"", lastModified: "d").ifRange == "d")
+        #expect(Validators(etag: "W/\"abc\"").ifRange == nil)
+    }
+}
+
+extension ContentRange {
+    init(start: UInt64?, end: UInt64?, total: UInt64?) {
+        self.init("bytes */0")!
+        self.start = start
+        self.end = end
+        self.total = total
+    }
+}
