@@ -68,7 +68,7 @@ let package = Package(
         // Benchmarks (run by scripts/bench/*.sh), never by the test suite.
         .executableTarget(
             name: "barge-bench",
-            dependencies: ["BargeCore", "BargeLoader"],
+            dependencies: ["BargeCore", "BargeLoader", "BargeTransfer"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

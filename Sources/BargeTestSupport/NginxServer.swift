@@ -128,6 +128,18 @@ public final class NginxServer: @unchecked Sendable {
         public var ifRange: String
     }
 
+    /// The requests served for `uri`, waiting (up to 5 s) until there are at least `count`: nginx writes its
+    /// access log after the response has gone, so a client can finish before the line is there.
+    public func served(_ uri: String, count: Int) -> [Served] {
+        let deadline = Date().addingTimeInterval(5)
+        var lines = self.served(uri)
+        while lines.count < count, Date() < deadline {
+            usleep(10_000)
+            lines = self.served(uri)
+        }
+        return lines
+    }
+
     /// The requests served so far, in order (the access log is written per request).
     public func served(_ uri: String? = nil) -> [Served] {
         let text = (try? String(contentsOfFile: self.prefix.path + "/access.log", encoding: .utf8)) ?? ""

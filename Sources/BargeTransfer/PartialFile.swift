@@ -1,15 +1,20 @@
 import BargeCore
 import CBargeLinux
 import Crypto
+import Dispatch
 import Glibc
 
 /// The hidden file a download is written into (`.NAME.barge-partial`, beside the destination) until it is
 /// verified and renamed into place.
 ///
-/// Writes are buffered (one `write(2)` per MiB) and hashed as they arrive. The partial also carries the
-/// response's validator in an extended attribute, so a later run can resume it with `If-Range` even without the
-/// agent's store. Not thread-safe: owned by one transfer on the engine thread.
-final class PartialFile {
+/// Writes are buffered and handed off a MiB at a time to a shared disk queue, which hashes and writes them while
+/// the engine thread receives the next bytes: hashing and the kernel's copy into the page cache then run on the
+/// other core instead of stalling the network. The partial also carries the response's validator in an extended
+/// attribute, so a later run can resume it with `If-Range` even without the agent's store.
+///
+/// `@unchecked Sendable`: owned by one transfer on the engine thread; the hasher, the write offset and the first
+/// write error are only touched by blocks on `diskQueue`, and the engine thread reads them after `drain()`.
+final class PartialFile: @unchecked Sendable {
     /// Where the partial lives.
     let directory: SafeDirectory
     /// The destination's file name.
@@ -19,10 +24,19 @@ final class PartialFile {
     /// Content bytes so far, buffered ones included.
     private(set) var length: UInt64 = 0
     private var hasher = SHA256()
-    private let buffer: UnsafeMutableRawBufferPointer
+    private var buffer: UnsafeMutableRawBufferPointer
     private var buffered = 0
+    /// Bytes handed to the disk queue so far (the file offset of the buffer's first byte).
+    private var handedOff: UInt64 = 0
+    /// The first error a queued write met; reported by the next append, flush or sync.
+    private var diskError: BargeSystemError?
+    private let inFlight = DispatchGroup()
+    /// At most this many buffers wait on the disk queue per file: back-pressure when the disk is slower.
+    private let slots = DispatchSemaphore(value: 4)
 
     static let bufferSize = 1 << 20
+    /// One queue for all partials: the disk is one resource, and small files never wait on it.
+    static let diskQueue = DispatchQueue(label: "barge.disk", qos: .utility)
     static let validatorAttribute = "user.barge.validator"
 
     /// The partial's name for a destination file name.
@@ -41,6 +55,7 @@ final class PartialFile {
     }
 
     deinit {
+        self.inFlight.wait()
         close(self.descriptor)
         self.buffer.deallocate()
     }
@@ -55,6 +70,8 @@ final class PartialFile {
     /// Prepares to resume: keeps the first `limit` bytes at most (all when nil), re-hashes them, and returns
     /// the offset to resume from.
     func prepareResume(keepingAtMost limit: UInt64?) throws(BargeSystemError) -> UInt64 {
+        try self.flush()
+        try self.drain()
         let onDisk = try self.sizeOnDisk()
         let keep = min(onDisk, limit ?? onDisk)
         if keep < onDisk {
@@ -72,22 +89,26 @@ final class PartialFile {
             offset += UInt64(got)
         }
         self.length = offset
+        self.handedOff = offset
         self.buffered = 0
         return offset
     }
 
     /// Empties the partial to start over.
     func reset() throws(BargeSystemError) {
+        self.inFlight.wait()
+        self.diskError = nil
         self.buffered = 0
         try systemCall("truncate", self.partialName) { ftruncate(self.descriptor, 0) }
         self.length = 0
+        self.handedOff = 0
         self.hasher = SHA256()
         self.validator = nil
     }
 
     /// Appends received bytes (buffered, hashed).
     func append(_ bytes: UnsafeRawBufferPointer) throws(BargeSystemError) {
-        self.hasher.update(bufferPointer: bytes)
+        if let error = self.diskError { throw error }
         var rest = bytes
         while !rest.isEmpty {
             let room = Self.bufferSize - self.buffered
@@ -100,33 +121,63 @@ final class PartialFile {
         }
     }
 
-    /// Writes buffered bytes to the file.
+    /// Hands the buffered bytes to the disk queue (hashed, then written there) and starts a fresh buffer.
     func flush() throws(BargeSystemError) {
+        if let error = self.diskError { throw error }
+        guard self.buffered > 0 else { return }
+        let owned = HandedOffBuffer(memory: self.buffer, count: self.buffered)
+        let offset = self.handedOff
+        self.handedOff += UInt64(self.buffered)
+        self.buffer = .allocate(byteCount: Self.bufferSize, alignment: 4096)
+        self.buffered = 0
+        self.slots.wait()
+        self.inFlight.enter()
+        Self.diskQueue.async {
+            let chunk = UnsafeRawBufferPointer(rebasing: owned.memory[0..<owned.count])
+            defer {
+                owned.memory.deallocate()
+                self.slots.signal()
+                self.inFlight.leave()
+            }
+            self.hasher.update(bufferPointer: chunk)
+            guard self.diskError == nil else { return }
+            do throws(BargeSystemError) {
+                try self.write(chunk, at: offset)
+            } catch {
+                self.diskError = error
+            }
+        }
+    }
+
+    /// Waits until every handed-off buffer is written; throws the first write error.
+    func drain() throws(BargeSystemError) {
+        self.inFlight.wait()
+        if let error = self.diskError { throw error }
+    }
+
+    private func write(_ chunk: UnsafeRawBufferPointer, at offset: UInt64) throws(BargeSystemError) {
         var written = 0
-        let fileOffset = self.length - UInt64(self.buffered)
-        while written < self.buffered {
+        while written < chunk.count {
             let result = try systemCall("write", self.destinationPath) {
-                pwrite(
-                    self.descriptor,
-                    self.buffer.baseAddress! + written,
-                    self.buffered - written,
-                    off_t(fileOffset + UInt64(written))
-                )
+                pwrite(self.descriptor, chunk.baseAddress! + written, chunk.count - written, off_t(offset + UInt64(written)))
             }
             written += result
         }
-        self.buffered = 0
+        // Start writing this range to disk now, so the final fsync finds little left to do.
+        _ = CBargeLinux_start_writeback(self.descriptor, off_t(offset), off_t(chunk.count))
     }
 
     /// Flushes and `fsync`s, so the bytes counted in ``length`` are on disk.
     func sync() throws(BargeSystemError) {
         try self.flush()
+        try self.drain()
         try systemCall("fsync", self.destinationPath) { fsync(self.descriptor) }
     }
 
-    /// The SHA-256 of the content so far, lowercase hex.
+    /// The SHA-256 of the content so far, lowercase hex; call after ``drain()``.
     func digest() -> String {
-        self.hasher.finalize().map { byte in
+        self.inFlight.wait()
+        return self.hasher.finalize().map { byte in
             let digits = Array("0123456789abcdef")
             return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
         }.joined()
@@ -155,19 +206,66 @@ final class PartialFile {
     /// A crash at any instant leaves either the old destination or the new one, never a mix.
     func commit(mode: UInt32, owner: (uid: UInt32, gid: UInt32)?) throws(BargeSystemError) {
         try self.sync()
+        try self.rename(mode: mode, owner: owner)
+        try self.directory.sync()
+    }
+
+    /// Commits many partials with two file-system syncs instead of two `fsync`s each: every partial's bytes are
+    /// written, one `syncfs` makes them durable, all are renamed, and a second `syncfs` makes the renames durable.
+    /// The crash guarantee is the same as ``commit(mode:owner:)``'s for each file.
+    static func commit(_ batch: [(PartialFile, mode: UInt32, owner: (uid: UInt32, gid: UInt32)?)]) -> [BargeSystemError?] {
+        var errors = [BargeSystemError?](repeating: nil, count: batch.count)
+        for (index, item) in batch.enumerated() {
+            do throws(BargeSystemError) {
+                try item.0.flush()
+                try item.0.drain()
+            } catch {
+                errors[index] = error
+            }
+        }
+        guard let first = batch.first?.0 else { return errors }
+        if CBargeLinux_syncfs(first.descriptor) != 0 {
+            let error = BargeSystemError(errno: errno, function: "syncfs", subject: first.directory.path)
+            return errors.map { $0 ?? error }
+        }
+        for (index, item) in batch.enumerated() where errors[index] == nil {
+            do throws(BargeSystemError) {
+                try item.0.rename(mode: item.mode, owner: item.owner)
+            } catch {
+                errors[index] = error
+            }
+        }
+        if CBargeLinux_syncfs(first.descriptor) != 0 {
+            let error = BargeSystemError(errno: errno, function: "syncfs", subject: first.directory.path)
+            return errors.map { $0 ?? error }
+        }
+        return errors
+    }
+
+    /// Applies mode and owner, then renames the partial over the destination.
+    private func rename(mode: UInt32, owner: (uid: UInt32, gid: UInt32)?) throws(BargeSystemError) {
         self.validator = nil
         try systemCall("chmod", self.destinationPath) { fchmod(self.descriptor, mode_t(mode)) }
         if let owner {
             try systemCall("chown", self.destinationPath) { fchown(self.descriptor, owner.uid, owner.gid) }
         }
         try self.directory.rename(self.partialName, to: self.name)
-        try self.directory.sync()
     }
 
     /// Removes the partial.
     func discard() {
+        self.inFlight.wait()
         try? self.directory.remove(self.partialName)
         self.length = 0
+        self.handedOff = 0
         self.buffered = 0
     }
+}
+
+/// A filled buffer whose ownership passes to the disk queue, which frees it after writing.
+///
+/// `@unchecked Sendable`: after the hand-off only the disk queue touches the memory.
+private struct HandedOffBuffer: @unchecked Sendable {
+    let memory: UnsafeMutableRawBufferPointer
+    let count: Int
 }

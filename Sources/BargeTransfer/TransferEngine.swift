@@ -98,6 +98,8 @@ final class EngineLoop: @unchecked Sendable {
     private var transfers: [TransferID: ActiveTransfer] = [:]
     private let pacer = GlobalPacer()
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Verified transfers waiting to be committed together at the end of this loop iteration.
+    private var readyToCommit: [(ActiveTransfer, CompletedTransfer)] = []
 
     init(limits: Concurrency) {
         self.multi = curl_multi_init()!
@@ -123,6 +125,7 @@ final class EngineLoop: @unchecked Sendable {
             if stopping { break }
             _ = curl_multi_perform(self.multi, &running)
             self.drainMessages()
+            self.commitReady()
             let timeout = self.tick(now: monotonicNow())
             var descriptors: Int32 = 0
             _ = curl_multi_poll(self.multi, nil, 0, timeout, &descriptors)
@@ -347,30 +350,45 @@ final class EngineLoop: @unchecked Sendable {
         }
         let validators = transfer.validators.isEmpty
             ? (partial.validator.flatMap(Validators.init(encoded:)) ?? Validators()) : transfer.validators
-        do {
-            try partial.commit(mode: transfer.request.mode, owner: transfer.request.owner)
-        } catch {
-            self.failOver(
-                transfer,
-                TransferFailure(error.isTransient ? .transient : .permanent, "cannot put the file in place: \(error)")
-            )
-            return
-        }
         var effective: UnsafeMutablePointer<CChar>?
         _ = barge_easy_getinfo_string(transfer.easy, CURLINFO_EFFECTIVE_URL, &effective)
-        transfer.reportProgressIfDue(now: monotonicNow(), force: true)
-        self.finish(
-            transfer,
-            .completed(
-                CompletedTransfer(
-                    url: effective.map { String(cString: $0) } ?? transfer.currentSource,
-                    size: size,
-                    sha256: digest,
-                    validators: validators,
-                    transferred: transfer.transferred
-                )
-            )
+        let done = CompletedTransfer(
+            url: effective.map { String(cString: $0) } ?? transfer.currentSource,
+            size: size,
+            sha256: digest,
+            validators: validators,
+            transferred: transfer.transferred
         )
+        self.readyToCommit.append((transfer, done))
+    }
+
+    /// Puts every verified file of this iteration in place: alone with `fsync`s, together with grouped syncs.
+    private func commitReady() {
+        guard !self.readyToCommit.isEmpty else { return }
+        let batch = self.readyToCommit
+        self.readyToCommit.removeAll()
+        let errors: [BargeSystemError?]
+        if batch.count == 1, let partial = batch[0].0.partial {
+            do throws(BargeSystemError) {
+                try partial.commit(mode: batch[0].0.request.mode, owner: batch[0].0.request.owner)
+                errors = [nil]
+            } catch {
+                errors = [error]
+            }
+        } else {
+            errors = PartialFile.commit(batch.map { ($0.0.partial!, mode: $0.0.request.mode, owner: $0.0.request.owner) })
+        }
+        for ((transfer, done), error) in zip(batch, errors) {
+            if let error {
+                self.failOver(
+                    transfer,
+                    TransferFailure(error.isTransient ? .transient : .permanent, "cannot put the file in place: \(error)")
+                )
+            } else {
+                transfer.reportProgressIfDue(now: monotonicNow(), force: true)
+                self.finish(transfer, .completed(done))
+            }
+        }
     }
 
     /// Tries the next mirror, or finishes with the failures of all of them.
@@ -383,7 +401,11 @@ final class EngineLoop: @unchecked Sendable {
             self.beginAttempt(transfer, first: false)
             return
         }
-        transfer.partial.map { try? $0.flush() }
+        if let partial = transfer.partial {
+            // Keep what arrived: the next run resumes from it.
+            try? partial.flush()
+            try? partial.drain()
+        }
         let failures = transfer.failures
         guard failures.count > 1 else {
             self.finish(transfer, .failed(failure))

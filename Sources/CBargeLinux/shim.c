@@ -1,4 +1,6 @@
 #define _GNU_SOURCE
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/xattr.h>
 #include "CBargeLinux.h"
 
@@ -12,4 +14,12 @@ int CBargeLinux_fsetxattr(int fd, const char *name, const void *value, size_t si
 
 int CBargeLinux_fremovexattr(int fd, const char *name) {
     return fremovexattr(fd, name);
+}
+
+int CBargeLinux_start_writeback(int fd, off_t offset, off_t length) {
+    return sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE);
+}
+
+int CBargeLinux_syncfs(int fd) {
+    return syncfs(fd);
 }

@@ -7,6 +7,7 @@
 // and the process's peak resident memory.
 import BargeCore
 import BargeLoader
+import BargeTransfer
 import Foundation
 import Glibc
 
@@ -115,10 +116,44 @@ func benchmarkManifests() throws {
     print("  target: well under 1 s for 10,000 entries in 100 files")
 }
 
+/// Downloads every `URL<TAB>DEST[<TAB>SHA256]` line of a list through one engine, all at once (the engine's
+/// connection limits queue them), and exits non-zero if any failed. The transfer benchmark times this.
+func downloadList(_ path: String, parallel: Int) async throws {
+    let text = try String(contentsOfFile: path, encoding: .utf8)
+    var limits = Concurrency()
+    limits.total = parallel
+    limits.perHost = parallel
+    let engine = TransferEngine(limits: limits)
+    let failures = await withTaskGroup(of: String?.self) { group in
+        for line in text.split(separator: "\n") where !line.isEmpty {
+            let fields = line.split(separator: "\t").map(String.init)
+            var request = TransferRequest(sources: [fields[0]], destination: fields[1])
+            if fields.count > 2 { request.sha256 = fields[2] }
+            let handle = engine.start(request)
+            group.addTask {
+                for await event in handle.events {
+                    if case .finished(let outcome) = event, case .failed(let failure) = outcome {
+                        return "\(fields[0]): \(failure)"
+                    }
+                }
+                return nil
+            }
+        }
+        return await group.reduce(into: [String]()) { if let failure = $1 { $0.append(failure) } }
+    }
+    for failure in failures { print(failure) }
+    await engine.shutdown()
+    if !failures.isEmpty { exit(1) }
+}
+
 switch CommandLine.arguments.dropFirst().first {
 case "manifests":
     try benchmarkManifests()
+case "download":
+    guard CommandLine.arguments.count >= 3 else { exit(2) }
+    try await downloadList(CommandLine.arguments[2], parallel: option("--parallel", default: 16))
 default:
     print("usage: barge-bench manifests [--files N] [--entries-per-file N] [--runs N]")
+    print("       barge-bench download LIST [--parallel N]")
     exit(2)
 }

@@ -12,4 +12,10 @@ ssize_t CBargeLinux_fgetxattr(int fd, const char *name, void *value, size_t size
 int CBargeLinux_fsetxattr(int fd, const char *name, const void *value, size_t size);
 int CBargeLinux_fremovexattr(int fd, const char *name);
 
+// sync_file_range and syncfs need _GNU_SOURCE, which Swift's Glibc module does not define.
+// Starts writeback of a written range without waiting, so a later fsync has little left to do.
+int CBargeLinux_start_writeback(int fd, off_t offset, off_t length);
+// Flushes the whole file system holding fd: one call makes a batch of files durable.
+int CBargeLinux_syncfs(int fd);
+
 #endif

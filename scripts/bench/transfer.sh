@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Transfer benchmark: the same files from the same local nginx with barge, curl, wget and aria2c, in one run.
+#
+#   scripts/bench/transfer.sh [--runs N] [--large-mib N] [--small N]
+#
+# Data: one large file (default 1 GiB) and many 16 KiB files (default 2,000), served by an nginx started here on
+# 127.0.0.1. Every result is verified with sha256sum after each run (not timed). Prints the median of N runs:
+# wall time, throughput, CPU time (user+sys) and peak RSS (GNU time), side by side.
+#
+# Durability differs: barge fsyncs every file and renames it into place (the small files with grouped syncs);
+# curl, wget and aria2c do not sync at all, so "curl + sync" is shown as the honest durable comparison.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+runs=3
+large_mib=1024
+small=2000
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --runs) runs=$2; shift 2 ;;
+        --large-mib) large_mib=$2; shift 2 ;;
+        --small) small=$2; shift 2 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+done
+
+need=()
+for tool in nginx:nginx-light curl:curl wget:wget aria2c:aria2 /usr/bin/time:time sha256sum:coreutils; do
+    command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+swift build -c release --product barge >/dev/null
+swift build -c release --product barge-bench >/dev/null
+bin=$(swift build -c release --show-bin-path)
+
+work=$(mktemp -d /var/tmp/barge-bench-XXXXXX)
+chmod 755 "$work"
+nginx_pid=""
+cleanup() {
+    [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "preparing data in $work ($large_mib MiB file, $small × 16 KiB files)…" >&2
+mkdir -p "$work/root/small" "$work/out"
+head -c $((large_mib * 1024 * 1024)) /dev/urandom > "$work/root/large.bin"
+large_sha=$(sha256sum "$work/root/large.bin" | cut -d' ' -f1)
+for i in $(seq 1 "$small"); do head -c 16384 /dev/urandom > "$work/root/small/$i.bin"; done
+(cd "$work/root/small" && sha256sum ./*.bin | sort -k2) > "$work/small.sha256"
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$work/nginx.conf" <<EOF
+daemon off;
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    client_body_temp_path $work/tmp;
+    proxy_temp_path $work/tmp;
+    fastcgi_temp_path $work/tmp;
+    uwsgi_temp_path $work/tmp;
+    scgi_temp_path $work/tmp;
+    server { listen 127.0.0.1:$port; root $work/root; }
+}
+EOF
+nginx -p "$work" -c "$work/nginx.conf" -e "$work/error.log" &
+nginx_pid=$!
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/small/1.bin" && break; sleep 0.05; done
+base="http://127.0.0.1:$port"
+
+# Lists for the many-files runs.
+: > "$work/barge.list"; : > "$work/curl.cfg"; : > "$work/urls"; : > "$work/aria2.list"
+for i in $(seq 1 "$small"); do
+    printf '%s\t%s\n' "$base/small/$i.bin" "$work/out/small/$i.bin" >> "$work/barge.list"
+    printf 'url = "%s"\noutput = "%s"\n' "$base/small/$i.bin" "$work/out/small/$i.bin" >> "$work/curl.cfg"
+    printf '%s\n' "$base/small/$i.bin" >> "$work/urls"
+    printf '%s\n  out=%s.bin\n' "$base/small/$i.bin" "$i" >> "$work/aria2.list"
+done
+
+verify_large() { [ "$(sha256sum "$work/out/large.bin" | cut -d' ' -f1)" = "$large_sha" ]; }
+verify_small() { (cd "$work/out/small" && sha256sum ./*.bin | sort -k2) | cmp -s - "$work/small.sha256"; }
+reset_out() { rm -rf "$work/out"; mkdir -p "$work/out/small"; sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+
+# measure NAME KIND BYTES COMMAND…: runs it $runs times, verifies, records the median row.
+rows=()
+measure() {
+    local name=$1 kind=$2 bytes=$3
+    shift 3
+    local samples=()
+    for _ in $(seq 1 "$runs"); do
+        reset_out
+        /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$@" >/dev/null 2>"$work/stderr" || {
+            echo "$name failed: $(tail -3 "$work/stderr")" >&2; return 1; }
+        if [ "$kind" = large ]; then verify_large; else verify_small; fi || { echo "$name: wrong content" >&2; return 1; }
+        samples+=("$(cat "$work/time")")
+    done
+    local median
+    median=$(printf '%s\n' "${samples[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
+    read -r wall user sys rss <<<"$median"
+    rows+=("$(awk -v n="$name" -v w="$wall" -v u="$user" -v s="$sys" -v r="$rss" -v b="$bytes" \
+        'BEGIN { printf "%-28s %8.3f s %10.1f MB/s %8.2f s %8.1f MiB", n, w, (w > 0 ? b / w / 1e6 : 0), u + s, r / 1024 }')")
+}
+
+large_bytes=$((large_mib * 1024 * 1024))
+small_bytes=$((small * 16384))
+echo "running ($runs runs each, median)…" >&2
+measure "barge get (sha256, fsync)" large $large_bytes "$bin/barge" get --sha256 "$large_sha" "$base/large.bin" "$work/out/large.bin"
+measure "curl" large $large_bytes curl -s -o "$work/out/large.bin" "$base/large.bin"
+measure "curl + sync" large $large_bytes sh -c "curl -s -o '$work/out/large.bin' '$base/large.bin' && sync"
+measure "wget" large $large_bytes wget -q -O "$work/out/large.bin" "$base/large.bin"
+measure "aria2c" large $large_bytes aria2c -q --allow-overwrite=true --file-allocation=none -d "$work/out" -o large.bin "$base/large.bin"
+measure "barge (16 parallel, fsync)" small $small_bytes "$bin/barge-bench" download "$work/barge.list" --parallel 16
+measure "curl --parallel 16" small $small_bytes curl -s --parallel --parallel-max 16 -K "$work/curl.cfg"
+measure "curl --parallel 16 + sync" small $small_bytes sh -c "curl -s --parallel --parallel-max 16 -K '$work/curl.cfg' && sync"
+measure "wget -i" small $small_bytes wget -q -i "$work/urls" -P "$work/out/small"
+measure "aria2c -j 16" small $small_bytes aria2c -q -j 16 --file-allocation=none -d "$work/out/small" -i "$work/aria2.list"
+
+printf '\n%-28s %10s %15s %10s %12s\n' "${large_mib} MiB file" "wall" "throughput" "CPU" "peak RSS"
+for row in "${rows[@]:0:5}"; do echo "$row"; done
+printf '\n%-28s %10s %15s %10s %12s\n' "$small × 16 KiB files" "wall" "throughput" "CPU" "peak RSS"
+for row in "${rows[@]:5}"; do echo "$row"; done
