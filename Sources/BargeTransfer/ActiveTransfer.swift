@@ -51,6 +51,8 @@ final class ActiveTransfer {
     /// Ask for (and decode) compressed content: set after a server compressed a body we asked identity for.
     var decodeContent = false
     var restarts = 0
+    /// Cancelled while still waiting for a connection slot.
+    var cancelledBeforeStart = false
     var transferred: UInt64 = 0
     var sinceCheckpoint: UInt64 = 0
     var inMulti = false

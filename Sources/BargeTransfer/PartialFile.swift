@@ -35,6 +35,8 @@ final class PartialFile: @unchecked Sendable {
     private let slots = DispatchSemaphore(value: 4)
 
     static let bufferSize = 1 << 20
+    /// Small files never need more; a file that outgrows it moves on to `bufferSize` buffers.
+    static let firstBufferSize = 64 << 10
     /// One queue for all partials: the disk is one resource, and small files never wait on it.
     static let diskQueue = DispatchQueue(label: "barge.disk", qos: .utility)
     static let validatorAttribute = "user.barge.validator"
@@ -51,7 +53,7 @@ final class PartialFile: @unchecked Sendable {
         self.name = PathRules.fileName(of: destination)
         self.directory = try SafeDirectory.open(directoryPath, create: true)
         self.descriptor = try self.directory.openFile(Self.partialName(for: self.name))
-        self.buffer = .allocate(byteCount: Self.bufferSize, alignment: 4096)
+        self.buffer = .allocate(byteCount: Self.firstBufferSize, alignment: 4096)
     }
 
     deinit {
@@ -80,7 +82,7 @@ final class PartialFile: @unchecked Sendable {
         self.hasher = SHA256()
         var offset: UInt64 = 0
         while offset < keep {
-            let want = Int(min(UInt64(Self.bufferSize), keep - offset))
+            let want = Int(min(UInt64(self.buffer.count), keep - offset))
             let got = try systemCall("read", self.partialName) {
                 pread(self.descriptor, self.buffer.baseAddress, want, off_t(offset))
             }
@@ -111,20 +113,31 @@ final class PartialFile: @unchecked Sendable {
         if let error = self.diskError { throw error }
         var rest = bytes
         while !rest.isEmpty {
-            let room = Self.bufferSize - self.buffered
+            let room = self.buffer.count - self.buffered
             let take = min(room, rest.count)
             (self.buffer.baseAddress! + self.buffered).copyMemory(from: rest.baseAddress!, byteCount: take)
             self.buffered += take
             self.length += UInt64(take)
             rest = UnsafeRawBufferPointer(rebasing: rest[take...])
-            if self.buffered == Self.bufferSize { try self.flush() }
+            if self.buffered == self.buffer.count { try self.flush() }
         }
     }
 
-    /// Hands the buffered bytes to the disk queue (hashed, then written there) and starts a fresh buffer.
+    /// Hands the buffered bytes to the disk queue (hashed, then written there) and starts a fresh buffer; or,
+    /// for a small file whose bytes all fit the first buffer, hashes and writes them here, which is cheaper than a
+    /// hop to another thread.
     func flush() throws(BargeSystemError) {
         if let error = self.diskError { throw error }
         guard self.buffered > 0 else { return }
+        if self.handedOff == 0, self.buffered < self.buffer.count {
+            self.inFlight.wait()
+            let chunk = UnsafeRawBufferPointer(rebasing: self.buffer[0..<self.buffered])
+            self.hasher.update(bufferPointer: chunk)
+            try self.write(chunk, at: 0)
+            self.handedOff = UInt64(self.buffered)
+            self.buffered = 0
+            return
+        }
         let owned = HandedOffBuffer(memory: self.buffer, count: self.buffered)
         let offset = self.handedOff
         self.handedOff += UInt64(self.buffered)

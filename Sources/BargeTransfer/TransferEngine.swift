@@ -96,12 +96,23 @@ final class EngineLoop: @unchecked Sendable {
     private let multi: UnsafeMutableRawPointer
     private let pending = Mutex<[EngineCommand]>([])
     private var transfers: [TransferID: ActiveTransfer] = [:]
+    /// Started transfers waiting for a connection slot (libcurl would queue them too, but every queued handle
+    /// would cost a scan in each loop iteration).
+    private var waiting: [ActiveTransfer?] = []
+    private var waitingStart = 0
+    private let maximumActive: Int
     private let pacer = GlobalPacer()
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
-    /// Verified transfers waiting to be committed together at the end of this loop iteration.
+    /// Verified transfers waiting to be committed together.
     private var readyToCommit: [(ActiveTransfer, CompletedTransfer)] = []
+    /// When the oldest of `readyToCommit` became ready.
+    private var readySince = 0.0
+    /// How long a verified file may wait for others to share its syncs.
+    private static let commitDelay = 0.02
+    private static let commitBatch = 64
 
     init(limits: Concurrency) {
+        self.maximumActive = limits.total
         self.multi = curl_multi_init()!
         _ = barge_multi_setopt_long(self.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, limits.total)
         _ = barge_multi_setopt_long(self.multi, CURLMOPT_MAX_HOST_CONNECTIONS, limits.perHost)
@@ -123,16 +134,46 @@ final class EngineLoop: @unchecked Sendable {
                 stopping = self.apply(command) || stopping
             }
             if stopping { break }
+            self.admitWaiting()
             _ = curl_multi_perform(self.multi, &running)
             self.drainMessages()
             self.commitReady()
+            self.admitWaiting()
             let timeout = self.tick(now: monotonicNow())
             var descriptors: Int32 = 0
             _ = curl_multi_poll(self.multi, nil, 0, timeout, &descriptors)
         }
         for transfer in self.transfers.values { self.stop(transfer, outcome: .cancelled, discard: false) }
+        for case let transfer? in self.waiting[self.waitingStart...] where !transfer.cancelledBeforeStart {
+            transfer.continuation.yield(.finished(.cancelled))
+            transfer.continuation.finish()
+        }
         curl_multi_cleanup(self.multi)
         for waiter in self.shutdownWaiters { waiter.resume() }
+    }
+
+    /// Moves waiting transfers into the multi handle while there are free slots.
+    private func admitWaiting() {
+        // Verified files waiting for their commit hold no connection: they do not count against the limit.
+        while self.transfers.count - self.readyToCommit.count < self.maximumActive,
+            self.waitingStart < self.waiting.count
+        {
+            let transfer = self.waiting[self.waitingStart]!
+            self.waiting[self.waitingStart] = nil  // the engine no longer holds it once it finishes
+            self.waitingStart += 1
+            guard !transfer.cancelledBeforeStart else { continue }
+            self.transfers[transfer.id] = transfer
+            self.beginAttempt(transfer, first: true)
+        }
+        if self.waitingStart == self.waiting.count {
+            self.waiting.removeAll(keepingCapacity: true)
+            self.waitingStart = 0
+        }
+    }
+
+    /// A transfer not yet admitted, by id.
+    private func waitingTransfer(_ id: TransferID) -> ActiveTransfer? {
+        self.waiting[self.waitingStart...].lazy.compactMap { $0 }.first { $0.id == id && !$0.cancelledBeforeStart }
     }
 
     /// Applies a command; returns true when the loop must stop.
@@ -140,22 +181,28 @@ final class EngineLoop: @unchecked Sendable {
         switch command {
         case .start(let id, let request, let continuation):
             let transfer = ActiveTransfer(id: id, request: request, continuation: continuation, globalPacer: self.pacer)
-            self.transfers[id] = transfer
-            self.beginAttempt(transfer, first: true)
+            self.waiting.append(transfer)
         case .pause(let id):
+            if let transfer = self.waitingTransfer(id) { transfer.userPaused = true }
             guard let transfer = self.transfers[id], !transfer.userPaused else { break }
             transfer.userPaused = true
             if transfer.inMulti { _ = curl_easy_pause(transfer.easy, CURLPAUSE_ALL) }
         case .resume(let id):
+            if let transfer = self.waitingTransfer(id) { transfer.userPaused = false }
             guard let transfer = self.transfers[id], transfer.userPaused else { break }
             transfer.userPaused = false
             transfer.lastByteAt = monotonicNow()
             if transfer.inMulti, transfer.pacedUntil == nil { _ = curl_easy_pause(transfer.easy, CURLPAUSE_CONT) }
         case .cancel(let id, let discard):
-            guard let transfer = self.transfers[id] else { break }
-            self.stop(transfer, outcome: .cancelled, discard: discard)
+            if let transfer = self.transfers[id] {
+                self.stop(transfer, outcome: .cancelled, discard: discard)
+            } else if let transfer = self.waitingTransfer(id) {
+                transfer.cancelledBeforeStart = true
+                transfer.continuation.yield(.finished(.cancelled))
+                transfer.continuation.finish()
+            }
         case .setRate(let id, let limit):
-            guard let transfer = self.transfers[id] else { break }
+            guard let transfer = self.transfers[id] ?? self.waitingTransfer(id) else { break }
             switch limit {
             case .off:
                 transfer.bucket = nil
@@ -187,8 +234,8 @@ final class EngineLoop: @unchecked Sendable {
 
     /// Unpauses paced transfers that are due, fails stalled ones, reports progress; returns the poll timeout.
     private func tick(now: Double) -> Int32 {
-        guard !self.transfers.isEmpty else { return 3_600_000 }
-        var wake = now + 1
+        guard !self.transfers.isEmpty else { return self.waitingStart < self.waiting.count ? 0 : 3_600_000 }
+        var wake = self.readyToCommit.isEmpty ? now + 1 : min(now + 1, self.readySince + Self.commitDelay)
         for transfer in Array(self.transfers.values) {
             if let until = transfer.pacedUntil, !transfer.userPaused {
                 if until <= now {
@@ -359,12 +406,22 @@ final class EngineLoop: @unchecked Sendable {
             validators: validators,
             transferred: transfer.transferred
         )
+        if self.readyToCommit.isEmpty { self.readySince = monotonicNow() }
         self.readyToCommit.append((transfer, done))
     }
 
     /// Puts every verified file of this iteration in place: alone with `fsync`s, together with grouped syncs.
+    ///
+    /// A verified file waits up to 20 ms for others (or until 64 are ready, or nothing else is running), so that a
+    /// burst of small files shares two syncs instead of paying two `fsync`s each.
     private func commitReady() {
         guard !self.readyToCommit.isEmpty else { return }
+        let othersRunning = self.transfers.count > self.readyToCommit.count || self.waitingStart < self.waiting.count
+        if othersRunning, self.readyToCommit.count < Self.commitBatch,
+            monotonicNow() - self.readySince < Self.commitDelay
+        {
+            return
+        }
         let batch = self.readyToCommit
         self.readyToCommit.removeAll()
         let errors: [BargeSystemError?]
