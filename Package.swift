@@ -93,6 +93,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -104,7 +105,7 @@ let package = Package(
         // End-to-end tests: run the built `barge` binary.
         .testTarget(
             name: "BargeCLITests",
-            dependencies: ["barge"],
+            dependencies: ["barge", "BargeTestSupport"],
             swiftSettings: swiftSettings
         ),
     ],

@@ -90,7 +90,12 @@ public final class FaultOrigin: Sendable {
 
     /// Registers `content` at `path` (which starts with /); returns its URL.
     @discardableResult
-    public func serve(_ path: String, content: [UInt8], etag: String = "\"v1\"", behaviour: Behaviour = Behaviour())
+    public func serve(
+        _ path: String,
+        content: [UInt8],
+        etag: String = "\"v1\"",
+        behaviour: Behaviour = Behaviour()
+    )
         -> String
     {
         self.state.withLockedValue { $0.resources[path] = Resource(content: content, etag: etag, behaviour: behaviour) }
@@ -155,14 +160,26 @@ private final class FaultHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         if let token = behaviour.bearerToken, head.headers.first(name: "authorization") != "Bearer \(token)" {
             served.status = 401
-            self.send(context: context, status: .unauthorized, headers: ["WWW-Authenticate": "Bearer"], body: [], served: served)
+            self.send(
+                context: context,
+                status: .unauthorized,
+                headers: ["WWW-Authenticate": "Bearer"],
+                body: [],
+                served: served
+            )
             return
         }
         if faulty, let status = behaviour.status {
             served.status = status
             var headers: [String: String] = [:]
             if let retryAfter = behaviour.retryAfter { headers["Retry-After"] = retryAfter }
-            self.send(context: context, status: HTTPResponseStatus(statusCode: status), headers: headers, body: Array("busy".utf8), served: served)
+            self.send(
+                context: context,
+                status: HTTPResponseStatus(statusCode: status),
+                headers: headers,
+                body: Array("busy".utf8),
+                served: served
+            )
             return
         }
         if let location = behaviour.redirectTo {

@@ -38,10 +38,13 @@ public final class NginxServer: @unchecked Sendable {
             let port = try freeLoopbackPort()
             let certificate = self.prefix.path + "/cert.pem"
             let key = self.prefix.path + "/key.pem"
-            try Self.run("/usr/bin/openssl", [
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "2",
-                "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            ])
+            try Self.run(
+                "/usr/bin/openssl",
+                [
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                ]
+            )
             self.tlsPort = port
             self.certificateFile = certificate
             tlsBlock = """
@@ -89,7 +92,9 @@ public final class NginxServer: @unchecked Sendable {
         try self.prefix.write("nginx.conf", config)
         self.process = Process()
         self.process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
-        self.process.arguments = ["-p", self.prefix.path, "-c", self.prefix.path + "/nginx.conf", "-e", self.prefix.path + "/error.log"]
+        self.process.arguments = [
+            "-p", self.prefix.path, "-c", self.prefix.path + "/nginx.conf", "-e", self.prefix.path + "/error.log",
+        ]
         self.process.standardError = FileHandle.nullDevice
         try self.process.run()
         do {
@@ -151,7 +156,8 @@ public final class NginxServer: @unchecked Sendable {
                 uri: String(fields[0]),
                 status: status,
                 bytes: bytes,
-                range: quoted.count > 1 ? String(quoted[1]).replacingOccurrences(of: "-", with: "", options: .anchored) : "",
+                range: quoted.count > 1
+                    ? String(quoted[1]).replacingOccurrences(of: "-", with: "", options: .anchored) : "",
                 ifRange: quoted.count > 3 ? String(quoted[3]) : ""
             )
             return uri == nil || served.uri == uri ? served : nil

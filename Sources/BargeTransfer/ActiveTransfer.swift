@@ -157,16 +157,20 @@ final class ActiveTransfer {
         if ActiveTransfer.verbose { try self.set(CURLOPT_VERBOSE, 1) }
         try self.set(CURLOPT_ERRORBUFFER, pointer: UnsafeMutableRawPointer(self.errorBuffer))
         try check(barge_easy_setopt_pointer(self.easy, CURLOPT_WRITEDATA, me))
-        try check(barge_easy_setopt_write_function(self.easy) { data, size, count, context in
-            let transfer = Unmanaged<ActiveTransfer>.fromOpaque(context!).takeUnretainedValue()
-            return transfer.receiveBody(UnsafeRawBufferPointer(start: data, count: size * count))
-        })
+        try check(
+            barge_easy_setopt_write_function(self.easy) { data, size, count, context in
+                let transfer = Unmanaged<ActiveTransfer>.fromOpaque(context!).takeUnretainedValue()
+                return transfer.receiveBody(UnsafeRawBufferPointer(start: data, count: size * count))
+            }
+        )
         try check(barge_easy_setopt_pointer(self.easy, CURLOPT_HEADERDATA, me))
-        try check(barge_easy_setopt_header_function(self.easy) { data, size, count, context in
-            let transfer = Unmanaged<ActiveTransfer>.fromOpaque(context!).takeUnretainedValue()
-            transfer.receiveHeader(UnsafeRawBufferPointer(start: data, count: size * count))
-            return size * count
-        })
+        try check(
+            barge_easy_setopt_header_function(self.easy) { data, size, count, context in
+                let transfer = Unmanaged<ActiveTransfer>.fromOpaque(context!).takeUnretainedValue()
+                transfer.receiveHeader(UnsafeRawBufferPointer(start: data, count: size * count))
+                return size * count
+            }
+        )
         let schemes = self.request.allowedSchemes.joined(separator: ",")
         try self.set(CURLOPT_PROTOCOLS_STR, schemes)
         var redirectSchemes = self.request.allowedSchemes

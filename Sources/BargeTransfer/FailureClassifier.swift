@@ -14,11 +14,19 @@ enum FailureClassifier {
         case 403: return TransferFailure(.permanent, "\(host) denied access to \(url) (HTTP 403 Forbidden)")
         case 408: return TransferFailure(.transient, "\(host) timed out the request (HTTP 408)", retryAfter: retryAfter)
         case 429:
-            return TransferFailure(.transient, "\(host) is rate-limiting us (HTTP 429 Too Many Requests)", retryAfter: retryAfter)
+            return TransferFailure(
+                .transient,
+                "\(host) is rate-limiting us (HTTP 429 Too Many Requests)",
+                retryAfter: retryAfter
+            )
         case 503:
             return TransferFailure(.transient, "\(host) is unavailable (HTTP 503)", retryAfter: retryAfter)
         case 500...599:
-            return TransferFailure(.transient, "\(host) answered with a server error (HTTP \(status))", retryAfter: retryAfter)
+            return TransferFailure(
+                .transient,
+                "\(host) answered with a server error (HTTP \(status))",
+                retryAfter: retryAfter
+            )
         case 300...399:
             return TransferFailure(.permanent, "\(host) redirected without a usable Location (HTTP \(status))")
         default:
@@ -48,7 +56,10 @@ enum FailureClassifier {
         case CURLE_SSL_CONNECT_ERROR:
             return TransferFailure(.transient, "TLS handshake with \(host) failed\(suffix)")
         case CURLE_PEER_FAILED_VERIFICATION:
-            return TransferFailure(.permanent, "TLS verification of \(host) failed: its certificate is not trusted\(suffix)")
+            return TransferFailure(
+                .permanent,
+                "TLS verification of \(host) failed: its certificate is not trusted\(suffix)"
+            )
         case CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER:
             return TransferFailure(.permanent, "TLS set-up failed\(suffix)")
         case CURLE_TOO_MANY_REDIRECTS:

@@ -172,7 +172,12 @@ final class PartialFile: @unchecked Sendable {
         var written = 0
         while written < chunk.count {
             let result = try systemCall("write", self.destinationPath) {
-                pwrite(self.descriptor, chunk.baseAddress! + written, chunk.count - written, off_t(offset + UInt64(written)))
+                pwrite(
+                    self.descriptor,
+                    chunk.baseAddress! + written,
+                    chunk.count - written,
+                    off_t(offset + UInt64(written))
+                )
             }
             written += result
         }
@@ -226,7 +231,9 @@ final class PartialFile: @unchecked Sendable {
     /// Commits many partials with two file-system syncs instead of two `fsync`s each: every partial's bytes are
     /// written, one `syncfs` makes them durable, all are renamed, and a second `syncfs` makes the renames durable.
     /// The crash guarantee is the same as ``commit(mode:owner:)``'s for each file.
-    static func commit(_ batch: [(PartialFile, mode: UInt32, owner: (uid: UInt32, gid: UInt32)?)]) -> [BargeSystemError?] {
+    static func commit(
+        _ batch: [(PartialFile, mode: UInt32, owner: (uid: UInt32, gid: UInt32)?)]
+    ) -> [BargeSystemError?] {
         var errors = [BargeSystemError?](repeating: nil, count: batch.count)
         for (index, item) in batch.enumerated() {
             do throws(BargeSystemError) {

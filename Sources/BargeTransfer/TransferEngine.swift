@@ -42,10 +42,12 @@ public final class TransferEngine: Sendable {
 
     /// Starts fetching `request.destination`; returns at once.
     public func start(_ request: TransferRequest) -> TransferHandle {
-        let id = TransferID(self.nextID.withLock { next in
-            defer { next += 1 }
-            return next
-        })
+        let id = TransferID(
+            self.nextID.withLock { next in
+                defer { next += 1 }
+                return next
+            }
+        )
         let (events, continuation) = AsyncStream<TransferEvent>.makeStream(bufferingPolicy: .unbounded)
         self.loop.submit(.start(id, request, continuation))
         return TransferHandle(id: id, events: events)
@@ -309,7 +311,10 @@ final class EngineLoop: @unchecked Sendable {
             guard transfer.restarts <= 3 else {
                 self.failOver(
                     transfer,
-                    TransferFailure(.transient, "\(FailureClassifier.host(of: transfer.currentSource)) keeps sending unusable ranges")
+                    TransferFailure(
+                        .transient,
+                        "\(FailureClassifier.host(of: transfer.currentSource)) keeps sending unusable ranges"
+                    )
                 )
                 return
             }
@@ -377,13 +382,19 @@ final class EngineLoop: @unchecked Sendable {
         do {
             try partial.flush()
         } catch {
-            self.failOver(transfer, TransferFailure(error.isTransient ? .transient : .permanent, "cannot write: \(error)"))
+            self.failOver(
+                transfer,
+                TransferFailure(error.isTransient ? .transient : .permanent, "cannot write: \(error)")
+            )
             return
         }
         let size = partial.length
         if let expected = transfer.request.expectedSize, size != expected {
             partial.discard()
-            self.failOver(transfer, TransferFailure(.permanent, "size mismatch: expected \(expected) bytes, got \(size)"))
+            self.failOver(
+                transfer,
+                TransferFailure(.permanent, "size mismatch: expected \(expected) bytes, got \(size)")
+            )
             return
         }
         let digest = partial.digest()
@@ -395,7 +406,8 @@ final class EngineLoop: @unchecked Sendable {
             )
             return
         }
-        let validators = transfer.validators.isEmpty
+        let validators =
+            transfer.validators.isEmpty
             ? (partial.validator.flatMap(Validators.init(encoded:)) ?? Validators()) : transfer.validators
         var effective: UnsafeMutablePointer<CChar>?
         _ = barge_easy_getinfo_string(transfer.easy, CURLINFO_EFFECTIVE_URL, &effective)
@@ -433,13 +445,18 @@ final class EngineLoop: @unchecked Sendable {
                 errors = [error]
             }
         } else {
-            errors = PartialFile.commit(batch.map { ($0.0.partial!, mode: $0.0.request.mode, owner: $0.0.request.owner) })
+            errors = PartialFile.commit(
+                batch.map { ($0.0.partial!, mode: $0.0.request.mode, owner: $0.0.request.owner) }
+            )
         }
         for ((transfer, done), error) in zip(batch, errors) {
             if let error {
                 self.failOver(
                     transfer,
-                    TransferFailure(error.isTransient ? .transient : .permanent, "cannot put the file in place: \(error)")
+                    TransferFailure(
+                        error.isTransient ? .transient : .permanent,
+                        "cannot put the file in place: \(error)"
+                    )
                 )
             } else {
                 transfer.reportProgressIfDue(now: monotonicNow(), force: true)

@@ -41,11 +41,17 @@ struct FaultOriginTests {
     @Test func aStalledConnectionIsDetected() async throws {
         var behaviour = FaultOrigin.Behaviour()
         behaviour.stallAfter = 10_000
-        let url = self.origin.serve("/stall", content: TestContent.bytes(count: 100_000, seed: 31), behaviour: behaviour)
+        let url = self.origin.serve(
+            "/stall",
+            content: TestContent.bytes(count: 100_000, seed: 31),
+            behaviour: behaviour
+        )
         var request = self.request(url, "stall.bin")
         request.stallTimeout = 1
         let (outcome, _) = await fetch(request)
-        #expect(outcome.failure == TransferFailure(.transient, "stalled: no data from 127.0.0.1:\(self.origin.port) for 1s"))
+        #expect(
+            outcome.failure == TransferFailure(.transient, "stalled: no data from 127.0.0.1:\(self.origin.port) for 1s")
+        )
         #expect(self.scratch.read(".stall.bin.barge-partial")?.count == 10_000)
     }
 
@@ -84,13 +90,19 @@ struct FaultOriginTests {
     @Test func aWrongContentLengthIsATransientFailure() async throws {
         var behaviour = FaultOrigin.Behaviour()
         behaviour.declaredLength = 150_000
-        let url = self.origin.serve("/short", content: TestContent.bytes(count: 100_000, seed: 35), behaviour: behaviour)
+        let url = self.origin.serve(
+            "/short",
+            content: TestContent.bytes(count: 100_000, seed: 35),
+            behaviour: behaviour
+        )
         let (outcome, _) = await fetch(self.request(url, "short.bin"))
         #expect(outcome.failure?.kind == .transient, "\(outcome)")
         #expect(self.scratch.read("short.bin") == nil)
     }
 
-    @Test(arguments: [(503, "7", "is unavailable (HTTP 503)"), (429, "3", "is rate-limiting us (HTTP 429 Too Many Requests)")])
+    @Test(arguments: [
+        (503, "7", "is unavailable (HTTP 503)"), (429, "3", "is rate-limiting us (HTTP 429 Too Many Requests)"),
+    ])
     func busyServersAreTransientWithRetryAfter(status: Int, retryAfter: String, reason: String) async throws {
         var behaviour = FaultOrigin.Behaviour()
         behaviour.status = status
@@ -99,7 +111,14 @@ struct FaultOriginTests {
         let url = self.origin.serve(path, content: TestContent.bytes(count: 1000, seed: 36), behaviour: behaviour)
         let (outcome, _) = await fetch(self.request(url, "busy\(status).bin"))
         let failure = try #require(outcome.failure)
-        #expect(failure == TransferFailure(.transient, "127.0.0.1:\(self.origin.port) \(reason)", retryAfter: Double(retryAfter)))
+        #expect(
+            failure
+                == TransferFailure(
+                    .transient,
+                    "127.0.0.1:\(self.origin.port) \(reason)",
+                    retryAfter: Double(retryAfter)
+                )
+        )
         #expect(listing(self.scratch.path).isEmpty, "an error page never becomes a partial")
         #expect(await fetch(self.request(url, "busy\(status).bin")).outcome.completed != nil)
     }
@@ -175,7 +194,13 @@ struct FaultOriginTests {
         let content = TestContent.bytes(count: 1000, seed: 40)
         let url = self.origin.serve("/private", content: content, behaviour: behaviour)
         let denied = await fetch(self.request(url, "private.bin"))
-        #expect(denied.outcome.failure == TransferFailure(.permanent, "127.0.0.1:\(self.origin.port) refused the credentials (HTTP 401 Unauthorized)"))
+        #expect(
+            denied.outcome.failure
+                == TransferFailure(
+                    .permanent,
+                    "127.0.0.1:\(self.origin.port) refused the credentials (HTTP 401 Unauthorized)"
+                )
+        )
         let secret = try self.scratch.write("token", "s3cret-token\n", mode: 0o600)
         var request = self.request(url, "private.bin")
         request.credentials = .bearerFile(secret)

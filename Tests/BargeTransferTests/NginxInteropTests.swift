@@ -157,7 +157,9 @@ struct NginxInteropTests {
         let missing = self.nginx.baseURL + "/missing/h.bin"
         let alone = await fetch(TransferRequest(sources: [missing], destination: self.scratch.path + "/x.bin"))
         #expect(alone.outcome.failure == TransferFailure(.permanent, "not found: \(missing) (HTTP 404)"))
-        let (outcome, events) = await fetch(TransferRequest(sources: [missing, good], destination: self.scratch.path + "/h.bin"))
+        let (outcome, events) = await fetch(
+            TransferRequest(sources: [missing, good], destination: self.scratch.path + "/h.bin")
+        )
         #expect(outcome.completed?.url == good)
         #expect(self.scratch.read("h.bin") == content)
         let starts = events.compactMap { if case .started(let url, _) = $0 { url } else { nil } }
@@ -220,7 +222,8 @@ struct NginxInteropTests {
                 if case .progress(let progress) = event, progress.received > 100_000 {
                     engine.cancel(handle.id, discardPartial: discard)
                 }
-                if case .finished(let outcome) = event, case .cancelled = outcome {} else if case .finished = event {
+                if case .finished(let outcome) = event, case .cancelled = outcome {
+                } else if case .finished = event {
                     Issue.record("expected cancelled")
                 }
             }
@@ -248,7 +251,10 @@ struct NginxInteropTests {
         // A directory on the way that is a link is refused.
         #expect(symlink(self.scratch.path + "/d", self.scratch.path + "/linked") == 0)
         let refused = await fetch(TransferRequest(sources: [url], destination: self.scratch.path + "/linked/m.bin"))
-        #expect(refused.outcome.failure?.reason.contains("linked: is a symbolic link; barge does not follow links") == true, "\(refused.outcome)")
+        #expect(
+            refused.outcome.failure?.reason.contains("linked: is a symbolic link; barge does not follow links") == true,
+            "\(refused.outcome)"
+        )
         #expect(!listing(self.scratch.path + "/d").contains("m.bin"))
     }
 

@@ -53,10 +53,18 @@ struct PureLogicTests {
         let url = "https://origin.example:8443/file"
         #expect(FailureClassifier.failure(status: 404, url: url, retryAfter: nil).kind == .permanent)
         #expect(FailureClassifier.failure(status: 410, url: url, retryAfter: nil).kind == .permanent)
-        #expect(FailureClassifier.failure(status: 403, url: url, retryAfter: nil).reason
-            == "origin.example:8443 denied access to \(url) (HTTP 403 Forbidden)")
-        #expect(FailureClassifier.failure(status: 502, url: url, retryAfter: 5) == TransferFailure(
-            .transient, "origin.example:8443 answered with a server error (HTTP 502)", retryAfter: 5))
+        #expect(
+            FailureClassifier.failure(status: 403, url: url, retryAfter: nil).reason
+                == "origin.example:8443 denied access to \(url) (HTTP 403 Forbidden)"
+        )
+        #expect(
+            FailureClassifier.failure(status: 502, url: url, retryAfter: 5)
+                == TransferFailure(
+                    .transient,
+                    "origin.example:8443 answered with a server error (HTTP 502)",
+                    retryAfter: 5
+                )
+        )
         #expect(FailureClassifier.failure(status: 418, url: url, retryAfter: nil).kind == .permanent)
     }
 

@@ -1,12 +1,14 @@
 import BargeCore
 import BargeTestSupport
 import BargeTransfer
-import Crypto
 import Foundation
 import Testing
 
 /// Runs a transfer to its end and returns what happened.
-func fetch(_ request: TransferRequest, engine: TransferEngine = TransferEngine()) async -> (
+func fetch(
+    _ request: TransferRequest,
+    engine: TransferEngine = TransferEngine()
+) async -> (
     outcome: TransferOutcome, events: [TransferEvent]
 ) {
     let handle = engine.start(request)
@@ -28,21 +30,9 @@ extension TransferOutcome {
     }
 }
 
-func sha256Hex(_ bytes: [UInt8]) -> String {
-    SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
-}
+func sha256Hex(_ bytes: [UInt8]) -> String { TestContent.sha256(bytes) }
 
 /// The names in a directory (dotfiles included).
 func listing(_ directory: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
-}
-
-/// Waits (polling, with a deadline) until `condition` holds.
-func eventually(timeout: Double = 10, _ condition: () -> Bool) async -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return condition()
 }

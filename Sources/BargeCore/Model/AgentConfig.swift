@@ -52,19 +52,15 @@ public struct AgentConfig: Hashable, Sendable {
                 hooks: Hooks()
             )
         case .user:
-            AgentConfig(
-                scope: .user,
-                manifestDirectory: environment.configHome + "/barge/manifests.d",
-                stateDirectory: environment.stateHome + "/barge",
-                controlSocket: environment.runtimeDirectory + "/barge.sock",
-                allowedRoots: [environment.home],
-                allowedSchemes: ["https", "http"],
-                concurrency: Concurrency(),
-                bandwidth: [],
-                networks: [],
-                yield: YieldPolicy(),
-                hooks: Hooks()
-            )
+            {
+                var config = AgentConfig.defaults(scope: .system)
+                config.scope = .user
+                config.manifestDirectory = environment.configHome + "/barge/manifests.d"
+                config.stateDirectory = environment.stateHome + "/barge"
+                config.controlSocket = environment.runtimeDirectory + "/barge.sock"
+                config.allowedRoots = [environment.home]
+                return config
+            }()
         }
     }
 

@@ -92,7 +92,10 @@ struct Get: AsyncParsableCommand {
                     jitter: Double.random(in: 0..<1)
                 )
                 FileHandle.standardError.write(
-                    Data("barge: \(failure.reason); retry \(attempt) of \(self.retries) in \(Int(delay.rounded()))s\n".utf8)
+                    Data(
+                        "barge: \(failure.reason); retry \(attempt) of \(self.retries) in \(Int(delay.rounded()))s\n"
+                            .utf8
+                    )
                 )
                 try await Task.sleep(for: .seconds(delay))
                 if interrupted.isSet { throw ExitCode(130) }
@@ -125,7 +128,9 @@ struct Get: AsyncParsableCommand {
             request.sha256 = sha256.lowercased()
         }
         if let maxRate = self.maxRate {
-            do { request.maxRate = try RateLimit(parsing: maxRate) } catch { throw ValidationError("--max-rate: \(error)") }
+            do { request.maxRate = try RateLimit(parsing: maxRate) } catch {
+                throw ValidationError("--max-rate: \(error)")
+            }
         }
         for header in self.headers {
             guard let colon = header.firstIndex(of: ":") else {
