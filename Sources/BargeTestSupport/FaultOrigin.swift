@@ -32,6 +32,8 @@ public final class FaultOrigin: Sendable {
         public var gzipRanges = false
         /// Require `Authorization: Bearer TOKEN`.
         public var bearerToken: String?
+        /// Require basic authentication with `user:password`.
+        public var basicCredentials: String?
         /// How many requests misbehave (the later ones are served correctly).
         public var faultyRequests = 1
 
@@ -46,6 +48,8 @@ public final class FaultOrigin: Sendable {
         public var ifRange: String?
         public var ifNoneMatch: String?
         public var acceptEncoding: String?
+        /// Every request header, names lowercased.
+        public var headers: [String: String]
         public var status: Int
         /// Body bytes written to the socket.
         public var bodyBytes: Int
@@ -143,6 +147,7 @@ private final class FaultHandler: ChannelInboundHandler, @unchecked Sendable {
             ifRange: head.headers.first(name: "if-range"),
             ifNoneMatch: head.headers.first(name: "if-none-match"),
             acceptEncoding: head.headers.first(name: "accept-encoding"),
+            headers: Dictionary(head.headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { $1 }),
             status: 404,
             bodyBytes: 0
         )
@@ -157,6 +162,12 @@ private final class FaultHandler: ChannelInboundHandler, @unchecked Sendable {
         if let changed = behaviour.changesAfterFirstRequest, number > 1 {
             content = changed.content
             etag = changed.etag
+        }
+        let basic = behaviour.basicCredentials.map { "Basic " + Data($0.utf8).base64EncodedString() }
+        if let basic, head.headers.first(name: "authorization") != basic {
+            served.status = 401
+            self.send(context: context, status: .unauthorized, headers: ["WWW-Authenticate": "Basic realm=\"t\""], body: [], served: served)
+            return
         }
         if let token = behaviour.bearerToken, head.headers.first(name: "authorization") != "Bearer \(token)" {
             served.status = 401

@@ -133,5 +133,6 @@ extension TransferRequest {
         self.maxRate = entry.policy.maxRate
         self.mode = entry.policy.mode
         self.allowedSchemes = config.allowedSchemes
+        self.proxy = config.proxy
     }
 }

@@ -23,6 +23,7 @@ struct AgentConfigParserTests {
                   - {match: {kind: tether}, cost: metered, roaming: false}
                 yield: {enabled: false, capacity: 20Mbit/s}
                 hooks: {on-complete: [/usr/bin/true]}
+                proxy: http://127.0.0.1:3128
                 """,
             path: "/etc/barge/barge.yaml"
         )
@@ -40,6 +41,7 @@ struct AgentConfigParserTests {
         #expect(config.yield.capacity == ByteRate(bytesPerSecond: 2_500_000))
         #expect(config.yield.enabled == false)
         #expect(config.hooks.onComplete == ["/usr/bin/true"])
+        #expect(config.proxy == "http://127.0.0.1:3128")
     }
 
     @Test func badKeysKeepTheirDefaultsAndAreReported() {

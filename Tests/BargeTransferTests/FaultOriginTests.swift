@@ -216,4 +216,35 @@ struct FaultOriginTests {
         #expect(outcome.failure?.kind == .transient)
         #expect(outcome.failure?.reason.hasPrefix("cannot connect to 127.0.0.1:\(port)") == true, "\(outcome)")
     }
+
+    @Test func basicCredentialsAndCustomHeadersAreSent() async throws {
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.basicCredentials = "fleet:pa55word"
+        let url = self.origin.serve("/basic", content: [7, 7, 7], behaviour: behaviour)
+        let secret = try self.scratch.write("basic", "fleet:pa55word\n", mode: 0o600)
+        var request = self.request(url, "basic.bin")
+        request.credentials = .basicFile(secret)
+        request.headers = [HTTPHeader(name: "X-Fleet", value: "edge-7")]
+        let (outcome, _) = await fetch(request)
+        #expect(outcome.completed != nil, "\(outcome)")
+        let served = try #require(self.origin.served("/basic").last)
+        #expect(served.headers["x-fleet"] == "edge-7")
+        #expect(served.status == 200)
+    }
+
+    @Test func theGlobalBudgetIsSharedByAllTransfers() async throws {
+        let content = TestContent.bytes(count: 600_000, seed: 41)
+        let first = self.origin.serve("/shared1", content: content)
+        let second = self.origin.serve("/shared2", content: content)
+        let engine = TransferEngine()
+        engine.setGlobalRate(.limited(ByteRate(bytesPerSecond: 600_000)))
+        let start = Date()
+        async let one = fetch(self.request(first, "shared1.bin"), engine: engine)
+        async let two = fetch(self.request(second, "shared2.bin"), engine: engine)
+        let results = await [one.outcome, two.outcome]
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(results.allSatisfy { $0.completed != nil })
+        // 1.2 MB through a shared 600 KB/s budget cannot take less than about 2 s (less the first burst).
+        #expect(elapsed >= 1.7, "took \(elapsed)s")
+    }
 }

@@ -291,4 +291,17 @@ struct NginxInteropTests {
         #expect(results.allSatisfy { $0 })
         for (name, content) in expected { #expect(self.scratch.read("small/\(name)") == content) }
     }
+
+    @Test func aProxyCarriesTheRequest() async throws {
+        let proxy = try NginxServer(extraLocations: "location / { proxy_pass http://$http_host$request_uri; }")
+        let content = TestContent.bytes(count: 80_000, seed: 21)
+        let url = try self.nginx.serve("via-proxy.bin", bytes: content)
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/via-proxy.bin")
+        request.proxy = proxy.baseURL
+        let (outcome, _) = await fetch(request)
+        #expect(outcome.completed != nil, "\(outcome)")
+        #expect(self.scratch.read("via-proxy.bin") == content)
+        #expect(proxy.served("/via-proxy.bin", count: 1).first?.status == 200)
+        #expect(self.nginx.served("/via-proxy.bin", count: 1).count == 1)
+    }
 }

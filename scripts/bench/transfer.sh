@@ -125,7 +125,17 @@ measure "curl --parallel 16 + sync" small $small_bytes sh -c "curl -s --parallel
 measure "wget -i" small $small_bytes wget -q -i "$work/urls" -P "$work/out/small"
 measure "aria2c -j 16" small $small_bytes aria2c -q -j 16 --file-allocation=none -d "$work/out/small" -i "$work/aria2.list"
 
+# Pacing accuracy: the large file under a cap that makes it last about ten seconds.
+cap_mib=$(( large_mib / 10 > 0 ? large_mib / 10 : 1 ))
+reset_out
+/usr/bin/time -f "%e" -o "$work/time" "$bin/barge" get --max-rate "${cap_mib}MiB/s" "$base/large.bin" "$work/out/large.bin" >/dev/null 2>&1
+verify_large
+paced=$(cat "$work/time")
+pacing=$(awk -v b="$large_bytes" -v w="$paced" -v c="$cap_mib" \
+    'BEGIN { r = b / w / 1048576; printf "barge get --max-rate %dMiB/s: %.2f s, %.2f MiB/s achieved (%+.1f %% of the cap)", c, w, r, (r / c - 1) * 100 }')
+
 printf '\n%-28s %10s %15s %10s %12s\n' "${large_mib} MiB file" "wall" "throughput" "CPU" "peak RSS"
 for row in "${rows[@]:0:5}"; do echo "$row"; done
 printf '\n%-28s %10s %15s %10s %12s\n' "$small × 16 KiB files" "wall" "throughput" "CPU" "peak RSS"
 for row in "${rows[@]:5}"; do echo "$row"; done
+printf '\npacing: %s\n' "$pacing"

@@ -30,6 +30,8 @@ public struct AgentConfig: Hashable, Sendable {
     public var yield: YieldPolicy
     /// Commands run on job events.
     public var hooks: Hooks
+    /// The proxy for every transfer (`http://proxy:3128`); nil uses the standard environment variables.
+    public var proxy: String?
 
     /// Schemes a manifest may name at all; `allowed-schemes` picks from these.
     public static let knownSchemes = ["http", "https", "file", "sftp", "ftp", "ftps", "smb", "smbs"]

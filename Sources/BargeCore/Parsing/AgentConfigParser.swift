@@ -28,7 +28,7 @@ public struct AgentConfigParser: Sendable {
 
     static let keys = [
         "version", "manifests", "state-dir", "control-socket", "allowed-roots", "allowed-schemes", "concurrency",
-        "bandwidth", "networks", "yield", "hooks",
+        "bandwidth", "networks", "yield", "hooks", "proxy",
     ]
 
     /// Parses `text`, the content of the config file at `path`.
@@ -76,6 +76,14 @@ public struct AgentConfigParser: Sendable {
                 config.yield = Self.yield(value, into: &source) ?? config.yield
             case "hooks":
                 config.hooks = ManifestParser.hooks(value, into: &source) ?? config.hooks
+            case "proxy":
+                if let proxy = source.string(value, "proxy") {
+                    if let problem = URLRules.problem(with: proxy, allowedSchemes: ["http", "https"]) {
+                        source.error(value, "'proxy' must be an http or https URL such as http://proxy:3128: \(problem)")
+                    } else {
+                        config.proxy = proxy
+                    }
+                }
             default:
                 break
             }
