@@ -166,7 +166,13 @@ private final class FaultHandler: ChannelInboundHandler, @unchecked Sendable {
         let basic = behaviour.basicCredentials.map { "Basic " + Data($0.utf8).base64EncodedString() }
         if let basic, head.headers.first(name: "authorization") != basic {
             served.status = 401
-            self.send(context: context, status: .unauthorized, headers: ["WWW-Authenticate": "Basic realm=\"t\""], body: [], served: served)
+            self.send(
+                context: context,
+                status: .unauthorized,
+                headers: ["WWW-Authenticate": "Basic realm=\"t\""],
+                body: [],
+                served: served
+            )
             return
         }
         if let token = behaviour.bearerToken, head.headers.first(name: "authorization") != "Bearer \(token)" {

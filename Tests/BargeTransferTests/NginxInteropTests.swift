@@ -304,4 +304,30 @@ struct NginxInteropTests {
         #expect(proxy.served("/via-proxy.bin", count: 1).first?.status == 200)
         #expect(self.nginx.served("/via-proxy.bin", count: 1).count == 1)
     }
+
+    @Test(.enabled(if: getuid() == 0, "mounting a tmpfs needs root"))
+    func aFullDiskIsTransientAndKeepsWhatItHad() async throws {
+        let content = TestContent.bytes(count: 3_000_000, seed: 22)
+        let url = try self.nginx.serve("too-big.bin", bytes: content)
+        let mountPoint = self.scratch.path + "/small-disk"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mount = Process()
+        mount.executableURL = URL(fileURLWithPath: "/bin/mount")
+        mount.arguments = ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mountPoint]
+        try mount.run()
+        mount.waitUntilExit()
+        try #require(mount.terminationStatus == 0, "cannot mount a tmpfs here")
+        defer {
+            let unmount = Process()
+            unmount.executableURL = URL(fileURLWithPath: "/bin/umount")
+            unmount.arguments = [mountPoint]
+            try? unmount.run()
+            unmount.waitUntilExit()
+        }
+        let (outcome, _) = await fetch(TransferRequest(sources: [url], destination: mountPoint + "/too-big.bin"))
+        let failure = try #require(outcome.failure, "\(outcome)")
+        #expect(failure.kind == .transient)
+        #expect(failure.reason.contains("No space left on device"), "\(failure)")
+        #expect(!FileManager.default.fileExists(atPath: mountPoint + "/too-big.bin"))
+    }
 }

@@ -79,7 +79,10 @@ public struct AgentConfigParser: Sendable {
             case "proxy":
                 if let proxy = source.string(value, "proxy") {
                     if let problem = URLRules.problem(with: proxy, allowedSchemes: ["http", "https"]) {
-                        source.error(value, "'proxy' must be an http or https URL such as http://proxy:3128: \(problem)")
+                        source.error(
+                            value,
+                            "'proxy' must be an http or https URL such as http://proxy:3128: \(problem)"
+                        )
                     } else {
                         config.proxy = proxy
                     }
