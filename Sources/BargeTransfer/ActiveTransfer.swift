@@ -30,6 +30,8 @@ final class ActiveTransfer {
     let easy: UnsafeMutableRawPointer
     /// The engine-wide budget shared by all transfers.
     let globalPacer: GlobalPacer
+    /// The engine's open destination directories.
+    let directories: DirectoryCache
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
     private var headerList: UnsafeMutablePointer<curl_slist>?
 
@@ -70,10 +72,12 @@ final class ActiveTransfer {
         id: TransferID,
         request: TransferRequest,
         continuation: AsyncStream<TransferEvent>.Continuation,
-        globalPacer: GlobalPacer
+        globalPacer: GlobalPacer,
+        directories: DirectoryCache
     ) {
         self.id = id
         self.globalPacer = globalPacer
+        self.directories = directories
         self.request = request
         self.continuation = continuation
         self.easy = curl_easy_init()!
@@ -108,7 +112,7 @@ final class ActiveTransfer {
         self.isHTTP = scheme == "http" || scheme == "https"
         if self.partial == nil {
             do {
-                self.partial = try PartialFile(destination: self.request.destination)
+                self.partial = try PartialFile(destination: self.request.destination, directories: self.directories)
             } catch {
                 throw TransferFailure(
                     error.isTransient ? .transient : .permanent,
@@ -127,7 +131,8 @@ final class ActiveTransfer {
         } catch {
             throw TransferFailure(error.isTransient ? .transient : .permanent, "cannot read the partial file: \(error)")
         }
-        let validators = partial.validator.flatMap(Validators.init(encoded:)) ?? self.request.partialValidators
+        let stored = offset > 0 ? partial.validator.flatMap(Validators.init(encoded:)) : nil
+        let validators = stored ?? self.request.partialValidators
         var ifRange: String?
         if offset > 0, self.isHTTP {
             ifRange = validators?.ifRange
@@ -370,7 +375,7 @@ final class ActiveTransfer {
                 return
             }
             self.bodyMode = .write
-            self.partial?.validator = self.validators.encoded
+            self.partial?.pendingValidator = self.validators.encoded
             self.reportResponse(status: code, offset: 0, total: encoded ? nil : total)
         default:
             self.bodyMode = .discard

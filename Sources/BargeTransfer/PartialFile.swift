@@ -48,10 +48,10 @@ final class PartialFile: @unchecked Sendable {
     var destinationPath: String { (self.directory.path == "/" ? "" : self.directory.path) + "/" + self.name }
 
     /// Opens (creating if needed) the partial for `destination`, creating missing directories.
-    init(destination: String) throws(BargeSystemError) {
+    init(destination: String, directories: DirectoryCache) throws(BargeSystemError) {
         let directoryPath = PathRules.directory(of: destination)
         self.name = PathRules.fileName(of: destination)
-        self.directory = try SafeDirectory.open(directoryPath, create: true)
+        self.directory = try directories.open(directoryPath)
         self.descriptor = try self.directory.openFile(Self.partialName(for: self.name))
         self.buffer = .allocate(byteCount: Self.firstBufferSize, alignment: 4096)
     }
@@ -105,6 +105,7 @@ final class PartialFile: @unchecked Sendable {
         self.length = 0
         self.handedOff = 0
         self.hasher = SHA256()
+        self.pendingValidator = nil
         self.validator = nil
     }
 
@@ -133,11 +134,12 @@ final class PartialFile: @unchecked Sendable {
             self.inFlight.wait()
             let chunk = UnsafeRawBufferPointer(rebasing: self.buffer[0..<self.buffered])
             self.hasher.update(bufferPointer: chunk)
-            try self.write(chunk, at: 0)
+            try self.write(chunk, at: 0, startWriteback: false)
             self.handedOff = UInt64(self.buffered)
             self.buffered = 0
             return
         }
+        self.writePendingValidator()
         let owned = HandedOffBuffer(memory: self.buffer, count: self.buffered)
         let offset = self.handedOff
         self.handedOff += UInt64(self.buffered)
@@ -168,7 +170,11 @@ final class PartialFile: @unchecked Sendable {
         if let error = self.diskError { throw error }
     }
 
-    private func write(_ chunk: UnsafeRawBufferPointer, at offset: UInt64) throws(BargeSystemError) {
+    private func write(
+        _ chunk: UnsafeRawBufferPointer,
+        at offset: UInt64,
+        startWriteback: Bool = true
+    ) throws(BargeSystemError) {
         var written = 0
         while written < chunk.count {
             let result = try systemCall("write", self.destinationPath) {
@@ -182,11 +188,12 @@ final class PartialFile: @unchecked Sendable {
             written += result
         }
         // Start writing this range to disk now, so the final fsync finds little left to do.
-        _ = CBargeLinux_start_writeback(self.descriptor, off_t(offset), off_t(chunk.count))
+        if startWriteback { _ = CBargeLinux_start_writeback(self.descriptor, off_t(offset), off_t(chunk.count)) }
     }
 
     /// Flushes and `fsync`s, so the bytes counted in ``length`` are on disk.
     func sync() throws(BargeSystemError) {
+        self.writePendingValidator()
         try self.flush()
         try self.drain()
         try systemCall("fsync", self.destinationPath) { fsync(self.descriptor) }
@@ -201,6 +208,24 @@ final class PartialFile: @unchecked Sendable {
         }.joined()
     }
 
+    /// The validator to record with the first bytes that reach the disk (a file that completes within its first
+    /// buffer never needs one written).
+    var pendingValidator: String?
+    private var validatorWritten = false
+
+    /// Writes out everything received, with its validator, so a later run can resume from it (no `fsync`).
+    func keepForResume() throws(BargeSystemError) {
+        self.writePendingValidator()
+        try self.flush()
+        try self.drain()
+    }
+
+    private func writePendingValidator() {
+        guard let pending = self.pendingValidator else { return }
+        self.pendingValidator = nil
+        self.validator = pending
+    }
+
     /// The validator of the response the content came from (`etag:"…"` or `last-modified:…`), kept in an
     /// extended attribute; nil when unknown or when the file system keeps no extended attributes.
     var validator: String? {
@@ -213,8 +238,10 @@ final class PartialFile: @unchecked Sendable {
         set {
             if let newValue {
                 _ = CBargeLinux_fsetxattr(self.descriptor, Self.validatorAttribute, newValue, newValue.utf8.count)
-            } else {
+                self.validatorWritten = true
+            } else if self.validatorWritten {
                 _ = CBargeLinux_fremovexattr(self.descriptor, Self.validatorAttribute)
+                self.validatorWritten = false
             }
         }
     }
@@ -264,6 +291,7 @@ final class PartialFile: @unchecked Sendable {
 
     /// Applies mode and owner, then renames the partial over the destination.
     private func rename(mode: UInt32, owner: (uid: UInt32, gid: UInt32)?) throws(BargeSystemError) {
+        self.pendingValidator = nil
         self.validator = nil
         try systemCall("chmod", self.destinationPath) { fchmod(self.descriptor, mode_t(mode)) }
         if let owner {

@@ -101,3 +101,27 @@ final class SafeDirectory {
         try systemCall("fsync", self.path) { fsync(self.descriptor) }
     }
 }
+
+/// Open destination directories by path, so a burst of files into one directory walks the path once.
+///
+/// A cached directory is used only while `lstat` of its path still names the same directory (device and inode);
+/// otherwise (moved, replaced, a link put in its place) it is reopened by the strict walk. Confined to the engine
+/// thread.
+final class DirectoryCache {
+    private var entries: [String: (directory: SafeDirectory, device: UInt64, inode: UInt64)] = [:]
+    private let capacity = 64
+
+    func open(_ path: String) throws(BargeSystemError) -> SafeDirectory {
+        var info = stat()
+        if let cached = self.entries[path], lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR,
+            UInt64(info.st_dev) == cached.device, UInt64(info.st_ino) == cached.inode
+        {
+            return cached.directory
+        }
+        let directory = try SafeDirectory.open(path, create: true)
+        guard fstat(directory.descriptor, &info) == 0 else { return directory }
+        if self.entries.count >= self.capacity { self.entries.removeAll() }
+        self.entries[path] = (directory, UInt64(info.st_dev), UInt64(info.st_ino))
+        return directory
+    }
+}

@@ -104,6 +104,7 @@ final class EngineLoop: @unchecked Sendable {
     private var waitingStart = 0
     private let maximumActive: Int
     private let pacer = GlobalPacer()
+    private let directories = DirectoryCache()
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
     /// Verified transfers waiting to be committed together.
     private var readyToCommit: [(ActiveTransfer, CompletedTransfer)] = []
@@ -182,7 +183,13 @@ final class EngineLoop: @unchecked Sendable {
     private func apply(_ command: EngineCommand) -> Bool {
         switch command {
         case .start(let id, let request, let continuation):
-            let transfer = ActiveTransfer(id: id, request: request, continuation: continuation, globalPacer: self.pacer)
+            let transfer = ActiveTransfer(
+                id: id,
+                request: request,
+                continuation: continuation,
+                globalPacer: self.pacer,
+                directories: self.directories
+            )
             self.waiting.append(transfer)
         case .pause(let id):
             if let transfer = self.waitingTransfer(id) { transfer.userPaused = true }
@@ -477,8 +484,7 @@ final class EngineLoop: @unchecked Sendable {
         }
         if let partial = transfer.partial {
             // Keep what arrived: the next run resumes from it.
-            try? partial.flush()
-            try? partial.drain()
+            try? partial.keepForResume()
         }
         let failures = transfer.failures
         guard failures.count > 1 else {
