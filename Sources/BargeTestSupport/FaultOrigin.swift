@@ -62,6 +62,8 @@ public final class FaultOrigin: Sendable {
         var requests = 0
     }
 
+    /// Open connections now, and the most open at once so far.
+    private let connections = NIOLockedValueBox<(open: Int, peak: Int)>((0, 0))
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
     private let state: NIOLockedValueBox<(resources: [String: Resource], served: [Served])>
@@ -76,11 +78,12 @@ public final class FaultOrigin: Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let state = NIOLockedValueBox<(resources: [String: Resource], served: [Served])>(([:], []))
         self.state = state
+        let connections = self.connections
         let bootstrap = ServerBootstrap(group: self.group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline(withErrorHandling: false).flatMap {
-                    channel.pipeline.addHandler(FaultHandler(state: state))
+                    channel.pipeline.addHandler(FaultHandler(state: state, connections: connections))
                 }
             }
         self.channel = try bootstrap.bind(host: "127.0.0.1", port: 0).wait()
@@ -106,6 +109,9 @@ public final class FaultOrigin: Sendable {
         return self.baseURL + path
     }
 
+    /// The most connections that were open at once.
+    public var peakConnections: Int { self.connections.withLockedValue { $0.peak } }
+
     /// The requests served for `path`, in order.
     public func served(_ path: String) -> [Served] {
         self.state.withLockedValue { $0.served.filter { $0.path == path } }
@@ -119,9 +125,27 @@ private final class FaultHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private let state: NIOLockedValueBox<(resources: [String: FaultOrigin.Resource], served: [FaultOrigin.Served])>
     private var head: HTTPRequestHead?
+    private let connections: NIOLockedValueBox<(open: Int, peak: Int)>
 
-    init(state: NIOLockedValueBox<(resources: [String: FaultOrigin.Resource], served: [FaultOrigin.Served])>) {
+    init(
+        state: NIOLockedValueBox<(resources: [String: FaultOrigin.Resource], served: [FaultOrigin.Served])>,
+        connections: NIOLockedValueBox<(open: Int, peak: Int)>
+    ) {
         self.state = state
+        self.connections = connections
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.connections.withLockedValue {
+            $0.open += 1
+            $0.peak = max($0.peak, $0.open)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.connections.withLockedValue { $0.open -= 1 }
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -17,6 +17,9 @@ public final class NginxServer: @unchecked Sendable {
     public let tlsPort: Int?
     /// The PEM certificate of the HTTPS listener, to trust with a CA file.
     public let certificateFile: String?
+    /// A client certificate and key signed by the CA the HTTPS listener checks clients against (`/client-only/`
+    /// answers 403 without one).
+    public let clientCertificate: (certificate: String, key: String)?
     private let process: Process
 
     /// `http://127.0.0.1:PORT`
@@ -47,19 +50,51 @@ public final class NginxServer: @unchecked Sendable {
             )
             self.tlsPort = port
             self.certificateFile = certificate
+            // A private CA and a client certificate it signed, for mutual TLS.
+            let ca = self.prefix.path + "/client-ca.pem"
+            let caKey = self.prefix.path + "/client-ca.key"
+            let client = self.prefix.path + "/client.pem"
+            let clientKey = self.prefix.path + "/client.key"
+            let request = self.prefix.path + "/client.csr"
+            try Self.run(
+                "/usr/bin/openssl",
+                [
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", caKey, "-out", ca, "-days", "2",
+                    "-subj", "/CN=barge test client CA",
+                ]
+            )
+            try Self.run(
+                "/usr/bin/openssl",
+                [
+                    "req", "-newkey", "rsa:2048", "-nodes", "-keyout", clientKey, "-out", request, "-subj",
+                    "/CN=edge-7",
+                ]
+            )
+            try Self.run(
+                "/usr/bin/openssl",
+                [
+                    "x509", "-req", "-in", request, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-out", client,
+                    "-days", "2",
+                ]
+            )
+            self.clientCertificate = (client, clientKey)
             tlsBlock = """
                 server {
-                    listen 127.0.0.1:\(port) ssl;
+                    listen 127.0.0.1:\(port) ssl http2;
                     server_name localhost;
                     ssl_certificate \(certificate);
                     ssl_certificate_key \(key);
+                    ssl_client_certificate \(ca);
+                    ssl_verify_client optional;
                     root \(self.root);
+                    location /client-only/ { if ($ssl_client_verify != SUCCESS) { return 403; } }
                     \(extraLocations)
                 }
                 """
         } else {
             self.tlsPort = nil
             self.certificateFile = nil
+            self.clientCertificate = nil
         }
         let limit = rateLimit.map { "limit_rate \($0);" } ?? ""
         let config = """

@@ -45,6 +45,7 @@ final class ActiveTransfer {
     var isHTTP = true
     var responseHeaders: [String: String] = [:]
     var status = 0
+    var httpVersion = ""
     var bodyMode = BodyMode.undetermined
     /// Set when the engine itself ends an attempt (a write error, a stall, a bad range); wins over curl's code.
     var abortFailure: TransferFailure?
@@ -271,6 +272,7 @@ final class ActiveTransfer {
             // A new response (a redirect, a 100 Continue, or the final one): forget the previous headers.
             self.responseHeaders = [:]
             let fields = line.split(separator: " ")
+            self.httpVersion = fields.first.map(String.init) ?? ""
             self.status = fields.count > 1 ? Int(fields[1]) ?? 0 : 0
             return
         }
@@ -388,7 +390,15 @@ final class ActiveTransfer {
 
     private func reportResponse(status: Int, offset: UInt64, total: UInt64? = nil) {
         self.continuation.yield(
-            .response(TransferResponse(status: status, validators: self.validators, totalSize: total, offset: offset))
+            .response(
+                TransferResponse(
+                    status: status,
+                    httpVersion: self.isHTTP ? self.httpVersion : "",
+                    validators: self.validators,
+                    totalSize: total,
+                    offset: offset
+                )
+            )
         )
     }
 

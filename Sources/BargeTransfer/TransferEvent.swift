@@ -16,6 +16,8 @@ public enum TransferEvent: Sendable {
 public struct TransferResponse: Sendable, Hashable {
     /// The HTTP status (0 for non-HTTP sources).
     public var status: Int
+    /// The protocol of the status line, e.g. `HTTP/2` or `HTTP/1.1` (empty for non-HTTP sources).
+    public var httpVersion: String
     /// The version's validators.
     public var validators: Validators
     /// The whole file's size, when the server said.

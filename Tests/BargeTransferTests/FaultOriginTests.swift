@@ -247,4 +247,25 @@ struct FaultOriginTests {
         // 1.2 MB through a shared 600 KB/s budget cannot take less than about 2 s (less the first burst).
         #expect(elapsed >= 1.7, "took \(elapsed)s")
     }
+
+    @Test func theConnectionLimitsHold() async throws {
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.dripBytesPerTick = 5_000
+        behaviour.faultyRequests = 100
+        let content = TestContent.bytes(count: 20_000, seed: 42)
+        var limits = Concurrency()
+        limits.total = 8
+        limits.perHost = 2
+        let engine = TransferEngine(limits: limits)
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for index in 0..<6 {
+                let url = self.origin.serve("/limited\(index)", content: content, behaviour: behaviour)
+                let request = self.request(url, "limited\(index).bin")
+                group.addTask { await fetch(request, engine: engine).outcome.completed != nil }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes == Array(repeating: true, count: 6))
+        #expect(self.origin.peakConnections == 2)
+    }
 }

@@ -48,4 +48,28 @@ struct TLSTests {
         let allowed = await fetch(request)
         #expect(allowed.outcome.completed?.url.hasPrefix("http://127.0.0.1") == true, "\(allowed.outcome)")
     }
+
+    @Test func httpsUsesHTTP2WhereTheServerOffersIt() async throws {
+        let url = try #require(self.nginx.tlsBaseURL) + "/plain.bin"
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/h2.bin")
+        request.tls.caFile = self.nginx.certificateFile
+        let (outcome, events) = await fetch(request)
+        #expect(outcome.completed != nil, "\(outcome)")
+        let versions = events.compactMap { if case .response(let response) = $0 { response.httpVersion } else { nil } }
+        #expect(versions == ["HTTP/2"])
+    }
+
+    @Test func aClientCertificateIsPresented() async throws {
+        try self.nginx.serve("client-only/secret.bin", bytes: TestContent.bytes(count: 2000, seed: 51))
+        let url = try #require(self.nginx.tlsBaseURL) + "/client-only/secret.bin"
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/secret.bin")
+        request.tls.caFile = self.nginx.certificateFile
+        let refused = await fetch(request)
+        #expect(refused.outcome.failure?.reason.contains("HTTP 403") == true, "\(refused.outcome)")
+        let client = try #require(self.nginx.clientCertificate)
+        request.tls.clientCertificate = client.certificate
+        request.tls.clientKey = client.key
+        let (outcome, _) = await fetch(request)
+        #expect(outcome.completed?.size == 2000, "\(outcome)")
+    }
 }
