@@ -146,6 +146,7 @@ final class EngineLoop: @unchecked Sendable {
             var descriptors: Int32 = 0
             _ = curl_multi_poll(self.multi, nil, 0, timeout, &descriptors)
         }
+        self.commitReady(now: true)  // verified files go into place before the engine stops
         for transfer in self.transfers.values { self.stop(transfer, outcome: .cancelled, discard: false) }
         for case let transfer? in self.waiting[self.waitingStart...] where !transfer.cancelledBeforeStart {
             transfer.continuation.yield(.finished(.cancelled))
@@ -433,10 +434,12 @@ final class EngineLoop: @unchecked Sendable {
     ///
     /// A verified file waits up to 20 ms for others (or until 64 are ready, or nothing else is running), so that a
     /// burst of small files shares two syncs instead of paying two `fsync`s each.
-    private func commitReady() {
+    private func commitReady(now force: Bool = false) {
+        // A transfer cancelled after its verification is no longer the engine's to commit.
+        self.readyToCommit.removeAll { self.transfers[$0.0.id] !== $0.0 }
         guard !self.readyToCommit.isEmpty else { return }
         let othersRunning = self.transfers.count > self.readyToCommit.count || self.waitingStart < self.waiting.count
-        if othersRunning, self.readyToCommit.count < Self.commitBatch,
+        if !force, othersRunning, self.readyToCommit.count < Self.commitBatch,
             monotonicNow() - self.readySince < Self.commitDelay
         {
             return
