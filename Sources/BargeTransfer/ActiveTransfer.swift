@@ -26,7 +26,7 @@ final class ActiveTransfer {
 
     let id: TransferID
     let request: TransferRequest
-    let continuation: AsyncStream<TransferEvent>.Continuation
+    let continuation: EventSink
     let easy: UnsafeMutableRawPointer
     /// The engine-wide budget shared by all transfers.
     let globalPacer: GlobalPacer
@@ -72,7 +72,7 @@ final class ActiveTransfer {
     init(
         id: TransferID,
         request: TransferRequest,
-        continuation: AsyncStream<TransferEvent>.Continuation,
+        continuation: EventSink,
         globalPacer: GlobalPacer,
         directories: DirectoryCache
     ) {

@@ -42,15 +42,31 @@ public final class TransferEngine: Sendable {
 
     /// Starts fetching `request.destination`; returns at once.
     public func start(_ request: TransferRequest) -> TransferHandle {
-        let id = TransferID(
+        let id = self.makeID()
+        let (events, continuation) = AsyncStream<TransferEvent>.makeStream(bufferingPolicy: .unbounded)
+        self.loop.submit(.start(id, request, .own(continuation)))
+        return TransferHandle(id: id, events: events)
+    }
+
+    /// Starts fetching `request.destination`, reporting its events, tagged with its id, to a stream shared with
+    /// other transfers (one consumer for many transfers wakes once per batch of events, not once per event).
+    /// The shared stream is never finished by the engine; a transfer's last event is `finished`.
+    public func start(
+        _ request: TransferRequest,
+        reportingTo events: AsyncStream<(TransferID, TransferEvent)>.Continuation
+    ) -> TransferID {
+        let id = self.makeID()
+        self.loop.submit(.start(id, request, .shared(id, events)))
+        return id
+    }
+
+    private func makeID() -> TransferID {
+        TransferID(
             self.nextID.withLock { next in
                 defer { next += 1 }
                 return next
             }
         )
-        let (events, continuation) = AsyncStream<TransferEvent>.makeStream(bufferingPolicy: .unbounded)
-        self.loop.submit(.start(id, request, continuation))
-        return TransferHandle(id: id, events: events)
     }
 
     /// Pauses a transfer in place (its connection stays open); for long suspensions cancel and start again.
@@ -80,7 +96,7 @@ public final class TransferEngine: Sendable {
 
 /// A command from any thread to the engine thread.
 enum EngineCommand: Sendable {
-    case start(TransferID, TransferRequest, AsyncStream<TransferEvent>.Continuation)
+    case start(TransferID, TransferRequest, EventSink)
     case pause(TransferID)
     case resume(TransferID)
     case cancel(TransferID, discardPartial: Bool)

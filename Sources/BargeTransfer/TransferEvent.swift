@@ -88,3 +88,22 @@ public struct TransferFailure: Error, Sendable, Hashable, CustomStringConvertibl
 
     public var description: String { "\(self.kind.rawValue): \(self.reason)" }
 }
+
+/// Where a transfer's events go: its own stream, or a stream shared by many transfers (one consumer for a whole
+/// fleet of small files, as the agent's supervisor has).
+enum EventSink: Sendable {
+    case own(AsyncStream<TransferEvent>.Continuation)
+    case shared(TransferID, AsyncStream<(TransferID, TransferEvent)>.Continuation)
+
+    func yield(_ event: TransferEvent) {
+        switch self {
+        case .own(let continuation): continuation.yield(event)
+        case .shared(let id, let continuation): continuation.yield((id, event))
+        }
+    }
+
+    /// Ends a transfer's own stream; a shared stream stays open for the others.
+    func finish() {
+        if case .own(let continuation) = self { continuation.finish() }
+    }
+}

@@ -124,22 +124,21 @@ func downloadList(_ path: String, parallel: Int) async throws {
     limits.total = parallel
     limits.perHost = parallel
     let engine = TransferEngine(limits: limits)
-    let failures = await withTaskGroup(of: String?.self) { group in
-        for line in text.split(separator: "\n") where !line.isEmpty {
-            let fields = line.split(separator: "\t").map(String.init)
-            var request = TransferRequest(sources: [fields[0]], destination: fields[1])
-            if fields.count > 2 { request.sha256 = fields[2] }
-            let handle = engine.start(request)
-            group.addTask {
-                for await event in handle.events {
-                    if case .finished(let outcome) = event, case .failed(let failure) = outcome {
-                        return "\(fields[0]): \(failure)"
-                    }
-                }
-                return nil
-            }
-        }
-        return await group.reduce(into: [String]()) { if let failure = $1 { $0.append(failure) } }
+    let (events, sink) = AsyncStream<(TransferID, TransferEvent)>.makeStream(bufferingPolicy: .unbounded)
+    var urls: [TransferID: String] = [:]
+    for line in text.split(separator: "\n") where !line.isEmpty {
+        let fields = line.split(separator: "\t").map(String.init)
+        var request = TransferRequest(sources: [fields[0]], destination: fields[1])
+        if fields.count > 2 { request.sha256 = fields[2] }
+        urls[engine.start(request, reportingTo: sink)] = fields[0]
+    }
+    var failures: [String] = []
+    var remaining = urls.count
+    for await (id, event) in events {
+        guard case .finished(let outcome) = event else { continue }
+        if case .failed(let failure) = outcome { failures.append("\(urls[id] ?? "?"): \(failure)") }
+        remaining -= 1
+        if remaining == 0 { break }
     }
     for failure in failures { print(failure) }
     await engine.shutdown()

@@ -330,4 +330,26 @@ struct NginxInteropTests {
         #expect(failure.reason.contains("No space left on device"), "\(failure)")
         #expect(!FileManager.default.fileExists(atPath: mountPoint + "/too-big.bin"))
     }
+
+    @Test func manyTransfersCanShareOneEventStream() async throws {
+        let engine = TransferEngine()
+        let (events, sink) = AsyncStream<(TransferID, TransferEvent)>.makeStream()
+        var expected: [TransferID: [UInt8]] = [:]
+        for index in 0..<20 {
+            let content = TestContent.bytes(count: 4096 + index, seed: UInt64(300 + index))
+            let url = try self.nginx.serve("shared/\(index).bin", bytes: content)
+            let id = engine.start(
+                TransferRequest(sources: [url], destination: self.scratch.path + "/shared/\(index).bin"),
+                reportingTo: sink
+            )
+            expected[id] = content
+        }
+        var finished: [TransferID: CompletedTransfer] = [:]
+        for await (id, event) in events {
+            if case .finished(let outcome) = event { finished[id] = outcome.completed }
+            if finished.count == expected.count { break }
+        }
+        #expect(Set(finished.keys) == Set(expected.keys))
+        for (id, content) in expected { #expect(finished[id]?.sha256 == sha256Hex(content)) }
+    }
 }
