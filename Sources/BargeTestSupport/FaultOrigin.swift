@@ -336,18 +336,22 @@ private final class BodyWriter: @unchecked Sendable {
 
     func write(from offset: Int) {
         let end = min(self.limit, offset + self.chunk)
+        let isLast = end >= self.limit
+        if isLast {
+            // Record before the last bytes leave: a client that has them all may look at the record at once.
+            self.record.bodyBytes = end
+            let record = self.record
+            self.state.withLockedValue { $0.served.append(record) }
+        }
         if end > offset {
             var buffer = self.context.channel.allocator.buffer(capacity: end - offset)
             buffer.writeBytes(self.body[offset..<end])
             self.context.writeAndFlush(self.handler.wrapBody(.body(.byteBuffer(buffer))), promise: nil)
-            self.record.bodyBytes = end
         }
-        if end < self.limit {
+        if !isLast {
             self.context.eventLoop.scheduleTask(in: .milliseconds(50)) { self.write(from: end) }
             return
         }
-        let record = self.record
-        self.state.withLockedValue { $0.served.append(record) }
         if self.stall { return }
         if self.close || end < self.body.count {
             self.context.close(promise: nil)
