@@ -165,7 +165,7 @@ private final class FaultHandler: ChannelInboundHandler, @unchecked Sendable {
             state.resources[path] = resource
             return (resource, resource.requests)
         }
-        var served = FaultOrigin.Served(
+        let served = FaultOrigin.Served(
             path: path,
             range: head.headers.first(name: "range"),
             ifRange: head.headers.first(name: "if-range"),
@@ -187,31 +187,21 @@ private final class FaultHandler: ChannelInboundHandler, @unchecked Sendable {
             content = changed.content
             etag = changed.etag
         }
-        let basic = behaviour.basicCredentials.map { "Basic " + Data($0.utf8).base64EncodedString() }
-        if let basic, head.headers.first(name: "authorization") != basic {
-            served.status = 401
+        // The Authorization value the resource requires, and the challenge sent without it.
+        let required: (value: String, challenge: String)? =
+            behaviour.basicCredentials.map { ("Basic " + Data($0.utf8).base64EncodedString(), "Basic realm=\"t\"") }
+            ?? behaviour.bearerToken.map { ("Bearer \($0)", "Bearer") }
+        if let required, head.headers.first(name: "authorization") != required.value {
             self.send(
                 context: context,
                 status: .unauthorized,
-                headers: ["WWW-Authenticate": "Basic realm=\"t\""],
-                body: [],
-                served: served
-            )
-            return
-        }
-        if let token = behaviour.bearerToken, head.headers.first(name: "authorization") != "Bearer \(token)" {
-            served.status = 401
-            self.send(
-                context: context,
-                status: .unauthorized,
-                headers: ["WWW-Authenticate": "Bearer"],
+                headers: ["WWW-Authenticate": required.challenge],
                 body: [],
                 served: served
             )
             return
         }
         if faulty, let status = behaviour.status {
-            served.status = status
             var headers: [String: String] = [:]
             if let retryAfter = behaviour.retryAfter { headers["Retry-After"] = retryAfter }
             self.send(
@@ -224,12 +214,10 @@ private final class FaultHandler: ChannelInboundHandler, @unchecked Sendable {
             return
         }
         if let location = behaviour.redirectTo {
-            served.status = 302
             self.send(context: context, status: .found, headers: ["Location": location], body: [], served: served)
             return
         }
         if let ifNoneMatch = served.ifNoneMatch, ifNoneMatch == etag {
-            served.status = 304
             self.send(context: context, status: .notModified, headers: ["ETag": etag], body: [], served: served)
             return
         }
@@ -241,7 +229,6 @@ private final class FaultHandler: ChannelInboundHandler, @unchecked Sendable {
             let start = Int(range.dropFirst(6).prefix { $0 != "-" })
         {
             if start >= content.count {
-                served.status = 416
                 self.send(
                     context: context,
                     status: .rangeNotSatisfiable,
@@ -262,7 +249,6 @@ private final class FaultHandler: ChannelInboundHandler, @unchecked Sendable {
         if !faulty {
             behaviour = FaultOrigin.Behaviour()
         }
-        served.status = Int(status.code)
         self.send(context: context, status: status, headers: headers, body: body, served: served, behaviour: behaviour)
     }
 
@@ -274,6 +260,8 @@ private final class FaultHandler: ChannelInboundHandler, @unchecked Sendable {
         served: FaultOrigin.Served,
         behaviour: FaultOrigin.Behaviour = FaultOrigin.Behaviour()
     ) {
+        var served = served
+        served.status = Int(status.code)
         var head = HTTPResponseHead(version: .http1_1, status: status)
         for (name, value) in headers { head.headers.add(name: name, value: value) }
         head.headers.add(name: "Content-Length", value: String(behaviour.declaredLength ?? body.count))

@@ -78,12 +78,6 @@ final class SafeDirectory {
         }
     }
 
-    /// Whether `name` exists in this directory (without following a link).
-    func exists(_ name: String) -> Bool {
-        var info = stat()
-        return fstatat(self.descriptor, name, &info, AT_SYMLINK_NOFOLLOW) == 0
-    }
-
     /// Removes `name` if it exists.
     func remove(_ name: String) throws(BargeSystemError) {
         if unlinkat(self.descriptor, name, 0) == -1, errno != ENOENT {

@@ -44,12 +44,6 @@ public struct TokenBucket: Sendable {
         return nil
     }
 
-    /// The seconds until a chunk would be admitted (zero when it would be now), without taking anything.
-    public mutating func wait(now: Double) -> Double {
-        self.refill(now: now)
-        return self.balance < -1 ? -self.balance / self.rate : 0
-    }
-
     /// Changes the rate at once; the balance carries over, capped to the new burst.
     public mutating func setRate(bytesPerSecond: UInt64, now: Double) {
         self.refill(now: now)

@@ -61,11 +61,6 @@ public enum PathRules {
         return path == trimmedRoot || path.hasPrefix(trimmedRoot + "/")
     }
 
-    /// Whether normalised `path` lies strictly below `root`.
-    public static func isPath(_ path: String, strictlyBelow root: String) -> Bool {
-        self.isPath(path, below: root) && path != root && path != root + "/"
-    }
-
     /// `path` made absolute against `directory` when relative (for paths in the config file).
     public static func resolve(_ path: String, against directory: String) -> String {
         if path.hasPrefix("/") || path.isEmpty { return path }
