@@ -27,17 +27,28 @@ final class ActiveTransfer {
     let id: TransferID
     let request: TransferRequest
     let continuation: EventSink
-    let easy: UnsafeMutableRawPointer
+    /// The curl easy handle, taken from the engine's pool when the transfer is admitted (a transfer still
+    /// waiting for a slot holds none) and given back when the transfer ends.
+    var easy: UnsafeMutableRawPointer {
+        if let handle = self.easyHandle { return handle }
+        let handle = self.easyHandles.take()
+        self.easyHandle = handle
+        return handle
+    }
+    private var easyHandle: UnsafeMutableRawPointer?
+    private let easyHandles: EasyHandlePool
     /// The engine-wide budget shared by all transfers.
     let globalPacer: GlobalPacer
-    /// The engine's open destination directories.
-    let directories: DirectoryCache
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
     private var headerList: UnsafeMutablePointer<curl_slist>?
 
     // The source and the partial.
     var sourceIndex = 0
     var partial: PartialFile?
+    /// Where the first attempt resumes, found when the partial was opened off the engine thread.
+    var preparedOffset: UInt64?
+    /// Admitted, its partial being opened by the prepare queue.
+    var isPreparing = false
     var failures: [TransferFailure] = []
 
     // The current attempt.
@@ -59,6 +70,8 @@ final class ActiveTransfer {
     var transferred: UInt64 = 0
     var sinceCheckpoint: UInt64 = 0
     var inMulti = false
+    /// Verified and handed to the commit queue, which alone touches its partial until the result comes back.
+    var isCommitting = false
 
     // Pacing, pausing and liveness.
     var bucket: TokenBucket?
@@ -74,14 +87,13 @@ final class ActiveTransfer {
         request: TransferRequest,
         continuation: EventSink,
         globalPacer: GlobalPacer,
-        directories: DirectoryCache
+        easyHandles: EasyHandlePool
     ) {
         self.id = id
         self.globalPacer = globalPacer
-        self.directories = directories
         self.request = request
         self.continuation = continuation
-        self.easy = curl_easy_init()!
+        self.easyHandles = easyHandles
         self.errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
         if case .limited(let rate) = request.maxRate {
             self.bucket = TokenBucket(bytesPerSecond: rate.bytesPerSecond, now: monotonicNow())
@@ -89,7 +101,7 @@ final class ActiveTransfer {
     }
 
     deinit {
-        curl_easy_cleanup(self.easy)
+        if let handle = self.easyHandle { self.easyHandles.give(handle) }
         curl_slist_free_all(self.headerList)
         self.errorBuffer.deallocate()
     }
@@ -111,27 +123,25 @@ final class ActiveTransfer {
         let url = self.currentSource
         let scheme = url.prefix { $0 != ":" }.lowercased()
         self.isHTTP = scheme == "http" || scheme == "https"
-        if self.partial == nil {
+        guard let partial = self.partial else { throw TransferFailure(.transient, "the partial file is not open") }
+        var offset: UInt64
+        if firstAttempt, let prepared = self.preparedOffset {
+            offset = prepared
+        } else {
             do {
-                self.partial = try PartialFile(destination: self.request.destination, directories: self.directories)
+                if self.restartFromZero {
+                    try partial.reset()
+                    self.restartFromZero = false
+                }
+                offset = try partial.prepareResume(keepingAtMost: firstAttempt ? self.request.resumeOffset : nil)
             } catch {
                 throw TransferFailure(
                     error.isTransient ? .transient : .permanent,
-                    "cannot write beside \(self.request.destination): \(error)"
+                    "cannot read the partial file: \(error)"
                 )
             }
         }
-        let partial = self.partial!
-        var offset: UInt64
-        do {
-            if self.restartFromZero {
-                try partial.reset()
-                self.restartFromZero = false
-            }
-            offset = try partial.prepareResume(keepingAtMost: firstAttempt ? self.request.resumeOffset : nil)
-        } catch {
-            throw TransferFailure(error.isTransient ? .transient : .permanent, "cannot read the partial file: \(error)")
-        }
+        self.preparedOffset = nil
         let stored = offset > 0 ? partial.validator.flatMap(Validators.init(encoded:)) : nil
         let validators = stored ?? self.request.partialValidators
         var ifRange: String?
@@ -267,19 +277,31 @@ final class ActiveTransfer {
     // MARK: Callbacks
 
     func receiveHeader(_ bytes: UnsafeRawBufferPointer) {
-        let line = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: "\r\n")
-        if line.hasPrefix("HTTP/") {
+        // Work on the bytes: a header line is ASCII in practice, and this runs for every header of every file.
+        var end = bytes.count
+        while end > 0, bytes[end - 1] == UInt8(ascii: "\r") || bytes[end - 1] == UInt8(ascii: "\n") { end -= 1 }
+        let line = UnsafeRawBufferPointer(rebasing: bytes[0..<end])
+        if line.starts(with: "HTTP/".utf8) {
             // A new response (a redirect, a 100 Continue, or the final one): forget the previous headers.
             self.responseHeaders = [:]
-            let fields = line.split(separator: " ")
-            self.httpVersion = fields.first.map(String.init) ?? ""
-            self.status = fields.count > 1 ? Int(fields[1]) ?? 0 : 0
+            let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 2)
+            self.httpVersion = fields.first.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            self.status = fields.count > 1 ? Int(String(decoding: fields[1], as: UTF8.self)) ?? 0 : 0
             return
         }
-        guard let colon = line.firstIndex(of: ":") else { return }
-        let name = line[..<colon].lowercased()
-        let value = String(line[line.index(after: colon)...]).trimmingCharacters(in: " \t")
-        self.responseHeaders[name] = value
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
+        let name = String(unsafeUninitializedCapacity: colon) { text in
+            for index in 0..<colon {
+                let byte = line[index]
+                text[index] = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+            }
+            return colon
+        }
+        var start = colon + 1
+        var stop = line.count
+        while start < stop, line[start] == UInt8(ascii: " ") || line[start] == UInt8(ascii: "\t") { start += 1 }
+        while stop > start, line[stop - 1] == UInt8(ascii: " ") || line[stop - 1] == UInt8(ascii: "\t") { stop -= 1 }
+        self.responseHeaders[name] = String(decoding: line[start..<stop], as: UTF8.self)
     }
 
     /// The write callback: content goes to the partial, paced; anything else is dropped.
@@ -481,5 +503,69 @@ final class GlobalPacer {
 
     func admit(_ bytes: Int, now: Double) -> Double? {
         self.bucket?.admit(bytes, now: now)
+    }
+}
+
+/// A partial opened and made ready to resume. Re-hashing a large partial reads it whole, which runs off the
+/// engine thread so the network does not wait for it.
+struct PreparedPartial: Sendable {
+    let partial: PartialFile
+    let offset: UInt64
+
+    /// Opens (or creates) the partial for `request`.
+    static func open(for request: TransferRequest, directories: DirectoryCache) -> Result<PartialFile, TransferFailure>
+    {
+        do {
+            return .success(try PartialFile(destination: request.destination, directories: directories))
+        } catch {
+            return .failure(
+                TransferFailure(
+                    error.isTransient ? .transient : .permanent,
+                    "cannot write beside \(request.destination): \(error)"
+                )
+            )
+        }
+    }
+
+    /// Re-hashes what the partial already holds (up to the request's resume offset) and finds where to resume.
+    static func resume(_ partial: PartialFile, for request: TransferRequest) -> Result<PreparedPartial, TransferFailure>
+    {
+        guard partial.sizeWhenOpened > 0 else { return .success(PreparedPartial(partial: partial, offset: 0)) }
+        do {
+            return .success(
+                PreparedPartial(
+                    partial: partial,
+                    offset: try partial.prepareResume(keepingAtMost: request.resumeOffset)
+                )
+            )
+        } catch {
+            return .failure(
+                TransferFailure(error.isTransient ? .transient : .permanent, "cannot read the partial file: \(error)")
+            )
+        }
+    }
+}
+
+/// Curl easy handles of finished transfers, reset and kept for the next ones: a burst of small files then sets
+/// up no new handle (nor the memory behind one) per file.
+///
+/// Confined to the engine thread.
+final class EasyHandlePool {
+    private var free: [UnsafeMutableRawPointer] = []
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    deinit { for handle in self.free { curl_easy_cleanup(handle) } }
+
+    func take() -> UnsafeMutableRawPointer { self.free.popLast() ?? curl_easy_init()! }
+
+    func give(_ handle: UnsafeMutableRawPointer) {
+        guard self.free.count < self.capacity else {
+            curl_easy_cleanup(handle)
+            return
+        }
+        curl_easy_reset(handle)  // forgets the finished transfer's options and callbacks' context
+        self.free.append(handle)
     }
 }

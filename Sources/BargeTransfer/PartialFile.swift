@@ -3,6 +3,7 @@ import CBargeLinux
 import Crypto
 import Dispatch
 import Glibc
+import Synchronization
 
 /// The hidden file a download is written into (`.NAME.barge-partial`, beside the destination) until it is
 /// verified and renamed into place.
@@ -21,6 +22,8 @@ final class PartialFile: @unchecked Sendable {
     let name: String
     /// The open partial.
     let descriptor: Int32
+    /// Its size when it was opened: what an earlier run left (0 for a new partial).
+    let sizeWhenOpened: UInt64
     /// Content bytes so far, buffered ones included.
     private(set) var length: UInt64 = 0
     private var hasher = SHA256()
@@ -52,14 +55,18 @@ final class PartialFile: @unchecked Sendable {
         let directoryPath = PathRules.directory(of: destination)
         self.name = PathRules.fileName(of: destination)
         self.directory = try directories.open(directoryPath)
-        self.descriptor = try self.directory.openFile(Self.partialName(for: self.name))
-        self.buffer = .allocate(byteCount: Self.firstBufferSize, alignment: 4096)
+        (self.descriptor, self.sizeWhenOpened) = try self.directory.openFile(Self.partialName(for: self.name))
+        self.buffer = FirstBufferPool.shared.take()
     }
 
     deinit {
         self.inFlight.wait()
         close(self.descriptor)
-        self.buffer.deallocate()
+        if self.buffer.count == Self.firstBufferSize {
+            FirstBufferPool.shared.give(self.buffer)
+        } else {
+            self.buffer.deallocate()
+        }
     }
 
     /// The bytes already on disk.
@@ -202,10 +209,17 @@ final class PartialFile: @unchecked Sendable {
     /// The SHA-256 of the content so far, lowercase hex; call after ``drain()``.
     func digest() -> String {
         self.inFlight.wait()
-        return self.hasher.finalize().map { byte in
-            let digits = Array("0123456789abcdef")
-            return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
-        }.joined()
+        let digest = self.hasher.finalize()
+        return String(unsafeUninitializedCapacity: 64) { text in
+            let digits: StaticString = "0123456789abcdef"
+            var index = 0
+            for byte in digest {
+                text[index] = digits.utf8Start[Int(byte >> 4)]
+                text[index + 1] = digits.utf8Start[Int(byte & 0xF)]
+                index += 2
+            }
+            return index
+        }
     }
 
     /// The validator to record with the first bytes that reach the disk (a file that completes within its first
@@ -300,9 +314,13 @@ final class PartialFile: @unchecked Sendable {
         try self.directory.rename(self.partialName, to: self.name)
     }
 
+    /// Removed from its directory by ``discard()``: a further attempt needs a new partial.
+    private(set) var isDiscarded = false
+
     /// Removes the partial.
     func discard() {
         self.inFlight.wait()
+        self.isDiscarded = true
         try? self.directory.remove(self.partialName)
         self.length = 0
         self.handedOff = 0
@@ -310,9 +328,35 @@ final class PartialFile: @unchecked Sendable {
     }
 }
 
-/// A filled buffer whose ownership passes to the disk queue, which frees it after writing.
+/// First buffers of finished partials, kept for the next ones: a burst of small files then allocates no memory
+/// per file (and the allocator does not grow and trim its heap for each).
 ///
-/// `@unchecked Sendable`: after the hand-off only the disk queue touches the memory.
+/// `@unchecked Sendable`: the buffers are only reached under the lock, and a taken buffer has one owner.
+private final class FirstBufferPool: @unchecked Sendable {
+    static let shared = FirstBufferPool()
+    private let free = Mutex<[HandedOffBuffer]>([])
+    private let capacity = 64
+
+    func take() -> UnsafeMutableRawBufferPointer {
+        self.free.withLock { $0.popLast() }?.memory
+            ?? .allocate(byteCount: PartialFile.firstBufferSize, alignment: 4096)
+    }
+
+    func give(_ buffer: UnsafeMutableRawBufferPointer) {
+        let handed = HandedOffBuffer(memory: buffer, count: buffer.count)
+        let kept = self.free.withLock { free in
+            guard free.count < self.capacity else { return false }
+            free.append(handed)
+            return true
+        }
+        if !kept { buffer.deallocate() }
+    }
+}
+
+/// A buffer whose ownership passes to another thread: a filled one to the disk queue, which frees it after
+/// writing, or an empty one to the pool.
+///
+/// `@unchecked Sendable`: after the hand-off only the receiver touches the memory.
 private struct HandedOffBuffer: @unchecked Sendable {
     let memory: UnsafeMutableRawBufferPointer
     let count: Int

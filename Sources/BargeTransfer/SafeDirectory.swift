@@ -3,8 +3,8 @@ import Glibc
 /// An open directory reached from `/` one component at a time without following symbolic links, so a link
 /// planted anywhere on the way cannot redirect a write. Files are then created and renamed relative to it.
 ///
-/// Not thread-safe; owned by one transfer at a time.
-final class SafeDirectory {
+/// Immutable (a path and a descriptor), so partials on different threads may share it.
+final class SafeDirectory: Sendable {
     /// The directory's path, for messages.
     let path: String
     /// The open directory (`O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC`).
@@ -60,12 +60,16 @@ final class SafeDirectory {
 
     /// Opens (creating if needed) a regular file in this directory for reading and writing, never through a
     /// symbolic link: a link at `name` is removed and a fresh file made in its place.
-    func openFile(_ name: String, mode: mode_t = 0o600) throws(BargeSystemError) -> Int32 {
+    ///
+    /// - Returns: the open file and its size.
+    func openFile(_ name: String, mode: mode_t = 0o600) throws(BargeSystemError) -> (descriptor: Int32, size: UInt64) {
         let flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC
         let descriptor = Glibc.openat(self.descriptor, name, flags, mode)
         if descriptor >= 0 {
             var info = stat()
-            if fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG { return descriptor }
+            if fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG {
+                return (descriptor, UInt64(info.st_size))
+            }
             close(descriptor)
             throw BargeSystemError(errno: EISDIR, function: "open", subject: self.path + "/" + name)
         }
@@ -73,9 +77,10 @@ final class SafeDirectory {
             throw BargeSystemError(errno: errno, function: "open", subject: self.path + "/" + name)
         }
         try self.remove(name)
-        return try systemCall("open", self.path + "/" + name) {
+        let fresh = try systemCall("open", self.path + "/" + name) {
             Glibc.openat(self.descriptor, name, flags | O_EXCL, mode)
         }
+        return (fresh, 0)
     }
 
     /// Removes `name` if it exists.

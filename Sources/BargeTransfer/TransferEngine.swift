@@ -48,15 +48,18 @@ public final class TransferEngine: Sendable {
         return TransferHandle(id: id, events: events)
     }
 
-    /// Starts fetching `request.destination`, reporting its events, tagged with its id, to a stream shared with
-    /// other transfers (one consumer for many transfers wakes once per batch of events, not once per event).
-    /// The shared stream is never finished by the engine; a transfer's last event is `finished`.
-    public func start(
-        _ request: TransferRequest,
-        reportingTo events: AsyncStream<(TransferID, TransferEvent)>.Continuation
-    ) -> TransferID {
+    /// A report stream for many transfers started with ``start(_:reportingTo:)``: their events arrive in batches,
+    /// one per pass of the engine's loop. The engine never finishes the stream; a transfer's last event is
+    /// `finished`, and ``TransferReporter/finish()`` ends the stream.
+    public func makeReportStream() -> (reports: AsyncStream<[TransferReport]>, reporter: TransferReporter) {
+        let (reports, continuation) = AsyncStream<[TransferReport]>.makeStream(bufferingPolicy: .unbounded)
+        return (reports, TransferReporter(continuation))
+    }
+
+    /// Starts fetching `request.destination`, reporting its events to a stream shared with other transfers.
+    public func start(_ request: TransferRequest, reportingTo reporter: TransferReporter) -> TransferID {
         let id = self.makeID()
-        self.loop.submit(.start(id, request, .shared(id, events)))
+        self.loop.submit(.start(id, request, .shared(id, reporter)))
         return id
     }
 
@@ -104,6 +107,10 @@ enum EngineCommand: Sendable {
     case setGlobalRate(RateLimit)
     case shutdown(CheckedContinuation<Void, Never>)
     case stop
+    /// The prepare queue opened (or failed to open) an admitted transfer's partial.
+    case prepared(TransferID, Result<PreparedPartial, TransferFailure>)
+    /// The commit queue put the batch handed to it in place (an error per file, nil for success).
+    case committed([CommitResult])
 }
 
 /// The engine thread's loop and everything it owns.
@@ -121,25 +128,39 @@ final class EngineLoop: @unchecked Sendable {
     private let maximumActive: Int
     private let pacer = GlobalPacer()
     private let directories = DirectoryCache()
+    private let easyHandles: EasyHandlePool
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
-    /// Verified transfers waiting to be committed together.
-    private var readyToCommit: [(ActiveTransfer, CompletedTransfer)] = []
-    /// When the oldest of `readyToCommit` became ready.
-    private var readySince = 0.0
-    /// How long a verified file may wait for others to share its syncs.
-    private static let commitDelay = 0.02
-    private static let commitBatch = 64
+    /// Verified transfers waiting for the commit queue.
+    private var readyToCommit: [(ActiveTransfer, FileToCommit)] = []
+    /// The batch the commit queue is putting in place; nil when it is idle.
+    private var committing: [ActiveTransfer]?
+    /// Syncs and renames run here, off the engine thread, so the network never waits for the disk: while one
+    /// batch is being made durable, the next one gathers (group commit).
+    private static let commitQueue = DispatchQueue(label: "barge.commit", qos: .utility)
+    /// Large partials are re-hashed here, off the engine thread, before they resume.
+    private static let prepareQueue = DispatchQueue(label: "barge.prepare", qos: .utility)
+    /// A partial up to this size is re-hashed on the engine thread (a hop to the queue would cost more).
+    private static let inlineRehashLimit: UInt64 = 4 << 20
+    /// Transfers cancelled with `discardPartial` while their partial was being re-hashed.
+    private var discardWhenPrepared: Set<TransferID> = []
+    /// The report streams transfers of this engine have used; each delivers its batch once per pass.
+    private var reporters: [ObjectIdentifier: TransferReporter] = [:]
 
     init(limits: Concurrency) {
         self.maximumActive = limits.total
+        self.easyHandles = EasyHandlePool(capacity: limits.total)
         self.multi = curl_multi_init()!
         _ = barge_multi_setopt_long(self.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, limits.total)
         _ = barge_multi_setopt_long(self.multi, CURLMOPT_MAX_HOST_CONNECTIONS, limits.perHost)
     }
 
     func submit(_ command: EngineCommand) {
-        self.pending.withLock { $0.append(command) }
-        _ = curl_multi_wakeup(self.multi)
+        // The loop takes all pending commands at once: only the first of a burst needs to wake it.
+        let wasEmpty = self.pending.withLock { pending in
+            defer { pending.append(command) }
+            return pending.isEmpty
+        }
+        if wasEmpty { _ = curl_multi_wakeup(self.multi) }
     }
 
     func run() {
@@ -159,15 +180,17 @@ final class EngineLoop: @unchecked Sendable {
             self.commitReady()
             self.admitWaiting()
             let timeout = self.tick(now: monotonicNow())
+            for reporter in self.reporters.values { reporter.deliver() }
             var descriptors: Int32 = 0
             _ = curl_multi_poll(self.multi, nil, 0, timeout, &descriptors)
         }
-        self.commitReady(now: true)  // verified files go into place before the engine stops
+        self.commitEverything()  // verified files go into place before the engine stops
         for transfer in self.transfers.values { self.stop(transfer, outcome: .cancelled, discard: false) }
         for case let transfer? in self.waiting[self.waitingStart...] where !transfer.cancelledBeforeStart {
             transfer.continuation.yield(.finished(.cancelled))
             transfer.continuation.finish()
         }
+        for reporter in self.reporters.values { reporter.deliver() }
         curl_multi_cleanup(self.multi)
         for waiter in self.shutdownWaiters { waiter.resume() }
     }
@@ -175,7 +198,7 @@ final class EngineLoop: @unchecked Sendable {
     /// Moves waiting transfers into the multi handle while there are free slots.
     private func admitWaiting() {
         // Verified files waiting for their commit hold no connection: they do not count against the limit.
-        while self.transfers.count - self.readyToCommit.count < self.maximumActive,
+        while self.transfers.count - self.readyToCommit.count - (self.committing?.count ?? 0) < self.maximumActive,
             self.waitingStart < self.waiting.count
         {
             let transfer = self.waiting[self.waitingStart]!
@@ -183,7 +206,7 @@ final class EngineLoop: @unchecked Sendable {
             self.waitingStart += 1
             guard !transfer.cancelledBeforeStart else { continue }
             self.transfers[transfer.id] = transfer
-            self.beginAttempt(transfer, first: true)
+            self.prepare(transfer)
         }
         if self.waitingStart == self.waiting.count {
             self.waiting.removeAll(keepingCapacity: true)
@@ -200,12 +223,13 @@ final class EngineLoop: @unchecked Sendable {
     private func apply(_ command: EngineCommand) -> Bool {
         switch command {
         case .start(let id, let request, let continuation):
+            if case .shared(_, let reporter) = continuation { self.reporters[ObjectIdentifier(reporter)] = reporter }
             let transfer = ActiveTransfer(
                 id: id,
                 request: request,
                 continuation: continuation,
                 globalPacer: self.pacer,
-                directories: self.directories
+                easyHandles: self.easyHandles
             )
             self.waiting.append(transfer)
         case .pause(let id):
@@ -221,6 +245,10 @@ final class EngineLoop: @unchecked Sendable {
             if transfer.inMulti, transfer.pacedUntil == nil { _ = curl_easy_pause(transfer.easy, CURLPAUSE_CONT) }
         case .cancel(let id, let discard):
             if let transfer = self.transfers[id] {
+                // Too late once its commit has begun: it completes.
+                guard !transfer.isCommitting else { break }
+                if transfer.isPreparing, discard { self.discardWhenPrepared.insert(id) }
+                self.readyToCommit.removeAll { $0.0 === transfer }
                 self.stop(transfer, outcome: .cancelled, discard: discard)
             } else if let transfer = self.waitingTransfer(id) {
                 transfer.cancelledBeforeStart = true
@@ -254,6 +282,10 @@ final class EngineLoop: @unchecked Sendable {
             return true
         case .stop:
             return true
+        case .committed(let results):
+            self.committed(results)
+        case .prepared(let id, let result):
+            self.prepared(id, result)
         }
         return false
     }
@@ -261,8 +293,8 @@ final class EngineLoop: @unchecked Sendable {
     /// Unpauses paced transfers that are due, fails stalled ones, reports progress; returns the poll timeout.
     private func tick(now: Double) -> Int32 {
         guard !self.transfers.isEmpty else { return self.waitingStart < self.waiting.count ? 0 : 3_600_000 }
-        var wake = self.readyToCommit.isEmpty ? now + 1 : min(now + 1, self.readySince + Self.commitDelay)
-        for transfer in Array(self.transfers.values) {
+        var wake = now + 1
+        for transfer in Array(self.transfers.values) where !transfer.isCommitting {
             if let until = transfer.pacedUntil, !transfer.userPaused {
                 if until <= now {
                     transfer.pacedUntil = nil
@@ -312,7 +344,50 @@ final class EngineLoop: @unchecked Sendable {
 
     // MARK: Attempts
 
+    /// Opens the partial of a newly admitted transfer; the first attempt begins when it is ready to resume. A
+    /// large partial is re-hashed on the prepare queue while the engine drives the other transfers.
+    private func prepare(_ transfer: ActiveTransfer) {
+        transfer.isPreparing = true
+        let (id, request) = (transfer.id, transfer.request)
+        switch PreparedPartial.open(for: request, directories: self.directories) {
+        case .failure(let failure):
+            self.prepared(id, .failure(failure))
+        case .success(let partial) where partial.sizeWhenOpened <= Self.inlineRehashLimit:
+            self.prepared(id, PreparedPartial.resume(partial, for: request))
+        case .success(let partial):
+            Self.prepareQueue.async { [self] in
+                self.submit(.prepared(id, PreparedPartial.resume(partial, for: request)))
+            }
+        }
+    }
+
+    private func prepared(_ id: TransferID, _ result: Result<PreparedPartial, TransferFailure>) {
+        guard let transfer = self.transfers[id], transfer.isPreparing else {
+            // Cancelled while its partial was being re-hashed.
+            if case .success(let prepared) = result, prepared.offset == 0 || self.discardWhenPrepared.contains(id) {
+                prepared.partial.discard()
+            }
+            self.discardWhenPrepared.remove(id)
+            return
+        }
+        transfer.isPreparing = false
+        switch result {
+        case .success(let prepared):
+            transfer.partial = prepared.partial
+            transfer.preparedOffset = prepared.offset
+            self.beginAttempt(transfer, first: true)
+        case .failure(let failure):
+            self.finish(transfer, .failed(failure))
+        }
+    }
+
     private func beginAttempt(_ transfer: ActiveTransfer, first: Bool) {
+        if transfer.partial?.isDiscarded ?? true {
+            // A fresh start (the next mirror after wrong content): a new partial.
+            transfer.partial = nil
+            self.prepare(transfer)
+            return
+        }
         do {
             try transfer.configureAttempt(firstAttempt: first)
         } catch {
@@ -397,96 +472,70 @@ final class EngineLoop: @unchecked Sendable {
         return FailureClassifier.failure(code: code, url: transfer.currentSource, detail: transfer.errorDetail)
     }
 
-    /// Verifies the partial and commits it into place.
+    /// Hands a received file to the commit queue, which verifies it and puts it in place.
     private func complete(_ transfer: ActiveTransfer) {
         guard let partial = transfer.partial else {
             self.finish(transfer, .failed(TransferFailure(.transient, "no partial file")))
             return
         }
-        do {
-            try partial.flush()
-        } catch {
-            self.failOver(
-                transfer,
-                TransferFailure(error.isTransient ? .transient : .permanent, "cannot write: \(error)")
-            )
-            return
-        }
-        let size = partial.length
-        if let expected = transfer.request.expectedSize, size != expected {
-            partial.discard()
-            self.failOver(
-                transfer,
-                TransferFailure(.permanent, "size mismatch: expected \(expected) bytes, got \(size)")
-            )
-            return
-        }
-        let digest = partial.digest()
-        if let expected = transfer.request.sha256, expected != digest {
-            partial.discard()
-            self.failOver(
-                transfer,
-                TransferFailure(.permanent, "hash mismatch: expected \(expected.prefix(8))…, got \(digest.prefix(8))…")
-            )
-            return
-        }
-        let validators =
-            transfer.validators.isEmpty
-            ? (partial.validator.flatMap(Validators.init(encoded:)) ?? Validators()) : transfer.validators
         var effective: UnsafeMutablePointer<CChar>?
         _ = barge_easy_getinfo_string(transfer.easy, CURLINFO_EFFECTIVE_URL, &effective)
-        let done = CompletedTransfer(
+        let file = FileToCommit(
+            partial: partial,
+            mode: transfer.request.mode,
+            owner: transfer.request.owner,
+            expectedSize: transfer.request.expectedSize,
+            expectedSHA256: transfer.request.sha256,
             url: effective.map { String(cString: $0) } ?? transfer.currentSource,
-            size: size,
-            sha256: digest,
-            validators: validators,
+            validators: transfer.validators,
             transferred: transfer.transferred
         )
-        if self.readyToCommit.isEmpty { self.readySince = monotonicNow() }
-        self.readyToCommit.append((transfer, done))
+        self.readyToCommit.append((transfer, file))
     }
 
-    /// Puts every verified file of this iteration in place: alone with `fsync`s, together with grouped syncs.
-    ///
-    /// A verified file waits up to 20 ms for others (or until 64 are ready, or nothing else is running), so that a
-    /// burst of small files shares two syncs instead of paying two `fsync`s each.
-    private func commitReady(now force: Bool = false) {
-        // A transfer cancelled after its verification is no longer the engine's to commit.
-        self.readyToCommit.removeAll { self.transfers[$0.0.id] !== $0.0 }
-        guard !self.readyToCommit.isEmpty else { return }
-        let othersRunning = self.transfers.count > self.readyToCommit.count || self.waitingStart < self.waiting.count
-        if !force, othersRunning, self.readyToCommit.count < Self.commitBatch,
-            monotonicNow() - self.readySince < Self.commitDelay
-        {
-            return
-        }
-        let batch = self.readyToCommit
+    /// Hands every received file to the commit queue unless it is busy (group commit: what gathers meanwhile goes
+    /// next, together).
+    private func commitReady() {
+        guard self.committing == nil, !self.readyToCommit.isEmpty else { return }
+        let batch = CommitBatch(files: self.readyToCommit.map(\.1))
+        self.committing = self.readyToCommit.map(\.0)
         self.readyToCommit.removeAll()
-        let errors: [BargeSystemError?]
-        if batch.count == 1, let partial = batch[0].0.partial {
-            do throws(BargeSystemError) {
-                try partial.commit(mode: batch[0].0.request.mode, owner: batch[0].0.request.owner)
-                errors = [nil]
-            } catch {
-                errors = [error]
-            }
-        } else {
-            errors = PartialFile.commit(
-                batch.map { ($0.0.partial!, mode: $0.0.request.mode, owner: $0.0.request.owner) }
-            )
-        }
-        for ((transfer, done), error) in zip(batch, errors) {
-            if let error {
-                self.failOver(
-                    transfer,
-                    TransferFailure(
-                        error.isTransient ? .transient : .permanent,
-                        "cannot put the file in place: \(error)"
-                    )
-                )
-            } else {
+        for transfer in self.committing! { transfer.isCommitting = true }
+        Self.commitQueue.async { [self] in self.submit(.committed(batch.commit())) }
+    }
+
+    /// Reports the commit queue's results and hands it the next batch.
+    private func committed(_ results: [CommitResult]) {
+        guard let batch = self.committing else { return }
+        self.committing = nil
+        for (transfer, result) in zip(batch, results) {
+            transfer.isCommitting = false
+            switch result {
+            case .committed(let done):
                 transfer.reportProgressIfDue(now: monotonicNow(), force: true)
                 self.finish(transfer, .completed(done))
+            case .failed(let failure):
+                self.failOver(transfer, failure)
+            }
+        }
+        self.commitReady()
+    }
+
+    /// Commits everything verified before the engine stops, waiting for the commit queue.
+    private func commitEverything() {
+        while self.committing != nil || !self.readyToCommit.isEmpty {
+            if self.committing == nil { self.commitReady() }
+            Self.commitQueue.sync {}  // the batch is in place and its result submitted
+            let commands = self.pending.withLock { commands in
+                defer { commands.removeAll() }
+                return commands
+            }
+            for command in commands {
+                switch command {
+                case .committed(let results): self.committed(results)
+                case .shutdown(let waiter): self.shutdownWaiters.append(waiter)
+                default: break  // the engine is stopping
+                }
             }
         }
     }

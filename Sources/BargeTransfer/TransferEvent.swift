@@ -89,16 +89,51 @@ public struct TransferFailure: Error, Sendable, Hashable, CustomStringConvertibl
     public var description: String { "\(self.kind.rawValue): \(self.reason)" }
 }
 
-/// Where a transfer's events go: its own stream, or a stream shared by many transfers (one consumer for a whole
-/// fleet of small files, as the agent's supervisor has).
+/// One event of one transfer, as a shared report stream carries it.
+public struct TransferReport: Sendable {
+    /// The transfer the event belongs to.
+    public let id: TransferID
+    /// What happened.
+    public let event: TransferEvent
+}
+
+/// The sending side of a report stream shared by many transfers: the engine collects their events during one
+/// pass of its loop and delivers them as one batch, so one consumer (the agent's supervisor, which writes a batch
+/// to its store in one transaction) wakes once per pass, not once per event.
+///
+/// Make one with ``TransferEngine/makeReportStream()``. `@unchecked Sendable`: the batch being collected is only
+/// touched on the engine thread; the continuation is thread-safe.
+public final class TransferReporter: @unchecked Sendable {
+    private let continuation: AsyncStream<[TransferReport]>.Continuation
+    private var collected: [TransferReport] = []
+
+    init(_ continuation: AsyncStream<[TransferReport]>.Continuation) { self.continuation = continuation }
+
+    /// Collects an event (engine thread).
+    func collect(_ id: TransferID, _ event: TransferEvent) {
+        self.collected.append(TransferReport(id: id, event: event))
+    }
+
+    /// Delivers what was collected as one batch (engine thread).
+    func deliver() {
+        guard !self.collected.isEmpty else { return }
+        self.continuation.yield(self.collected)
+        self.collected.removeAll(keepingCapacity: true)
+    }
+
+    /// Ends the stream: no more reports will come.
+    public func finish() { self.continuation.finish() }
+}
+
+/// Where a transfer's events go: its own stream, or a report stream shared by many transfers.
 enum EventSink: Sendable {
     case own(AsyncStream<TransferEvent>.Continuation)
-    case shared(TransferID, AsyncStream<(TransferID, TransferEvent)>.Continuation)
+    case shared(TransferID, TransferReporter)
 
     func yield(_ event: TransferEvent) {
         switch self {
         case .own(let continuation): continuation.yield(event)
-        case .shared(let id, let continuation): continuation.yield((id, event))
+        case .shared(let id, let reporter): reporter.collect(id, event)
         }
     }
 

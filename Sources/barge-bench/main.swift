@@ -124,21 +124,23 @@ func downloadList(_ path: String, parallel: Int) async throws {
     limits.total = parallel
     limits.perHost = parallel
     let engine = TransferEngine(limits: limits)
-    let (events, sink) = AsyncStream<(TransferID, TransferEvent)>.makeStream(bufferingPolicy: .unbounded)
+    let (reports, reporter) = engine.makeReportStream()
     var urls: [TransferID: String] = [:]
     for line in text.split(separator: "\n") where !line.isEmpty {
         let fields = line.split(separator: "\t").map(String.init)
         var request = TransferRequest(sources: [fields[0]], destination: fields[1])
         if fields.count > 2 { request.sha256 = fields[2] }
-        urls[engine.start(request, reportingTo: sink)] = fields[0]
+        urls[engine.start(request, reportingTo: reporter)] = fields[0]
     }
     var failures: [String] = []
     var remaining = urls.count
-    for await (id, event) in events {
-        guard case .finished(let outcome) = event else { continue }
-        if case .failed(let failure) = outcome { failures.append("\(urls[id] ?? "?"): \(failure)") }
-        remaining -= 1
-        if remaining == 0 { break }
+    reading: for await batch in reports {
+        for report in batch {
+            guard case .finished(let outcome) = report.event else { continue }
+            if case .failed(let failure) = outcome { failures.append("\(urls[report.id] ?? "?"): \(failure)") }
+            remaining -= 1
+            if remaining == 0 { break reading }
+        }
     }
     for failure in failures { print(failure) }
     await engine.shutdown()
