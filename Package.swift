@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // Manifest and agent-config model, units, validation. Parsing only: no file-system or network I/O.
@@ -54,6 +55,12 @@ let package = Package(
             dependencies: ["BargeCore"],
             swiftSettings: swiftSettings
         ),
+        // The agent's persistent state: jobs, offsets, validators, history (SQLite through GRDB, WAL).
+        .target(
+            name: "BargeStore",
+            dependencies: ["BargeCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
         // The command-line tool; thin.
         .executableTarget(
             name: "barge",
@@ -77,6 +84,11 @@ let package = Package(
                 "BargeCore",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BargeStoreTests",
+            dependencies: ["BargeCore", "BargeStore", "BargeTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,210 @@
+/// What the agent knows of the network when it reconciles.
+public enum NetworkView: Hashable, Sendable, CustomStringConvertible {
+    /// No monitor runs: the uplink is treated as unmetered.
+    case unmonitored
+    /// No uplink.
+    case offline
+    /// An uplink of this cost.
+    case online(cost: NetworkCost, roaming: Bool)
+
+    /// Whether a job with this network policy may transfer; nil, or why not.
+    public func refusal(for policy: NetworkCostPolicy) -> String? {
+        switch self {
+        case .unmonitored:
+            return nil
+        case .offline:
+            return "waiting for a network"
+        case .online(let cost, let roaming):
+            switch policy {
+            case .any: return nil
+            case .notRoaming: return roaming ? "waiting for a network that is not roaming" : nil
+            case .unmetered:
+                if roaming { return "waiting for an unmetered network (roaming now)" }
+                return cost == .unmetered ? nil : "waiting for an unmetered network (metered now)"
+            }
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .unmonitored: "not monitored (treated as unmetered)"
+        case .offline: "offline"
+        case .online(let cost, let roaming): roaming ? "\(cost.rawValue), roaming" : cost.rawValue
+        }
+    }
+}
+
+/// Everything outside the jobs that a reconcile depends on.
+public struct ReconcileFacts: Hashable, Sendable {
+    /// Now, on the local clock.
+    public var now: LocalTime
+    /// The uplink's cost.
+    public var network: NetworkView
+    /// Transfers at once.
+    public var limits: Concurrency
+    /// The global bandwidth timetable.
+    public var bandwidth: BandwidthTimetable
+
+    /// Creates facts.
+    public init(
+        now: LocalTime,
+        network: NetworkView = .unmonitored,
+        limits: Concurrency = Concurrency(),
+        bandwidth: BandwidthTimetable = BandwidthTimetable([])
+    ) {
+        self.now = now
+        self.network = network
+        self.limits = limits
+        self.bandwidth = bandwidth
+    }
+}
+
+/// A job's new waiting state and its reason.
+public struct JobStateChange: Hashable, Sendable {
+    /// The job.
+    public var id: Int64
+    /// Its new state.
+    public var state: JobState
+    /// Why.
+    public var reason: String
+
+    /// Creates a change.
+    public init(id: Int64, state: JobState, reason: String) {
+        self.id = id
+        self.state = state
+        self.reason = reason
+    }
+}
+
+/// The reconciler's answer: what the engine must do now, and when to look again.
+public struct ReconcilePlan: Hashable, Sendable {
+    /// Jobs to start, highest priority first.
+    public var start: [Int64] = []
+    /// Running jobs to stop (suspended, preempted); their waiting state is in `changes`.
+    public var stop: [Int64] = []
+    /// New states of jobs that do not run (only those that differ from the record).
+    public var changes: [JobStateChange] = []
+    /// The rate cap of every job that runs after the plan (started or kept).
+    public var rates: [Int64: RateLimit] = [:]
+    /// The budget all transfers share.
+    public var globalRate: RateLimit = .off
+    /// The next instant at which the answer may change with nothing else happening; nil: never.
+    public var wakeAt: Double?
+
+    /// Creates an empty plan.
+    public init() {}
+}
+
+/// The reconciler: desired jobs + their records + facts → a plan. Pure and level-triggered: the agent runs it on
+/// every event (a manifest, a transfer's end, a command, the network, its one timer) and applies the plan.
+///
+/// The rules, in order, for each job that has not ended:
+/// 1. suspended by the user → suspended;
+/// 2. due later (a retry, a refresh) → stays as it is, woken at the due time;
+/// 3. the network's cost is not allowed → suspended ("waiting for an unmetered network");
+/// 4. outside every time window → suspended ("waiting for window 22:00-06:00"), woken when one opens or closes;
+/// 5. otherwise eligible. Eligible jobs are ranked by priority (foreground, high, normal, low), then running ones
+///    before waiting ones of the same level (no thrashing), then least recently started (round robin), and the
+///    first `limits.total` run. A waiting higher-priority job preempts a running lower one.
+public enum Reconciler {
+    /// Plans the next step.
+    public static func plan(_ jobs: [JobView], facts: ReconcileFacts) -> ReconcilePlan {
+        var plan = ReconcilePlan()
+        let now = facts.now.epochSeconds
+        var wake = Double.infinity
+        var eligible: [Int] = []
+        let bandwidthRule = facts.bandwidth.rule(at: facts.now)
+        if let next = facts.bandwidth.nextChange(after: facts.now) { wake = next }
+        plan.globalRate = bandwidthRule?.total ?? .off
+
+        func hold(_ index: Int, _ state: JobState, _ reason: String) {
+            let job = jobs[index]
+            if job.isRunning { plan.stop.append(job.record.id) }
+            if job.isRunning || job.record.state != state || job.record.reason != reason {
+                plan.changes.append(JobStateChange(id: job.record.id, state: state, reason: reason))
+            }
+        }
+
+        for index in jobs.indices {
+            let job = jobs[index]
+            let record = job.record
+            if record.state.isTerminal && !job.isRunning { continue }
+            if record.userSuspended {
+                hold(index, .suspended, "suspended by user")
+                continue
+            }
+            if !job.isRunning, let due = record.dueAt, due > now,
+                record.state == .upToDate || record.state == .transientError
+            {
+                wake = min(wake, due)
+                continue
+            }
+            if let refusal = facts.network.refusal(for: job.spec.policy.network) {
+                hold(index, .suspended, refusal)
+                continue
+            }
+            let windows = job.spec.policy.windows
+            if !windows.isEmpty {
+                if let change = windows.nextChange(after: facts.now) { wake = min(wake, change) }
+                if !windows.allowsTransfer(at: facts.now) {
+                    hold(index, .suspended, "waiting for window \(windows.summary)")
+                    continue
+                }
+            }
+            eligible.append(index)
+        }
+
+        eligible.sort { left, right in
+            let a = jobs[left]
+            let b = jobs[right]
+            if a.spec.policy.priority != b.spec.policy.priority {
+                return a.spec.policy.priority > b.spec.policy.priority
+            }
+            if a.isRunning != b.isRunning { return a.isRunning }
+            let aStarted = a.record.lastStartedAt ?? -.infinity
+            let bStarted = b.record.lastStartedAt ?? -.infinity
+            if aStarted != bStarted { return aStarted < bStarted }
+            return a.record.id < b.record.id
+        }
+        let slots = max(0, facts.limits.total)
+        let chosen = eligible.prefix(slots)
+        var runningPerPriority: [Priority: Int] = [:]
+        for index in chosen { runningPerPriority[jobs[index].spec.policy.priority, default: 0] += 1 }
+        for index in chosen {
+            let job = jobs[index]
+            if !job.isRunning { plan.start.append(job.record.id) }
+            var rate = job.spec.policy.maxRate
+            let priority = job.spec.policy.priority
+            if let shared = bandwidthRule?.perPriority[priority]?.rate {
+                let share = RateLimit.limited(
+                    ByteRate(bytesPerSecond: max(1, shared.bytesPerSecond / UInt64(runningPerPriority[priority]!)))
+                )
+                rate = rate.tighter(than: share)
+            }
+            plan.rates[job.record.id] = rate
+        }
+        let running = chosen.count
+        for index in eligible.dropFirst(slots) {
+            let job = jobs[index]
+            let higher = chosen.filter { jobs[$0].spec.policy.priority > job.spec.policy.priority }.count
+            let reason =
+                higher == running && higher > 0
+                ? "waiting: \(higher) higher-priority transfer\(higher == 1 ? "" : "s") running"
+                : "waiting for a free slot (\(running) of \(slots) running)"
+            hold(index, .queued, reason)
+        }
+        plan.wakeAt = wake.isFinite ? wake : nil
+        return plan
+    }
+}
+
+extension RateLimit {
+    /// The stricter of two caps.
+    public func tighter(than other: RateLimit) -> RateLimit {
+        switch (self.rate, other.rate) {
+        case (nil, _): other
+        case (_, nil): self
+        case (let mine?, let theirs?): mine.bytesPerSecond <= theirs.bytesPerSecond ? self : other
+        }
+    }
+}

@@ -1,0 +1,257 @@
+public import BargeCore
+import Foundation
+import GRDB
+
+/// A job as stored: what it transfers (as far as the store needs to know it) and its persistent state.
+public struct StoredJob: Hashable, Sendable {
+    /// What to transfer. For a manifest's job the manifest is the truth and the stored copy is what was last
+    /// loaded; a one-shot job (`barge get`) lives only here.
+    public var spec: JobSpec
+    /// Its persistent state.
+    public var record: JobRecord
+
+    /// Creates a stored job.
+    public init(spec: JobSpec, record: JobRecord) {
+        self.spec = spec
+        self.record = record
+    }
+}
+
+/// One line of a job's history: a completion or a failure.
+public struct JobHistoryEntry: Hashable, Sendable, Codable {
+    /// When (epoch seconds).
+    public var at: Double
+    /// The state the job reached: complete, up-to-date, error, transient-error, cancelled.
+    public var state: String
+    /// What happened, for people.
+    public var detail: String
+    /// Bytes transferred by the run.
+    public var bytes: UInt64
+
+    /// Creates an entry.
+    public init(at: Double, state: String, detail: String, bytes: UInt64) {
+        self.at = at
+        self.state = state
+        self.detail = detail
+        self.bytes = bytes
+    }
+}
+
+/// The agent's persistent state: jobs, their offsets, validators, attempts, due times, states and reasons, and a
+/// short history of each. SQLite through GRDB, in WAL mode, with versioned migrations.
+///
+/// The store is the truth after a crash: the agent writes a job's offset only after the partial's bytes were
+/// fsynced (the engine's checkpoint event), so a stored offset never claims bytes that are not on disk. Writes
+/// come in batches, one transaction each (the agent's supervisor gathers the events of a moment).
+public final class JobStore: Sendable {
+    private let pool: DatabasePool
+    /// History lines kept per job.
+    public static let historyLength = 20
+
+    /// Opens (creating and migrating) the store `barge.sqlite` in `directory`, which is created with mode 0700.
+    public init(directory: String) throws {
+        try FileManager.default.createDirectory(
+            atPath: directory,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        configuration.prepareDatabase { db in
+            // WAL with NORMAL sync: a power cut may lose the last checkpoints (resuming from an older offset is
+            // always safe), never consistency.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        self.pool = try DatabasePool(path: directory + "/barge.sqlite", configuration: configuration)
+        try Self.migrator.migrate(self.pool)
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: jobs and history") { db in
+            try db.create(table: "job") { table in
+                table.autoIncrementedPrimaryKey("id")
+                table.column("destination", .text).notNull().unique()
+                table.column("manifest", .text).indexed()
+                table.column("urls", .text).notNull()  // JSON array
+                table.column("sha256", .text)
+                table.column("size", .integer)
+                table.column("priority", .text).notNull()
+                table.column("max_rate", .integer)
+                table.column("state", .text).notNull()
+                table.column("reason", .text).notNull()
+                table.column("user_suspended", .boolean).notNull().defaults(to: false)
+                table.column("attempts", .integer).notNull().defaults(to: 0)
+                table.column("first_failure_at", .double)
+                table.column("due_at", .double)
+                table.column("last_started_at", .double)
+                table.column("completed_at", .double)
+                table.column("offset", .integer).notNull().defaults(to: 0)
+                table.column("total_bytes", .integer)
+                table.column("etag", .text)
+                table.column("last_modified", .text)
+                table.column("content_sha256", .text)
+            }
+            try db.create(table: "history") { table in
+                table.autoIncrementedPrimaryKey("id")
+                table.column("job_id", .integer).notNull().indexed()
+                    .references("job", onDelete: .cascade)
+                table.column("at", .double).notNull()
+                table.column("state", .text).notNull()
+                table.column("detail", .text).notNull()
+                table.column("bytes", .integer).notNull()
+            }
+        }
+        return migrator
+    }
+
+    // MARK: Reading
+
+    /// Every job.
+    public func jobs() async throws -> [StoredJob] {
+        try await self.pool.read { db in
+            var jobs: [StoredJob] = []
+            let rows = try Row.fetchCursor(db, sql: "SELECT * FROM job ORDER BY id")
+            while let row = try rows.next() { jobs.append(Self.job(from: row)) }
+            return jobs
+        }
+    }
+
+    /// A job's history, newest first.
+    public func history(of id: Int64) async throws -> [JobHistoryEntry] {
+        try await self.pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT at, state, detail, bytes FROM history WHERE job_id = ? ORDER BY id DESC",
+                arguments: [id]
+            ).map { row in
+                JobHistoryEntry(at: row["at"], state: row["state"], detail: row["detail"], bytes: row["bytes"])
+            }
+        }
+    }
+
+    private static func job(from row: Row) -> StoredJob {
+        var policy = TransferPolicy()
+        policy.priority = Priority(rawValue: row["priority"]) ?? .normal
+        if let rate: Int64 = row["max_rate"] { policy.maxRate = .limited(ByteRate(bytesPerSecond: UInt64(rate))) }
+        let urlsJSON: String = row["urls"]
+        let urls = (try? JSONDecoder().decode([String].self, from: Data(urlsJSON.utf8))) ?? []
+        let spec = JobSpec(
+            manifest: row["manifest"],
+            urls: urls,
+            destination: row["destination"],
+            sha256: row["sha256"],
+            size: (row["size"] as Int64?).map(UInt64.init),
+            policy: policy
+        )
+        var record = JobRecord(id: row["id"])
+        record.state = JobState(rawValue: row["state"]) ?? .queued
+        record.reason = row["reason"]
+        record.userSuspended = row["user_suspended"]
+        record.attempts = row["attempts"]
+        record.firstFailureAt = row["first_failure_at"]
+        record.dueAt = row["due_at"]
+        record.lastStartedAt = row["last_started_at"]
+        record.completedAt = row["completed_at"]
+        record.offset = UInt64(row["offset"] as Int64)
+        record.totalBytes = (row["total_bytes"] as Int64?).map(UInt64.init)
+        record.etag = row["etag"]
+        record.lastModified = row["last_modified"]
+        record.contentSHA256 = row["content_sha256"]
+        return StoredJob(spec: spec, record: record)
+    }
+
+    // MARK: Writing
+
+    /// One batch of changes, applied in one transaction.
+    public struct Batch: Sendable {
+        /// New jobs: their specs and initial states (ids are assigned by the store).
+        public var inserts: [StoredJob] = []
+        /// Changed specs of existing jobs (a manifest entry edited).
+        public var specs: [(id: Int64, spec: JobSpec)] = []
+        /// Changed records.
+        public var records: [JobRecord] = []
+        /// Jobs removed (their manifest entry is gone).
+        public var deletions: [Int64] = []
+        /// History lines.
+        public var history: [(id: Int64, entry: JobHistoryEntry)] = []
+
+        /// An empty batch.
+        public init() {}
+
+        /// Whether there is nothing to write.
+        public var isEmpty: Bool {
+            self.inserts.isEmpty && self.specs.isEmpty && self.records.isEmpty && self.deletions.isEmpty
+                && self.history.isEmpty
+        }
+    }
+
+    /// Applies a batch; returns the ids given to its inserts, in order.
+    @discardableResult
+    public func apply(_ batch: Batch) async throws -> [Int64] {
+        guard !batch.isEmpty else { return [] }
+        return try await self.pool.write { db in
+            var ids: [Int64] = []
+            let insert = try db.cachedStatement(
+                sql: """
+                    INSERT INTO job (destination, manifest, urls, sha256, size, priority, max_rate, state, reason)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """
+            )
+            for job in batch.inserts {
+                try insert.execute(
+                    arguments: Self.specArguments(job.spec) + [job.record.state.rawValue, job.record.reason]
+                )
+                ids.append(db.lastInsertedRowID)
+            }
+            let updateSpec = try db.cachedStatement(
+                sql: """
+                    UPDATE job SET destination = ?, manifest = ?, urls = ?, sha256 = ?, size = ?, priority = ?,
+                    max_rate = ? WHERE id = ?
+                    """
+            )
+            for (id, spec) in batch.specs { try updateSpec.execute(arguments: Self.specArguments(spec) + [id]) }
+            let updateRecord = try db.cachedStatement(
+                sql: """
+                    UPDATE job SET state = ?, reason = ?, user_suspended = ?, attempts = ?, first_failure_at = ?,
+                    due_at = ?, last_started_at = ?, completed_at = ?, offset = ?, total_bytes = ?, etag = ?,
+                    last_modified = ?, content_sha256 = ? WHERE id = ?
+                    """
+            )
+            for record in batch.records {
+                try updateRecord.execute(arguments: [
+                    record.state.rawValue, record.reason, record.userSuspended, record.attempts,
+                    record.firstFailureAt, record.dueAt, record.lastStartedAt, record.completedAt,
+                    Int64(clamping: record.offset), record.totalBytes.map { Int64(clamping: $0) }, record.etag,
+                    record.lastModified, record.contentSHA256, record.id,
+                ])
+            }
+            let delete = try db.cachedStatement(sql: "DELETE FROM job WHERE id = ?")
+            for id in batch.deletions { try delete.execute(arguments: [id]) }
+            let addHistory = try db.cachedStatement(
+                sql: "INSERT INTO history (job_id, at, state, detail, bytes) VALUES (?, ?, ?, ?, ?)"
+            )
+            let trimHistory = try db.cachedStatement(
+                sql: """
+                    DELETE FROM history WHERE job_id = ? AND id NOT IN
+                    (SELECT id FROM history WHERE job_id = ? ORDER BY id DESC LIMIT \(Self.historyLength))
+                    """
+            )
+            for (id, entry) in batch.history {
+                try addHistory.execute(arguments: [
+                    id, entry.at, entry.state, entry.detail, Int64(clamping: entry.bytes),
+                ])
+                try trimHistory.execute(arguments: [id, id])
+            }
+            return ids
+        }
+    }
+
+    private static func specArguments(_ spec: JobSpec) -> StatementArguments {
+        let urls = String(decoding: (try? JSONEncoder().encode(spec.urls)) ?? Data("[]".utf8), as: UTF8.self)
+        return [
+            spec.destination, spec.manifest, urls, spec.sha256, spec.size.map { Int64(clamping: $0) },
+            spec.policy.priority.rawValue, spec.policy.maxRate.rate.map { Int64(clamping: $0.bytesPerSecond) },
+        ]
+    }
+}

@@ -1,0 +1,249 @@
+import BargeCore
+import PropertyBased
+import Testing
+
+/// Monday 2026-11-23, 12:00 UTC.
+let monday = 1_795_435_200.0
+
+func job(
+    _ id: Int64,
+    _ priority: Priority = .normal,
+    state: JobState = .queued,
+    running: Bool = false,
+    userSuspended: Bool = false,
+    dueAt: Double? = nil,
+    lastStartedAt: Double? = nil,
+    network: NetworkCostPolicy = .any,
+    windows: [TimeWindow] = []
+) -> JobView {
+    var policy = TransferPolicy()
+    policy.priority = priority
+    policy.network = network
+    policy.windows = windows
+    var record = JobRecord(id: id)
+    record.state = running ? .transferring : state
+    record.userSuspended = userSuspended
+    record.dueAt = dueAt
+    record.lastStartedAt = lastStartedAt
+    return JobView(
+        spec: JobSpec(manifest: "m", urls: ["https://o.test/\(id)"], destination: "/srv/\(id)", policy: policy),
+        record: record,
+        isRunning: running
+    )
+}
+
+func facts(total: Int = 2, network: NetworkView = .unmonitored, at seconds: Double = monday) -> ReconcileFacts {
+    var limits = Concurrency()
+    limits.total = total
+    return ReconcileFacts(now: LocalTime(epochSeconds: seconds), network: network, limits: limits)
+}
+
+@Suite("Reconciler") struct ReconcilerTests {
+    @Test func higherPrioritiesRunFirstWithinTheLimit() {
+        let plan = Reconciler.plan([job(1, .low), job(2, .high), job(3, .normal), job(4, .foreground)], facts: facts())
+        #expect(plan.start == [4, 2])
+        #expect(Set(plan.changes.map(\.id)) == [1, 3])
+        #expect(plan.changes.allSatisfy { $0.state == .queued && $0.reason.hasPrefix("waiting") })
+    }
+
+    @Test func aWaitingHigherJobPreemptsARunningLowerOne() {
+        let plan = Reconciler.plan(
+            [job(1, .low, running: true), job(2, .low, running: true), job(3, .foreground)],
+            facts: facts()
+        )
+        #expect(plan.start == [3])
+        #expect(plan.stop.count == 1)
+        let stopped = try! #require(plan.changes.first)
+        #expect(stopped.state == .queued && stopped.reason == "waiting for a free slot (2 of 2 running)")
+    }
+
+    @Test func aPreemptedJobSaysWhatItWaitsFor() {
+        let plan = Reconciler.plan([job(1, .low, running: true), job(2, .high)], facts: facts(total: 1))
+        #expect(plan.start == [2] && plan.stop == [1])
+        #expect(
+            plan.changes == [
+                JobStateChange(id: 1, state: .queued, reason: "waiting: 1 higher-priority transfer running")
+            ]
+        )
+    }
+
+    @Test func runningJobsOfOneLevelAreNotThrashedAndTheRestTakeTurns() {
+        // Same level: the running ones keep their slots; a freed slot goes to the least recently started.
+        let plan = Reconciler.plan(
+            [
+                job(1, running: true, lastStartedAt: 50), job(2, lastStartedAt: 10), job(3, lastStartedAt: nil),
+                job(4, lastStartedAt: 5),
+            ],
+            facts: facts()
+        )
+        #expect(plan.start == [3])
+        #expect(plan.stop.isEmpty)
+    }
+
+    @Test func userSuspendedJobsStaySuspended() {
+        let plan = Reconciler.plan(
+            [job(1, running: true, userSuspended: true), job(2, userSuspended: true)],
+            facts: facts()
+        )
+        #expect(plan.stop == [1])
+        #expect(plan.start.isEmpty)
+        #expect(plan.changes.map(\.reason) == ["suspended by user", "suspended by user"])
+    }
+
+    @Test func theNetworkCostHoldsJobsBack() {
+        let jobs = [job(1, network: .unmetered), job(2, network: .notRoaming), job(3, network: .any)]
+        let metered = Reconciler.plan(jobs, facts: facts(total: 8, network: .online(cost: .metered, roaming: false)))
+        #expect(metered.start == [2, 3])
+        #expect(
+            metered.changes == [
+                JobStateChange(id: 1, state: .suspended, reason: "waiting for an unmetered network (metered now)")
+            ]
+        )
+        let roaming = Reconciler.plan(jobs, facts: facts(total: 8, network: .online(cost: .metered, roaming: true)))
+        #expect(roaming.start == [3])
+        let offline = Reconciler.plan(jobs, facts: facts(total: 8, network: .offline))
+        #expect(offline.start.isEmpty && offline.changes.allSatisfy { $0.reason == "waiting for a network" })
+    }
+
+    @Test func aClosedWindowSuspendsAndWakesAtItsOpening() throws {
+        let night = try TimeWindow(parsing: "22:00-06:00")
+        let plan = Reconciler.plan([job(1, running: true, windows: [night])], facts: facts())
+        #expect(plan.stop == [1])
+        #expect(plan.changes.first?.reason == "waiting for window 22:00-06:00")
+        #expect(plan.wakeAt == monday + 10 * 3600)  // 22:00 the same day
+        // Inside the window it runs, and the agent wakes when the window closes.
+        let inside = Reconciler.plan([job(1, windows: [night])], facts: facts(at: monday + 11 * 3600))
+        #expect(inside.start == [1])
+        #expect(inside.wakeAt == monday + 18 * 3600)  // 06:00 the next day
+    }
+
+    @Test func weekdayWindowsFollowTheLocalClock() throws {
+        let weekend = try TimeWindow(parsing: "sat-sun 00:00-24:00")
+        // Monday 12:00 UTC is Monday 23:00 at UTC+11: still closed; it opens on Saturday 00:00 local.
+        let time = LocalTime(epochSeconds: monday, utcOffset: 11 * 3600)
+        #expect(!weekend.isOpen(at: time))
+        let opening = try #require(weekend.nextChange(after: time))
+        #expect(opening == monday + (5 * 24 - 23) * 3600)
+        #expect(weekend.isOpen(at: LocalTime(epochSeconds: opening, utcOffset: 11 * 3600)))
+    }
+
+    @Test func jobsDueLaterWaitForTheirTimeAndSetTheOnlyTimer() {
+        var upToDate = job(1, state: .upToDate, dueAt: monday + 600)
+        upToDate.record.reason = "mirrored"
+        let retrying = job(2, state: .transientError, dueAt: monday + 60)
+        let plan = Reconciler.plan([upToDate, retrying], facts: facts())
+        #expect(plan.start.isEmpty && plan.changes.isEmpty)
+        #expect(plan.wakeAt == monday + 60)
+        let later = Reconciler.plan([upToDate, retrying], facts: facts(at: monday + 61))
+        #expect(later.start == [2])
+        #expect(later.wakeAt == monday + 600)
+    }
+
+    @Test func anIdleMirrorNeedsNoTimer() {
+        let done = job(1, state: .complete)
+        let failed = job(2, state: .error)
+        let plan = Reconciler.plan([done, failed], facts: facts())
+        #expect(plan == ReconcilePlan())
+    }
+
+    @Test func perPriorityBandwidthIsSharedAndTheTimetableSetsTheGlobalRate() throws {
+        let rule = BandwidthRule(
+            at: 8 * 60,
+            total: .limited(ByteRate(bytesPerSecond: 4_000_000)),
+            perPriority: [.low: .limited(ByteRate(bytesPerSecond: 1_000_000))]
+        )
+        var capped = job(2, .low)
+        capped.spec.policy.maxRate = .limited(ByteRate(bytesPerSecond: 100_000))
+        var input = facts(total: 8)
+        input.bandwidth = BandwidthTimetable([rule, BandwidthRule(at: 18 * 60)])
+        let plan = Reconciler.plan([job(1, .low), capped, job(3, .high)], facts: input)
+        #expect(plan.globalRate == .limited(ByteRate(bytesPerSecond: 4_000_000)))
+        #expect(plan.rates[1] == .limited(ByteRate(bytesPerSecond: 500_000)))
+        #expect(plan.rates[2] == .limited(ByteRate(bytesPerSecond: 100_000)))
+        #expect(plan.rates[3] == .off)
+        #expect(plan.wakeAt == monday + 6 * 3600)  // the 18:00 row
+    }
+
+    // MARK: Properties
+
+    static let jobs = zip(
+        Gen.int(in: 0...3),
+        Gen.element(of: JobState.allCases).compactMap { $0 },
+        Gen.bool(0.2),
+        Gen.bool(0.3),
+        Gen.int(in: -100...100),
+        Gen.int(in: 0...3)
+    ).array(of: 0...30)
+
+    static func views(_ raw: [(Int, JobState, Bool, Bool, Int, Int)]) -> [JobView] {
+        raw.enumerated().map { index, item in
+            let (priority, state, suspended, running, due, network) = item
+            return job(
+                Int64(index + 1),
+                Priority.allCases[priority],
+                state: state,
+                running: running && !state.isTerminal,
+                userSuspended: suspended,
+                dueAt: due == 0 ? nil : monday + Double(due),
+                lastStartedAt: Double(due),
+                network: [.any, .notRoaming, .unmetered, .any][network]
+            )
+        }
+    }
+
+    static let networks: [NetworkView] = [
+        .unmonitored, .offline, .online(cost: .metered, roaming: false), .online(cost: .unmetered, roaming: false),
+        .online(cost: .metered, roaming: true),
+    ]
+
+    @Test func neverMoreTransfersThanTheLimitAndForegroundNeverWaitsBehindALowerLevel() async {
+        await propertyCheck(count: 400, input: Self.jobs, Gen.int(in: 0...6), Gen.int(in: 0...4)) { raw, limit, net in
+            let views = Self.views(raw)
+            let plan = Reconciler.plan(views, facts: facts(total: limit, network: Self.networks[net]))
+            let before = Set(views.filter(\.isRunning).map(\.record.id))
+            let after = before.subtracting(plan.stop).union(plan.start)
+            #expect(after.count <= limit)
+            #expect(Set(plan.start).isDisjoint(with: before))
+            #expect(plan.stop.allSatisfy(before.contains))
+            let byID = Dictionary(uniqueKeysWithValues: views.map { ($0.record.id, $0) })
+            let lowestRunning = after.map { byID[$0]!.spec.policy.priority }.min()
+            for change in plan.changes where change.state == .queued {
+                // A job left waiting for a slot never waits behind a running job of a lower level.
+                if let lowestRunning { #expect(byID[change.id]!.spec.policy.priority <= lowestRunning) }
+            }
+        }
+    }
+
+    @Test func userSuspendedJobsNeverRunAndEveryWaitingJobHasAReason() async {
+        await propertyCheck(count: 400, input: Self.jobs, Gen.int(in: 0...6), Gen.int(in: 0...4)) { raw, limit, net in
+            let views = Self.views(raw)
+            let plan = Reconciler.plan(views, facts: facts(total: limit, network: Self.networks[net]))
+            let changes = Dictionary(plan.changes.map { ($0.id, $0) }, uniquingKeysWith: { $1 })
+            let running = Set(views.filter(\.isRunning).map(\.record.id)).subtracting(plan.stop).union(plan.start)
+            for view in views {
+                let id = view.record.id
+                if view.record.userSuspended {
+                    #expect(!running.contains(id))
+                    if !view.record.state.isTerminal { #expect(changes[id]?.state ?? view.record.state == .suspended) }
+                }
+                if !running.contains(id) {
+                    let reason = changes[id]?.reason ?? view.record.reason
+                    #expect(!reason.isEmpty, "job \(id) in \(view.record.state) has no reason")
+                }
+            }
+            // Applying the plan and planning again changes nothing: the reconciler is level-triggered.
+            let applied = views.map { view -> JobView in
+                var next = view
+                next.isRunning = running.contains(view.record.id)
+                if next.isRunning { next.record.state = .transferring }
+                if let change = changes[view.record.id] {
+                    next.record.state = change.state
+                    next.record.reason = change.reason
+                }
+                return next
+            }
+            let again = Reconciler.plan(applied, facts: facts(total: limit, network: Self.networks[net]))
+            #expect(again.start.isEmpty && again.stop.isEmpty && again.changes.isEmpty)
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import BargeCore
+import BargeStore
+import BargeTestSupport
+import Foundation
+import Testing
+
+@Suite("Job store") struct JobStoreTests {
+    let scratch: ScratchDirectory
+
+    init() throws { self.scratch = try ScratchDirectory() }
+
+    func spec(_ name: String, manifest: String? = "models") -> JobSpec {
+        var policy = TransferPolicy()
+        policy.priority = .high
+        policy.maxRate = .limited(ByteRate(bytesPerSecond: 1_000_000))
+        return JobSpec(
+            manifest: manifest,
+            urls: ["https://a.test/\(name)", "https://b.test/\(name)"],
+            destination: "/srv/\(name)",
+            sha256: String(repeating: "a", count: 64),
+            size: 42,
+            policy: policy
+        )
+    }
+
+    @Test func jobsSurviveReopeningWithEveryField() async throws {
+        let path = self.scratch.path + "/state"
+        var ids: [Int64] = []
+        do {
+            let store = try JobStore(directory: path)
+            var batch = JobStore.Batch()
+            batch.inserts = [
+                StoredJob(spec: spec("a"), record: JobRecord(id: 0)),
+                StoredJob(spec: spec("b", manifest: nil), record: JobRecord(id: 0)),
+            ]
+            ids = try await store.apply(batch)
+            #expect(ids.count == 2 && ids[0] != ids[1])
+            var record = JobRecord(id: ids[0])
+            record.state = .transientError
+            record.reason = "retry in 4m: connection reset by 127.0.0.1"
+            record.userSuspended = true
+            record.attempts = 3
+            record.firstFailureAt = 100
+            record.dueAt = 340
+            record.lastStartedAt = 90
+            record.completedAt = 50
+            record.offset = 1 << 40
+            record.totalBytes = 1 << 41
+            record.etag = "\"abc\""
+            record.lastModified = "Wed, 25 Nov 2026 10:00:00 GMT"
+            record.contentSHA256 = String(repeating: "b", count: 64)
+            var update = JobStore.Batch()
+            update.records = [record]
+            update.history = [(ids[0], JobHistoryEntry(at: 120, state: "transient-error", detail: "reset", bytes: 7))]
+            try await store.apply(update)
+        }
+        let reopened = try JobStore(directory: path)
+        let jobs = try await reopened.jobs()
+        #expect(jobs.map(\.record.id) == ids)
+        #expect(jobs[0].spec == spec("a").withPolicyKeptByTheStore())
+        #expect(jobs[1].spec.manifest == nil)
+        let record = jobs[0].record
+        #expect(record.state == .transientError && record.reason.hasPrefix("retry in 4m"))
+        #expect(record.userSuspended && record.attempts == 3 && record.firstFailureAt == 100 && record.dueAt == 340)
+        #expect(record.lastStartedAt == 90 && record.completedAt == 50)
+        #expect(record.offset == 1 << 40 && record.totalBytes == 1 << 41)
+        #expect(record.etag == "\"abc\"" && record.lastModified?.hasPrefix("Wed") == true)
+        #expect(record.contentSHA256 == String(repeating: "b", count: 64))
+        #expect(try await reopened.history(of: ids[0]).map(\.detail) == ["reset"])
+    }
+
+    @Test func historyIsBoundedAndGoesWithItsJob() async throws {
+        let store = try JobStore(directory: self.scratch.path + "/state")
+        var batch = JobStore.Batch()
+        batch.inserts = [StoredJob(spec: spec("a"), record: JobRecord(id: 0))]
+        let id = try #require(try await store.apply(batch).first)
+        var lines = JobStore.Batch()
+        for index in 0..<(JobStore.historyLength + 5) {
+            lines.history.append(
+                (id, JobHistoryEntry(at: Double(index), state: "complete", detail: "#\(index)", bytes: 1))
+            )
+        }
+        try await store.apply(lines)
+        let history = try await store.history(of: id)
+        #expect(history.count == JobStore.historyLength)
+        #expect(history.first?.detail == "#\(JobStore.historyLength + 4)")
+        var removal = JobStore.Batch()
+        removal.deletions = [id]
+        try await store.apply(removal)
+        #expect(try await store.jobs().isEmpty)
+        #expect(try await store.history(of: id).isEmpty)
+    }
+
+    @Test func oneDestinationIsOneJob() async throws {
+        let store = try JobStore(directory: self.scratch.path + "/state")
+        var batch = JobStore.Batch()
+        batch.inserts = [
+            StoredJob(spec: spec("a"), record: JobRecord(id: 0)), StoredJob(spec: spec("a"), record: JobRecord(id: 0)),
+        ]
+        await #expect(throws: (any Error).self) { try await store.apply(batch) }
+        // The failed batch wrote nothing: one transaction.
+        #expect(try await store.jobs().isEmpty)
+    }
+
+    @Test func theStoreDirectoryIsPrivate() throws {
+        let path = self.scratch.path + "/private-state"
+        _ = try JobStore(directory: path)
+        var info = stat()
+        stat(path, &info)
+        #expect(info.st_mode & 0o777 == 0o700)
+    }
+}
+
+extension JobSpec {
+    /// The store keeps priority and rate of the policy (a manifest's job takes the rest from its manifest).
+    func withPolicyKeptByTheStore() -> JobSpec {
+        var copy = self
+        var policy = TransferPolicy()
+        policy.priority = self.policy.priority
+        policy.maxRate = self.policy.maxRate
+        copy.policy = policy
+        return copy
+    }
+}
