@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         // Manifest and agent-config model, units, validation. Parsing only: no file-system or network I/O.
@@ -61,6 +62,18 @@ let package = Package(
             dependencies: ["BargeCore", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
+        // The agent: the supervisor (reconciler + engine + store), the drop-in watcher, the control socket.
+        .target(
+            name: "BargeAgent",
+            dependencies: [
+                "BargeCore", "BargeLoader", "BargeTransfer", "BargeStore", "CBargeLinux",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The command-line tool; thin.
         .executableTarget(
             name: "barge",
@@ -68,6 +81,8 @@ let package = Package(
                 "BargeCore",
                 "BargeLoader",
                 "BargeTransfer",
+                "BargeAgent",
+                "CCurl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

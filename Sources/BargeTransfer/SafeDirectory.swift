@@ -1,3 +1,4 @@
+import BargeCore
 import Glibc
 
 /// An open directory reached from `/` one component at a time without following symbolic links, so a link
@@ -122,5 +123,18 @@ final class DirectoryCache {
         if self.entries.count >= self.capacity { self.entries.removeAll() }
         self.entries[path] = (directory, UInt64(info.st_dev), UInt64(info.st_ino))
         return directory
+    }
+}
+
+/// The agent's handle on partial files it does not transfer right now.
+public enum PartialFiles {
+    /// Removes the partial of `destination` (a job cancelled or removed while not running), without following a
+    /// symbolic link on the way; a missing partial or directory is not an error.
+    public static func remove(for destination: String) {
+        let name = PartialFile.partialName(for: PathRules.fileName(of: destination))
+        guard let directory = try? SafeDirectory.open(PathRules.directory(of: destination), create: false) else {
+            return
+        }
+        try? directory.remove(name)
     }
 }

@@ -4,7 +4,7 @@ import Foundation
 import Glibc
 import Synchronization
 
-private let curlGlobalInit: Void = {
+let curlGlobalInit: Void = {
     precondition(curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK, "libcurl failed to initialise")
 }()
 

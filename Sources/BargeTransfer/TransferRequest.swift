@@ -125,13 +125,18 @@ public struct TransferRequest: Sendable {
 extension TransferRequest {
     /// A request for a manifest's download entry, under the agent config's schemes.
     public init(entry: DownloadEntry, config: AgentConfig) {
-        self.init(sources: entry.urls, destination: entry.destination)
-        self.expectedSize = entry.size?.bytes
-        self.sha256 = entry.sha256
-        self.headers = entry.policy.headers
-        self.credentials = entry.policy.credentials
-        self.maxRate = entry.policy.maxRate
-        self.mode = entry.policy.mode
+        self.init(spec: JobSpec(manifest: "", entry: entry), config: config)
+    }
+
+    /// The request for a job: its sources, checks and policy, with the agent config's schemes and proxy.
+    public init(spec: JobSpec, config: AgentConfig) {
+        self.init(sources: spec.urls, destination: spec.destination)
+        self.expectedSize = spec.size
+        self.sha256 = spec.sha256
+        self.headers = spec.policy.headers
+        self.credentials = spec.policy.credentials
+        self.maxRate = spec.policy.maxRate
+        self.mode = spec.policy.mode
         self.allowedSchemes = config.allowedSchemes
         self.proxy = config.proxy
     }

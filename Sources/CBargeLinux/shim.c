@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/xattr.h>
+#include <grp.h>
 #include "CBargeLinux.h"
 
 ssize_t CBargeLinux_fgetxattr(int fd, const char *name, void *value, size_t size) {
@@ -22,4 +23,22 @@ int CBargeLinux_start_writeback(int fd, off_t offset, off_t length) {
 
 int CBargeLinux_syncfs(int fd) {
     return syncfs(fd);
+}
+
+pid_t CBargeLinux_spawn_as(const char *path, char *const argv[], char *const envp[], uid_t uid, gid_t gid,
+                           int change_identity) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    // The child: async-signal-safe calls only.
+    if (change_identity) {
+        if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) _exit(126);
+    }
+    setsid();
+    int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+        dup2(devnull, 0);
+        if (devnull > 2) close(devnull);
+    }
+    execve(path, argv, envp);
+    _exit(127);
 }

@@ -12,7 +12,10 @@ struct Barge: AsyncParsableCommand {
             See docs/ in the source tree, or https://… once packaged.
             """,
         version: "0.1.0",
-        subcommands: [Check.self, Get.self]
+        subcommands: [
+            AgentCommand.self, Status.self, Watch.self, Get.self, Suspend.self, Resume.self, Cancel.self, Retry.self,
+            Reload.self, Check.self,
+        ]
     )
 
     /// Runs the command line, mapping usage errors to exit status 2 (the convention `barge check` documents:

@@ -1,0 +1,51 @@
+public import BargeCore
+import Dispatch
+import Foundation
+import Glibc
+
+/// The background agent: the supervisor, the drop-in watcher, the control socket and the signals, wired
+/// together. `barge agent` runs it until SIGTERM or SIGINT.
+public enum Agent {
+    /// Runs until asked to stop; returns after a graceful stop (transfers checkpointed, state written).
+    ///
+    /// SIGHUP reloads the manifests; SIGTERM and SIGINT stop. Speaks systemd's notify protocol when
+    /// `NOTIFY_SOCKET` is set.
+    public static func run(config: AgentConfig, configPath: String?) async throws {
+        let notifier = SystemdNotifier()
+        try FileManager.default.createDirectory(atPath: config.manifestDirectory, withIntermediateDirectories: true)
+        let supervisor = try Supervisor(config: config, configPath: configPath, notifier: notifier)
+        try await supervisor.start()
+        let watcher = try ManifestWatcher(directory: config.manifestDirectory) {
+            Task { await supervisor.reloadManifests() }
+        }
+        let server = ControlServer(path: config.controlSocket, supervisor: supervisor)
+        let serving = Task { try await server.run() }
+
+        let (signals, continuation) = AsyncStream<Int32>.makeStream()
+        var sources: [any DispatchSourceSignal] = []
+        for number in [SIGHUP, SIGTERM, SIGINT] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            sources.append(source)
+        }
+        notifier?.send("READY=1")
+        Log.info("agent running: manifests in \(config.manifestDirectory), state in \(config.stateDirectory)")
+        for await number in signals {
+            if number == SIGHUP {
+                Log.info("SIGHUP: reloading the manifests")
+                await supervisor.reloadManifests()
+                continue
+            }
+            Log.info("stopping")
+            break
+        }
+        watcher.cancel()
+        serving.cancel()
+        _ = await serving.result
+        await supervisor.stop()
+        for source in sources { source.cancel() }
+        unlink(config.controlSocket)
+    }
+}

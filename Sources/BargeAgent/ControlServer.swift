@@ -1,0 +1,129 @@
+import BargeCore
+import Foundation
+import Glibc
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// The control socket: an HTTP/JSON API on a Unix domain socket (documented in docs/api.md), so the `barge`
+/// CLI and `curl --unix-socket` speak to the agent the same way.
+///
+/// Access is the socket file's: mode 0660 in a directory made 0755 if missing, so only the agent's user and group
+/// may connect.
+struct ControlServer: Sendable {
+    let path: String
+    let supervisor: Supervisor
+
+    /// Binds the socket and serves until the task is cancelled.
+    func run() async throws {
+        let directory = PathRules.directory(of: self.path)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let previousMask = umask(0o117)  // the socket file is created 0660
+        defer { umask(previousMask) }
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 64)
+            .bind(unixDomainSocketPath: self.path, cleanupExistingSocketFile: true) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
+                        wrappingChannelSynchronously: channel
+                    )
+                }
+            }
+        umask(previousMask)
+        chmod(self.path, 0o660)
+        Log.info("control socket at \(self.path)")
+        try await withTaskCancellationHandler {
+            try await server.executeThenClose { connections in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await connection in connections {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+            }
+        } onCancel: {
+            server.channel.close(promise: nil)
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+        try? await connection.executeThenClose { inbound, outbound in
+            var head: HTTPRequestHead?
+            var body = ByteBuffer()
+            for try await part in inbound {
+                switch part {
+                case .head(let requestHead):
+                    head = requestHead
+                    body.clear()
+                case .body(var chunk):
+                    guard body.readableBytes + chunk.readableBytes <= 1 << 20 else { return }
+                    body.writeBuffer(&chunk)
+                case .end:
+                    guard let head else { return }
+                    let (status, data) = await self.route(head, body: Data(body.readableBytesView))
+                    var headers = HTTPHeaders()
+                    headers.add(name: "Content-Type", value: "application/json")
+                    headers.add(name: "Content-Length", value: String(data.count))
+                    try await outbound.write(
+                        .head(HTTPResponseHead(version: head.version, status: status, headers: headers))
+                    )
+                    try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: data))))
+                    try await outbound.write(.end(nil))
+                }
+            }
+        }
+    }
+
+    /// Routes one request; returns the status and the JSON body.
+    func route(_ head: HTTPRequestHead, body: Data) async -> (HTTPResponseStatus, Data) {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        let parts = path.split(separator: "/").map(String.init)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        func reply(_ reply: CommandReply) -> (HTTPResponseStatus, Data) {
+            let status: HTTPResponseStatus = reply.ok ? .ok : (reply.message == "no such job" ? .notFound : .badRequest)
+            return (status, (try? encoder.encode(reply)) ?? Data())
+        }
+        if head.method == .GET, parts == ["v1", "status"] {
+            return (.ok, (try? encoder.encode(await self.supervisor.status())) ?? Data())
+        }
+        if head.method == .POST, parts == ["v1", "reload"] {
+            await self.supervisor.reloadManifests()
+            return reply(CommandReply(ok: true, message: "manifests reloaded"))
+        }
+        if head.method == .POST, parts == ["v1", "jobs"] {
+            guard let request = try? JSONDecoder().decode(NewJobRequest.self, from: body) else {
+                return reply(CommandReply(ok: false, message: "expected a JSON body: {\"url\": …, \"destination\": …}"))
+            }
+            return reply(await self.supervisor.add(request))
+        }
+        if head.method == .POST, parts.count == 4, parts[0] == "v1" {
+            switch parts[1] {
+            case "jobs":
+                guard let number = Int64(parts[2]) else {
+                    return reply(CommandReply(ok: false, message: "no such job"))
+                }
+                return reply(await self.command(parts[3], .jobs([number])))
+            case "manifests":
+                return reply(await self.command(parts[3], .manifest(parts[2])))
+            default:
+                break
+            }
+        }
+        return (
+            .notFound,
+            (try? encoder.encode(CommandReply(ok: false, message: "no such endpoint: \(head.method) \(path)")))
+                ?? Data()
+        )
+    }
+
+    private func command(_ verb: String, _ selection: Supervisor.Selection) async -> CommandReply {
+        switch verb {
+        case "suspend": await self.supervisor.suspend(selection)
+        case "resume": await self.supervisor.resume(selection)
+        case "cancel": await self.supervisor.cancel(selection)
+        case "retry": await self.supervisor.retry(selection)
+        default: CommandReply(ok: false, message: "unknown command '\(verb)': suspend, resume, cancel or retry")
+        }
+    }
+}

@@ -1,0 +1,671 @@
+public import BargeCore
+import BargeLoader
+import BargeStore
+import BargeTransfer
+import Foundation
+import Glibc
+
+/// A job while the agent runs: what it transfers, its persistent record, and its live transfer.
+struct AgentJob {
+    var spec: JobSpec
+    var record: JobRecord
+    /// The engine's transfer while one runs (kept until its `finished` event, even after a stop was asked).
+    var transfer: TransferID?
+    /// A stop was asked; the state the plan gave it stands when the transfer ends.
+    var stopping = false
+    var received: UInt64 = 0
+    var bytesPerSecond: Double = 0
+    var rate: RateLimit?
+}
+
+/// A manifest file as the agent knows it: its last good version runs while a bad edit is shown as invalid.
+struct KnownManifest {
+    var path: String
+    var lastGood: Manifest?
+    var errors: [String]
+    var owner: (uid: UInt32, gid: UInt32)
+}
+
+/// The one writer of the agent's state. Every event — the manifests changed, transfers reported, the timer
+/// fired, a command arrived — comes here; the supervisor updates its jobs, runs the pure ``Reconciler`` and hands
+/// the plan to the engine, then writes what changed to the store in one transaction.
+public actor Supervisor {
+    let configPath: String?
+    let config: AgentConfig
+    let store: JobStore
+    let engine: TransferEngine
+    private let reporter: TransferReporter
+    private let reports: AsyncStream<[TransferReport]>
+    private var jobs: [Int64: AgentJob] = [:]
+    private var byDestination: [String: Int64] = [:]
+    private var byTransfer: [TransferID: Int64] = [:]
+    private var manifests: [String: KnownManifest] = [:]
+    private var pending = JobStore.Batch()
+    private var timer: Task<Void, Never>?
+    private var wakeAt: Double?
+    private var globalRate: RateLimit = .off
+    private let startedAt = Date().timeIntervalSince1970
+    private let hooks: HookRunner
+    /// Told of state changes (systemd's STATUS=).
+    private let notifier: SystemdNotifier?
+    var network: NetworkView = .unmonitored
+    /// Bytes between checkpoints: the most a killed agent fetches again.
+    public static let checkpointInterval: UInt64 = 8 << 20
+
+    /// Opens the store and starts the engine; call ``start()`` next.
+    public init(config: AgentConfig, configPath: String?, notifier: SystemdNotifier? = nil) throws {
+        self.config = config
+        self.configPath = configPath
+        self.store = try JobStore(directory: config.stateDirectory)
+        self.engine = TransferEngine(limits: config.concurrency)
+        (self.reports, self.reporter) = self.engine.makeReportStream()
+        self.hooks = HookRunner()
+        self.notifier = notifier
+    }
+
+    /// Loads the stored jobs and the manifests, starts what is due, and consumes the engine's reports until
+    /// ``stop()``.
+    public func start() async throws {
+        for stored in try await self.store.jobs() {
+            var record = stored.record
+            if record.state.isRunning {
+                // The agent stopped (or was killed) while it ran: it resumes from its last checkpoint.
+                record.state = .queued
+                record.reason = "resuming after a restart"
+            }
+            self.jobs[record.id] = AgentJob(spec: stored.spec, record: record)
+            self.byDestination[stored.spec.destination] = record.id
+        }
+        await self.reloadManifests()
+        let reports = self.reports
+        Task { [weak self] in
+            for await batch in reports { await self?.handle(batch) }
+        }
+    }
+
+    /// Stops every transfer (each checkpoints its partial), writes the last state, and ends the engine.
+    public func stop() async {
+        self.timer?.cancel()
+        self.notifier?.send("STOPPING=1")
+        for job in self.jobs.values where job.transfer != nil { self.engine.cancel(job.transfer!) }
+        await self.engine.shutdown()
+        // The engine has delivered its last reports (checkpoints, cancellations) to the stream; take them now.
+        self.reporter.finish()
+        for await batch in self.reports { self.apply(batch) }
+        for id in self.jobs.keys where self.jobs[id]!.record.state.isRunning {
+            self.jobs[id]!.record.state = .queued
+            self.jobs[id]!.record.reason = "agent stopped"
+            self.pending.records.append(self.jobs[id]!.record)
+        }
+        await self.flush()
+    }
+
+    // MARK: Manifests
+
+    /// Reads the drop-in directory again and brings the jobs in line: new entries become jobs, changed ones are
+    /// updated, removed ones are cancelled (their partials removed, finished files left in place). A manifest
+    /// that turned invalid keeps its last good version.
+    public func reloadManifests() async {
+        let loader = ManifestLoader(config: self.config)
+        let directory = self.config.manifestDirectory
+        let parsed = await Task.detached { () -> [ParsedManifest] in
+            (try? loader.load(paths: [directory])) ?? []
+        }.value
+        var next: [String: KnownManifest] = [:]
+        for manifest in parsed {
+            var info = stat()
+            let owner = stat(manifest.path, &info) == 0 ? (info.st_uid, info.st_gid) : (geteuid(), getegid())
+            let errors = manifest.diagnostics.filter { $0.severity == .error }.map(\.description)
+            let lastGood = manifest.manifest ?? self.manifests[manifest.id]?.lastGood
+            next[manifest.id] = KnownManifest(path: manifest.path, lastGood: lastGood, errors: errors, owner: owner)
+        }
+        self.manifests = next
+
+        var desired: [String: JobSpec] = [:]
+        for (id, known) in next {
+            for entry in known.lastGood?.downloads ?? [] {
+                desired[entry.destination] = JobSpec(manifest: id, entry: entry)
+            }
+        }
+        var removed: [Int64] = []
+        for (id, job) in self.jobs where job.spec.manifest != nil && desired[job.spec.destination] == nil {
+            removed.append(id)
+        }
+        for id in removed { self.remove(id) }
+        var inserts: [StoredJob] = []
+        for (destination, spec) in desired.sorted(by: { $0.key < $1.key }) {
+            if let id = self.byDestination[destination] {
+                self.update(id, to: spec)
+            } else {
+                var record = JobRecord(id: 0)
+                record.reason = "new"
+                inserts.append(StoredJob(spec: spec, record: record))
+            }
+        }
+        if !inserts.isEmpty {
+            var batch = JobStore.Batch()
+            batch.inserts = inserts
+            await self.flush()
+            do {
+                let ids = try await self.store.apply(batch)
+                for (id, stored) in zip(ids, inserts) {
+                    var record = stored.record
+                    record.id = id
+                    self.jobs[id] = AgentJob(spec: stored.spec, record: record)
+                    self.byDestination[stored.spec.destination] = id
+                }
+            } catch {
+                Log.error("cannot store new jobs: \(error)")
+            }
+        }
+        await self.reconcile()
+    }
+
+    private func update(_ id: Int64, to spec: JobSpec) {
+        guard var job = self.jobs[id], job.spec != spec else { return }
+        let contentChanged = job.spec.urls != spec.urls || job.spec.sha256 != spec.sha256 || job.spec.size != spec.size
+        job.spec = spec
+        if contentChanged, !job.record.state.isRunning {
+            job.record.state = .queued
+            job.record.reason = "manifest changed"
+            job.record.dueAt = nil
+            job.record.attempts = 0
+            job.record.firstFailureAt = nil
+            self.pending.records.append(job.record)
+        } else if job.record.state == .error || job.record.state == .cancelled {
+            // An edit of the entry is the person's answer to its error: try again.
+            job.record.state = .queued
+            job.record.reason = "manifest changed"
+            job.record.attempts = 0
+            self.pending.records.append(job.record)
+        }
+        self.jobs[id] = job
+        self.pending.specs.append((id, spec))
+    }
+
+    private func remove(_ id: Int64) {
+        guard let job = self.jobs.removeValue(forKey: id) else { return }
+        self.byDestination.removeValue(forKey: job.spec.destination)
+        if let transfer = job.transfer {
+            self.byTransfer.removeValue(forKey: transfer)
+            self.engine.cancel(transfer, discardPartial: true)
+        } else {
+            PartialFiles.remove(for: job.spec.destination)
+        }
+        self.pending.deletions.append(id)
+    }
+
+    // MARK: Reconciling
+
+    /// Runs the reconciler on the current jobs and facts and applies its plan.
+    func reconcile() async {
+        let now = Date().timeIntervalSince1970
+        let ordered = self.jobs.values.sorted { $0.record.id < $1.record.id }
+        let views = ordered.map { JobView(spec: $0.spec, record: $0.record, isRunning: $0.transfer != nil) }
+        var offset = tm()
+        var seconds = time_t(now)
+        localtime_r(&seconds, &offset)
+        let facts = ReconcileFacts(
+            now: LocalTime(epochSeconds: now, utcOffset: offset.tm_gmtoff),
+            network: self.network,
+            limits: self.config.concurrency,
+            bandwidth: BandwidthTimetable(self.config.bandwidth)
+        )
+        let plan = Reconciler.plan(views, facts: facts)
+        for id in plan.stop {
+            guard let transfer = self.jobs[id]?.transfer, self.jobs[id]?.stopping == false else { continue }
+            self.jobs[id]!.stopping = true
+            self.engine.cancel(transfer)
+        }
+        for change in plan.changes {
+            guard var job = self.jobs[change.id] else { continue }
+            job.record.state = change.state
+            job.record.reason = change.reason
+            self.jobs[change.id] = job
+            self.pending.records.append(job.record)
+        }
+        if plan.globalRate != self.globalRate {
+            self.globalRate = plan.globalRate
+            self.engine.setGlobalRate(plan.globalRate)
+        }
+        for id in plan.start { self.begin(id, now: now) }
+        for (id, rate) in plan.rates {
+            guard let job = self.jobs[id], let transfer = job.transfer, job.rate != rate else { continue }
+            self.jobs[id]!.rate = rate
+            self.engine.setRate(transfer, rate)
+        }
+        self.schedule(plan.wakeAt)
+        await self.flush()
+        self.notifier?.send("STATUS=\(self.summary)")
+    }
+
+    private func begin(_ id: Int64, now: Double) {
+        guard var job = self.jobs[id] else { return }
+        var request = TransferRequest(spec: job.spec, config: self.config)
+        request.resumeOffset = job.record.offset
+        request.checkpointInterval = Self.checkpointInterval
+        if job.record.state == .upToDate || job.record.etag != nil || job.record.lastModified != nil,
+            job.record.contentSHA256 != nil
+        {
+            request.currentValidators = Validators(etag: job.record.etag, lastModified: job.record.lastModified)
+        }
+        if let owner = job.spec.policy.owner {
+            request.owner = OwnerResolver.resolve(owner)
+        }
+        if let rate = job.rate { request.maxRate = rate }
+        let transfer = self.engine.start(request, reportingTo: self.reporter)
+        job.transfer = transfer
+        job.stopping = false
+        job.received = job.record.offset
+        job.record.state = .connecting
+        job.record.reason = "connecting to \(Self.host(of: job.spec.urls.first ?? ""))"
+        job.record.lastStartedAt = now
+        self.byTransfer[transfer] = id
+        self.jobs[id] = job
+        self.pending.records.append(job.record)
+    }
+
+    /// Keeps exactly one timer, for the next due instant.
+    private func schedule(_ instant: Double?) {
+        guard instant != self.wakeAt else { return }
+        self.timer?.cancel()
+        self.wakeAt = instant
+        guard let instant else { return }
+        let delay = max(0, instant - Date().timeIntervalSince1970)
+        self.timer = Task { [weak self] in
+            try? await Task.sleep(for: .milliseconds(Int(delay * 1000) + 5))
+            guard !Task.isCancelled else { return }
+            await self?.timerFired()
+        }
+    }
+
+    private func timerFired() async {
+        self.wakeAt = nil
+        await self.reconcile()
+    }
+
+    // MARK: Transfer reports
+
+    private func handle(_ batch: [TransferReport]) async {
+        if self.apply(batch) { await self.reconcile() } else { await self.flush() }
+    }
+
+    /// Applies the engine's reports to the jobs; returns whether a transfer ended (which frees a slot).
+    @discardableResult
+    private func apply(_ batch: [TransferReport]) -> Bool {
+        var ended = false
+        let now = Date().timeIntervalSince1970
+        for report in batch {
+            guard let id = self.byTransfer[report.id], var job = self.jobs[id] else { continue }
+            switch report.event {
+            case .started:
+                break
+            case .response(let response):
+                if !job.stopping {
+                    job.record.state = .transferring
+                    job.record.reason = "transferring from \(Self.host(of: job.spec.urls.first ?? ""))"
+                }
+                job.record.totalBytes = response.totalSize ?? job.record.totalBytes
+                job.received = response.offset
+                self.pending.records.append(job.record)
+            case .progress(let progress):
+                job.received = progress.received
+                job.bytesPerSecond = progress.bytesPerSecond
+                if let total = progress.total { job.record.totalBytes = total }
+            case .checkpoint(let offset):
+                job.record.offset = offset
+                self.pending.records.append(job.record)
+            case .finished(let outcome):
+                ended = true
+                self.byTransfer.removeValue(forKey: report.id)
+                job.transfer = nil
+                job.rate = nil
+                job.bytesPerSecond = 0
+                self.finish(&job, outcome, now: now)
+                self.pending.records.append(job.record)
+            }
+            self.jobs[id] = job
+        }
+        return ended
+    }
+
+    private func finish(_ job: inout AgentJob, _ outcome: TransferOutcome, now: Double) {
+        let wasStopping = job.stopping
+        job.stopping = false
+        switch outcome {
+        case .completed(let done):
+            job.record.offset = 0
+            job.record.attempts = 0
+            job.record.firstFailureAt = nil
+            job.record.completedAt = now
+            job.record.etag = done.validators.etag
+            job.record.lastModified = done.validators.lastModified
+            job.record.contentSHA256 = done.sha256
+            job.record.totalBytes = done.size
+            job.received = done.size
+            let detail = "fetched \(ByteCount(done.transferred)) from \(Self.host(of: done.url))"
+            if job.spec.isOneShot {
+                job.record.state = .complete
+                job.record.reason = detail
+            } else {
+                self.scheduleRefresh(&job, now: now, detail: detail)
+            }
+            self.pending.history.append(
+                (
+                    job.record.id,
+                    JobHistoryEntry(at: now, state: job.record.state.rawValue, detail: detail, bytes: done.transferred)
+                )
+            )
+            self.runHooks(for: job, complete: true)
+        case .notModified(let validators):
+            job.record.attempts = 0
+            job.record.firstFailureAt = nil
+            job.record.etag = validators.etag ?? job.record.etag
+            job.record.lastModified = validators.lastModified ?? job.record.lastModified
+            self.scheduleRefresh(&job, now: now, detail: "unchanged at the origin")
+        case .failed(let failure):
+            job.record.attempts += 1
+            let first = job.record.firstFailureAt ?? now
+            job.record.firstFailureAt = first
+            let policy = job.spec.policy.retry
+            if failure.kind == .permanent || now - first >= Double(policy.giveUpAfter.seconds) {
+                job.record.state = .error
+                job.record.reason =
+                    failure.kind == .permanent
+                    ? failure.reason : "gave up after \(policy.giveUpAfter): \(failure.reason)"
+                job.record.dueAt = nil
+                self.runHooks(for: job, complete: false)
+            } else {
+                let delay = RetrySchedule(minimumDelay: policy.minDelay).delay(
+                    attempt: job.record.attempts,
+                    retryAfter: failure.retryAfter.map { TimeSpan(seconds: Int64($0.rounded(.up))) },
+                    jitter: Double.random(in: 0..<1)
+                )
+                job.record.state = .transientError
+                job.record.dueAt = now + delay
+                job.record.reason = "retry in \(TimeSpan(seconds: Int64(delay.rounded()))): \(failure.reason)"
+            }
+            self.pending.history.append(
+                (
+                    job.record.id,
+                    JobHistoryEntry(at: now, state: job.record.state.rawValue, detail: failure.reason, bytes: 0)
+                )
+            )
+        case .cancelled:
+            // Stopped by a plan (its new state is already set) or by the agent stopping.
+            if !wasStopping, job.record.state.isRunning {
+                job.record.state = .queued
+                job.record.reason = "interrupted"
+            }
+        }
+    }
+
+    private func scheduleRefresh(_ job: inout AgentJob, now: Double, detail: String) {
+        job.record.state = .upToDate
+        switch job.spec.policy.refresh {
+        case .never:
+            job.record.dueAt = nil
+            job.record.reason = "\(detail); never re-checked"
+        case .every(let interval):
+            // ±10 % jitter, so a fleet that synced together does not come back together.
+            let seconds = Double(interval.seconds) * Double.random(in: 0.9...1.1)
+            job.record.dueAt = now + seconds
+            job.record.reason = "\(detail); next check in \(TimeSpan(seconds: Int64(seconds.rounded())))"
+        }
+    }
+
+    private func runHooks(for job: AgentJob, complete: Bool) {
+        var commands: [[String]] = []
+        let manifest = job.spec.manifest.flatMap { self.manifests[$0] }
+        let agentHook = complete ? self.config.hooks.onComplete : self.config.hooks.onError
+        let manifestHook = complete ? manifest?.lastGood?.hooks.onComplete : manifest?.lastGood?.hooks.onError
+        if let agentHook { commands.append(agentHook) }
+        if let manifestHook { commands.append(manifestHook) }
+        guard !commands.isEmpty else { return }
+        let environment = [
+            "BARGE_JOB": String(job.record.id),
+            "BARGE_MANIFEST": job.spec.manifest ?? "",
+            "BARGE_URL": job.spec.urls.first ?? "",
+            "BARGE_DEST": job.spec.destination,
+            "BARGE_STATE": job.record.state.rawValue,
+            "BARGE_REASON": job.record.reason,
+            "BARGE_BYTES": String(job.record.totalBytes ?? 0),
+        ]
+        let owner = manifest?.owner ?? (geteuid(), getegid())
+        for command in commands { self.hooks.run(command, environment: environment, as: owner) }
+    }
+
+    /// Writes what changed since the last write, in one transaction.
+    private func flush() async {
+        guard !self.pending.isEmpty else { return }
+        let batch = self.pending
+        self.pending = JobStore.Batch()
+        do {
+            try await self.store.apply(batch)
+        } catch {
+            Log.error("cannot write the store: \(error)")
+        }
+    }
+
+    // MARK: Commands
+
+    /// What the control API's selectors name: job ids, or every job of a manifest.
+    public enum Selection: Sendable {
+        case jobs([Int64])
+        case manifest(String)
+    }
+
+    private func select(_ selection: Selection) -> [Int64] {
+        switch selection {
+        case .jobs(let ids): ids.filter { self.jobs[$0] != nil }
+        case .manifest(let name): self.jobs.values.filter { $0.spec.manifest == name }.map(\.record.id).sorted()
+        }
+    }
+
+    /// Suspends jobs until resumed.
+    public func suspend(_ selection: Selection) async -> CommandReply {
+        let ids = self.select(selection)
+        for id in ids {
+            self.jobs[id]!.record.userSuspended = true
+            self.pending.records.append(self.jobs[id]!.record)
+        }
+        await self.reconcile()
+        return CommandReply(
+            ok: !ids.isEmpty,
+            message: ids.isEmpty ? "no such job" : "suspended \(ids.count) job(s)",
+            jobs: ids
+        )
+    }
+
+    /// Resumes suspended jobs.
+    public func resume(_ selection: Selection) async -> CommandReply {
+        let ids = self.select(selection)
+        for id in ids {
+            self.jobs[id]!.record.userSuspended = false
+            self.pending.records.append(self.jobs[id]!.record)
+        }
+        await self.reconcile()
+        return CommandReply(
+            ok: !ids.isEmpty,
+            message: ids.isEmpty ? "no such job" : "resumed \(ids.count) job(s)",
+            jobs: ids
+        )
+    }
+
+    /// Cancels jobs: the transfer stops and its partial is removed; a mirrored job stays cancelled until retried
+    /// or its manifest entry changes.
+    public func cancel(_ selection: Selection) async -> CommandReply {
+        let ids = self.select(selection)
+        for id in ids {
+            var job = self.jobs[id]!
+            if let transfer = job.transfer {
+                job.stopping = true
+                self.engine.cancel(transfer, discardPartial: true)
+            } else {
+                PartialFiles.remove(for: job.spec.destination)
+            }
+            job.record.state = .cancelled
+            job.record.reason = "cancelled by user"
+            job.record.offset = 0
+            job.record.dueAt = nil
+            self.jobs[id] = job
+            self.pending.records.append(job.record)
+        }
+        await self.reconcile()
+        return CommandReply(
+            ok: !ids.isEmpty,
+            message: ids.isEmpty ? "no such job" : "cancelled \(ids.count) job(s)",
+            jobs: ids
+        )
+    }
+
+    /// Makes jobs due now: failed, cancelled, waiting for a retry or up to date alike.
+    public func retry(_ selection: Selection) async -> CommandReply {
+        let ids = self.select(selection)
+        for id in ids where self.jobs[id]!.transfer == nil {
+            var job = self.jobs[id]!
+            job.record.state = .queued
+            job.record.reason = "retry requested"
+            job.record.attempts = 0
+            job.record.firstFailureAt = nil
+            job.record.dueAt = nil
+            self.jobs[id] = job
+            self.pending.records.append(job.record)
+        }
+        await self.reconcile()
+        return CommandReply(
+            ok: !ids.isEmpty,
+            message: ids.isEmpty ? "no such job" : "retrying \(ids.count) job(s)",
+            jobs: ids
+        )
+    }
+
+    /// Adds a one-shot download (`barge get` through the agent).
+    public func add(_ request: NewJobRequest) async -> CommandReply {
+        let destination = request.destination
+        guard case .success(let normal) = PathRules.normalize(destination), normal == destination else {
+            return CommandReply(ok: false, message: "the destination must be an absolute path without . or ..")
+        }
+        guard self.config.isAllowed(path: destination) else {
+            return CommandReply(
+                ok: false,
+                message:
+                    "\(destination) is outside the allowed roots (\(self.config.allowedRoots.joined(separator: ", ")))"
+            )
+        }
+        let scheme = request.url.prefix { $0 != ":" }.lowercased()
+        guard self.config.allowedSchemes.contains(scheme) else {
+            return CommandReply(ok: false, message: "the scheme '\(scheme)' is not allowed by the agent config")
+        }
+        if let existing = self.byDestination[destination] {
+            return CommandReply(
+                ok: false,
+                message: "\(destination) already belongs to job \(existing)",
+                jobs: [existing]
+            )
+        }
+        var policy = TransferPolicy()
+        policy.priority = request.priority.flatMap(Priority.init(rawValue:)) ?? .foreground
+        policy.network = .any
+        if let rate = request.maxRate { policy.maxRate = .limited(ByteRate(bytesPerSecond: rate)) }
+        let spec = JobSpec(
+            manifest: nil,
+            urls: [request.url],
+            destination: destination,
+            sha256: request.sha256,
+            policy: policy
+        )
+        var batch = JobStore.Batch()
+        var record = JobRecord(id: 0)
+        record.reason = "new"
+        batch.inserts = [StoredJob(spec: spec, record: record)]
+        await self.flush()
+        do {
+            guard let id = try await self.store.apply(batch).first else { throw CancellationError() }
+            record.id = id
+            self.jobs[id] = AgentJob(spec: spec, record: record)
+            self.byDestination[destination] = id
+            await self.reconcile()
+            return CommandReply(ok: true, message: "job \(id) added", jobs: [id])
+        } catch {
+            return CommandReply(ok: false, message: "cannot store the job: \(error)")
+        }
+    }
+
+    // MARK: Status
+
+    /// Everything `barge status` shows.
+    public func status() -> StatusReport {
+        let now = Date().timeIntervalSince1970
+        var perManifest: [String: Int] = [:]
+        for job in self.jobs.values { if let manifest = job.spec.manifest { perManifest[manifest, default: 0] += 1 } }
+        let manifests = self.manifests.sorted { $0.value.path < $1.value.path }.map { id, known in
+            ManifestStatus(
+                id: id,
+                path: known.path,
+                state: known.errors.isEmpty ? "valid" : "invalid",
+                errors: known.errors,
+                runningLastGoodVersion: !known.errors.isEmpty && known.lastGood != nil,
+                jobs: perManifest[id] ?? 0
+            )
+        }
+        let jobs = self.jobs.values.sorted { $0.record.id < $1.record.id }.map { job in
+            let running = job.transfer != nil
+            let bytes =
+                running
+                ? job.received
+                : (job.record.state == .upToDate || job.record.state == .complete
+                    ? job.record.totalBytes ?? 0 : job.record.offset)
+            let total = job.record.totalBytes ?? job.spec.size
+            let eta: Double? =
+                running && job.bytesPerSecond > 0 && total != nil && total! > bytes
+                ? Double(total! - bytes) / job.bytesPerSecond : nil
+            return JobStatus(
+                id: job.record.id,
+                manifest: job.spec.manifest,
+                destination: job.spec.destination,
+                url: job.spec.urls.first ?? "",
+                state: job.record.state.rawValue,
+                reason: job.record.reason,
+                priority: job.spec.policy.priority.rawValue,
+                bytes: bytes,
+                total: total,
+                bytesPerSecond: running ? job.bytesPerSecond : nil,
+                eta: eta,
+                dueAt: job.record.dueAt,
+                completedAt: job.record.completedAt,
+                attempts: job.record.attempts,
+                userSuspended: job.record.userSuspended
+            )
+        }
+        let agent = AgentStatus(
+            pid: getpid(),
+            startedAt: self.startedAt,
+            now: now,
+            configPath: self.configPath,
+            manifestDirectory: self.config.manifestDirectory,
+            network: self.network.description,
+            maxTransfers: self.config.concurrency.total,
+            maxPerHost: self.config.concurrency.perHost,
+            globalRate: self.globalRate.description,
+            running: self.byTransfer.count,
+            nextWake: self.wakeAt
+        )
+        return StatusReport(agent: agent, manifests: manifests, jobs: jobs)
+    }
+
+    /// One line for systemd's status: "3 transferring, 120 up to date, 1 error".
+    private var summary: String {
+        var counts: [JobState: Int] = [:]
+        for job in self.jobs.values { counts[job.record.state, default: 0] += 1 }
+        let parts = JobState.allCases.compactMap { state in counts[state].map { "\($0) \(state.rawValue)" } }
+        return parts.isEmpty ? "no jobs" : parts.joined(separator: ", ")
+    }
+
+    static func host(of url: String) -> String {
+        guard let start = url.range(of: "://")?.upperBound else { return url }
+        let rest = url[start...]
+        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        return String(authority.split(separator: "@").last ?? authority)
+    }
+}
