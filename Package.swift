@@ -132,7 +132,7 @@ let package = Package(
         // End-to-end tests: run the built `barge` binary.
         .testTarget(
             name: "BargeCLITests",
-            dependencies: ["barge", "BargeTestSupport"],
+            dependencies: ["barge", "BargeCore", "BargeTestSupport"],
             swiftSettings: swiftSettings
         ),
     ],

@@ -98,6 +98,7 @@ public actor Supervisor {
             self.pending.records.append(self.jobs[id]!.record)
         }
         await self.flush()
+        self.hooks.terminateAll()
     }
 
     // MARK: Manifests

@@ -3,6 +3,7 @@ import CBargeLinux
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 
 /// The agent's log: standard error, which systemd's journal collects. Never a secret: requests' headers and
 /// credentials are not logged.
@@ -87,6 +88,13 @@ public final class SystemdNotifier: Sendable {
 final class HookRunner: Sendable {
     /// How long a hook may run.
     static let timeLimit: Double = 60
+    /// Hooks running now (each leads its own process group).
+    private let running = Mutex<Set<pid_t>>([])
+
+    /// Ends every running hook and its children (the agent is stopping).
+    func terminateAll() {
+        for pid in self.running.withLock({ $0 }) { kill(-pid, SIGTERM) }
+    }
 
     func run(_ argv: [String], environment: [String: String], as owner: (uid: UInt32, gid: UInt32)) {
         guard let program = argv.first else { return }
@@ -98,7 +106,9 @@ final class HookRunner: Sendable {
             Log.error("hook \(program) could not start: \(String(cString: strerror(errno)))")
             return
         }
-        Thread.detachNewThread {
+        self.running.withLock { _ = $0.insert(pid) }
+        Thread.detachNewThread { [self] in
+            defer { self.running.withLock { _ = $0.remove(pid) } }
             let started = Date()
             var status: Int32 = 0
             while true {
@@ -106,7 +116,7 @@ final class HookRunner: Sendable {
                 if result == pid { break }
                 if result < 0 { return }
                 if Date().timeIntervalSince(started) > Self.timeLimit {
-                    kill(pid, SIGKILL)
+                    kill(-pid, SIGKILL)
                     waitpid(pid, &status, 0)
                     Log.error("hook \(program) ran longer than \(Int(Self.timeLimit))s and was killed")
                     return

@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <sys/xattr.h>
 #include <grp.h>
+#include <signal.h>
 #include "CBargeLinux.h"
 
 ssize_t CBargeLinux_fgetxattr(int fd, const char *name, void *value, size_t size) {
@@ -29,11 +30,21 @@ pid_t CBargeLinux_spawn_as(const char *path, char *const argv[], char *const env
                            int change_identity) {
     pid_t pid = fork();
     if (pid != 0) return pid;
-    // The child: async-signal-safe calls only.
+    // The child: async-signal-safe calls only. Signals the agent ignores or blocks (it takes SIGTERM, SIGINT and
+    // SIGHUP through its own handlers) would otherwise stay ignored in the hook.
+    for (int number = 1; number < NSIG; number++) signal(number, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     if (change_identity) {
         if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) _exit(126);
     }
     setsid();
+    // The agent's sockets, epoll sets and files are not the hook's business (and a hook holding one could keep a
+    // client or a test waiting): close everything above stderr.
+    if (close_range(3, ~0U, 0) != 0) {
+        for (int fd = 3; fd < 65536; fd++) close(fd);
+    }
     int devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {
         dup2(devnull, 0);

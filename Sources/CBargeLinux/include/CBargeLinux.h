@@ -19,7 +19,7 @@ int CBargeLinux_start_writeback(int fd, off_t offset, off_t length);
 int CBargeLinux_syncfs(int fd);
 
 // Starts a hook: fork, then in the child drop supplementary groups and take gid/uid (when change_identity is
-// set), start a new session, and execve path with argv and envp (no shell, no PATH search). Only
+// set), start a new session, close every descriptor above stderr, and execve path with argv and envp (no shell, no PATH search). Only
 // async-signal-safe calls run between fork and execve, as a multi-threaded parent requires. Returns the child's
 // pid, or -1 with errno.
 pid_t CBargeLinux_spawn_as(const char *path, char *const argv[], char *const envp[], uid_t uid, gid_t gid,

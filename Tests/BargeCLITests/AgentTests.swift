@@ -1,0 +1,253 @@
+import BargeCore
+import BargeTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// A `barge agent` process started by a test, with its own config, manifests, state and destination root.
+final class AgentUnderTest: @unchecked Sendable {
+    let scratch: ScratchDirectory
+    var process: Process?
+    var configPath: String { self.scratch.path + "/barge.yaml" }
+    var manifests: String { self.scratch.path + "/manifests.d" }
+    var output: String { self.scratch.path + "/out" }
+    var socket: String { self.scratch.path + "/run/barge.sock" }
+
+    init(extraConfig: String = "") throws {
+        self.scratch = try ScratchDirectory()
+        try FileManager.default.createDirectory(atPath: self.manifests, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: self.output, withIntermediateDirectories: true)
+        try self.scratch.write(
+            "barge.yaml",
+            """
+            manifests: \(self.manifests)
+            state-dir: \(self.scratch.path)/state
+            control-socket: \(self.socket)
+            allowed-roots: [\(self.output)]
+            \(extraConfig)
+            """
+        )
+    }
+
+    /// Starts the agent and waits for its control socket.
+    func start() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: BargeCommand.executable)
+        process.arguments = ["agent", "--config", self.configPath]
+        let logPath = self.scratch.path + "/agent.log"
+        if !FileManager.default.fileExists(atPath: logPath) {
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        self.process = process
+        let ready = await eventually(timeout: 20) { (try? self.status()) != nil }
+        #expect(ready, "the agent did not answer: \(self.log)")
+    }
+
+    var log: String { (try? String(contentsOfFile: self.scratch.path + "/agent.log", encoding: .utf8)) ?? "" }
+
+    /// `barge status --json`, decoded.
+    func status() throws -> StatusReport {
+        let result = try BargeCommand.run(["status", "--json", "--config", self.configPath])
+        guard result.status == 0 else { throw StatusError(message: result.standardError) }
+        return try JSONDecoder().decode(StatusReport.self, from: Data(result.standardOutput.utf8))
+    }
+
+    func barge(_ arguments: [String]) throws -> BargeCommand.Result {
+        try BargeCommand.run(arguments + ["--config", self.configPath])
+    }
+
+    /// Ends the agent with `signal` and waits for it.
+    func stop(_ signal: Int32 = SIGTERM) -> Int32 {
+        guard let process = self.process else { return 0 }
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        self.process = nil
+        return process.terminationStatus
+    }
+
+    deinit { _ = self.stop(SIGKILL) }
+
+    struct StatusError: Error { var message: String }
+}
+
+@Suite("barge agent", .serialized, .enabled(if: NginxServer.isAvailable, "nginx is not installed"))
+struct AgentTests {
+    @Test func mirrorsThroughTwentyKillsWithoutEverExposingAPartialFile() async throws {
+        let nginx = try NginxServer(rateLimit: "12m")
+        let agent = try AgentUnderTest()
+        let interval = 8 << 20  // Supervisor.checkpointInterval
+        var contents: [String: [UInt8]] = [:]
+        var entries = ""
+        for index in 0..<4 {
+            let content = TestContent.bytes(count: 24 << 20, seed: UInt64(700 + index))
+            let name = "file\(index).bin"
+            contents[name] = content
+            entries += """
+                  - url: \(try nginx.serve(name, bytes: content))
+                    dest: \(agent.output)/\(name)
+                    sha256: \(TestContent.sha256(content))
+
+                """
+        }
+        try agent.scratch.write("manifests.d/10-big.yaml", "version: 1\ndownload:\n" + entries)
+        // Every destination that exists is whole and verified: never a partial file in place.
+        func checkDestinations() {
+            for (name, content) in contents {
+                let path = agent.output + "/" + name
+                guard let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int else {
+                    continue
+                }
+                #expect(size == content.count, "\(name) held \(size) bytes")
+            }
+        }
+        var kills = 0
+        for _ in 0..<20 {
+            try await agent.start()
+            try await Task.sleep(for: .milliseconds(Int.random(in: 200...700)))
+            #expect(agent.stop(SIGKILL) == SIGKILL)
+            kills += 1
+            checkDestinations()
+        }
+        try await agent.start()
+        let done = await eventually(timeout: 60) {
+            ((try? agent.status())?.jobs.filter { $0.state == "up-to-date" }.count ?? 0) == contents.count
+        }
+        #expect(done, "\(String(describing: try? agent.status()))")
+        #expect(agent.stop() == 0)
+        for (name, content) in contents {
+            #expect(agent.scratch.read("out/\(name)") == content, "\(name) differs from the origin")
+            // Each request after a kill asks only for what was not checkpointed: it fetches again at most one
+            // checkpoint interval (plus what was in flight) of what earlier requests had already served.
+            var servedUpTo = 0
+            for request in nginx.served("/" + name) {
+                let start = Int(request.range.dropFirst("bytes=".count).prefix { $0 != "-" }) ?? 0
+                #expect(servedUpTo - start <= interval + (2 << 20), "\(name): refetched \(servedUpTo - start) bytes")
+                servedUpTo = max(servedUpTo, start + request.bytes)
+            }
+        }
+        #expect(kills == 20)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: agent.output).filter { $0.hasPrefix(".") }
+        #expect(leftovers.isEmpty, "partials left: \(leftovers)")
+    }
+
+    @Test func manifestChangesShowWithinASecond() async throws {
+        let nginx = try NginxServer()
+        let agent = try AgentUnderTest()
+        let a = try nginx.serve("a.bin", bytes: TestContent.bytes(count: 1000, seed: 1))
+        let b = try nginx.serve("b.bin", bytes: TestContent.bytes(count: 2000, seed: 2))
+        try await agent.start()
+        #expect(try agent.status().jobs.isEmpty)
+
+        func manifest(_ entries: [(String, String)]) -> String {
+            "version: 1\ndownload:\n" + entries.map { "  - url: \($0.0)\n    dest: \(agent.output)/\($0.1)\n" }.joined()
+        }
+        func within(_ seconds: Double = 1, _ condition: @escaping (StatusReport) -> Bool) async -> Bool {
+            await eventually(timeout: seconds) { (try? agent.status()).map(condition) ?? false }
+        }
+        // Added (written in place, as an editor does).
+        try agent.scratch.write("manifests.d/10-a.yaml", manifest([(a, "a.bin")]))
+        #expect(await within { $0.jobs.map(\.destination) == [agent.output + "/a.bin"] })
+        // Edited: a second entry.
+        try agent.scratch.write("manifests.d/10-a.yaml", manifest([(a, "a.bin"), (b, "b.bin")]))
+        #expect(await within { $0.jobs.count == 2 })
+        #expect(await eventually(timeout: 10) { agent.scratch.read("out/b.bin")?.count == 2000 })
+        // An invalid edit: shown as invalid, the last good version keeps its jobs.
+        try agent.scratch.write("manifests.d/10-a.yaml", manifest([(a, "a.bin"), (b, "b.bin")]) + "  - url: [\n")
+        #expect(await within { $0.manifests.first?.state == "invalid" && $0.jobs.count == 2 })
+        let report = try agent.status()
+        #expect(report.manifests.first?.runningLastGoodVersion == true)
+        #expect(report.manifests.first?.errors.first?.contains("10-a.yaml:") == true)
+        // Renamed (a tool's write-then-rename): the jobs move to the new name.
+        try agent.scratch.write("manifests.d/.tmp", manifest([(a, "a.bin"), (b, "b.bin")]))
+        rename(agent.manifests + "/.tmp", agent.manifests + "/20-renamed.yaml")
+        unlink(agent.manifests + "/10-a.yaml")
+        #expect(
+            await within {
+                $0.manifests.map(\.id) == ["20-renamed"] && $0.jobs.allSatisfy { $0.manifest == "20-renamed" }
+            }
+        )
+        // Deleted: the jobs go, the finished files stay.
+        unlink(agent.manifests + "/20-renamed.yaml")
+        #expect(await within { $0.jobs.isEmpty && $0.manifests.isEmpty })
+        #expect(agent.scratch.read("out/a.bin")?.count == 1000)
+        #expect(agent.stop() == 0)
+    }
+
+    @Test func commandsSuspendResumeRetryAndCancel() async throws {
+        let nginx = try NginxServer(rateLimit: "200k")
+        let agent = try AgentUnderTest()
+        let url = try nginx.serve("slow.bin", bytes: TestContent.bytes(count: 4 << 20, seed: 5))
+        try agent.scratch.write(
+            "manifests.d/10-slow.yaml",
+            "version: 1\ndownload:\n  - url: \(url)\n    dest: \(agent.output)/slow.bin\n"
+        )
+        try await agent.start()
+        #expect(await eventually { (try? agent.status())?.jobs.first?.state == "transferring" })
+        let id = try #require(try agent.status().jobs.first?.id)
+        #expect(try agent.barge(["suspend", String(id)]).status == 0)
+        var job = try #require(try agent.status().jobs.first)
+        #expect(job.state == "suspended" && job.reason == "suspended by user")
+        #expect(try agent.barge(["resume", "--manifest", "10-slow"]).status == 0)
+        #expect(await eventually { (try? agent.status())?.jobs.first?.state == "transferring" })
+        #expect(try agent.barge(["cancel", String(id)]).status == 0)
+        job = try #require(try agent.status().jobs.first)
+        #expect(job.state == "cancelled" && job.reason == "cancelled by user")
+        #expect(
+            await eventually { (try? FileManager.default.contentsOfDirectory(atPath: agent.output))?.isEmpty == true }
+        )
+        #expect(try agent.barge(["retry", String(id)]).status == 0)
+        #expect(await eventually { (try? agent.status())?.jobs.first?.state == "transferring" })
+        let unknown = try agent.barge(["suspend", "999"])
+        #expect(unknown.status == 1 && unknown.standardError.contains("no such job"))
+        #expect(agent.stop() == 0)
+        // A stopped agent is reported with how to start one.
+        let missing = try agent.barge(["status"])
+        #expect(missing.status == 1)
+        #expect(missing.standardError.contains("Is the agent running? Start it with `barge agent --config"))
+    }
+
+    @Test func theControlSocketIsNotOpenToEveryone() async throws {
+        let agent = try AgentUnderTest()
+        try await agent.start()
+        var info = stat()
+        #expect(stat(agent.socket, &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o660)
+        #expect(agent.stop() == 0)
+        #expect(!FileManager.default.fileExists(atPath: agent.socket))
+    }
+
+    @Test func hooksGetTheJobsFactsAndAHangingHookDoesNotBlock() async throws {
+        let nginx = try NginxServer()
+        let url = try nginx.serve("h.bin", bytes: TestContent.bytes(count: 3000, seed: 9))
+        let scratchHook = try ScratchDirectory()
+        let record = scratchHook.path + "/facts"
+        let hook = try scratchHook.write(
+            "hook.sh",
+            "#!/bin/sh\nenv | grep ^BARGE_ | sort > \(record).tmp && mv \(record).tmp \(record)\n",
+            mode: 0o755
+        )
+        let hang = try scratchHook.write("hang.sh", "#!/bin/sh\nsleep 600\n", mode: 0o755)
+        let agent = try AgentUnderTest(extraConfig: "hooks: {on-complete: [\(hang)]}")
+        try agent.scratch.write(
+            "manifests.d/10-h.yaml",
+            "version: 1\nhooks: {on-complete: [\(hook)]}\ndownload:\n  - url: \(url)\n    dest: \(agent.output)/h.bin\n"
+        )
+        try await agent.start()
+        #expect(await eventually { FileManager.default.fileExists(atPath: record) })
+        let facts = (try? String(contentsOfFile: record, encoding: .utf8)) ?? ""
+        #expect(facts.contains("BARGE_DEST=\(agent.output)/h.bin"))
+        #expect(facts.contains("BARGE_MANIFEST=10-h"))
+        #expect(facts.contains("BARGE_STATE=up-to-date"))
+        #expect(facts.contains("BARGE_URL=\(url)"))
+        #expect(facts.contains("BARGE_BYTES=3000"))
+        #expect(facts.contains("BARGE_JOB=1"))
+        // The agent still answers while the other hook hangs.
+        #expect(try agent.status().jobs.first?.state == "up-to-date")
+        #expect(agent.stop() == 0)
+    }
+}
