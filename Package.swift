@@ -90,7 +90,13 @@ let package = Package(
         // Benchmarks (run by scripts/bench/*.sh), never by the test suite.
         .executableTarget(
             name: "barge-bench",
-            dependencies: ["BargeCore", "BargeLoader", "BargeTransfer"],
+            dependencies: ["BargeCore", "BargeLoader", "BargeTransfer", "BargeStore"],
+            swiftSettings: swiftSettings
+        ),
+        // Prepares the README's main job: the examples rewritten to mirror from a local origin (scripts/run.sh).
+        .executableTarget(
+            name: "barge-demo",
+            dependencies: ["BargeCore", "BargeLoader", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

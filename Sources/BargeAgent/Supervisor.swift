@@ -44,6 +44,7 @@ public actor Supervisor {
     private var timer: Task<Void, Never>?
     private var wakeAt: Double?
     private var globalRate: RateLimit = .off
+    private var lastReconcileSeconds: Double?
     private let startedAt = Date().timeIntervalSince1970
     private let hooks: HookRunner
     /// Told of state changes (systemd's STATUS=).
@@ -164,6 +165,7 @@ public actor Supervisor {
 
     private func update(_ id: Int64, to spec: JobSpec) {
         guard var job = self.jobs[id], job.spec != spec else { return }
+        let previous = job.spec
         let contentChanged = job.spec.urls != spec.urls || job.spec.sha256 != spec.sha256 || job.spec.size != spec.size
         job.spec = spec
         if contentChanged, !job.record.state.isRunning {
@@ -181,7 +183,7 @@ public actor Supervisor {
             self.pending.records.append(job.record)
         }
         self.jobs[id] = job
-        self.pending.specs.append((id, spec))
+        if !JobStore.storesSameSpec(previous, spec) { self.pending.specs.append((id, spec)) }
     }
 
     private func remove(_ id: Int64) {
@@ -200,6 +202,13 @@ public actor Supervisor {
 
     /// Runs the reconciler on the current jobs and facts and applies its plan.
     func reconcile() async {
+        let clock = ContinuousClock()
+        let began = clock.now
+        defer {
+            let elapsed = clock.now - began
+            self.lastReconcileSeconds =
+                Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        }
         let now = Date().timeIntervalSince1970
         let ordered = self.jobs.values.sorted { $0.record.id < $1.record.id }
         let views = ordered.map { JobView(spec: $0.spec, record: $0.record, isRunning: $0.transfer != nil) }
@@ -344,7 +353,7 @@ public actor Supervisor {
             job.record.contentSHA256 = done.sha256
             job.record.totalBytes = done.size
             job.received = done.size
-            let detail = "fetched \(ByteCount(done.transferred)) from \(Self.host(of: done.url))"
+            let detail = "fetched \(ByteCount(done.transferred).humanReadable) from \(Self.host(of: done.url))"
             if job.spec.isOneShot {
                 job.record.state = .complete
                 job.record.reason = detail
@@ -650,7 +659,8 @@ public actor Supervisor {
             maxPerHost: self.config.concurrency.perHost,
             globalRate: self.globalRate.description,
             running: self.byTransfer.count,
-            nextWake: self.wakeAt
+            nextWake: self.wakeAt,
+            lastReconcileSeconds: self.lastReconcileSeconds
         )
         return StatusReport(agent: agent, manifests: manifests, jobs: jobs)
     }

@@ -247,6 +247,13 @@ public final class JobStore: Sendable {
         }
     }
 
+    /// Whether two specs differ in nothing the store keeps (the rest of a manifest job's policy comes from its
+    /// manifest on every load).
+    public static func storesSameSpec(_ a: JobSpec, _ b: JobSpec) -> Bool {
+        a.manifest == b.manifest && a.urls == b.urls && a.destination == b.destination && a.sha256 == b.sha256
+            && a.size == b.size && a.policy.priority == b.policy.priority && a.policy.maxRate == b.policy.maxRate
+    }
+
     private static func specArguments(_ spec: JobSpec) -> StatementArguments {
         let urls = String(decoding: (try? JSONEncoder().encode(spec.urls)) ?? Data("[]".utf8), as: UTF8.self)
         return [

@@ -7,6 +7,7 @@
 // and the process's peak resident memory.
 import BargeCore
 import BargeLoader
+import BargeStore
 import BargeTransfer
 import Foundation
 import Glibc
@@ -147,7 +148,118 @@ func downloadList(_ path: String, parallel: Int) async throws {
     if !failures.isEmpty { exit(1) }
 }
 
+/// The pure reconciler on `entries` up-to-date jobs (and a few running and waiting ones): median plan time.
+func benchmarkReconcile() {
+    let entries = option("--entries", default: 10_000)
+    let runs = option("--runs", default: 5)
+    let now = Date().timeIntervalSince1970
+    var views: [JobView] = []
+    views.reserveCapacity(entries)
+    for index in 0..<entries {
+        var policy = TransferPolicy()
+        policy.priority = Priority.allCases[index % 4]
+        var record = JobRecord(id: Int64(index + 1))
+        record.state = .upToDate
+        record.reason = "fetched 1MiB; next check in 6h"
+        record.dueAt = now + 3600 + Double(index)
+        let spec = JobSpec(
+            manifest: "m\(index / 100)",
+            urls: ["https://origin.example.com/f\(index)"],
+            destination: "/srv/bench/f\(index)",
+            policy: policy
+        )
+        views.append(JobView(spec: spec, record: record, isRunning: false))
+    }
+    let facts = ReconcileFacts(now: LocalTime(epochSeconds: now))
+    var times: [Double] = []
+    for _ in 0..<runs {
+        let start = monotonicSeconds()
+        let plan = Reconciler.plan(views, facts: facts)
+        times.append(monotonicSeconds() - start)
+        precondition(plan.start.isEmpty && plan.wakeAt == now + 3600, "up-to-date jobs must wait for their due time")
+    }
+    times.sort()
+    print(
+        String(
+            format: "reconcile: %d up-to-date jobs, median %.1f ms (min %.1f, max %.1f)",
+            entries,
+            times[times.count / 2] * 1000,
+            times.first! * 1000,
+            times.last! * 1000
+        )
+    )
+}
+
+/// Writes an agent's directory with `entries` mirrored (up-to-date) jobs: manifests, config, and a store seeded as
+/// a long-running agent would have left it; scripts/bench/agent.sh then starts `barge agent` on it.
+func prepareAgentState(_ directory: String) async throws {
+    let entries = option("--entries", default: 10_000)
+    let files = max(1, entries / 1000)
+    let manifests = directory + "/manifests.d"
+    try FileManager.default.createDirectory(atPath: manifests, withIntermediateDirectories: true)
+    let now = Date().timeIntervalSince1970
+    var inserts: [StoredJob] = []
+    for file in 0..<files {
+        var text = "version: 1\ndefaults: {refresh: 24h}\ndownload:\n"
+        for entry in stride(from: file, to: entries, by: files) {
+            let url = "https://origin.example.com/f\(file)/e\(entry).bin"
+            let destination = "\(directory)/root/f\(file)/e\(entry).bin"
+            text += "  - url: \(url)\n    dest: \(destination)\n"
+            var policy = TransferPolicy()
+            policy.refresh = .every(.hours(24))
+            var record = JobRecord(id: 0)
+            record.state = .upToDate
+            record.reason = "fetched 1MiB from origin.example.com; next check in 1d"
+            record.dueAt = now + 86_400 + Double(entry)
+            record.completedAt = now
+            record.totalBytes = 1 << 20
+            record.etag = "\"\(entry)\""
+            record.contentSHA256 = String(repeating: "a", count: 64)
+            inserts.append(
+                StoredJob(
+                    spec: JobSpec(
+                        manifest: String(format: "%03d-bench", file),
+                        urls: [url],
+                        destination: destination,
+                        policy: policy
+                    ),
+                    record: record
+                )
+            )
+        }
+        try text.write(
+            toFile: String(format: "%@/%03d-bench.yaml", manifests, file),
+            atomically: false,
+            encoding: .utf8
+        )
+    }
+    try """
+    manifests: \(manifests)
+    state-dir: \(directory)/state
+    control-socket: \(directory)/barge.sock
+    allowed-roots: [\(directory)/root]
+
+    """.write(toFile: directory + "/barge.yaml", atomically: false, encoding: .utf8)
+    let store = try JobStore(directory: directory + "/state")
+    var batch = JobStore.Batch()
+    batch.inserts = inserts
+    let ids = try await store.apply(batch)
+    var update = JobStore.Batch()
+    update.records = zip(ids, inserts).map { id, job in
+        var record = job.record
+        record.id = id
+        return record
+    }
+    try await store.apply(update)
+    print("agent state: \(entries) up-to-date jobs in \(files) manifests under \(directory)")
+}
+
 switch CommandLine.arguments.dropFirst().first {
+case "reconcile":
+    benchmarkReconcile()
+case "agent-state":
+    guard CommandLine.arguments.count >= 3 else { exit(2) }
+    try await prepareAgentState(CommandLine.arguments[2])
 case "manifests":
     try benchmarkManifests()
 case "download":
@@ -156,5 +268,7 @@ case "download":
 default:
     print("usage: barge-bench manifests [--files N] [--entries-per-file N] [--runs N]")
     print("       barge-bench download LIST [--parallel N]")
+    print("       barge-bench reconcile [--entries N] [--runs N]")
+    print("       barge-bench agent-state DIR [--entries N]")
     exit(2)
 }

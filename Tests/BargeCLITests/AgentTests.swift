@@ -211,6 +211,25 @@ struct AgentTests {
         #expect(missing.standardError.contains("Is the agent running? Start it with `barge agent --config"))
     }
 
+    @Test func getBecomesAnAgentJobAndWaitFollowsIt() async throws {
+        let nginx = try NginxServer()
+        let agent = try AgentUnderTest()
+        let content = TestContent.bytes(count: 50_000, seed: 11)
+        let url = try nginx.serve("g.bin", bytes: content)
+        try await agent.start()
+        let result = try agent.barge([
+            "get", "--wait", "--sha256", TestContent.sha256(content), url, agent.output + "/g.bin",
+        ])
+        #expect(result.status == 0, "\(result.standardError)")
+        #expect(agent.scratch.read("out/g.bin") == content)
+        let job = try #require(try agent.status().jobs.first)
+        #expect(job.manifest == nil && job.state == "complete" && job.priority == "foreground")
+        let refused = try agent.barge(["get", url, "/var/tmp/elsewhere.bin"])
+        #expect(refused.status == 1)
+        #expect(refused.standardError.contains("outside the allowed roots"), "\(refused.standardError)")
+        #expect(agent.stop() == 0)
+    }
+
     @Test func theControlSocketIsNotOpenToEveryone() async throws {
         let agent = try AgentUnderTest()
         try await agent.start()

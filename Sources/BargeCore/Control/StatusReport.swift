@@ -41,6 +41,8 @@ public struct AgentStatus: Codable, Hashable, Sendable {
     public var running: Int
     /// When the agent next wakes by itself (nil: only on an event).
     public var nextWake: Double?
+    /// How long the last reconcile took (plan and apply), in seconds.
+    public var lastReconcileSeconds: Double?
 
     /// Creates an agent status.
     public init(
@@ -54,7 +56,8 @@ public struct AgentStatus: Codable, Hashable, Sendable {
         maxPerHost: Int,
         globalRate: String,
         running: Int,
-        nextWake: Double?
+        nextWake: Double?,
+        lastReconcileSeconds: Double? = nil
     ) {
         self.pid = pid
         self.startedAt = startedAt
@@ -67,6 +70,7 @@ public struct AgentStatus: Codable, Hashable, Sendable {
         self.globalRate = globalRate
         self.running = running
         self.nextWake = nextWake
+        self.lastReconcileSeconds = lastReconcileSeconds
     }
 }
 

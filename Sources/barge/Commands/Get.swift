@@ -14,6 +14,9 @@ struct Get: AsyncParsableCommand {
             Writes into a hidden partial file beside DEST and renames it into place once complete and verified.
             Ctrl-C keeps the partial; running the same command again resumes it. Transient errors (network,
             5xx, 429) are retried with back-off; permanent ones (404, 403, TLS, hash mismatch) stop at once.
+            When an agent runs (its control socket answers), the download becomes one of its jobs instead: it
+            survives this terminal, and `barge status ID` follows it; --wait follows it here to the end. --foreground
+            (or a --header) always downloads in this process.
             Exit status: 0 done, 1 failed, 2 usage, 130 interrupted.
             """
     )
@@ -38,6 +41,12 @@ struct Get: AsyncParsableCommand {
     @Option(help: "How many times a transient failure is retried.")
     var retries = 5
 
+    @Flag(help: "Download in this process even when an agent runs.")
+    var foreground = false
+
+    @Flag(help: "With an agent: follow the job until it ends (exit 0 when complete, 1 when it failed).")
+    var wait = false
+
     func run() async throws {
         let config: AgentConfig
         do {
@@ -46,6 +55,10 @@ struct Get: AsyncParsableCommand {
             throw ValidationError("cannot read the config \(error)")
         }
         var request = try self.request(config: config)
+        if !self.foreground, self.headers.isEmpty, let client = Self.runningAgent(config) {
+            try await self.submit(request, to: client)
+            return
+        }
         request.stallTimeout = 30
         let engine = TransferEngine()
         let progress = ProgressPrinter(destination: request.destination)
@@ -99,6 +112,61 @@ struct Get: AsyncParsableCommand {
                 )
                 try await Task.sleep(for: .seconds(delay))
                 if interrupted.isSet { throw ExitCode(130) }
+            }
+        }
+    }
+
+    /// The agent's client when one answers on the config's control socket.
+    static func runningAgent(_ config: AgentConfig) -> ControlClient? {
+        guard FileManager.default.fileExists(atPath: config.controlSocket) else { return nil }
+        let client = ControlClient(socketPath: config.controlSocket)
+        guard let reply = try? client.send("GET", "/v1/status", timeout: 5), reply.status == 200 else { return nil }
+        return client
+    }
+
+    /// Hands the download to the agent as a one-shot job; with --wait, follows it to the end.
+    private func submit(_ request: TransferRequest, to client: ControlClient) async throws {
+        let job = NewJobRequest(
+            url: self.url,
+            destination: request.destination,
+            sha256: request.sha256,
+            maxRate: request.maxRate.rate?.bytesPerSecond
+        )
+        let reply = try client.send("POST", "/v1/jobs", body: try JSONEncoder().encode(job))
+        guard let answer = try? JSONDecoder().decode(CommandReply.self, from: reply.body), answer.ok,
+            let id = answer.jobs.first
+        else {
+            let message =
+                (try? JSONDecoder().decode(CommandReply.self, from: reply.body))?.message ?? "status \(reply.status)"
+            FileHandle.standardError.write(Data("barge: the agent refused the job: \(message)\n".utf8))
+            throw ExitCode(1)
+        }
+        guard self.wait else {
+            print("job \(id): \(request.destination) (follow it with `barge status \(id)`, or add --wait)")
+            return
+        }
+        var last = ""
+        while true {
+            let status = try client.send("GET", "/v1/status")
+            guard let report = try? JSONDecoder().decode(StatusReport.self, from: status.body),
+                let current = report.jobs.first(where: { $0.id == id })
+            else {
+                FileHandle.standardError.write(Data("barge: job \(id) is gone\n".utf8))
+                throw ExitCode(1)
+            }
+            let line = "job \(id): \(current.state): \(current.reason)"
+            if line != last {
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+                last = line
+            }
+            switch current.state {
+            case "complete", "up-to-date":
+                print("\(request.destination): \(ByteCount(current.bytes).humanReadable)")
+                return
+            case "error", "cancelled":
+                throw ExitCode(1)
+            default:
+                try await Task.sleep(for: .milliseconds(250))
             }
         }
     }

@@ -25,7 +25,7 @@ enum StatusTable {
                 String(job.id),
                 job.state + (job.userSuspended && job.state != "suspended" ? " (suspended)" : ""),
                 progress(job),
-                job.bytesPerSecond.map { ByteCount(UInt64($0)).description + "/s" } ?? "",
+                job.bytesPerSecond.map { ByteCount(UInt64($0)).humanReadable + "/s" } ?? "",
                 job.eta.map(duration) ?? "",
                 job.manifest ?? "(get)",
                 job.destination,
@@ -46,9 +46,9 @@ enum StatusTable {
     }
 
     static func progress(_ job: JobStatus) -> String {
-        guard let total = job.total, total > 0 else { return job.bytes > 0 ? ByteCount(job.bytes).description : "" }
+        guard let total = job.total, total > 0 else { return job.bytes > 0 ? ByteCount(job.bytes).humanReadable : "" }
         let percent = Int((Double(job.bytes) / Double(total) * 100).rounded(.down))
-        return "\(ByteCount(job.bytes)) / \(ByteCount(total)) \(percent)%"
+        return "\(ByteCount(job.bytes).humanReadable) / \(ByteCount(total).humanReadable) \(percent)%"
     }
 
     static func duration(_ seconds: Double) -> String {
