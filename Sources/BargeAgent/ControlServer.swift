@@ -84,8 +84,22 @@ struct ControlServer: Sendable {
             let status: HTTPResponseStatus = reply.ok ? .ok : (reply.message == "no such job" ? .notFound : .badRequest)
             return (status, (try? encoder.encode(reply)) ?? Data())
         }
+        let query = Self.query(of: head.uri)
         if head.method == .GET, parts == ["v1", "status"] {
-            return (.ok, (try? encoder.encode(await self.supervisor.status())) ?? Data())
+            let report = await self.supervisor.status(
+                job: query["job"].flatMap { Int64($0) },
+                manifest: query["manifest"]
+            )
+            return (.ok, (try? encoder.encode(report)) ?? Data())
+        }
+        if head.method == .GET, parts == ["v1", "agent"] {
+            return (.ok, (try? encoder.encode(await self.supervisor.agentStatus())) ?? Data())
+        }
+        if head.method == .GET, parts.count == 3, parts[0] == "v1", parts[1] == "jobs", let id = Int64(parts[2]) {
+            guard let job = await self.supervisor.status(job: id).jobs.first else {
+                return reply(CommandReply(ok: false, message: "no such job"))
+            }
+            return (.ok, (try? encoder.encode(job)) ?? Data())
         }
         if head.method == .POST, parts == ["v1", "reload"] {
             await self.supervisor.reloadManifests()
@@ -115,6 +129,17 @@ struct ControlServer: Sendable {
             (try? encoder.encode(CommandReply(ok: false, message: "no such endpoint: \(head.method) \(path)")))
                 ?? Data()
         )
+    }
+
+    /// `?job=3&manifest=models` as a dictionary (no percent-decoding needed for ids and manifest names).
+    static func query(of uri: String) -> [String: String] {
+        guard let mark = uri.firstIndex(of: "?") else { return [:] }
+        var result: [String: String] = [:]
+        for pair in uri[uri.index(after: mark)...].split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { result[String(parts[0])] = String(parts[1]) }
+        }
+        return result
     }
 
     private func command(_ verb: String, _ selection: Supervisor.Selection) async -> CommandReply {

@@ -2,6 +2,7 @@ public import BargeCore
 import BargeLoader
 import BargeStore
 import BargeTransfer
+import CBargeLinux
 import Foundation
 import Glibc
 
@@ -21,7 +22,10 @@ struct AgentJob {
 /// A manifest file as the agent knows it: its last good version runs while a bad edit is shown as invalid.
 struct KnownManifest {
     var path: String
-    var lastGood: Manifest?
+    /// Whether a valid version was loaded (the current one, or an earlier one whose jobs keep running).
+    var hasGoodVersion: Bool
+    /// The hooks of the good version.
+    var hooks: Hooks
     var errors: [String]
     var owner: (uid: UInt32, gid: UInt32)
 }
@@ -114,21 +118,32 @@ public actor Supervisor {
             (try? loader.load(paths: [directory])) ?? []
         }.value
         var next: [String: KnownManifest] = [:]
+        var desired: [String: JobSpec] = [:]
         for manifest in parsed {
             var info = stat()
             let owner = stat(manifest.path, &info) == 0 ? (info.st_uid, info.st_gid) : (geteuid(), getegid())
             let errors = manifest.diagnostics.filter { $0.severity == .error }.map(\.description)
-            let lastGood = manifest.manifest ?? self.manifests[manifest.id]?.lastGood
-            next[manifest.id] = KnownManifest(path: manifest.path, lastGood: lastGood, errors: errors, owner: owner)
+            let previous = self.manifests[manifest.id]
+            if let good = manifest.manifest {
+                for entry in good.downloads {
+                    desired[entry.destination] = JobSpec(manifest: manifest.id, entry: entry)
+                }
+            } else if previous?.hasGoodVersion == true {
+                // Invalid now: its jobs are its last good version, and they keep running.
+                for job in self.jobs.values where job.spec.manifest == manifest.id {
+                    desired[job.spec.destination] = job.spec
+                }
+            }
+            next[manifest.id] = KnownManifest(
+                path: manifest.path,
+                hasGoodVersion: manifest.manifest != nil || previous?.hasGoodVersion == true,
+                hooks: manifest.manifest?.hooks ?? previous?.hooks ?? Hooks(),
+                errors: errors,
+                owner: owner
+            )
         }
         self.manifests = next
 
-        var desired: [String: JobSpec] = [:]
-        for (id, known) in next {
-            for entry in known.lastGood?.downloads ?? [] {
-                desired[entry.destination] = JobSpec(manifest: id, entry: entry)
-            }
-        }
         var removed: [Int64] = []
         for (id, job) in self.jobs where job.spec.manifest != nil && desired[job.spec.destination] == nil {
             removed.append(id)
@@ -161,6 +176,8 @@ public actor Supervisor {
             }
         }
         await self.reconcile()
+        // Parsing left freed memory in every allocator arena: give it back to the system.
+        _ = CBargeLinux_malloc_trim()
     }
 
     private func update(_ id: Int64, to spec: JobSpec) {
@@ -428,7 +445,7 @@ public actor Supervisor {
         var commands: [[String]] = []
         let manifest = job.spec.manifest.flatMap { self.manifests[$0] }
         let agentHook = complete ? self.config.hooks.onComplete : self.config.hooks.onError
-        let manifestHook = complete ? manifest?.lastGood?.hooks.onComplete : manifest?.lastGood?.hooks.onError
+        let manifestHook = complete ? manifest?.hooks.onComplete : manifest?.hooks.onError
         if let agentHook { commands.append(agentHook) }
         if let manifestHook { commands.append(manifestHook) }
         guard !commands.isEmpty else { return }
@@ -604,51 +621,38 @@ public actor Supervisor {
 
     // MARK: Status
 
-    /// Everything `barge status` shows.
-    public func status() -> StatusReport {
+    /// Everything `barge status` shows; `job` or `manifest` narrows the jobs (and manifests) reported.
+    public func status(job: Int64? = nil, manifest: String? = nil) -> StatusReport {
         let now = Date().timeIntervalSince1970
         var perManifest: [String: Int] = [:]
         for job in self.jobs.values { if let manifest = job.spec.manifest { perManifest[manifest, default: 0] += 1 } }
-        let manifests = self.manifests.sorted { $0.value.path < $1.value.path }.map { id, known in
-            ManifestStatus(
-                id: id,
-                path: known.path,
-                state: known.errors.isEmpty ? "valid" : "invalid",
-                errors: known.errors,
-                runningLastGoodVersion: !known.errors.isEmpty && known.lastGood != nil,
-                jobs: perManifest[id] ?? 0
-            )
+        let manifests = self.manifests.sorted { $0.value.path < $1.value.path }
+            .filter { id, _ in manifest == nil || manifest == id }
+            .filter { id, _ in job == nil || self.jobs[job!]?.spec.manifest == id }
+            .map { id, known in
+                ManifestStatus(
+                    id: id,
+                    path: known.path,
+                    state: known.errors.isEmpty ? "valid" : "invalid",
+                    errors: known.errors,
+                    runningLastGoodVersion: !known.errors.isEmpty && known.hasGoodVersion,
+                    jobs: perManifest[id] ?? 0
+                )
+            }
+        let selected: [AgentJob]
+        if let job {
+            selected = self.jobs[job].map { [$0] } ?? []
+        } else {
+            selected = self.jobs.values.filter { manifest == nil || $0.spec.manifest == manifest }
+                .sorted { $0.record.id < $1.record.id }
         }
-        let jobs = self.jobs.values.sorted { $0.record.id < $1.record.id }.map { job in
-            let running = job.transfer != nil
-            let bytes =
-                running
-                ? job.received
-                : (job.record.state == .upToDate || job.record.state == .complete
-                    ? job.record.totalBytes ?? 0 : job.record.offset)
-            let total = job.record.totalBytes ?? job.spec.size
-            let eta: Double? =
-                running && job.bytesPerSecond > 0 && total != nil && total! > bytes
-                ? Double(total! - bytes) / job.bytesPerSecond : nil
-            return JobStatus(
-                id: job.record.id,
-                manifest: job.spec.manifest,
-                destination: job.spec.destination,
-                url: job.spec.urls.first ?? "",
-                state: job.record.state.rawValue,
-                reason: job.record.reason,
-                priority: job.spec.policy.priority.rawValue,
-                bytes: bytes,
-                total: total,
-                bytesPerSecond: running ? job.bytesPerSecond : nil,
-                eta: eta,
-                dueAt: job.record.dueAt,
-                completedAt: job.record.completedAt,
-                attempts: job.record.attempts,
-                userSuspended: job.record.userSuspended
-            )
-        }
-        let agent = AgentStatus(
+        return StatusReport(agent: self.agentStatus(now: now), manifests: manifests, jobs: selected.map(Self.jobStatus))
+    }
+
+    /// The agent's own state (the header of `barge status`), without the jobs.
+    public func agentStatus(now: Double? = nil) -> AgentStatus {
+        let now = now ?? Date().timeIntervalSince1970
+        return AgentStatus(
             pid: getpid(),
             startedAt: self.startedAt,
             now: now,
@@ -662,7 +666,35 @@ public actor Supervisor {
             nextWake: self.wakeAt,
             lastReconcileSeconds: self.lastReconcileSeconds
         )
-        return StatusReport(agent: agent, manifests: manifests, jobs: jobs)
+    }
+
+    private static func jobStatus(_ job: AgentJob) -> JobStatus {
+        let running = job.transfer != nil
+        let mirrored =
+            job.record.state == .upToDate || job.record.state == .complete
+            || (job.record.completedAt != nil && job.record.offset == 0)
+        let bytes = running ? job.received : (mirrored ? job.record.totalBytes ?? 0 : job.record.offset)
+        let total = job.record.totalBytes ?? job.spec.size
+        let eta: Double? =
+            running && job.bytesPerSecond > 0 && total != nil && total! > bytes
+            ? Double(total! - bytes) / job.bytesPerSecond : nil
+        return JobStatus(
+            id: job.record.id,
+            manifest: job.spec.manifest,
+            destination: job.spec.destination,
+            url: job.spec.urls.first ?? "",
+            state: job.record.state.rawValue,
+            reason: job.record.reason,
+            priority: job.spec.policy.priority.rawValue,
+            bytes: bytes,
+            total: total,
+            bytesPerSecond: running ? job.bytesPerSecond : nil,
+            eta: eta,
+            dueAt: job.record.dueAt,
+            completedAt: job.record.completedAt,
+            attempts: job.record.attempts,
+            userSuspended: job.record.userSuspended
+        )
     }
 
     /// One line for systemd's status: "3 transferring, 120 up to date, 1 error".

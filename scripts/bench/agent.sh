@@ -30,30 +30,33 @@ ticks=$(getconf CLK_TCK)
 for size in $sizes; do
     "$bin/barge-bench" reconcile --entries "$size"
 done
-printf '\n%-10s %14s %14s %12s %12s %16s %12s\n' entries "start (s)" "reconcile" "peak RSS" "RSS" "idle CPU" "idle syscalls"
+printf '\n%-8s %9s %11s %10s %10s %15s %8s %28s\n' entries "start" "reconcile" "peak RSS" "RSS" "idle CPU" "syscalls" "RSS after status --json"
 for size in $sizes; do
     work=$(mktemp -d /tmp/barge-agent-bench-XXXXXX)
     "$bin/barge-bench" agent-state "$work" --entries "$size" >/dev/null
     began=$(date +%s.%N)
     "$bin/barge" agent --config "$work/barge.yaml" 2>"$work/agent.log" &
     pid=$!
-    until "$bin/barge" status --json --config "$work/barge.yaml" >"$work/status.json" 2>/dev/null; do sleep 0.05; done
+    until curl -sf --unix-socket "$work/barge.sock" http://barge/v1/agent >"$work/agent.json" 2>/dev/null; do sleep 0.05; done
     ready=$(date +%s.%N)
-    reconcile=$(python3 -c "import json; print('%.1f ms' % (json.load(open('$work/status.json'))['agent']['lastReconcileSeconds'] * 1000))")
-    jobs=$(python3 -c "import json; d=json.load(open('$work/status.json')); print(sum(1 for j in d['jobs'] if j['state'] == 'up-to-date'))")
-    [ "$jobs" = "$size" ] || { echo "expected $size up-to-date jobs, found $jobs" >&2; kill $pid; exit 1; }
+    reconcile=$(python3 -c "import json; print('%.1f ms' % (json.load(open('$work/agent.json'))['lastReconcileSeconds'] * 1000))")
     hwm=$(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' /proc/$pid/status)
-    sleep 1
     rss=$(awk '/VmRSS/ {printf "%.1f MiB", $2 / 1024}' /proc/$pid/status)
     cpu0=$(awk '{print $14 + $15}' /proc/$pid/stat)
     timeout -s INT "$idle" strace -f -qq -c -p "$pid" -o "$work/strace.txt" 2>/dev/null || true
     cpu1=$(awk '{print $14 + $15}' /proc/$pid/stat)
     calls=$(awk '$NF == "total" {print $(NF-2)}' "$work/strace.txt")
+    # The full status (every job, as `barge status --json` asks for it) and the memory after it.
+    "$bin/barge" status --json --config "$work/barge.yaml" >"$work/status.json"
+    jobs=$(python3 -c "import json; d=json.load(open('$work/status.json')); print(sum(1 for j in d['jobs'] if j['state'] == 'up-to-date'))")
+    [ "$jobs" = "$size" ] || { echo "expected $size up-to-date jobs, found $jobs" >&2; kill $pid; exit 1; }
+    after=$(awk '/VmRSS/ {printf "%.1f MiB", $2 / 1024}' /proc/$pid/status)
+    status_size=$(du -k "$work/status.json" | cut -f1)
     kill -TERM $pid
     wait $pid || true
     idle_cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$ticks" -v s="$idle" 'BEGIN {printf "%.2f s / %d s", (b - a) / t, s}')
-    printf '%-10s %14s %14s %12s %12s %16s %12s\n' "$size" "$(awk -v a="$began" -v b="$ready" 'BEGIN {printf "%.2f", b - a}')" \
-        "$reconcile" "$hwm" "$rss" "$idle_cpu" "${calls:-0}"
+    printf '%-8s %9s %11s %10s %10s %15s %8s %28s\n' "$size" "$(awk -v a="$began" -v b="$ready" 'BEGIN {printf "%.2f s", b - a}')" \
+        "$reconcile" "$hwm" "$rss" "$idle_cpu" "${calls:-0}" "$after ($((status_size / 1024)) MiB of JSON)"
     rm -rf "$work"
 done
 echo

@@ -25,4 +25,7 @@ int CBargeLinux_syncfs(int fd);
 pid_t CBargeLinux_spawn_as(const char *path, char *const argv[], char *const envp[], uid_t uid, gid_t gid,
                            int change_identity);
 
+// malloc_trim (<malloc.h>, not in the Glibc module): returns freed heap memory in every arena to the system.
+int CBargeLinux_malloc_trim(void);
+
 #endif

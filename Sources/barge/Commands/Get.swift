@@ -120,7 +120,7 @@ struct Get: AsyncParsableCommand {
     static func runningAgent(_ config: AgentConfig) -> ControlClient? {
         guard FileManager.default.fileExists(atPath: config.controlSocket) else { return nil }
         let client = ControlClient(socketPath: config.controlSocket)
-        guard let reply = try? client.send("GET", "/v1/status", timeout: 5), reply.status == 200 else { return nil }
+        guard let reply = try? client.send("GET", "/v1/agent", timeout: 5), reply.status == 200 else { return nil }
         return client
     }
 
@@ -147,9 +147,8 @@ struct Get: AsyncParsableCommand {
         }
         var last = ""
         while true {
-            let status = try client.send("GET", "/v1/status")
-            guard let report = try? JSONDecoder().decode(StatusReport.self, from: status.body),
-                let current = report.jobs.first(where: { $0.id == id })
+            let status = try client.send("GET", "/v1/jobs/\(id)")
+            guard status.status == 200, let current = try? JSONDecoder().decode(JobStatus.self, from: status.body)
             else {
                 FileHandle.standardError.write(Data("barge: job \(id) is gone\n".utf8))
                 throw ExitCode(1)
