@@ -17,6 +17,8 @@ struct AgentJob {
     var received: UInt64 = 0
     var bytesPerSecond: Double = 0
     var rate: RateLimit?
+    /// The spec came from a manifest in this run (not only from the store, which keeps part of the policy).
+    var specFromManifest = false
 }
 
 /// A manifest file as the agent knows it: its last good version runs while a bad edit is shown as invalid.
@@ -71,7 +73,10 @@ public actor Supervisor {
     /// Loads the stored jobs and the manifests, starts what is due, and consumes the engine's reports until
     /// ``stop()``.
     public func start() async throws {
-        for stored in try await self.store.jobs() {
+        let stored = try await self.store.jobs()
+        self.jobs.reserveCapacity(stored.count)
+        self.byDestination.reserveCapacity(stored.count)
+        for stored in stored {
             var record = stored.record
             if record.state.isRunning {
                 // The agent stopped (or was killed) while it ran: it resumes from its last checkpoint.
@@ -168,7 +173,7 @@ public actor Supervisor {
                 for (id, stored) in zip(ids, inserts) {
                     var record = stored.record
                     record.id = id
-                    self.jobs[id] = AgentJob(spec: stored.spec, record: record)
+                    self.jobs[id] = AgentJob(spec: stored.spec, record: record, specFromManifest: true)
                     self.byDestination[stored.spec.destination] = id
                 }
             } catch {
@@ -183,8 +188,19 @@ public actor Supervisor {
     private func update(_ id: Int64, to spec: JobSpec) {
         guard var job = self.jobs[id], job.spec != spec else { return }
         let previous = job.spec
-        let contentChanged = job.spec.urls != spec.urls || job.spec.sha256 != spec.sha256 || job.spec.size != spec.size
-        job.spec = spec
+        let contentChanged = previous.urls != spec.urls || previous.sha256 != spec.sha256 || previous.size != spec.size
+        // An edit of the entry (not the first load after a restart, when the stored spec lacks the policy) is the
+        // person's answer to its error or cancellation: try again.
+        let edited = contentChanged || job.specFromManifest
+        // Keep the strings already held (loaded from the store, compactly) rather than the parser's, which sit among
+        // the parse's freed memory and would keep it resident.
+        var merged = spec
+        if merged.urls == previous.urls { merged.urls = previous.urls }
+        if merged.destination == previous.destination { merged.destination = previous.destination }
+        if merged.manifest == previous.manifest { merged.manifest = previous.manifest }
+        if merged.sha256 == previous.sha256 { merged.sha256 = previous.sha256 }
+        job.spec = merged
+        job.specFromManifest = true
         if contentChanged, !job.record.state.isRunning {
             job.record.state = .queued
             job.record.reason = "manifest changed"
@@ -192,8 +208,7 @@ public actor Supervisor {
             job.record.attempts = 0
             job.record.firstFailureAt = nil
             self.pending.records.append(job.record)
-        } else if job.record.state == .error || job.record.state == .cancelled {
-            // An edit of the entry is the person's answer to its error: try again.
+        } else if edited, job.record.state == .error || job.record.state == .cancelled {
             job.record.state = .queued
             job.record.reason = "manifest changed"
             job.record.attempts = 0

@@ -211,6 +211,31 @@ struct AgentTests {
         #expect(missing.standardError.contains("Is the agent running? Start it with `barge agent --config"))
     }
 
+    @Test func stateSurvivesARestart() async throws {
+        let nginx = try NginxServer(rateLimit: "200k")
+        let agent = try AgentUnderTest()
+        let slow = try nginx.serve("s.bin", bytes: TestContent.bytes(count: 4 << 20, seed: 21))
+        let quick = try nginx.serve("q.bin", bytes: TestContent.bytes(count: 1000, seed: 22))
+        try agent.scratch.write(
+            "manifests.d/10-r.yaml",
+            "version: 1\ndownload:\n  - url: \(slow)\n    dest: \(agent.output)/s.bin\n"
+                + "  - url: \(quick)\n    dest: \(agent.output)/q.bin\n"
+        )
+        try await agent.start()
+        #expect(await eventually { (try? agent.status())?.jobs.contains { $0.state == "up-to-date" } == true })
+        let jobs = try agent.status().jobs
+        let slowJob = try #require(jobs.first { $0.destination.hasSuffix("/s.bin") })
+        #expect(try agent.barge(["cancel", String(slowJob.id)]).status == 0)
+        #expect(agent.stop() == 0)
+        try await agent.start()
+        let after = try agent.status().jobs
+        // A cancelled job stays cancelled, a mirrored one stays mirrored (and is not fetched again), ids are kept.
+        #expect(after.first { $0.id == slowJob.id }?.state == "cancelled")
+        #expect(after.first { $0.destination.hasSuffix("/q.bin") }?.state == "up-to-date")
+        #expect(nginx.served("/q.bin").count == 1)
+        #expect(agent.stop() == 0)
+    }
+
     @Test func getBecomesAnAgentJobAndWaitFollowsIt() async throws {
         let nginx = try NginxServer()
         let agent = try AgentUnderTest()

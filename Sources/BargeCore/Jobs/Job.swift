@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A job's state, modelled on BITS's (queued, connecting, transferring, suspended, transient error, error,
 /// complete — BITS's "acknowledged" is implied — and cancelled) plus two of a mirror's own: up to date (mirrored,
 /// not due for a refresh) and invalid (its manifest entry cannot be carried out).
@@ -43,7 +45,13 @@ public struct JobSpec: Hashable, Sendable {
     /// The expected size in bytes.
     public var size: UInt64?
     /// Priority, network, windows, rates, refresh, retry, owner, mode, headers, credentials.
-    public var policy: TransferPolicy
+    public var policy: TransferPolicy {
+        get { self.policyBox.policy }
+        set { self.policyBox = PolicyBox.interned(newValue) }
+    }
+    /// The policy, shared by every job that has the same one (an agent holds 100,000s of jobs, and the entries of
+    /// a manifest mostly share its defaults).
+    private var policyBox: PolicyBox
 
     /// Creates a spec.
     public init(
@@ -59,7 +67,7 @@ public struct JobSpec: Hashable, Sendable {
         self.destination = destination
         self.sha256 = sha256
         self.size = size
-        self.policy = policy
+        self.policyBox = PolicyBox.interned(policy)
     }
 
     /// The spec of a manifest's download entry.
@@ -76,6 +84,29 @@ public struct JobSpec: Hashable, Sendable {
 
     /// A one-shot job completes; a mirrored one is refreshed.
     public var isOneShot: Bool { self.manifest == nil }
+}
+
+/// An immutable policy shared by the jobs that have it.
+final class PolicyBox: Sendable, Hashable {
+    let policy: TransferPolicy
+
+    private init(_ policy: TransferPolicy) { self.policy = policy }
+
+    /// The box for `policy`: the same box as the last one made for an equal policy, while it is cached.
+    static func interned(_ policy: TransferPolicy) -> PolicyBox {
+        Self.cache.withLock { cache in
+            if let box = cache[policy] { return box }
+            if cache.count >= 4096 { cache.removeAll() }  // a bound; boxes in use stay valid
+            let box = PolicyBox(policy)
+            cache[policy] = box
+            return box
+        }
+    }
+
+    private static let cache = Mutex<[TransferPolicy: PolicyBox]>([:])
+
+    static func == (lhs: PolicyBox, rhs: PolicyBox) -> Bool { lhs === rhs || lhs.policy == rhs.policy }
+    func hash(into hasher: inout Hasher) { hasher.combine(self.policy) }
 }
 
 /// A job's persistent state: what the store keeps and the reconciler reads.
