@@ -28,6 +28,8 @@ struct KnownManifest {
     var hasGoodVersion: Bool
     /// The hooks of the good version.
     var hooks: Hooks
+    /// The good version's `prune`: removed entries take their mirrored files with them.
+    var prune: Bool
     var errors: [String]
     var owner: (uid: UInt32, gid: UInt32)
 }
@@ -143,17 +145,25 @@ public actor Supervisor {
                 path: manifest.path,
                 hasGoodVersion: manifest.manifest != nil || previous?.hasGoodVersion == true,
                 hooks: manifest.manifest?.hooks ?? previous?.hooks ?? Hooks(),
+                prune: manifest.manifest?.prune ?? previous?.prune ?? false,
                 errors: errors,
                 owner: owner
             )
         }
+        let before = self.manifests
         self.manifests = next
 
         var removed: [Int64] = []
         for (id, job) in self.jobs where job.spec.manifest != nil && desired[job.spec.destination] == nil {
             removed.append(id)
         }
-        for id in removed { self.remove(id) }
+        for id in removed {
+            // A manifest that said `prune` (its current version, or its last one when it was deleted) takes the
+            // mirrored files of removed entries with it.
+            let manifest = self.jobs[id]?.spec.manifest
+            let prune = manifest.flatMap { next[$0]?.prune ?? before[$0]?.prune } ?? false
+            self.remove(id, pruneFile: prune)
+        }
         var inserts: [StoredJob] = []
         for (destination, spec) in desired.sorted(by: { $0.key < $1.key }) {
             if let id = self.byDestination[destination] {
@@ -208,7 +218,7 @@ public actor Supervisor {
             job.record.attempts = 0
             job.record.firstFailureAt = nil
             self.pending.records.append(job.record)
-        } else if edited, job.record.state == .error || job.record.state == .cancelled {
+        } else if edited, job.record.state == .error || job.record.state == .cancelled || job.record.state == .invalid {
             job.record.state = .queued
             job.record.reason = "manifest changed"
             job.record.attempts = 0
@@ -218,8 +228,11 @@ public actor Supervisor {
         if !JobStore.storesSameSpec(previous, spec) { self.pending.specs.append((id, spec)) }
     }
 
-    private func remove(_ id: Int64) {
+    private func remove(_ id: Int64, pruneFile: Bool = false) {
         guard let job = self.jobs.removeValue(forKey: id) else { return }
+        if pruneFile, job.record.completedAt != nil {
+            PartialFiles.removeDestination(job.spec.destination)
+        }
         self.byDestination.removeValue(forKey: job.spec.destination)
         if let transfer = job.transfer {
             self.byTransfer.removeValue(forKey: transfer)
@@ -292,7 +305,15 @@ public actor Supervisor {
             request.currentValidators = Validators(etag: job.record.etag, lastModified: job.record.lastModified)
         }
         if let owner = job.spec.policy.owner {
-            request.owner = OwnerResolver.resolve(owner)
+            guard let resolved = OwnerResolver.resolve(owner) else {
+                // Never write as the agent's own user what the manifest meant for another.
+                job.record.state = .invalid
+                job.record.reason = "owner '\(owner)' does not exist on this machine"
+                self.jobs[id] = job
+                self.pending.records.append(job.record)
+                return
+            }
+            request.owner = resolved
         }
         if let rate = job.rate { request.maxRate = rate }
         let transfer = self.engine.start(request, reportingTo: self.reporter)

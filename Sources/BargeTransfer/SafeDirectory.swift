@@ -137,4 +137,12 @@ public enum PartialFiles {
         }
         try? directory.remove(name)
     }
+
+    /// Removes a mirrored file (its manifest said `prune`), without following a symbolic link on the way.
+    public static func removeDestination(_ destination: String) {
+        guard let directory = try? SafeDirectory.open(PathRules.directory(of: destination), create: false) else {
+            return
+        }
+        try? directory.remove(PathRules.fileName(of: destination))
+    }
 }

@@ -236,6 +236,34 @@ struct AgentTests {
         #expect(agent.stop() == 0)
     }
 
+    @Test func pruneRemovesMirroredFilesAndAnUnknownOwnerIsInvalid() async throws {
+        let nginx = try NginxServer()
+        let agent = try AgentUnderTest()
+        let a = try nginx.serve("p1.bin", bytes: TestContent.bytes(count: 1000, seed: 31))
+        let b = try nginx.serve("p2.bin", bytes: TestContent.bytes(count: 1000, seed: 32))
+        try agent.scratch.write(
+            "manifests.d/10-kept.yaml",
+            "version: 1\ndownload:\n  - url: \(a)\n    dest: \(agent.output)/kept.bin\n"
+        )
+        try agent.scratch.write(
+            "manifests.d/20-pruned.yaml",
+            "version: 1\nprune: true\ndownload:\n  - url: \(b)\n    dest: \(agent.output)/pruned.bin\n"
+                + "  - url: \(b)\n    dest: \(agent.output)/owned.bin\n    owner: no-such-user-here\n"
+        )
+        try await agent.start()
+        #expect(await eventually { (try? agent.status())?.jobs.filter { $0.state == "up-to-date" }.count == 2 })
+        let owned = try #require(try agent.status().jobs.first { $0.destination.hasSuffix("/owned.bin") })
+        #expect(owned.state == "invalid")
+        #expect(owned.reason == "owner 'no-such-user-here' does not exist on this machine")
+        #expect(!FileManager.default.fileExists(atPath: agent.output + "/owned.bin"))
+        unlink(agent.manifests + "/10-kept.yaml")
+        unlink(agent.manifests + "/20-pruned.yaml")
+        #expect(await eventually { (try? agent.status())?.jobs.isEmpty == true })
+        #expect(FileManager.default.fileExists(atPath: agent.output + "/kept.bin"))
+        #expect(!FileManager.default.fileExists(atPath: agent.output + "/pruned.bin"))
+        #expect(agent.stop() == 0)
+    }
+
     @Test func getBecomesAnAgentJobAndWaitFollowsIt() async throws {
         let nginx = try NginxServer()
         let agent = try AgentUnderTest()

@@ -52,6 +52,17 @@ struct ManifestParserTests {
         #expect(second.headers == [HTTPHeader(name: "X-Fleet", value: "edge"), HTTPHeader(name: "x-tier", value: "b")])
     }
 
+    @Test func pruneIsABoolean() throws {
+        let entry = "download:\n  - url: https://example.com/a\n    dest: /srv/a\n"
+        #expect(try #require(parse("version: 1\nprune: true\n" + entry).manifest).prune)
+        #expect(try #require(parse("version: 1\n" + entry).manifest).prune == false)
+        let wrong = parse("version: 1\nprune: yes\n" + entry)
+        #expect(wrong.manifest == nil)
+        #expect(
+            wrong.diagnostics.map(\.description) == ["m.yaml:2:8: error: 'prune' must be true or false, found 'yes'"]
+        )
+    }
+
     @Test func builtInDefaults() throws {
         let manifest = try #require(parse("version: 1\ndownload: [{url: 'https://e.com/a', dest: /srv/a}]\n").manifest)
         let policy = manifest.downloads[0].policy

@@ -12,6 +12,9 @@ public struct Manifest: Hashable, Sendable {
     public var uploads: [UploadEntry]
     /// Commands run when a job of this manifest completes or fails (in addition to the agent's).
     public var hooks: Hooks
+    /// Whether the agent removes a mirrored file when its entry (or the whole manifest) is removed; by default
+    /// files already mirrored stay in place.
+    public var prune = false
 
     /// Creates a manifest.
     public init(

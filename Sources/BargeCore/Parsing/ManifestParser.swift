@@ -41,7 +41,7 @@ public struct ManifestParser: Sendable {
         self.facts = facts
     }
 
-    static let topKeys = ["version", "description", "defaults", "download", "upload", "hooks"]
+    static let topKeys = ["version", "description", "defaults", "download", "upload", "hooks", "prune"]
     static let policyKeys = [
         "priority", "network", "refresh", "window", "max-rate", "retry", "owner", "mode", "headers", "auth",
     ]
@@ -101,6 +101,8 @@ public struct ManifestParser: Sendable {
                 uploadNodes = (pair.keyNode, pair.value)
             case "hooks":
                 manifest.hooks = Self.hooks(pair.value, into: &source) ?? Hooks()
+            case "prune":
+                manifest.prune = source.boolean(pair.value, "prune") ?? false
             default:
                 break
             }
