@@ -205,6 +205,17 @@ final class ActiveTransfer {
         if let certificate = self.request.tls.clientCertificate { try self.set(CURLOPT_SSLCERT, certificate) }
         if let key = self.request.tls.clientKey { try self.set(CURLOPT_SSLKEY, key) }
         if let proxy = self.request.proxy { try self.set(CURLOPT_PROXY, proxy) }
+        if scheme == "sftp" || scheme == "scp" {
+            // The host key is checked against the known-hosts file: an unknown or changed key is refused.
+            guard let knownHosts = self.request.sshKnownHosts else {
+                throw TransferFailure(
+                    .permanent,
+                    "\(scheme):// needs a known-hosts file (ssh-known-hosts in barge.yaml)"
+                )
+            }
+            try self.set(CURLOPT_SSH_KNOWNHOSTS, knownHosts)
+            try self.set(CURLOPT_SSH_AUTH_TYPES, 1)  // CURLSSH_AUTH_PUBLICKEY
+        }
         try self.configureCredentials()
 
         curl_slist_free_all(self.headerList)
@@ -254,6 +265,9 @@ final class ActiveTransfer {
         case .basicFile:
             try self.set(CURLOPT_HTTPAUTH, 1)  // CURLAUTH_BASIC
             try self.set(CURLOPT_USERPWD, secret)
+        case .sshKeyFile(let path):
+            _ = secret  // read above only to check the file is there and readable
+            try self.set(CURLOPT_SSH_PRIVATE_KEYFILE, path)
         }
     }
 

@@ -114,6 +114,8 @@ public struct TransferRequest: Sendable {
     public var tls = TLSOptions()
     /// A proxy URL; nil uses the standard environment variables (`https_proxy`, `no_proxy`, …).
     public var proxy: String?
+    /// The known-hosts file for `sftp://` and `scp://`: the server's host key must be in it (nil refuses them).
+    public var sshKnownHosts: String?
 
     /// Creates a request for `sources` → `destination`.
     public init(sources: [String], destination: String) {
@@ -139,5 +141,6 @@ extension TransferRequest {
         self.mode = spec.policy.mode
         self.allowedSchemes = config.allowedSchemes
         self.proxy = config.proxy
+        self.sshKnownHosts = config.sshKnownHosts
     }
 }

@@ -32,6 +32,9 @@ public struct AgentConfig: Hashable, Sendable {
     public var hooks: Hooks
     /// The proxy for every transfer (`http://proxy:3128`); nil uses the standard environment variables.
     public var proxy: String?
+    /// The known-hosts file that `sftp://` and `scp://` servers' host keys are checked against (an unknown or
+    /// changed key is refused).
+    public var sshKnownHosts: String
 
     /// Schemes a manifest may name at all; `allowed-schemes` picks from these.
     public static let knownSchemes = ["http", "https", "file", "sftp", "ftp", "ftps", "smb", "smbs"]
@@ -51,7 +54,8 @@ public struct AgentConfig: Hashable, Sendable {
                 bandwidth: [],
                 networks: [],
                 yield: YieldPolicy(),
-                hooks: Hooks()
+                hooks: Hooks(),
+                sshKnownHosts: "/etc/ssh/ssh_known_hosts"
             )
         case .user:
             {
@@ -61,6 +65,7 @@ public struct AgentConfig: Hashable, Sendable {
                 config.stateDirectory = environment.stateHome + "/barge"
                 config.controlSocket = environment.runtimeDirectory + "/barge.sock"
                 config.allowedRoots = [environment.home]
+                config.sshKnownHosts = environment.home + "/.ssh/known_hosts"
                 return config
             }()
         }

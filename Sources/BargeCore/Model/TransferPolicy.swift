@@ -103,11 +103,13 @@ public enum Credentials: Hashable, Sendable {
     case bearerFile(String)
     /// A file holding `user:password` for HTTP basic authentication.
     case basicFile(String)
+    /// A private key file for `sftp://` and `scp://` (the user is the URL's, `sftp://user@host/…`).
+    case sshKeyFile(String)
 
     /// The path of the secret file.
     public var path: String {
         switch self {
-        case .bearerFile(let path), .basicFile(let path): path
+        case .bearerFile(let path), .basicFile(let path), .sshKeyFile(let path): path
         }
     }
 }

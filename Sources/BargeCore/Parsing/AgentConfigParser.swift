@@ -28,7 +28,7 @@ public struct AgentConfigParser: Sendable {
 
     static let keys = [
         "version", "manifests", "state-dir", "control-socket", "allowed-roots", "allowed-schemes", "concurrency",
-        "bandwidth", "networks", "yield", "hooks", "proxy",
+        "bandwidth", "networks", "yield", "hooks", "proxy", "ssh-known-hosts",
     ]
 
     /// Parses `text`, the content of the config file at `path`.
@@ -58,6 +58,10 @@ public struct AgentConfigParser: Sendable {
                 config.stateDirectory =
                     Self.path(value, "state-dir", relativeTo: directory, into: &source)
                     ?? config.stateDirectory
+            case "ssh-known-hosts":
+                config.sshKnownHosts =
+                    Self.path(value, "ssh-known-hosts", relativeTo: directory, into: &source)
+                    ?? config.sshKnownHosts
             case "control-socket":
                 config.controlSocket =
                     Self.path(value, "control-socket", relativeTo: directory, into: &source)

@@ -561,7 +561,7 @@ public struct ManifestParser: Sendable {
             let pairs = source.knownPairs(
                 node,
                 "'auth'",
-                allowed: ["bearer-file", "basic-file"],
+                allowed: ["bearer-file", "basic-file", "ssh-key-file"],
                 hint: { key in
                     ["token", "password", "bearer", "user", "username"].contains(key)
                         ? "never put secrets in a manifest: name a file with bearer-file or basic-file" : nil
@@ -570,7 +570,7 @@ public struct ManifestParser: Sendable {
         else { return nil }
         guard pairs.count == 1, let pair = pairs.first else {
             if pairs.isEmpty, case .mapping(let mapping) = node, !mapping.isEmpty { return nil }  // reported above
-            source.error(node, "'auth' takes exactly one of bearer-file or basic-file")
+            source.error(node, "'auth' takes exactly one of bearer-file, basic-file or ssh-key-file")
             return nil
         }
         guard let text = source.string(pair.value, pair.key) else { return nil }
@@ -593,7 +593,11 @@ public struct ManifestParser: Sendable {
             )
             return nil
         }
-        return pair.key == "bearer-file" ? .bearerFile(path) : .basicFile(path)
+        switch pair.key {
+        case "bearer-file": return .bearerFile(path)
+        case "ssh-key-file": return .sshKeyFile(path)
+        default: return .basicFile(path)
+        }
     }
 
     // MARK: Hooks

@@ -189,6 +189,7 @@ struct Get: AsyncParsableCommand {
         var request = TransferRequest(sources: [self.url], destination: destination)
         request.allowedSchemes = config.allowedSchemes
         request.proxy = config.proxy
+        request.sshKnownHosts = config.sshKnownHosts
         if let sha256 = self.sha256 {
             guard sha256.count == 64, sha256.allSatisfy(\.isHexDigit) else {
                 throw ValidationError("--sha256 must be 64 hexadecimal digits")

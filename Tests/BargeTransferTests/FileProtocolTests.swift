@@ -1,0 +1,97 @@
+import BargeCore
+import BargeTestSupport
+import BargeTransfer
+import Foundation
+import Testing
+
+/// sftp:// and ftp:// through libcurl, against a private sshd and vsftpd: verified downloads, resume, host keys.
+@Suite("Engine over sftp and ftp", .serialized)
+struct FileProtocolTests {
+    let scratch: ScratchDirectory
+
+    init() throws { self.scratch = try ScratchDirectory() }
+
+    /// Runs a rate-capped first transfer and cancels it after `bytes`, leaving a partial; returns its size.
+    func leavePartial(_ request: TransferRequest, after bytes: UInt64) async -> Int {
+        var slow = request
+        slow.maxRate = .limited(ByteRate(bytesPerSecond: bytes * 4))
+        let engine = TransferEngine()
+        let handle = engine.start(slow)
+        for await event in handle.events {
+            if case .progress(let progress) = event, progress.received > bytes { engine.cancel(handle.id) }
+        }
+        let name = PathRules.fileName(of: request.destination)
+        return self.scratch.read(".\(name).barge-partial")?.count ?? 0
+    }
+
+    @Test(.enabled(if: SSHServer.isAvailable, "openssh-server is not installed"))
+    func sftpDownloadsVerifiesAndResumesWithAKnownHostKey() async throws {
+        let server = try SSHServer()
+        let content = TestContent.bytes(count: 3_000_000, seed: 90)
+        let url = try server.serve("model.bin", bytes: content)
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/model.bin")
+        request.allowedSchemes = ["sftp"]
+        request.sshKnownHosts = server.knownHosts
+        request.credentials = .sshKeyFile(server.clientKey)
+        request.sha256 = sha256Hex(content)
+        let kept = await self.leavePartial(request, after: 500_000)
+        #expect(kept > 500_000 && kept < content.count)
+        let (outcome, events) = await fetch(request)
+        let done = try #require(outcome.completed, "\(outcome)")
+        #expect(self.scratch.read("model.bin") == content)
+        // It resumed where the partial ended: only the missing bytes came over the wire.
+        #expect(events.contains { if case .started(_, let offset) = $0 { offset == UInt64(kept) } else { false } })
+        #expect(done.transferred == UInt64(content.count - kept))
+    }
+
+    @Test(.enabled(if: SSHServer.isAvailable, "openssh-server is not installed"))
+    func anSFTPServerWhoseHostKeyIsUnknownIsRefused() async throws {
+        let server = try SSHServer()
+        let url = try server.serve("x.bin", bytes: TestContent.bytes(count: 1000, seed: 91))
+        let strangers = try self.scratch.write(
+            "known_hosts",
+            "[127.0.0.1]:1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOnlyAKeyOfSomeOtherHostxxxxxxxxxxxxxxxxxxx\n"
+        )
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/x.bin")
+        request.allowedSchemes = ["sftp"]
+        request.sshKnownHosts = strangers
+        request.credentials = .sshKeyFile(server.clientKey)
+        let failure = try #require(await fetch(request).outcome.failure)
+        #expect(failure.kind == .permanent, "\(failure)")
+        #expect(!FileManager.default.fileExists(atPath: self.scratch.path + "/x.bin"))
+        // Without any known-hosts file sftp is not attempted at all.
+        request.sshKnownHosts = nil
+        let refused = try #require(await fetch(request).outcome.failure)
+        #expect(refused.reason.contains("needs a known-hosts file"), "\(refused)")
+    }
+
+    @Test(.enabled(if: FTPServer.isAvailable, "vsftpd is not installed"))
+    func ftpDownloadsAndResumesWithOnlyTheMissingBytes() async throws {
+        let server = try FTPServer()
+        let content = TestContent.bytes(count: 3_000_000, seed: 92)
+        let url = try server.serve("data.bin", bytes: content)
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/data.bin")
+        request.allowedSchemes = ["ftp"]
+        request.sha256 = sha256Hex(content)
+        let kept = await self.leavePartial(request, after: 500_000)
+        #expect(kept > 500_000 && kept < content.count)
+        let (outcome, _) = await fetch(request)
+        let done = try #require(outcome.completed, "\(outcome)")
+        #expect(self.scratch.read("data.bin") == content)
+        #expect(done.transferred == UInt64(content.count - kept))
+        // The server's own log: the second download sent exactly the missing bytes.
+        let sent = server.downloads(of: "data.bin", count: 2)
+        #expect(sent.count == 2)
+        #expect(sent.last == content.count - kept, "\(sent)")
+    }
+
+    @Test(.enabled(if: FTPServer.isAvailable, "vsftpd is not installed"))
+    func aSchemeOutsideTheAllowedOnesIsRefused() async throws {
+        let server = try FTPServer()
+        let url = try server.serve("y.bin", bytes: TestContent.bytes(count: 1000, seed: 93))
+        let request = TransferRequest(sources: [url], destination: self.scratch.path + "/y.bin")  // https, http only
+        let failure = try #require(await fetch(request).outcome.failure)
+        #expect(failure.kind == .permanent, "\(failure)")
+        #expect(server.downloads(of: "y.bin", count: 0).isEmpty)
+    }
+}
