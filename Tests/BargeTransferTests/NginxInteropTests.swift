@@ -44,7 +44,7 @@ struct NginxInteropTests {
         let destination = self.scratch.path + "/b.bin"
         // A first run that is cancelled part-way leaves a partial with the response's validator.
         var slow = TransferRequest(sources: [url], destination: destination)
-        slow.maxRate = .limited(ByteRate(bytesPerSecond: cancelAfter * 4))
+        slow.maxRate = .limited(ByteRate(bytesPerSecond: cancelAfter))
         let engine = TransferEngine()
         let handle = engine.start(slow)
         var received: UInt64 = 0
