@@ -533,11 +533,7 @@ public actor Supervisor {
             self.pending.records.append(self.jobs[id]!.record)
         }
         await self.reconcile()
-        return CommandReply(
-            ok: !ids.isEmpty,
-            message: ids.isEmpty ? "no such job" : "suspended \(ids.count) job(s)",
-            jobs: ids
-        )
+        return Self.reply(ids, "suspended")
     }
 
     /// Resumes suspended jobs.
@@ -548,11 +544,7 @@ public actor Supervisor {
             self.pending.records.append(self.jobs[id]!.record)
         }
         await self.reconcile()
-        return CommandReply(
-            ok: !ids.isEmpty,
-            message: ids.isEmpty ? "no such job" : "resumed \(ids.count) job(s)",
-            jobs: ids
-        )
+        return Self.reply(ids, "resumed")
     }
 
     /// Cancels jobs: the transfer stops and its partial is removed; a mirrored job stays cancelled until retried
@@ -575,11 +567,7 @@ public actor Supervisor {
             self.pending.records.append(job.record)
         }
         await self.reconcile()
-        return CommandReply(
-            ok: !ids.isEmpty,
-            message: ids.isEmpty ? "no such job" : "cancelled \(ids.count) job(s)",
-            jobs: ids
-        )
+        return Self.reply(ids, "cancelled")
     }
 
     /// Makes jobs due now: failed, cancelled, waiting for a retry or up to date alike.
@@ -596,11 +584,12 @@ public actor Supervisor {
             self.pending.records.append(job.record)
         }
         await self.reconcile()
-        return CommandReply(
-            ok: !ids.isEmpty,
-            message: ids.isEmpty ? "no such job" : "retrying \(ids.count) job(s)",
-            jobs: ids
-        )
+        return Self.reply(ids, "retrying")
+    }
+
+    /// The answer to a job command: what it did, or that it named no job.
+    private static func reply(_ ids: [Int64], _ done: String) -> CommandReply {
+        CommandReply(ok: !ids.isEmpty, message: ids.isEmpty ? "no such job" : "\(done) \(ids.count) job(s)", jobs: ids)
     }
 
     /// Adds a one-shot download (`barge get` through the agent).
