@@ -1,4 +1,5 @@
 public import BargeCore
+import CBargeLinux
 import Dispatch
 import Foundation
 import Glibc
@@ -11,6 +12,7 @@ public enum Agent {
     /// SIGHUP reloads the manifests; SIGTERM and SIGINT stop. Speaks systemd's notify protocol when
     /// `NOTIFY_SOCKET` is set.
     public static func run(config: AgentConfig, configPath: String?) async throws {
+        CBargeLinux_tune_malloc()
         let notifier = SystemdNotifier()
         try FileManager.default.createDirectory(atPath: config.manifestDirectory, withIntermediateDirectories: true)
         let supervisor = try Supervisor(config: config, configPath: configPath, notifier: notifier)

@@ -6,19 +6,14 @@ import CBargeLinux
 import Foundation
 import Glibc
 
-/// A job while the agent runs: what it transfers, its persistent record, and its live transfer.
-struct AgentJob {
-    var spec: JobSpec
-    var record: JobRecord
-    /// The engine's transfer while one runs (kept until its `finished` event, even after a stop was asked).
-    var transfer: TransferID?
+/// A job's transfer while the engine runs it (kept until its `finished` event, even after a stop was asked).
+struct LiveTransfer {
+    var transfer: TransferID
     /// A stop was asked; the state the plan gave it stands when the transfer ends.
     var stopping = false
     var received: UInt64 = 0
     var bytesPerSecond: Double = 0
     var rate: RateLimit?
-    /// The spec came from a manifest in this run (not only from the store, which keeps part of the policy).
-    var specFromManifest = false
 }
 
 /// A manifest file as the agent knows it: its last good version runs while a bad edit is shown as invalid.
@@ -44,9 +39,14 @@ public actor Supervisor {
     let engine: TransferEngine
     private let reporter: TransferReporter
     private let reports: AsyncStream<[TransferReport]>
-    private var jobs: [Int64: AgentJob] = [:]
-    private var byDestination: [String: Int64] = [:]
+    /// Every job, compactly (an agent holds 100,000s); the reconciler reads its array as it is.
+    private var table = JobTable()
+    /// The jobs that run now.
+    private var live: [Int64: LiveTransfer] = [:]
     private var byTransfer: [TransferID: Int64] = [:]
+    /// Jobs whose spec so far came only from the store, which keeps part of the policy (not yet from a manifest in
+    /// this run).
+    private var specsFromStoreOnly: Set<Int64> = []
     private var manifests: [String: KnownManifest] = [:]
     private var pending = JobStore.Batch()
     private var timer: Task<Void, Never>?
@@ -75,19 +75,25 @@ public actor Supervisor {
     /// Loads the stored jobs and the manifests, starts what is due, and consumes the engine's reports until
     /// ``stop()``.
     public func start() async throws {
-        let stored = try await self.store.jobs()
-        self.jobs.reserveCapacity(stored.count)
-        self.byDestination.reserveCapacity(stored.count)
-        for stored in stored {
-            var record = stored.record
-            if record.state.isRunning {
-                // The agent stopped (or was killed) while it ran: it resumes from its last checkpoint.
-                record.state = .queued
-                record.reason = "resuming after a restart"
+        var views: [JobView] = []
+        do {
+            let stored = try await self.store.jobs()
+            views.reserveCapacity(stored.count)
+            for stored in stored {
+                var record = stored.record
+                if record.state.isRunning {
+                    // The agent stopped (or was killed) while it ran: it resumes from its last checkpoint.
+                    record.state = .queued
+                    record.reason = "resuming after a restart"
+                }
+                if record.state == .upToDate { record.reason = "" }  // derived when shown
+                views.append(JobView(spec: stored.spec, record: record, isRunning: false))
             }
-            self.jobs[record.id] = AgentJob(spec: stored.spec, record: record)
-            self.byDestination[stored.spec.destination] = record.id
         }
+        self.store.releaseMemory()
+        self.table = JobTable(views)
+        self.specsFromStoreOnly = Set(views.lazy.map(\.record.id))
+        views = []
         await self.reloadManifests()
         let reports = self.reports
         Task { [weak self] in
@@ -99,15 +105,17 @@ public actor Supervisor {
     public func stop() async {
         self.timer?.cancel()
         self.notifier?.send("STOPPING=1")
-        for job in self.jobs.values where job.transfer != nil { self.engine.cancel(job.transfer!) }
+        for running in self.live.values { self.engine.cancel(running.transfer) }
         await self.engine.shutdown()
         // The engine has delivered its last reports (checkpoints, cancellations) to the stream; take them now.
         self.reporter.finish()
         for await batch in self.reports { self.apply(batch) }
-        for id in self.jobs.keys where self.jobs[id]!.record.state.isRunning {
-            self.jobs[id]!.record.state = .queued
-            self.jobs[id]!.record.reason = "agent stopped"
-            self.pending.records.append(self.jobs[id]!.record)
+        for view in self.table.views where view.record.state.isRunning {
+            self.table.modify(view.record.id) { view in
+                view.record.state = .queued
+                view.record.reason = "agent stopped"
+                self.pending.records.append(view.record)
+            }
         }
         await self.flush()
         self.hooks.terminateAll()
@@ -119,6 +127,14 @@ public actor Supervisor {
     /// updated, removed ones are cancelled (their partials removed, finished files left in place). A manifest
     /// that turned invalid keeps its last good version.
     public func reloadManifests() async {
+        await self.syncManifests()
+        self.table.compact()
+        await self.reconcile()
+        // Parsing left freed memory in every allocator arena (its temporaries are gone now): give it back.
+        _ = CBargeLinux_malloc_trim()
+    }
+
+    private func syncManifests() async {
         let loader = ManifestLoader(config: self.config)
         let directory = self.config.manifestDirectory
         let parsed = await Task.detached { () -> [ParsedManifest] in
@@ -137,8 +153,8 @@ public actor Supervisor {
                 }
             } else if previous?.hasGoodVersion == true {
                 // Invalid now: its jobs are its last good version, and they keep running.
-                for job in self.jobs.values where job.spec.manifest == manifest.id {
-                    desired[job.spec.destination] = job.spec
+                for view in self.table.views where view.spec.manifest == manifest.id {
+                    desired[view.spec.destination] = view.spec
                 }
             }
             next[manifest.id] = KnownManifest(
@@ -153,20 +169,16 @@ public actor Supervisor {
         let before = self.manifests
         self.manifests = next
 
-        var removed: [Int64] = []
-        for (id, job) in self.jobs where job.spec.manifest != nil && desired[job.spec.destination] == nil {
-            removed.append(id)
+        var removed: Set<Int64> = []
+        for view in self.table.views where view.spec.manifest != nil && desired[view.spec.destination] == nil {
+            removed.insert(view.record.id)
         }
-        for id in removed {
-            // A manifest that said `prune` (its current version, or its last one when it was deleted) takes the
-            // mirrored files of removed entries with it.
-            let manifest = self.jobs[id]?.spec.manifest
-            let prune = manifest.flatMap { next[$0]?.prune ?? before[$0]?.prune } ?? false
-            self.remove(id, pruneFile: prune)
-        }
+        // A manifest that said `prune` (its current version, or its last one when it was deleted) takes the
+        // mirrored files of removed entries with it.
+        self.remove(removed) { manifest in manifest.flatMap { next[$0]?.prune ?? before[$0]?.prune } ?? false }
         var inserts: [StoredJob] = []
         for (destination, spec) in desired.sorted(by: { $0.key < $1.key }) {
-            if let id = self.byDestination[destination] {
+            if let id = self.table.id(forDestination: destination) {
                 self.update(id, to: spec)
             } else {
                 var record = JobRecord(id: 0)
@@ -183,34 +195,27 @@ public actor Supervisor {
                 for (id, stored) in zip(ids, inserts) {
                     var record = stored.record
                     record.id = id
-                    self.jobs[id] = AgentJob(spec: stored.spec, record: record, specFromManifest: true)
-                    self.byDestination[stored.spec.destination] = id
+                    self.table.insert(JobView(spec: stored.spec, record: record, isRunning: false))
                 }
             } catch {
                 Log.error("cannot store new jobs: \(error)")
             }
         }
-        await self.reconcile()
-        // Parsing left freed memory in every allocator arena: give it back to the system.
-        _ = CBargeLinux_malloc_trim()
+        if !self.specsFromStoreOnly.isEmpty {
+            // Every manifest job's spec now comes from its manifest; a fresh set gives back the table's space.
+            self.specsFromStoreOnly = self.specsFromStoreOnly.filter { self.table[$0]?.spec.isOneShot == true }
+        }
     }
 
     private func update(_ id: Int64, to spec: JobSpec) {
-        guard var job = self.jobs[id], job.spec != spec else { return }
+        let fromStoreOnly = self.specsFromStoreOnly.remove(id) != nil
+        guard var job = self.table[id], job.spec != spec else { return }
         let previous = job.spec
         let contentChanged = previous.urls != spec.urls || previous.sha256 != spec.sha256 || previous.size != spec.size
         // An edit of the entry (not the first load after a restart, when the stored spec lacks the policy) is the
         // person's answer to its error or cancellation: try again.
-        let edited = contentChanged || job.specFromManifest
-        // Keep the strings already held (loaded from the store, compactly) rather than the parser's, which sit among
-        // the parse's freed memory and would keep it resident.
-        var merged = spec
-        if merged.urls == previous.urls { merged.urls = previous.urls }
-        if merged.destination == previous.destination { merged.destination = previous.destination }
-        if merged.manifest == previous.manifest { merged.manifest = previous.manifest }
-        if merged.sha256 == previous.sha256 { merged.sha256 = previous.sha256 }
-        job.spec = merged
-        job.specFromManifest = true
+        let edited = contentChanged || !fromStoreOnly
+        job.spec = spec
         if contentChanged, !job.record.state.isRunning {
             job.record.state = .queued
             job.record.reason = "manifest changed"
@@ -224,23 +229,25 @@ public actor Supervisor {
             job.record.attempts = 0
             self.pending.records.append(job.record)
         }
-        self.jobs[id] = job
+        self.table.modify(id) { $0 = job }
         if !JobStore.storesSameSpec(previous, spec) { self.pending.specs.append((id, spec)) }
     }
 
-    private func remove(_ id: Int64, pruneFile: Bool = false) {
-        guard let job = self.jobs.removeValue(forKey: id) else { return }
-        if pruneFile, job.record.completedAt != nil {
-            PartialFiles.removeDestination(job.spec.destination)
+    /// Removes jobs whose entries are gone; `prunes` tells, by manifest, whether their mirrored files go too.
+    private func remove(_ ids: Set<Int64>, prunes: (String?) -> Bool) {
+        for job in self.table.remove(ids) {
+            let id = job.record.id
+            if job.record.completedAt != nil, prunes(job.spec.manifest) {
+                PartialFiles.removeDestination(job.spec.destination)
+            }
+            if let running = self.live.removeValue(forKey: id) {
+                self.byTransfer.removeValue(forKey: running.transfer)
+                self.engine.cancel(running.transfer, discardPartial: true)
+            } else {
+                PartialFiles.remove(for: job.spec.destination)
+            }
+            self.pending.deletions.append(id)
         }
-        self.byDestination.removeValue(forKey: job.spec.destination)
-        if let transfer = job.transfer {
-            self.byTransfer.removeValue(forKey: transfer)
-            self.engine.cancel(transfer, discardPartial: true)
-        } else {
-            PartialFiles.remove(for: job.spec.destination)
-        }
-        self.pending.deletions.append(id)
     }
 
     // MARK: Reconciling
@@ -255,8 +262,6 @@ public actor Supervisor {
                 Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         }
         let now = Date().timeIntervalSince1970
-        let ordered = self.jobs.values.sorted { $0.record.id < $1.record.id }
-        let views = ordered.map { JobView(spec: $0.spec, record: $0.record, isRunning: $0.transfer != nil) }
         var offset = tm()
         var seconds = time_t(now)
         localtime_r(&seconds, &offset)
@@ -266,18 +271,18 @@ public actor Supervisor {
             limits: self.config.concurrency,
             bandwidth: BandwidthTimetable(self.config.bandwidth)
         )
-        let plan = Reconciler.plan(views, facts: facts)
+        let plan = Reconciler.plan(self.table.views, facts: facts)
         for id in plan.stop {
-            guard let transfer = self.jobs[id]?.transfer, self.jobs[id]?.stopping == false else { continue }
-            self.jobs[id]!.stopping = true
-            self.engine.cancel(transfer)
+            guard let running = self.live[id], !running.stopping else { continue }
+            self.live[id]!.stopping = true
+            self.engine.cancel(running.transfer)
         }
         for change in plan.changes {
-            guard var job = self.jobs[change.id] else { continue }
-            job.record.state = change.state
-            job.record.reason = change.reason
-            self.jobs[change.id] = job
-            self.pending.records.append(job.record)
+            self.table.modify(change.id) { job in
+                job.record.state = change.state
+                job.record.reason = change.reason
+                self.pending.records.append(job.record)
+            }
         }
         if plan.globalRate != self.globalRate {
             self.globalRate = plan.globalRate
@@ -285,9 +290,9 @@ public actor Supervisor {
         }
         for id in plan.start { self.begin(id, now: now) }
         for (id, rate) in plan.rates {
-            guard let job = self.jobs[id], let transfer = job.transfer, job.rate != rate else { continue }
-            self.jobs[id]!.rate = rate
-            self.engine.setRate(transfer, rate)
+            guard let running = self.live[id], running.rate != rate else { continue }
+            self.live[id]!.rate = rate
+            self.engine.setRate(running.transfer, rate)
         }
         self.schedule(plan.wakeAt)
         await self.flush()
@@ -295,37 +300,47 @@ public actor Supervisor {
     }
 
     private func begin(_ id: Int64, now: Double) {
-        guard var job = self.jobs[id] else { return }
+        guard var job = self.table[id] else { return }
         var request = TransferRequest(spec: job.spec, config: self.config)
         request.resumeOffset = job.record.offset
         request.checkpointInterval = Self.checkpointInterval
-        if job.record.state == .upToDate || job.record.etag != nil || job.record.lastModified != nil,
-            job.record.contentSHA256 != nil
-        {
-            request.currentValidators = Validators(etag: job.record.etag, lastModified: job.record.lastModified)
+        if job.record.hasValidators {
+            let held = self.validators(of: id)
+            if job.record.state == .upToDate || held.etag != nil || held.lastModified != nil {
+                request.currentValidators = Validators(etag: held.etag, lastModified: held.lastModified)
+            }
         }
         if let owner = job.spec.policy.owner {
             guard let resolved = OwnerResolver.resolve(owner) else {
                 // Never write as the agent's own user what the manifest meant for another.
                 job.record.state = .invalid
                 job.record.reason = "owner '\(owner)' does not exist on this machine"
-                self.jobs[id] = job
+                self.table.modify(id) { $0 = job }
                 self.pending.records.append(job.record)
                 return
             }
             request.owner = resolved
         }
-        if let rate = job.rate { request.maxRate = rate }
         let transfer = self.engine.start(request, reportingTo: self.reporter)
-        job.transfer = transfer
-        job.stopping = false
-        job.received = job.record.offset
+        self.live[id] = LiveTransfer(transfer: transfer, received: job.record.offset)
+        job.isRunning = true
         job.record.state = .connecting
-        job.record.reason = "connecting to \(Self.host(of: job.spec.urls.first ?? ""))"
+        job.record.reason = "connecting to \(Self.host(of: job.spec.url))"
         job.record.lastStartedAt = now
         self.byTransfer[transfer] = id
-        self.jobs[id] = job
+        self.table.modify(id) { $0 = job }
         self.pending.records.append(job.record)
+    }
+
+    /// A mirrored copy's validators: the ones waiting to be written, else the store's.
+    private func validators(of id: Int64) -> MirrorValidators {
+        if let waiting = self.pending.validators.last(where: { $0.id == id }) { return waiting.validators }
+        do {
+            return try self.store.validators(of: id)
+        } catch {
+            Log.error("cannot read the validators of job \(id): \(error)")
+            return MirrorValidators()
+        }
     }
 
     /// Keeps exactly one timer, for the next due instant.
@@ -359,21 +374,23 @@ public actor Supervisor {
         var ended = false
         let now = Date().timeIntervalSince1970
         for report in batch {
-            guard let id = self.byTransfer[report.id], var job = self.jobs[id] else { continue }
+            guard let id = self.byTransfer[report.id], var running = self.live[id], var job = self.table[id] else {
+                continue
+            }
             switch report.event {
             case .started:
                 break
             case .response(let response):
-                if !job.stopping {
+                if !running.stopping {
                     job.record.state = .transferring
-                    job.record.reason = "transferring from \(Self.host(of: job.spec.urls.first ?? ""))"
+                    job.record.reason = "transferring from \(Self.host(of: job.spec.url))"
                 }
                 job.record.totalBytes = response.totalSize ?? job.record.totalBytes
-                job.received = response.offset
+                running.received = response.offset
                 self.pending.records.append(job.record)
             case .progress(let progress):
-                job.received = progress.received
-                job.bytesPerSecond = progress.bytesPerSecond
+                running.received = progress.received
+                running.bytesPerSecond = progress.bytesPerSecond
                 if let total = progress.total { job.record.totalBytes = total }
             case .checkpoint(let offset):
                 job.record.offset = offset
@@ -381,37 +398,42 @@ public actor Supervisor {
             case .finished(let outcome):
                 ended = true
                 self.byTransfer.removeValue(forKey: report.id)
-                job.transfer = nil
-                job.rate = nil
-                job.bytesPerSecond = 0
-                self.finish(&job, outcome, now: now)
+                job.isRunning = false
+                self.finish(&job, outcome, wasStopping: running.stopping, now: now)
                 self.pending.records.append(job.record)
             }
-            self.jobs[id] = job
+            if job.isRunning { self.live[id] = running } else { self.live.removeValue(forKey: id) }
+            self.table.modify(id) { $0 = job }
         }
         return ended
     }
 
-    private func finish(_ job: inout AgentJob, _ outcome: TransferOutcome, now: Double) {
-        let wasStopping = job.stopping
-        job.stopping = false
+    private func finish(_ job: inout JobView, _ outcome: TransferOutcome, wasStopping: Bool, now: Double) {
+        let id = job.record.id
         switch outcome {
         case .completed(let done):
             job.record.offset = 0
             job.record.attempts = 0
             job.record.firstFailureAt = nil
             job.record.completedAt = now
-            job.record.etag = done.validators.etag
-            job.record.lastModified = done.validators.lastModified
-            job.record.contentSHA256 = done.sha256
+            job.record.hasValidators = true
+            self.pending.validators.append(
+                (
+                    id,
+                    MirrorValidators(
+                        etag: done.validators.etag,
+                        lastModified: done.validators.lastModified,
+                        contentSHA256: done.sha256
+                    )
+                )
+            )
             job.record.totalBytes = done.size
-            job.received = done.size
             let detail = "fetched \(ByteCount(done.transferred).humanReadable) from \(Self.host(of: done.url))"
             if job.spec.isOneShot {
                 job.record.state = .complete
                 job.record.reason = detail
             } else {
-                self.scheduleRefresh(&job, now: now, detail: detail)
+                self.scheduleRefresh(&job, now: now)
             }
             self.pending.history.append(
                 (
@@ -419,13 +441,17 @@ public actor Supervisor {
                     JobHistoryEntry(at: now, state: job.record.state.rawValue, detail: detail, bytes: done.transferred)
                 )
             )
-            self.runHooks(for: job, complete: true)
+            self.runHooks(for: job, complete: true, reason: detail)
         case .notModified(let validators):
             job.record.attempts = 0
             job.record.firstFailureAt = nil
-            job.record.etag = validators.etag ?? job.record.etag
-            job.record.lastModified = validators.lastModified ?? job.record.lastModified
-            self.scheduleRefresh(&job, now: now, detail: "unchanged at the origin")
+            if validators.etag != nil || validators.lastModified != nil {
+                var held = self.validators(of: id)
+                held.etag = validators.etag ?? held.etag
+                held.lastModified = validators.lastModified ?? held.lastModified
+                self.pending.validators.append((id, held))
+            }
+            self.scheduleRefresh(&job, now: now)
         case .failed(let failure):
             job.record.attempts += 1
             let first = job.record.firstFailureAt ?? now
@@ -437,7 +463,7 @@ public actor Supervisor {
                     failure.kind == .permanent
                     ? failure.reason : "gave up after \(policy.giveUpAfter): \(failure.reason)"
                 job.record.dueAt = nil
-                self.runHooks(for: job, complete: false)
+                self.runHooks(for: job, complete: false, reason: job.record.reason)
             } else {
                 let delay = RetrySchedule(minimumDelay: policy.minDelay).delay(
                     attempt: job.record.attempts,
@@ -463,21 +489,20 @@ public actor Supervisor {
         }
     }
 
-    private func scheduleRefresh(_ job: inout AgentJob, now: Double, detail: String) {
+    /// Up to date until the next check (its reason is derived from the due time when shown).
+    private func scheduleRefresh(_ job: inout JobView, now: Double) {
         job.record.state = .upToDate
+        job.record.reason = ""
         switch job.spec.policy.refresh {
         case .never:
             job.record.dueAt = nil
-            job.record.reason = "\(detail); never re-checked"
         case .every(let interval):
             // ±10 % jitter, so a fleet that synced together does not come back together.
-            let seconds = Double(interval.seconds) * Double.random(in: 0.9...1.1)
-            job.record.dueAt = now + seconds
-            job.record.reason = "\(detail); next check in \(TimeSpan(seconds: Int64(seconds.rounded())))"
+            job.record.dueAt = now + Double(interval.seconds) * Double.random(in: 0.9...1.1)
         }
     }
 
-    private func runHooks(for job: AgentJob, complete: Bool) {
+    private func runHooks(for job: JobView, complete: Bool, reason: String) {
         var commands: [[String]] = []
         let manifest = job.spec.manifest.flatMap { self.manifests[$0] }
         let agentHook = complete ? self.config.hooks.onComplete : self.config.hooks.onError
@@ -488,10 +513,10 @@ public actor Supervisor {
         let environment = [
             "BARGE_JOB": String(job.record.id),
             "BARGE_MANIFEST": job.spec.manifest ?? "",
-            "BARGE_URL": job.spec.urls.first ?? "",
+            "BARGE_URL": job.spec.url,
             "BARGE_DEST": job.spec.destination,
             "BARGE_STATE": job.record.state.rawValue,
-            "BARGE_REASON": job.record.reason,
+            "BARGE_REASON": reason,
             "BARGE_BYTES": String(job.record.totalBytes ?? 0),
         ]
         let owner = manifest?.owner ?? (geteuid(), getegid())
@@ -520,8 +545,8 @@ public actor Supervisor {
 
     private func select(_ selection: Selection) -> [Int64] {
         switch selection {
-        case .jobs(let ids): ids.filter { self.jobs[$0] != nil }
-        case .manifest(let name): self.jobs.values.filter { $0.spec.manifest == name }.map(\.record.id).sorted()
+        case .jobs(let ids): ids.filter { self.table.position(of: $0) != nil }
+        case .manifest(let name): self.table.views.filter { $0.spec.manifest == name }.map(\.record.id)
         }
     }
 
@@ -529,8 +554,10 @@ public actor Supervisor {
     public func suspend(_ selection: Selection) async -> CommandReply {
         let ids = self.select(selection)
         for id in ids {
-            self.jobs[id]!.record.userSuspended = true
-            self.pending.records.append(self.jobs[id]!.record)
+            self.table.modify(id) { job in
+                job.record.userSuspended = true
+                self.pending.records.append(job.record)
+            }
         }
         await self.reconcile()
         return Self.reply(ids, "suspended")
@@ -540,8 +567,10 @@ public actor Supervisor {
     public func resume(_ selection: Selection) async -> CommandReply {
         let ids = self.select(selection)
         for id in ids {
-            self.jobs[id]!.record.userSuspended = false
-            self.pending.records.append(self.jobs[id]!.record)
+            self.table.modify(id) { job in
+                job.record.userSuspended = false
+                self.pending.records.append(job.record)
+            }
         }
         await self.reconcile()
         return Self.reply(ids, "resumed")
@@ -552,19 +581,18 @@ public actor Supervisor {
     public func cancel(_ selection: Selection) async -> CommandReply {
         let ids = self.select(selection)
         for id in ids {
-            var job = self.jobs[id]!
-            if let transfer = job.transfer {
-                job.stopping = true
-                self.engine.cancel(transfer, discardPartial: true)
-            } else {
-                PartialFiles.remove(for: job.spec.destination)
+            if let running = self.live[id] {
+                self.live[id]!.stopping = true
+                self.engine.cancel(running.transfer, discardPartial: true)
             }
-            job.record.state = .cancelled
-            job.record.reason = "cancelled by user"
-            job.record.offset = 0
-            job.record.dueAt = nil
-            self.jobs[id] = job
-            self.pending.records.append(job.record)
+            self.table.modify(id) { job in
+                if !job.isRunning { PartialFiles.remove(for: job.spec.destination) }
+                job.record.state = .cancelled
+                job.record.reason = "cancelled by user"
+                job.record.offset = 0
+                job.record.dueAt = nil
+                self.pending.records.append(job.record)
+            }
         }
         await self.reconcile()
         return Self.reply(ids, "cancelled")
@@ -573,15 +601,15 @@ public actor Supervisor {
     /// Makes jobs due now: failed, cancelled, waiting for a retry or up to date alike.
     public func retry(_ selection: Selection) async -> CommandReply {
         let ids = self.select(selection)
-        for id in ids where self.jobs[id]!.transfer == nil {
-            var job = self.jobs[id]!
-            job.record.state = .queued
-            job.record.reason = "retry requested"
-            job.record.attempts = 0
-            job.record.firstFailureAt = nil
-            job.record.dueAt = nil
-            self.jobs[id] = job
-            self.pending.records.append(job.record)
+        for id in ids where self.live[id] == nil {
+            self.table.modify(id) { job in
+                job.record.state = .queued
+                job.record.reason = "retry requested"
+                job.record.attempts = 0
+                job.record.firstFailureAt = nil
+                job.record.dueAt = nil
+                self.pending.records.append(job.record)
+            }
         }
         await self.reconcile()
         return Self.reply(ids, "retrying")
@@ -609,7 +637,7 @@ public actor Supervisor {
         guard self.config.allowedSchemes.contains(scheme) else {
             return CommandReply(ok: false, message: "the scheme '\(scheme)' is not allowed by the agent config")
         }
-        if let existing = self.byDestination[destination] {
+        if let existing = self.table.id(forDestination: destination) {
             return CommandReply(
                 ok: false,
                 message: "\(destination) already belongs to job \(existing)",
@@ -635,8 +663,7 @@ public actor Supervisor {
         do {
             guard let id = try await self.store.apply(batch).first else { throw CancellationError() }
             record.id = id
-            self.jobs[id] = AgentJob(spec: spec, record: record)
-            self.byDestination[destination] = id
+            self.table.insert(JobView(spec: spec, record: record, isRunning: false))
             await self.reconcile()
             return CommandReply(ok: true, message: "job \(id) added", jobs: [id])
         } catch {
@@ -650,10 +677,10 @@ public actor Supervisor {
     public func status(job: Int64? = nil, manifest: String? = nil) -> StatusReport {
         let now = Date().timeIntervalSince1970
         var perManifest: [String: Int] = [:]
-        for job in self.jobs.values { if let manifest = job.spec.manifest { perManifest[manifest, default: 0] += 1 } }
+        for job in self.table.views { if let manifest = job.spec.manifest { perManifest[manifest, default: 0] += 1 } }
         let manifests = self.manifests.sorted { $0.value.path < $1.value.path }
             .filter { id, _ in manifest == nil || manifest == id }
-            .filter { id, _ in job == nil || self.jobs[job!]?.spec.manifest == id }
+            .filter { id, _ in job == nil || self.table[job!]?.spec.manifest == id }
             .map { id, known in
                 ManifestStatus(
                     id: id,
@@ -664,14 +691,19 @@ public actor Supervisor {
                     jobs: perManifest[id] ?? 0
                 )
             }
-        let selected: [AgentJob]
+        let selected: [JobView]
         if let job {
-            selected = self.jobs[job].map { [$0] } ?? []
+            selected = self.table[job].map { [$0] } ?? []
+        } else if let manifest {
+            selected = self.table.views.filter { $0.spec.manifest == manifest }
         } else {
-            selected = self.jobs.values.filter { manifest == nil || $0.spec.manifest == manifest }
-                .sorted { $0.record.id < $1.record.id }
+            selected = self.table.views
         }
-        return StatusReport(agent: self.agentStatus(now: now), manifests: manifests, jobs: selected.map(Self.jobStatus))
+        return StatusReport(
+            agent: self.agentStatus(now: now),
+            manifests: manifests,
+            jobs: selected.map { self.jobStatus($0, now: now) }
+        )
     }
 
     /// The agent's own state (the header of `barge status`), without the jobs.
@@ -693,27 +725,26 @@ public actor Supervisor {
         )
     }
 
-    private static func jobStatus(_ job: AgentJob) -> JobStatus {
-        let running = job.transfer != nil
+    private func jobStatus(_ job: JobView, now: Double) -> JobStatus {
+        let running = job.isRunning ? self.live[job.record.id] : nil
         let mirrored =
             job.record.state == .upToDate || job.record.state == .complete
             || (job.record.completedAt != nil && job.record.offset == 0)
-        let bytes = running ? job.received : (mirrored ? job.record.totalBytes ?? 0 : job.record.offset)
+        let bytes = running?.received ?? (mirrored ? job.record.totalBytes ?? 0 : job.record.offset)
         let total = job.record.totalBytes ?? job.spec.size
-        let eta: Double? =
-            running && job.bytesPerSecond > 0 && total != nil && total! > bytes
-            ? Double(total! - bytes) / job.bytesPerSecond : nil
+        let rate = running?.bytesPerSecond ?? 0
+        let eta: Double? = rate > 0 && total != nil && total! > bytes ? Double(total! - bytes) / rate : nil
         return JobStatus(
             id: job.record.id,
             manifest: job.spec.manifest,
             destination: job.spec.destination,
-            url: job.spec.urls.first ?? "",
+            url: job.spec.url,
             state: job.record.state.rawValue,
-            reason: job.record.reason,
+            reason: job.record.statusReason(now: now),
             priority: job.spec.policy.priority.rawValue,
             bytes: bytes,
             total: total,
-            bytesPerSecond: running ? job.bytesPerSecond : nil,
+            bytesPerSecond: running?.bytesPerSecond,
             eta: eta,
             dueAt: job.record.dueAt,
             completedAt: job.record.completedAt,
@@ -725,7 +756,7 @@ public actor Supervisor {
     /// One line for systemd's status: "3 transferring, 120 up to date, 1 error".
     private var summary: String {
         var counts: [JobState: Int] = [:]
-        for job in self.jobs.values { counts[job.record.state, default: 0] += 1 }
+        for job in self.table.views { counts[job.record.state, default: 0] += 1 }
         let parts = JobState.allCases.compactMap { state in counts[state].map { "\($0) \(state.rawValue)" } }
         return parts.isEmpty ? "no jobs" : parts.joined(separator: ", ")
     }

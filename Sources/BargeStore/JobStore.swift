@@ -9,11 +9,14 @@ public struct StoredJob: Hashable, Sendable {
     public var spec: JobSpec
     /// Its persistent state.
     public var record: JobRecord
+    /// The mirrored copy's validators, written with an insert (read back with ``JobStore/validators(of:)``).
+    public var validators: MirrorValidators?
 
     /// Creates a stored job.
-    public init(spec: JobSpec, record: JobRecord) {
+    public init(spec: JobSpec, record: JobRecord, validators: MirrorValidators? = nil) {
         self.spec = spec
         self.record = record
+        self.validators = validators
     }
 }
 
@@ -117,6 +120,23 @@ public final class JobStore: Sendable {
         }
     }
 
+    /// Frees the database connections' caches (after the start's full read, which filled them).
+    public func releaseMemory() { self.pool.releaseMemory() }
+
+    /// A job's mirrored copy's validators (read when a refresh starts; not held in memory).
+    public func validators(of id: Int64) throws -> MirrorValidators {
+        try self.pool.read { db in
+            guard
+                let row = try Row.fetchOne(
+                    db,
+                    sql: "SELECT etag, last_modified, content_sha256 FROM job WHERE id = ?",
+                    arguments: [id]
+                )
+            else { return MirrorValidators() }
+            return MirrorValidators(etag: row[0], lastModified: row[1], contentSHA256: row[2])
+        }
+    }
+
     /// A job's history, newest first.
     public func history(of id: Int64) async throws -> [JobHistoryEntry] {
         try await self.pool.read { db in
@@ -155,9 +175,7 @@ public final class JobStore: Sendable {
         record.completedAt = row["completed_at"]
         record.offset = UInt64(row["offset"] as Int64)
         record.totalBytes = (row["total_bytes"] as Int64?).map(UInt64.init)
-        record.etag = row["etag"]
-        record.lastModified = row["last_modified"]
-        record.contentSHA256 = row["content_sha256"]
+        record.hasValidators = (row["content_sha256"] as String?) != nil
         return StoredJob(spec: spec, record: record)
     }
 
@@ -171,6 +189,8 @@ public final class JobStore: Sendable {
         public var specs: [(id: Int64, spec: JobSpec)] = []
         /// Changed records.
         public var records: [JobRecord] = []
+        /// New validators of mirrored copies.
+        public var validators: [(id: Int64, validators: MirrorValidators)] = []
         /// Jobs removed (their manifest entry is gone).
         public var deletions: [Int64] = []
         /// History lines.
@@ -182,7 +202,7 @@ public final class JobStore: Sendable {
         /// Whether there is nothing to write.
         public var isEmpty: Bool {
             self.inserts.isEmpty && self.specs.isEmpty && self.records.isEmpty && self.deletions.isEmpty
-                && self.history.isEmpty
+                && self.history.isEmpty && self.validators.isEmpty
         }
     }
 
@@ -204,6 +224,15 @@ public final class JobStore: Sendable {
                 )
                 ids.append(db.lastInsertedRowID)
             }
+            let updateValidators = try db.cachedStatement(
+                sql: "UPDATE job SET etag = ?, last_modified = ?, content_sha256 = ? WHERE id = ?"
+            )
+            for (id, job) in zip(ids, batch.inserts) {
+                guard let validators = job.validators else { continue }
+                try updateValidators.execute(arguments: [
+                    validators.etag, validators.lastModified, validators.contentSHA256, id,
+                ])
+            }
             let updateSpec = try db.cachedStatement(
                 sql: """
                     UPDATE job SET destination = ?, manifest = ?, urls = ?, sha256 = ?, size = ?, priority = ?,
@@ -214,16 +243,19 @@ public final class JobStore: Sendable {
             let updateRecord = try db.cachedStatement(
                 sql: """
                     UPDATE job SET state = ?, reason = ?, user_suspended = ?, attempts = ?, first_failure_at = ?,
-                    due_at = ?, last_started_at = ?, completed_at = ?, offset = ?, total_bytes = ?, etag = ?,
-                    last_modified = ?, content_sha256 = ? WHERE id = ?
+                    due_at = ?, last_started_at = ?, completed_at = ?, offset = ?, total_bytes = ? WHERE id = ?
                     """
             )
             for record in batch.records {
                 try updateRecord.execute(arguments: [
                     record.state.rawValue, record.reason, record.userSuspended, record.attempts,
                     record.firstFailureAt, record.dueAt, record.lastStartedAt, record.completedAt,
-                    Int64(clamping: record.offset), record.totalBytes.map { Int64(clamping: $0) }, record.etag,
-                    record.lastModified, record.contentSHA256, record.id,
+                    Int64(clamping: record.offset), record.totalBytes.map { Int64(clamping: $0) }, record.id,
+                ])
+            }
+            for (id, validators) in batch.validators {
+                try updateValidators.execute(arguments: [
+                    validators.etag, validators.lastModified, validators.contentSHA256, id,
                 ])
             }
             let delete = try db.cachedStatement(sql: "DELETE FROM job WHERE id = ?")

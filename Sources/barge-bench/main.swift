@@ -209,12 +209,11 @@ func prepareAgentState(_ directory: String) async throws {
             policy.refresh = .every(.hours(24))
             var record = JobRecord(id: 0)
             record.state = .upToDate
-            record.reason = "fetched 1MiB from origin.example.com; next check in 1d"
             record.dueAt = now + 86_400 + Double(entry)
             record.completedAt = now
             record.totalBytes = 1 << 20
-            record.etag = "\"\(entry)\""
-            record.contentSHA256 = String(repeating: "a", count: 64)
+            record.hasValidators = true
+            record.reason = ""
             inserts.append(
                 StoredJob(
                     spec: JobSpec(
@@ -223,7 +222,13 @@ func prepareAgentState(_ directory: String) async throws {
                         destination: destination,
                         policy: policy
                     ),
-                    record: record
+                    record: record,
+                    // As nginx sends them.
+                    validators: MirrorValidators(
+                        etag: "\"6752a3f1-\(String(entry, radix: 16))\"",
+                        lastModified: "Thu, 26 Nov 2026 10:20:08 GMT",
+                        contentSHA256: String(repeating: "a", count: 64)
+                    )
                 )
             )
         }
@@ -252,6 +257,7 @@ func prepareAgentState(_ directory: String) async throws {
     }
     try await store.apply(update)
     print("agent state: \(entries) up-to-date jobs in \(files) manifests under \(directory)")
+    print("a job in the agent's table: \(MemoryLayout<JobView>.stride) bytes")
 }
 
 switch CommandLine.arguments.dropFirst().first {

@@ -178,7 +178,7 @@ func facts(total: Int = 2, network: NetworkView = .unmonitored, at seconds: Doub
     static func views(_ raw: [(Int, JobState, Bool, Bool, Int, Int)]) -> [JobView] {
         raw.enumerated().map { index, item in
             let (priority, state, suspended, running, due, network) = item
-            return job(
+            var view = job(
                 Int64(index + 1),
                 Priority.allCases[priority],
                 state: state,
@@ -188,6 +188,9 @@ func facts(total: Int = 2, network: NetworkView = .unmonitored, at seconds: Doub
                 lastStartedAt: Double(due),
                 network: [.any, .notRoaming, .unmetered, .any][network]
             )
+            // As the agent keeps them: an up-to-date job stores no reason; its status derives one.
+            if state == .upToDate { view.record.reason = "" }
+            return view
         }
     }
 
@@ -227,7 +230,7 @@ func facts(total: Int = 2, network: NetworkView = .unmonitored, at seconds: Doub
                     if !view.record.state.isTerminal { #expect(changes[id]?.state ?? view.record.state == .suspended) }
                 }
                 if !running.contains(id) {
-                    let reason = changes[id]?.reason ?? view.record.reason
+                    let reason = changes[id]?.reason ?? view.record.statusReason(now: 1_000)
                     #expect(!reason.isEmpty, "job \(id) in \(view.record.state) has no reason")
                 }
             }

@@ -46,11 +46,19 @@ import Testing
             record.completedAt = 50
             record.offset = 1 << 40
             record.totalBytes = 1 << 41
-            record.etag = "\"abc\""
-            record.lastModified = "Wed, 25 Nov 2026 10:00:00 GMT"
-            record.contentSHA256 = String(repeating: "b", count: 64)
+            record.hasValidators = true
             var update = JobStore.Batch()
             update.records = [record]
+            update.validators = [
+                (
+                    ids[0],
+                    MirrorValidators(
+                        etag: "\"abc\"",
+                        lastModified: "Wed, 25 Nov 2026 10:00:00 GMT",
+                        contentSHA256: String(repeating: "b", count: 64)
+                    )
+                )
+            ]
             update.history = [(ids[0], JobHistoryEntry(at: 120, state: "transient-error", detail: "reset", bytes: 7))]
             try await store.apply(update)
         }
@@ -64,8 +72,10 @@ import Testing
         #expect(record.userSuspended && record.attempts == 3 && record.firstFailureAt == 100 && record.dueAt == 340)
         #expect(record.lastStartedAt == 90 && record.completedAt == 50)
         #expect(record.offset == 1 << 40 && record.totalBytes == 1 << 41)
-        #expect(record.etag == "\"abc\"" && record.lastModified?.hasPrefix("Wed") == true)
-        #expect(record.contentSHA256 == String(repeating: "b", count: 64))
+        #expect(record.hasValidators && !jobs[1].record.hasValidators)
+        let validators = try reopened.validators(of: ids[0])
+        #expect(validators.etag == "\"abc\"" && validators.lastModified?.hasPrefix("Wed") == true)
+        #expect(validators.contentSHA256 == String(repeating: "b", count: 64))
         #expect(try await reopened.history(of: ids[0]).map(\.detail) == ["reset"])
     }
 

@@ -33,24 +33,17 @@ public enum JobState: String, CaseIterable, Hashable, Sendable, Codable {
 }
 
 /// What a job transfers: a manifest's download entry, or a one-shot `barge get`.
+///
+/// Held compactly (an agent keeps 100,000s): paths and URLs share their directory part with their neighbours,
+/// the policy with every job that has the same one, and the rarely set parts (mirrors, expected hash and size)
+/// live in one optional box.
 public struct JobSpec: Hashable, Sendable {
-    /// The manifest's id, or nil for a one-shot job.
-    public var manifest: String?
-    /// The sources, tried in order.
-    public var urls: [String]
-    /// The local path (the job's key: one job per destination).
-    public var destination: String
-    /// The expected SHA-256, lowercase hex.
-    public var sha256: String?
-    /// The expected size in bytes.
-    public var size: UInt64?
-    /// Priority, network, windows, rates, refresh, retry, owner, mode, headers, credentials.
-    public var policy: TransferPolicy {
-        get { self.policyBox.policy }
-        set { self.policyBox = PolicyBox.interned(newValue) }
-    }
-    /// The policy, shared by every job that has the same one (an agent holds 100,000s of jobs, and the entries of
-    /// a manifest mostly share its defaults).
+    private var manifestName: String?
+    private var firstURL: SharedHeadText?
+    private var destinationText: SharedHeadText
+    private var extras: SpecExtras?
+    /// The policy, shared by every job that has the same one (the entries of a manifest mostly share its
+    /// defaults).
     private var policyBox: PolicyBox
 
     /// Creates a spec.
@@ -62,11 +55,10 @@ public struct JobSpec: Hashable, Sendable {
         size: UInt64? = nil,
         policy: TransferPolicy = TransferPolicy()
     ) {
-        self.manifest = manifest
-        self.urls = urls
-        self.destination = destination
-        self.sha256 = sha256
-        self.size = size
+        self.manifestName = manifest.map(InternedString.of)
+        self.firstURL = urls.first.map(SharedHeadText.init)
+        self.destinationText = SharedHeadText(destination)
+        self.extras = SpecExtras.make(otherURLs: Array(urls.dropFirst()), sha256: sha256, size: size)
         self.policyBox = PolicyBox.interned(policy)
     }
 
@@ -82,8 +74,89 @@ public struct JobSpec: Hashable, Sendable {
         )
     }
 
+    /// The manifest's id, or nil for a one-shot job.
+    public var manifest: String? {
+        get { self.manifestName }
+        set { self.manifestName = newValue.map(InternedString.of) }
+    }
+
+    /// The sources, tried in order.
+    public var urls: [String] {
+        get {
+            guard let first = self.firstURL else { return [] }
+            return [first.text] + (self.extras?.otherURLs ?? [])
+        }
+        set {
+            self.firstURL = newValue.first.map(SharedHeadText.init)
+            self.extras = SpecExtras.make(otherURLs: Array(newValue.dropFirst()), sha256: self.sha256, size: self.size)
+        }
+    }
+
+    /// The first source.
+    public var url: String { self.firstURL?.text ?? "" }
+
+    /// The local path (the job's key: one job per destination).
+    public var destination: String {
+        get { self.destinationText.text }
+        set { self.destinationText = SharedHeadText(newValue) }
+    }
+
+    /// The destination as held (for indexes that must not copy the path).
+    public var destinationKey: SharedHeadText { self.destinationText }
+
+    /// The expected SHA-256, lowercase hex.
+    public var sha256: String? {
+        get { self.extras?.sha256 }
+        set {
+            self.extras = SpecExtras.make(otherURLs: self.extras?.otherURLs ?? [], sha256: newValue, size: self.size)
+        }
+    }
+
+    /// The expected size in bytes.
+    public var size: UInt64? {
+        get { self.extras?.size }
+        set {
+            self.extras = SpecExtras.make(otherURLs: self.extras?.otherURLs ?? [], sha256: self.sha256, size: newValue)
+        }
+    }
+
+    /// Priority, network, windows, rates, refresh, retry, owner, mode, headers, credentials.
+    public var policy: TransferPolicy {
+        get { self.policyBox.policy }
+        set { self.policyBox = PolicyBox.interned(newValue) }
+    }
+
     /// A one-shot job completes; a mirrored one is refreshed.
-    public var isOneShot: Bool { self.manifest == nil }
+    public var isOneShot: Bool { self.manifestName == nil }
+}
+
+/// The parts of a spec that most jobs do not have: mirrors after the first URL, an expected hash and size.
+final class SpecExtras: Sendable, Hashable {
+    let otherURLs: [String]
+    let sha256: String?
+    let size: UInt64?
+
+    private init(otherURLs: [String], sha256: String?, size: UInt64?) {
+        self.otherURLs = otherURLs
+        self.sha256 = sha256
+        self.size = size
+    }
+
+    /// A box for these parts, or nil when there are none.
+    static func make(otherURLs: [String], sha256: String?, size: UInt64?) -> SpecExtras? {
+        otherURLs.isEmpty && sha256 == nil && size == nil
+            ? nil : SpecExtras(otherURLs: otherURLs, sha256: sha256, size: size)
+    }
+
+    static func == (lhs: SpecExtras, rhs: SpecExtras) -> Bool {
+        lhs.otherURLs == rhs.otherURLs && lhs.sha256 == rhs.sha256 && lhs.size == rhs.size
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(self.otherURLs)
+        hasher.combine(self.sha256)
+        hasher.combine(self.size)
+    }
 }
 
 /// An immutable policy shared by the jobs that have it.
@@ -109,35 +182,30 @@ final class PolicyBox: Sendable, Hashable {
     func hash(into hasher: inout Hasher) { hasher.combine(self.policy) }
 }
 
-/// A job's persistent state: what the store keeps and the reconciler reads.
+/// A job's persistent state: what the store keeps and the reconciler reads. Compact (optional times and sizes
+/// are held with sentinels); the mirrored content's validators stay in the store (``MirrorValidators``) and are
+/// read when a refresh starts.
 public struct JobRecord: Hashable, Sendable {
     /// The store's id, shown to people (`barge status`, `barge suspend 12`).
     public var id: Int64
-    /// Where it is in its life.
-    public var state: JobState
-    /// Why, in words a person understands ("waiting for window 22:00-06:00").
-    public var reason: String
-    /// Suspended by a person; stays so until resumed.
-    public var userSuspended: Bool
-    /// Failed attempts since the last success.
-    public var attempts: Int
-    /// When the current run of failures began (epoch seconds).
-    public var firstFailureAt: Double?
-    /// When the job is next due: its retry time (transient error) or its refresh time (up to date); nil: now.
-    public var dueAt: Double?
-    /// When a transfer of it last started (round robin within a priority level).
-    public var lastStartedAt: Double?
-    /// When it last completed.
-    public var completedAt: Double?
     /// Bytes known to be on disk in the partial (stored only after an fsync).
     public var offset: UInt64
-    /// The size, when known.
-    public var totalBytes: UInt64?
-    /// The mirrored content's validators, for conditional refreshes.
-    public var etag: String?
-    public var lastModified: String?
-    /// The mirrored content's SHA-256.
-    public var contentSHA256: String?
+    private var totalOrMax: UInt64 = .max
+    private var firstFailure: Double = -.infinity
+    private var due: Double = -.infinity
+    private var lastStarted: Double = -.infinity
+    private var completed: Double = -.infinity
+    /// Why, in words a person understands ("waiting for window 22:00-06:00"). Empty for an up-to-date job: its
+    /// status says when it is next checked, from its due time.
+    public var reason: String
+    private var failures: Int32 = 0
+    /// Where it is in its life.
+    public var state: JobState
+    /// Suspended by a person; stays so until resumed.
+    public var userSuspended: Bool
+    /// A verified copy was mirrored and its validators (``MirrorValidators``) are in the store, so a refresh can
+    /// be a conditional request.
+    public var hasValidators: Bool = false
 
     /// A new job: queued, never run.
     public init(id: Int64) {
@@ -145,8 +213,73 @@ public struct JobRecord: Hashable, Sendable {
         self.state = .queued
         self.reason = "new"
         self.userSuspended = false
-        self.attempts = 0
         self.offset = 0
+    }
+
+    /// Failed attempts since the last success.
+    public var attempts: Int {
+        get { Int(self.failures) }
+        set { self.failures = Int32(clamping: newValue) }
+    }
+
+    /// The size, when known.
+    public var totalBytes: UInt64? {
+        get { self.totalOrMax == .max ? nil : self.totalOrMax }
+        set { self.totalOrMax = newValue ?? .max }
+    }
+
+    /// When the current run of failures began (epoch seconds).
+    public var firstFailureAt: Double? {
+        get { Self.time(self.firstFailure) }
+        set { self.firstFailure = newValue ?? -.infinity }
+    }
+
+    /// When the job is next due: its retry time (transient error) or its refresh time (up to date); nil: now.
+    public var dueAt: Double? {
+        get { Self.time(self.due) }
+        set { self.due = newValue ?? -.infinity }
+    }
+
+    /// When a transfer of it last started (round robin within a priority level).
+    public var lastStartedAt: Double? {
+        get { Self.time(self.lastStarted) }
+        set { self.lastStarted = newValue ?? -.infinity }
+    }
+
+    /// When it last completed.
+    public var completedAt: Double? {
+        get { Self.time(self.completed) }
+        set { self.completed = newValue ?? -.infinity }
+    }
+
+    private static func time(_ value: Double) -> Double? { value == -.infinity ? nil : value }
+
+    /// The reason to show at `now`: the stored one, or for an up-to-date job (which stores none) what it holds
+    /// and when it is next checked ("mirrored 1MiB; next check in 23h 59m").
+    public func statusReason(now: Double) -> String {
+        guard self.reason.isEmpty, self.state == .upToDate else { return self.reason }
+        let held = self.totalBytes.map { "mirrored \(ByteCount($0).humanReadable)" } ?? "mirrored"
+        guard let due = self.dueAt else { return "\(held); never re-checked" }
+        guard due > now else { return "\(held); check due now" }
+        return "\(held); next check in \(TimeSpan(seconds: Int64((due - now).rounded(.up))))"
+    }
+}
+
+/// What identifies a mirrored copy at its origin and locally: the validators of a conditional refresh and the
+/// content's SHA-256. Kept in the store, read when a refresh starts.
+public struct MirrorValidators: Hashable, Sendable {
+    /// The origin's entity tag.
+    public var etag: String?
+    /// The origin's Last-Modified.
+    public var lastModified: String?
+    /// The mirrored content's SHA-256, lowercase hex.
+    public var contentSHA256: String?
+
+    /// Creates validators.
+    public init(etag: String? = nil, lastModified: String? = nil, contentSHA256: String? = nil) {
+        self.etag = etag
+        self.lastModified = lastModified
+        self.contentSHA256 = contentSHA256
     }
 }
 

@@ -28,4 +28,9 @@ pid_t CBargeLinux_spawn_as(const char *path, char *const argv[], char *const env
 // malloc_trim (<malloc.h>, not in the Glibc module): returns freed heap memory in every arena to the system.
 int CBargeLinux_malloc_trim(void);
 
+// Fixed malloc thresholds for a long-running process (mallopt): blocks of 256 KiB and more are mapped on their
+// own, and free memory above 1 MiB at the top of any heap is given back. Fixed values turn off glibc's dynamic
+// thresholds, which grow after a large block is freed until a heap's freed top is never returned.
+void CBargeLinux_tune_malloc(void);
+
 #endif
