@@ -1,4 +1,5 @@
 import BargeCore
+import CBargeLinux
 import Foundation
 import Glibc
 import NIOCore
@@ -69,6 +70,8 @@ struct ControlServer: Sendable {
                     )
                     try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: data))))
                     try await outbound.write(.end(nil))
+                    // A full status of 100,000s of jobs left tens of MiB freed in this thread's heap: return them.
+                    if data.count > 1 << 20 { _ = CBargeLinux_malloc_trim() }
                 }
             }
         }

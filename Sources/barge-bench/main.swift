@@ -135,6 +135,7 @@ func downloadList(_ path: String, parallel: Int) async throws {
     }
     var failures: [String] = []
     var remaining = urls.count
+    if remaining == 0 { reporter.finish() }
     reading: for await batch in reports {
         for report in batch {
             guard case .finished(let outcome) = report.event else { continue }
