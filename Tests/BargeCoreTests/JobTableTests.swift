@@ -74,6 +74,10 @@ import Testing
         record.totalBytes = 1 << 20
         record.dueAt = 1_000 + 3_600
         #expect(record.statusReason(now: 1_000) == "mirrored 1 MiB; next check in 1h")
+        record.dueAt = 1_000 + 7_261
+        #expect(record.statusReason(now: 1_000) == "mirrored 1 MiB; next check in 2h2m")
+        record.dueAt = 1_000 + 61
+        #expect(record.statusReason(now: 1_000) == "mirrored 1 MiB; next check in 1m1s")
         record.dueAt = nil
         #expect(record.statusReason(now: 1_000) == "mirrored 1 MiB; never re-checked")
         record.state = .error

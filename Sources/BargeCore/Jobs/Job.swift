@@ -261,7 +261,10 @@ public struct JobRecord: Hashable, Sendable {
         let held = self.totalBytes.map { "mirrored \(ByteCount($0).humanReadable)" } ?? "mirrored"
         guard let due = self.dueAt else { return "\(held); never re-checked" }
         guard due > now else { return "\(held); check due now" }
-        return "\(held); next check in \(TimeSpan(seconds: Int64((due - now).rounded(.up))))"
+        // Seconds matter only in the last hour.
+        let seconds = Int64((due - now).rounded(.up))
+        let shown = seconds >= 3600 ? (seconds + 59) / 60 * 60 : seconds
+        return "\(held); next check in \(TimeSpan(seconds: shown))"
     }
 }
 
