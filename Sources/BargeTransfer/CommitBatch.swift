@@ -71,7 +71,7 @@ struct CommitBatch: Sendable {
     private static func verify(_ file: FileToCommit) -> Result<CompletedTransfer, TransferFailure> {
         let partial = file.partial
         do throws(BargeSystemError) {
-            try partial.flush()
+            try partial.flush(forCommit: true)
             try partial.drain()
         } catch {
             return .failure(TransferFailure(error.isTransient ? .transient : .permanent, "cannot write: \(error)"))

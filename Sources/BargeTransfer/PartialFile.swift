@@ -8,6 +8,10 @@ import Synchronization
 /// The hidden file a download is written into (`.NAME.barge-partial`, beside the destination) until it is
 /// verified and renamed into place.
 ///
+/// A new partial starts without a name (O_TMPFILE) and gets its name only when its first bytes go to disk before
+/// the commit (a checkpoint, a stop that keeps it, a file that outgrows its first buffer): a small file that
+/// arrives whole is linked straight to its destination at the commit, with no partial name made and renamed.
+///
 /// Writes are buffered and handed off a MiB at a time to a shared disk queue, which hashes and writes them while
 /// the engine thread receives the next bytes: hashing and the kernel's copy into the page cache then run on the
 /// other core instead of stalling the network. The partial also carries the response's validator in an extended
@@ -24,6 +28,11 @@ final class PartialFile: @unchecked Sendable {
     let descriptor: Int32
     /// Its size when it was opened: what an earlier run left (0 for a new partial).
     let sizeWhenOpened: UInt64
+    /// Not linked into its directory yet (see the type's note).
+    private(set) var isUnnamed = false
+    /// Whether new partials start unnamed: where /proc/self/fd is there to name them by, and until naming one
+    /// failed for another reason than a taken name.
+    static let startUnnamed = Atomic<Bool>(access("/proc/self/fd", X_OK) == 0)
     /// Content bytes so far, buffered ones included.
     private(set) var length: UInt64 = 0
     private var hasher = SHA256()
@@ -55,7 +64,14 @@ final class PartialFile: @unchecked Sendable {
         let directoryPath = PathRules.directory(of: destination)
         self.name = PathRules.fileName(of: destination)
         self.directory = try directories.open(directoryPath)
-        (self.descriptor, self.sizeWhenOpened) = try self.directory.openFile(Self.partialName(for: self.name))
+        let partialName = Self.partialName(for: self.name)
+        if Self.startUnnamed.load(ordering: .relaxed),
+            let unnamed = self.directory.openUnnamedFile(unlessExists: partialName)
+        {
+            (self.descriptor, self.sizeWhenOpened, self.isUnnamed) = (unnamed, 0, true)
+        } else {
+            (self.descriptor, self.sizeWhenOpened) = try self.directory.openFile(partialName)
+        }
         self.buffer = FirstBufferPool.shared.take()
     }
 
@@ -134,9 +150,12 @@ final class PartialFile: @unchecked Sendable {
     /// Hands the buffered bytes to the disk queue (hashed, then written there) and starts a fresh buffer; or,
     /// for a small file whose bytes all fit the first buffer, hashes and writes them here, which is cheaper than a
     /// hop to another thread.
-    func flush() throws(BargeSystemError) {
+    /// Bytes written before the commit name the partial first, so a later run can resume it; `forCommit` writes
+    /// an unnamed one's last bytes without naming it.
+    func flush(forCommit: Bool = false) throws(BargeSystemError) {
         if let error = self.diskError { throw error }
         guard self.buffered > 0 else { return }
+        if !forCommit { try self.giveName(self.partialName) }
         if self.handedOff == 0, self.buffered < self.buffer.count {
             self.inFlight.wait()
             let chunk = UnsafeRawBufferPointer(rebasing: self.buffer[0..<self.buffered])
@@ -264,7 +283,9 @@ final class PartialFile: @unchecked Sendable {
     ///
     /// A crash at any instant leaves either the old destination or the new one, never a mix.
     func commit(mode: UInt32, owner: (uid: UInt32, gid: UInt32)?) throws(BargeSystemError) {
-        try self.sync()
+        try self.flush(forCommit: true)
+        try self.drain()
+        try systemCall("fsync", self.destinationPath) { fsync(self.descriptor) }
         try self.rename(mode: mode, owner: owner)
         try self.directory.sync()
     }
@@ -278,7 +299,7 @@ final class PartialFile: @unchecked Sendable {
         var errors = [BargeSystemError?](repeating: nil, count: batch.count)
         for (index, item) in batch.enumerated() {
             do throws(BargeSystemError) {
-                try item.0.flush()
+                try item.0.flush(forCommit: true)
                 try item.0.drain()
             } catch {
                 errors[index] = error
@@ -311,7 +332,32 @@ final class PartialFile: @unchecked Sendable {
         if let owner {
             try systemCall("chown", self.destinationPath) { fchown(self.descriptor, owner.uid, owner.gid) }
         }
+        if self.isUnnamed {
+            // No destination yet: the link is the whole commit. One there: name the partial, then rename over it.
+            do throws(BargeSystemError) {
+                try self.giveName(self.name)
+                return
+            } catch  where error.errno == EEXIST {
+                try self.giveName(self.partialName)
+            }
+        }
         try self.directory.rename(self.partialName, to: self.name)
+    }
+
+    /// Links an unnamed partial as `name`; a partial name already taken (a file left there since the open) is
+    /// replaced. A failure for any other reason stops new partials from starting unnamed.
+    private func giveName(_ name: String) throws(BargeSystemError) {
+        guard self.isUnnamed else { return }
+        var error = self.directory.link(self.descriptor, as: name)
+        if error == EEXIST, name == self.partialName {
+            try self.directory.remove(name)
+            error = self.directory.link(self.descriptor, as: name)
+        }
+        guard error == 0 else {
+            if error != EEXIST { Self.startUnnamed.store(false, ordering: .relaxed) }
+            throw BargeSystemError(errno: error, function: "link", subject: self.directory.path + "/" + name)
+        }
+        self.isUnnamed = false
     }
 
     /// Removed from its directory by ``discard()``: a further attempt needs a new partial.
@@ -321,7 +367,7 @@ final class PartialFile: @unchecked Sendable {
     func discard() {
         self.inFlight.wait()
         self.isDiscarded = true
-        try? self.directory.remove(self.partialName)
+        if !self.isUnnamed { try? self.directory.remove(self.partialName) }
         self.length = 0
         self.handedOff = 0
         self.buffered = 0

@@ -1,4 +1,5 @@
 import BargeCore
+import CBargeLinux
 import Glibc
 
 /// An open directory reached from `/` one component at a time without following symbolic links, so a link
@@ -82,6 +83,22 @@ final class SafeDirectory: Sendable {
             Glibc.openat(self.descriptor, name, flags | O_EXCL, mode)
         }
         return (fresh, 0)
+    }
+
+    /// A new file without a name in this directory (O_TMPFILE), when nothing is called `name` (an earlier
+    /// partial to resume, or a link to remove first); nil when something is, or when the file system makes no
+    /// unnamed files.
+    func openUnnamedFile(unlessExists name: String, mode: mode_t = 0o600) -> Int32? {
+        var info = stat()
+        guard fstatat(self.descriptor, name, &info, AT_SYMLINK_NOFOLLOW) == -1, errno == ENOENT else { return nil }
+        let descriptor = CBargeLinux_open_unnamed(self.descriptor, UInt32(mode))
+        return descriptor >= 0 ? descriptor : nil
+    }
+
+    /// Gives an unnamed file (``openUnnamedFile(unlessExists:mode:)``) the name `name`; never replaces what is
+    /// there. Returns 0 or the errno (EEXIST: the name is taken).
+    func link(_ descriptor: Int32, as name: String) -> Int32 {
+        CBargeLinux_link_open_file(descriptor, self.descriptor, name) == 0 ? 0 : errno
     }
 
     /// Removes `name` if it exists.

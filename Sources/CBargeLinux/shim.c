@@ -5,6 +5,8 @@
 #include <grp.h>
 #include <signal.h>
 #include <malloc.h>
+#include <stdio.h>
+#include <errno.h>
 #include "CBargeLinux.h"
 
 ssize_t CBargeLinux_fgetxattr(int fd, const char *name, void *value, size_t size) {
@@ -60,4 +62,17 @@ int CBargeLinux_malloc_trim(void) { return malloc_trim(0); }
 void CBargeLinux_tune_malloc(void) {
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+}
+
+int CBargeLinux_open_unnamed(int dirfd, unsigned int mode) {
+    return openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)mode);
+}
+
+int CBargeLinux_link_open_file(int fd, int dirfd, const char *name) {
+    if (linkat(fd, "", dirfd, name, AT_EMPTY_PATH) == 0) return 0;
+    // Without CAP_DAC_READ_SEARCH, AT_EMPTY_PATH fails with ENOENT: go through the process's fd directory.
+    if (errno != ENOENT && errno != EPERM && errno != EINVAL) return -1;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    return linkat(AT_FDCWD, path, dirfd, name, AT_SYMLINK_FOLLOW);
 }

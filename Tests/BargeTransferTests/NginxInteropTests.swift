@@ -235,6 +235,56 @@ struct NginxInteropTests {
         }
     }
 
+    /// A file that arrives whole within its first buffer never gets a partial name: it is written unnamed and
+    /// linked to its destination at the commit (or, when something is there, named and renamed over it).
+    @Test func aSmallFileIsLinkedStraightIntoPlace() async throws {
+        let first = TestContent.bytes(count: 20_000, seed: 30)
+        let second = TestContent.bytes(count: 30_000, seed: 31)
+        let url1 = try self.nginx.serve("s1.bin", bytes: first)
+        let url2 = try self.nginx.serve("s2.bin", bytes: second)
+        let directory = self.scratch.path + "/small"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let watch = inotify_init1(Int32(IN_NONBLOCK))
+        defer { close(watch) }
+        #expect(inotify_add_watch(watch, directory, UInt32(IN_CREATE | IN_MOVED_TO)) >= 0)
+        var request = TransferRequest(sources: [url1], destination: directory + "/s.bin")
+        request.mode = 0o640
+        #expect(await fetch(request).outcome.completed != nil)
+        #expect(Self.createdNames(watch) == ["s.bin"])
+        var info = stat()
+        stat(directory + "/s.bin", &info)
+        #expect(info.st_mode & 0o777 == 0o640)
+        // Over an existing file: named, then renamed over it.
+        request.sources = [url2]
+        #expect(await fetch(request).outcome.completed != nil)
+        #expect(self.scratch.read("small/s.bin") == second)
+        #expect(Self.createdNames(watch) == [".s.bin.barge-partial", "s.bin"])
+        // Over a link: the link is replaced, its target untouched.
+        let victim = try self.scratch.write("victim2", "precious")
+        #expect(unlink(directory + "/s.bin") == 0 && symlink(victim, directory + "/s.bin") == 0)
+        _ = Self.createdNames(watch)
+        #expect(await fetch(request).outcome.completed != nil)
+        #expect(self.scratch.read("victim2") == Array("precious".utf8))
+        lstat(directory + "/s.bin", &info)
+        #expect(info.st_mode & S_IFMT == S_IFREG)
+        #expect(listing(directory) == ["s.bin"])
+    }
+
+    /// The names created in a watched directory since the last call, in order.
+    static func createdNames(_ watch: Int32) -> [String] {
+        var names: [String] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        let count = buffer.withUnsafeMutableBytes { read(watch, $0.baseAddress, $0.count) }
+        var offset = 0
+        while count > 0, offset < count {
+            let length = Int(buffer[offset + 12]) | Int(buffer[offset + 13]) << 8 | Int(buffer[offset + 14]) << 16
+            let nameBytes = buffer[(offset + 16)..<(offset + 16 + length)].prefix { $0 != 0 }
+            names.append(String(decoding: nameBytes, as: UTF8.self))
+            offset += 16 + length
+        }
+        return names
+    }
+
     @Test func neverWritesThroughPlantedSymbolicLinks() async throws {
         let content = TestContent.bytes(count: 100_000, seed: 19)
         let url = try self.nginx.serve("l.bin", bytes: content)

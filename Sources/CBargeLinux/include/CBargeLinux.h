@@ -33,4 +33,12 @@ int CBargeLinux_malloc_trim(void);
 // thresholds, which grow after a large block is freed until a heap's freed top is never returned.
 void CBargeLinux_tune_malloc(void);
 
+// A new regular file without a name in the directory `dirfd` (O_TMPFILE, read-write, close-on-exec); -1 with errno
+// where the file system cannot make one.
+int CBargeLinux_open_unnamed(int dirfd, unsigned int mode);
+
+// Gives the open file `fd` (made by CBargeLinux_open_unnamed) the name `name` in `dirfd`, never replacing what is
+// there: linkat with AT_EMPTY_PATH, else through /proc/self/fd. 0, or -1 with errno (EEXIST: the name is taken).
+int CBargeLinux_link_open_file(int fd, int dirfd, const char *name);
+
 #endif
