@@ -87,13 +87,41 @@ public final class FTPServer: @unchecked Sendable {
     /// The port it listens on.
     public let port: Int
     private let process: Process
+    /// With TLS: the server's self-signed certificate (for 127.0.0.1), to trust with a CA file.
+    public let certificateFile: String?
 
-    /// Starts vsftpd.
-    public init() throws {
+    /// Starts vsftpd; with `tls`, implicit FTPS (`ftps://`: TLS from the first byte, control and data).
+    public init(tls: Bool = false) throws {
         self.directory = try ScratchDirectory()
         let path = self.directory.path
         chmod(path, 0o755)
         self.port = try freeLoopbackPort()
+        var tlsSettings = ""
+        if tls {
+            let certificate = path + "/cert.pem"
+            let key = path + "/key.pem"
+            try NginxServer.run(
+                "/usr/bin/openssl",
+                [
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                ]
+            )
+            self.certificateFile = certificate
+            tlsSettings = """
+                ssl_enable=YES
+                implicit_ssl=YES
+                allow_anon_ssl=YES
+                force_anon_logins_ssl=YES
+                force_anon_data_ssl=YES
+                require_ssl_reuse=NO
+                rsa_cert_file=\(certificate)
+                rsa_private_key_file=\(key)
+
+                """
+        } else {
+            self.certificateFile = nil
+        }
         try FileManager.default.createDirectory(atPath: "\(path)/root", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: "\(path)/empty", withIntermediateDirectories: true)
         chmod("\(path)/root", 0o755)
@@ -117,6 +145,7 @@ public final class FTPServer: @unchecked Sendable {
         xferlog_enable=YES
         vsftpd_log_file=\(path)/vsftpd.log
         run_as_launching_user=YES
+        \(tlsSettings)
         """.write(toFile: "\(path)/vsftpd.conf", atomically: true, encoding: .utf8)
         self.process = Process()
         self.process.executableURL = URL(fileURLWithPath: "/usr/sbin/vsftpd")
@@ -131,7 +160,7 @@ public final class FTPServer: @unchecked Sendable {
     public func serve(_ name: String, bytes: [UInt8]) throws -> String {
         let file = try self.directory.write("root/\(name)", bytes: bytes)
         chmod(file, 0o644)
-        return "ftp://127.0.0.1:\(self.port)/\(name)"
+        return "\(self.certificateFile == nil ? "ftp" : "ftps")://127.0.0.1:\(self.port)/\(name)"
     }
 
     /// The bytes sent by each download of `name` so far (`OK DOWNLOAD` and `FAIL DOWNLOAD` lines), waiting up to

@@ -86,6 +86,31 @@ struct FileProtocolTests {
     }
 
     @Test(.enabled(if: FTPServer.isAvailable, "vsftpd is not installed"))
+    func ftpsVerifiesTheServerAndResumes() async throws {
+        let server = try FTPServer(tls: true)
+        let content = TestContent.bytes(count: 3_000_000, seed: 94)
+        let url = try server.serve("secure.bin", bytes: content)
+        #expect(url.hasPrefix("ftps://"))
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/secure.bin")
+        request.allowedSchemes = ["ftps"]
+        request.sha256 = sha256Hex(content)
+        // Its certificate is not trusted without the CA file: refused for good, nothing written.
+        let refused = try #require(await fetch(request).outcome.failure)
+        #expect(refused.kind == .permanent, "\(refused)")
+        #expect(refused.reason.hasPrefix("TLS verification of 127.0.0.1:\(server.port) failed"), "\(refused)")
+        #expect(self.scratch.read("secure.bin") == nil)
+        request.tls.caFile = server.certificateFile
+        let kept = await self.leavePartial(request, after: 500_000)
+        #expect(kept > 500_000 && kept < content.count)
+        let (outcome, _) = await fetch(request)
+        let done = try #require(outcome.completed, "\(outcome)")
+        #expect(self.scratch.read("secure.bin") == content)
+        #expect(done.transferred == UInt64(content.count - kept))
+        let sent = server.downloads(of: "secure.bin", count: 2)
+        #expect(sent.last == content.count - kept, "\(sent)")
+    }
+
+    @Test(.enabled(if: FTPServer.isAvailable, "vsftpd is not installed"))
     func aSchemeOutsideTheAllowedOnesIsRefused() async throws {
         let server = try FTPServer()
         let url = try server.serve("y.bin", bytes: TestContent.bytes(count: 1000, seed: 93))
