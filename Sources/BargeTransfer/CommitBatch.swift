@@ -71,8 +71,7 @@ struct CommitBatch: Sendable {
     private static func verify(_ file: FileToCommit) -> Result<CompletedTransfer, TransferFailure> {
         let partial = file.partial
         do throws(BargeSystemError) {
-            try partial.flush(forCommit: true)
-            try partial.drain()
+            try partial.finishWriting()
         } catch {
             return .failure(TransferFailure(error.isTransient ? .transient : .permanent, "cannot write: \(error)"))
         }

@@ -8,9 +8,10 @@ import Synchronization
 /// The hidden file a download is written into (`.NAME.barge-partial`, beside the destination) until it is
 /// verified and renamed into place.
 ///
-/// A new partial starts without a name (O_TMPFILE) and gets its name only when its first bytes go to disk before
-/// the commit (a checkpoint, a stop that keeps it, a file that outgrows its first buffer): a small file that
-/// arrives whole is linked straight to its destination at the commit, with no partial name made and renamed.
+/// A new partial is not even created until its first bytes go to disk: then it is made without a name
+/// (O_TMPFILE), and named when those bytes go to disk before the commit (a checkpoint, a stop that keeps it, a
+/// file that outgrows its first buffer). A small file that arrives whole is created, written and linked straight
+/// to its destination by the commit queue, off the engine thread, with no partial name made and renamed.
 ///
 /// Writes are buffered and handed off a MiB at a time to a shared disk queue, which hashes and writes them while
 /// the engine thread receives the next bytes: hashing and the kernel's copy into the page cache then run on the
@@ -24,8 +25,8 @@ final class PartialFile: @unchecked Sendable {
     let directory: SafeDirectory
     /// The destination's file name.
     let name: String
-    /// The open partial.
-    let descriptor: Int32
+    /// The open partial; -1 while a new one is not created yet.
+    private(set) var descriptor: Int32
     /// Its size when it was opened: what an earlier run left (0 for a new partial).
     let sizeWhenOpened: UInt64
     /// Not linked into its directory yet (see the type's note).
@@ -65,10 +66,8 @@ final class PartialFile: @unchecked Sendable {
         self.name = PathRules.fileName(of: destination)
         self.directory = try directories.open(directoryPath)
         let partialName = Self.partialName(for: self.name)
-        if Self.startUnnamed.load(ordering: .relaxed),
-            let unnamed = self.directory.openUnnamedFile(unlessExists: partialName)
-        {
-            (self.descriptor, self.sizeWhenOpened, self.isUnnamed) = (unnamed, 0, true)
+        if Self.startUnnamed.load(ordering: .relaxed), self.directory.isFree(partialName) {
+            (self.descriptor, self.sizeWhenOpened, self.isUnnamed) = (-1, 0, true)
         } else {
             (self.descriptor, self.sizeWhenOpened) = try self.directory.openFile(partialName)
         }
@@ -77,7 +76,7 @@ final class PartialFile: @unchecked Sendable {
 
     deinit {
         self.inFlight.wait()
-        close(self.descriptor)
+        if self.descriptor >= 0 { close(self.descriptor) }
         if self.buffer.count == Self.firstBufferSize {
             FirstBufferPool.shared.give(self.buffer)
         } else {
@@ -87,6 +86,7 @@ final class PartialFile: @unchecked Sendable {
 
     /// The bytes already on disk.
     func sizeOnDisk() throws(BargeSystemError) -> UInt64 {
+        guard self.descriptor >= 0 else { return 0 }
         var info = stat()
         try systemCall("stat", self.partialName) { fstat(self.descriptor, &info) }
         return UInt64(info.st_size)
@@ -124,7 +124,9 @@ final class PartialFile: @unchecked Sendable {
         self.inFlight.wait()
         self.diskError = nil
         self.buffered = 0
-        try systemCall("truncate", self.partialName) { ftruncate(self.descriptor, 0) }
+        if self.descriptor >= 0 {
+            try systemCall("truncate", self.partialName) { ftruncate(self.descriptor, 0) }
+        }
         self.length = 0
         self.handedOff = 0
         self.hasher = SHA256()
@@ -155,6 +157,7 @@ final class PartialFile: @unchecked Sendable {
     func flush(forCommit: Bool = false) throws(BargeSystemError) {
         if let error = self.diskError { throw error }
         guard self.buffered > 0 else { return }
+        try self.create()
         if !forCommit { try self.giveName(self.partialName) }
         if self.handedOff == 0, self.buffered < self.buffer.count {
             self.inFlight.wait()
@@ -219,10 +222,34 @@ final class PartialFile: @unchecked Sendable {
 
     /// Flushes and `fsync`s, so the bytes counted in ``length`` are on disk.
     func sync() throws(BargeSystemError) {
-        self.writePendingValidator()
         try self.flush()
+        self.writePendingValidator()
         try self.drain()
+        guard self.descriptor >= 0 else { return }  // nothing was ever written
         try systemCall("fsync", self.destinationPath) { fsync(self.descriptor) }
+    }
+
+    /// Creates a new partial when its first bytes are about to be written: unnamed where the file system allows,
+    /// else under its partial name.
+    private func create() throws(BargeSystemError) {
+        guard self.descriptor < 0 else { return }
+        if let unnamed = self.directory.openUnnamedFile() {
+            self.descriptor = unnamed
+            return
+        }
+        let (descriptor, size) = try self.directory.openFile(self.partialName)
+        self.descriptor = descriptor
+        self.isUnnamed = false
+        if size > 0 {  // made by someone else meanwhile: start it over
+            try systemCall("truncate", self.partialName) { ftruncate(descriptor, 0) }
+        }
+    }
+
+    /// Writes out what is buffered and creates the file even when it is empty: what a commit needs.
+    func finishWriting() throws(BargeSystemError) {
+        try self.flush(forCommit: true)
+        try self.create()
+        try self.drain()
     }
 
     /// The SHA-256 of the content so far, lowercase hex; call after ``drain()``.
@@ -248,13 +275,14 @@ final class PartialFile: @unchecked Sendable {
 
     /// Writes out everything received, with its validator, so a later run can resume from it (no `fsync`).
     func keepForResume() throws(BargeSystemError) {
-        self.writePendingValidator()
         try self.flush()
+        self.writePendingValidator()
         try self.drain()
     }
 
+    /// Records the pending validator once the file exists (until then it stays pending).
     private func writePendingValidator() {
-        guard let pending = self.pendingValidator else { return }
+        guard let pending = self.pendingValidator, self.descriptor >= 0 else { return }
         self.pendingValidator = nil
         self.validator = pending
     }
@@ -263,12 +291,14 @@ final class PartialFile: @unchecked Sendable {
     /// extended attribute; nil when unknown or when the file system keeps no extended attributes.
     var validator: String? {
         get {
+            guard self.descriptor >= 0 else { return nil }
             var storage = [UInt8](repeating: 0, count: 1024)
             let count = CBargeLinux_fgetxattr(self.descriptor, Self.validatorAttribute, &storage, storage.count)
             guard count > 0 else { return nil }
             return String(decoding: storage[0..<count], as: UTF8.self)
         }
         set {
+            guard self.descriptor >= 0 else { return }
             if let newValue {
                 _ = CBargeLinux_fsetxattr(self.descriptor, Self.validatorAttribute, newValue, newValue.utf8.count)
                 self.validatorWritten = true
@@ -283,8 +313,7 @@ final class PartialFile: @unchecked Sendable {
     ///
     /// A crash at any instant leaves either the old destination or the new one, never a mix.
     func commit(mode: UInt32, owner: (uid: UInt32, gid: UInt32)?) throws(BargeSystemError) {
-        try self.flush(forCommit: true)
-        try self.drain()
+        try self.finishWriting()
         try systemCall("fsync", self.destinationPath) { fsync(self.descriptor) }
         try self.rename(mode: mode, owner: owner)
         try self.directory.sync()
@@ -299,17 +328,24 @@ final class PartialFile: @unchecked Sendable {
         var errors = [BargeSystemError?](repeating: nil, count: batch.count)
         for (index, item) in batch.enumerated() {
             do throws(BargeSystemError) {
-                try item.0.flush(forCommit: true)
-                try item.0.drain()
+                try item.0.finishWriting()
             } catch {
                 errors[index] = error
             }
         }
-        guard let first = batch.first?.0 else { return errors }
-        if CBargeLinux_syncfs(first.descriptor) != 0 {
-            let error = BargeSystemError(errno: errno, function: "syncfs", subject: first.directory.path)
-            return errors.map { $0 ?? error }
+        // One sync per file system the batch writes to (a directory of each stands for it).
+        var fileSystems: [UInt64: SafeDirectory] = [:]
+        var seen = Set<String>()
+        for item in batch where seen.insert(item.0.directory.path).inserted {
+            if let device = item.0.directory.device { fileSystems[device] = item.0.directory }
         }
+        func syncAll() -> BargeSystemError? {
+            for directory in fileSystems.values where CBargeLinux_syncfs(directory.descriptor) != 0 {
+                return BargeSystemError(errno: errno, function: "syncfs", subject: directory.path)
+            }
+            return nil
+        }
+        if let error = syncAll() { return errors.map { $0 ?? error } }
         for (index, item) in batch.enumerated() where errors[index] == nil {
             do throws(BargeSystemError) {
                 try item.0.rename(mode: item.mode, owner: item.owner)
@@ -317,10 +353,7 @@ final class PartialFile: @unchecked Sendable {
                 errors[index] = error
             }
         }
-        if CBargeLinux_syncfs(first.descriptor) != 0 {
-            let error = BargeSystemError(errno: errno, function: "syncfs", subject: first.directory.path)
-            return errors.map { $0 ?? error }
-        }
+        if let error = syncAll() { return errors.map { $0 ?? error } }
         return errors
     }
 

@@ -85,17 +85,25 @@ final class SafeDirectory: Sendable {
         return (fresh, 0)
     }
 
-    /// A new file without a name in this directory (O_TMPFILE), when nothing is called `name` (an earlier
-    /// partial to resume, or a link to remove first); nil when something is, or when the file system makes no
-    /// unnamed files.
-    func openUnnamedFile(unlessExists name: String, mode: mode_t = 0o600) -> Int32? {
-        var info = stat()
-        guard fstatat(self.descriptor, name, &info, AT_SYMLINK_NOFOLLOW) == -1, errno == ENOENT else { return nil }
+    /// A new file without a name in this directory (O_TMPFILE); nil when the file system makes none.
+    func openUnnamedFile(mode: mode_t = 0o600) -> Int32? {
         let descriptor = CBargeLinux_open_unnamed(self.descriptor, UInt32(mode))
         return descriptor >= 0 ? descriptor : nil
     }
 
-    /// Gives an unnamed file (``openUnnamedFile(unlessExists:mode:)``) the name `name`; never replaces what is
+    /// Whether nothing (no file, no link) is called `name` here.
+    func isFree(_ name: String) -> Bool {
+        var info = stat()
+        return fstatat(self.descriptor, name, &info, AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT
+    }
+
+    /// The file system this directory is on.
+    var device: UInt64? {
+        var info = stat()
+        return fstat(self.descriptor, &info) == 0 ? UInt64(info.st_dev) : nil
+    }
+
+    /// Gives an unnamed file (``openUnnamedFile(mode:)``) the name `name`; never replaces what is
     /// there. Returns 0 or the errno (EEXIST: the name is taken).
     func link(_ descriptor: Int32, as name: String) -> Int32 {
         CBargeLinux_link_open_file(descriptor, self.descriptor, name) == 0 ? 0 : errno

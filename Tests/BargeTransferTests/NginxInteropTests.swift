@@ -235,8 +235,8 @@ struct NginxInteropTests {
         }
     }
 
-    /// A file that arrives whole within its first buffer never gets a partial name: it is written unnamed and
-    /// linked to its destination at the commit (or, when something is there, named and renamed over it).
+    /// A file that arrives whole within its first buffer never gets a partial name: it is created unnamed, written
+    /// and linked to its destination at the commit (or, when something is there, named and renamed over it).
     @Test func aSmallFileIsLinkedStraightIntoPlace() async throws {
         let first = TestContent.bytes(count: 20_000, seed: 30)
         let second = TestContent.bytes(count: 30_000, seed: 31)
@@ -247,6 +247,10 @@ struct NginxInteropTests {
         let watch = inotify_init1(Int32(IN_NONBLOCK))
         defer { close(watch) }
         #expect(inotify_add_watch(watch, directory, UInt32(IN_CREATE | IN_MOVED_TO)) >= 0)
+        // Nothing is created before bytes arrive: a missing file leaves no trace.
+        let missing = TransferRequest(sources: [url1 + ".missing"], destination: directory + "/s.bin")
+        #expect(await fetch(missing).outcome.failure?.kind == .permanent)
+        #expect(Self.createdNames(watch).isEmpty)
         var request = TransferRequest(sources: [url1], destination: directory + "/s.bin")
         request.mode = 0o640
         #expect(await fetch(request).outcome.completed != nil)
