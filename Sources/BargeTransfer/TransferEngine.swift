@@ -141,6 +141,9 @@ final class EngineLoop: @unchecked Sendable {
     private static let prepareQueue = DispatchQueue(label: "barge.prepare", qos: .utility)
     /// A partial up to this size is re-hashed on the engine thread (a hop to the queue would cost more).
     private static let inlineRehashLimit: UInt64 = 4 << 20
+    /// Received files waiting for the commit queue (each holds its buffer): past this many, no new transfer
+    /// starts until commits catch up, which bounds the memory a fast network and a slow disk can pile up.
+    private static let maximumAwaitingCommit = 128
     /// Transfers cancelled with `discardPartial` while their partial was being re-hashed.
     private var discardWhenPrepared: Set<TransferID> = []
     /// The report streams transfers of this engine have used; each delivers its batch once per pass.
@@ -197,8 +200,10 @@ final class EngineLoop: @unchecked Sendable {
 
     /// Moves waiting transfers into the multi handle while there are free slots.
     private func admitWaiting() {
-        // Verified files waiting for their commit hold no connection: they do not count against the limit.
-        while self.transfers.count - self.readyToCommit.count - (self.committing?.count ?? 0) < self.maximumActive,
+        // Files waiting for their commit hold no connection: they do not count against the limit, but against
+        // their own bound.
+        let awaitingCommit = self.readyToCommit.count + (self.committing?.count ?? 0)
+        while self.transfers.count - awaitingCommit < self.maximumActive, awaitingCommit < Self.maximumAwaitingCommit,
             self.waitingStart < self.waiting.count
         {
             let transfer = self.waiting[self.waitingStart]!
