@@ -61,39 +61,80 @@ struct ControlServer: Sendable {
                     body.writeBuffer(&chunk)
                 case .end:
                     guard let head else { return }
-                    let (status, data) = await self.route(head, body: Data(body.readableBytesView))
                     var headers = HTTPHeaders()
                     headers.add(name: "Content-Type", value: "application/json")
+                    if head.method == .GET, Self.path(of: head.uri) == "/v1/status" {
+                        // Streamed (chunked), a page of jobs at a time: 100,000s of jobs never sit in memory as
+                        // one answer.
+                        let query = Self.query(of: head.uri)
+                        let snapshot = await self.supervisor.statusSnapshot(
+                            job: query["job"].flatMap { Int64($0) },
+                            manifest: query["manifest"]
+                        )
+                        try await outbound.write(
+                            .head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))
+                        )
+                        for piece in Self.statusJSON(snapshot) {
+                            try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: piece))))
+                        }
+                        try await outbound.write(.end(nil))
+                        if snapshot.count > Self.statusPage { _ = CBargeLinux_malloc_trim() }
+                        continue
+                    }
+                    let (status, data) = await self.route(head, body: Data(body.readableBytesView))
                     headers.add(name: "Content-Length", value: String(data.count))
                     try await outbound.write(
                         .head(HTTPResponseHead(version: head.version, status: status, headers: headers))
                     )
                     try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: data))))
                     try await outbound.write(.end(nil))
-                    // A full status of 100,000s of jobs left tens of MiB freed in this thread's heap: return them.
-                    if data.count > 1 << 20 { _ = CBargeLinux_malloc_trim() }
                 }
             }
         }
     }
 
+    /// Jobs per page of a streamed status.
+    static let statusPage = 1000
+
+    /// A status as JSON, in pieces: what `JSONEncoder` (sorted keys) makes of the whole ``StatusReport``, made a
+    /// page of jobs at a time.
+    static func statusJSON(_ snapshot: StatusSnapshot) -> AnySequence<Data> {
+        AnySequence {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            var next = -1  // -1: the head; then the first job of the next page; past the end: the tail, then done
+            return AnyIterator { () -> Data? in
+                defer { next = next < 0 ? 0 : (next < snapshot.count ? next + Self.statusPage : Int.max) }
+                if next < 0 {
+                    return Data(#"{"agent":"#.utf8) + ((try? encoder.encode(snapshot.agent)) ?? Data("{}".utf8))
+                        + Data(#","jobs":["#.utf8)
+                }
+                if next < snapshot.count {
+                    let page = snapshot.jobs(next..<min(next + Self.statusPage, snapshot.count))
+                    let jobs = (try? encoder.encode(page)) ?? Data("[]".utf8)
+                    // The page's array without its brackets, after a comma but for the first page.
+                    return (next == 0 ? Data() : Data(",".utf8)) + jobs.dropFirst().dropLast()
+                }
+                guard next != Int.max else { return nil }
+                return Data(#"],"manifests":"#.utf8) + ((try? encoder.encode(snapshot.manifests)) ?? Data("[]".utf8))
+                    + Data("}".utf8)
+            }
+        }
+    }
+
+    static func path(of uri: String) -> String {
+        uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? uri
+    }
+
     /// Routes one request; returns the status and the JSON body.
     func route(_ head: HTTPRequestHead, body: Data) async -> (HTTPResponseStatus, Data) {
-        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        let path = Self.path(of: head.uri)
         let parts = path.split(separator: "/").map(String.init)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         func reply(_ reply: CommandReply) -> (HTTPResponseStatus, Data) {
             let status: HTTPResponseStatus = reply.ok ? .ok : (reply.message == "no such job" ? .notFound : .badRequest)
             return (status, (try? encoder.encode(reply)) ?? Data())
-        }
-        let query = Self.query(of: head.uri)
-        if head.method == .GET, parts == ["v1", "status"] {
-            let report = await self.supervisor.status(
-                job: query["job"].flatMap { Int64($0) },
-                manifest: query["manifest"]
-            )
-            return (.ok, (try? encoder.encode(report)) ?? Data())
         }
         if head.method == .GET, parts == ["v1", "agent"] {
             return (.ok, (try? encoder.encode(await self.supervisor.agentStatus())) ?? Data())

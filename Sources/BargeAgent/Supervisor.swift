@@ -7,7 +7,7 @@ import Foundation
 import Glibc
 
 /// A job's transfer while the engine runs it (kept until its `finished` event, even after a stop was asked).
-struct LiveTransfer {
+struct LiveTransfer: Sendable {
     var transfer: TransferID
     /// A stop was asked; the state the plan gave it stands when the transfer ends.
     var stopping = false
@@ -675,6 +675,12 @@ public actor Supervisor {
 
     /// Everything `barge status` shows; `job` or `manifest` narrows the jobs (and manifests) reported.
     public func status(job: Int64? = nil, manifest: String? = nil) -> StatusReport {
+        self.statusSnapshot(job: job, manifest: manifest).report
+    }
+
+    /// The status at this instant, to be turned into JSON off the actor a page at a time (the job array is
+    /// shared with the table until the table changes).
+    public func statusSnapshot(job: Int64? = nil, manifest: String? = nil) -> StatusSnapshot {
         let now = Date().timeIntervalSince1970
         var perManifest: [String: Int] = [:]
         for job in self.table.views { if let manifest = job.spec.manifest { perManifest[manifest, default: 0] += 1 } }
@@ -699,10 +705,12 @@ public actor Supervisor {
         } else {
             selected = self.table.views
         }
-        return StatusReport(
+        return StatusSnapshot(
             agent: self.agentStatus(now: now),
             manifests: manifests,
-            jobs: selected.map { self.jobStatus($0, now: now) }
+            views: selected,
+            live: self.live,
+            now: now
         )
     }
 
@@ -725,8 +733,8 @@ public actor Supervisor {
         )
     }
 
-    private func jobStatus(_ job: JobView, now: Double) -> JobStatus {
-        let running = job.isRunning ? self.live[job.record.id] : nil
+    fileprivate static func jobStatus(_ job: JobView, live: [Int64: LiveTransfer], now: Double) -> JobStatus {
+        let running = job.isRunning ? live[job.record.id] : nil
         let mirrored =
             job.record.state == .upToDate || job.record.state == .complete
             || (job.record.completedAt != nil && job.record.offset == 0)
@@ -766,5 +774,30 @@ public actor Supervisor {
         let rest = url[start...]
         let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
         return String(authority.split(separator: "@").last ?? authority)
+    }
+}
+
+/// The agent's status at one instant: the header and manifests, and the selected jobs, each turned into a
+/// ``JobStatus`` only when asked for (a full status of 100,000s of jobs is written a page at a time).
+public struct StatusSnapshot: Sendable {
+    /// The agent itself.
+    public let agent: AgentStatus
+    /// The manifests reported.
+    public let manifests: [ManifestStatus]
+    fileprivate let views: [JobView]
+    fileprivate let live: [Int64: LiveTransfer]
+    fileprivate let now: Double
+
+    /// How many jobs.
+    public var count: Int { self.views.count }
+
+    /// The status of the jobs in `range`.
+    public func jobs(_ range: Range<Int>) -> [JobStatus] {
+        self.views[range].map { Supervisor.jobStatus($0, live: self.live, now: self.now) }
+    }
+
+    /// The whole report.
+    public var report: StatusReport {
+        StatusReport(agent: self.agent, manifests: self.manifests, jobs: self.jobs(0..<self.count))
     }
 }

@@ -211,6 +211,27 @@ struct AgentTests {
         #expect(missing.standardError.contains("Is the agent running? Start it with `barge agent --config"))
     }
 
+    /// A status of more jobs than one page is streamed in pages and still one JSON document, every job once.
+    @Test func aLargeStatusComesInPages() async throws {
+        let agent = try AgentUnderTest(extraConfig: "allowed-schemes: [file]")
+        let count = 2_500
+        var manifest = "version: 1\ndownload:\n"
+        for index in 0..<count {
+            manifest += "  - url: file://\(agent.scratch.path)/missing/\(index)\n    dest: \(agent.output)/\(index)\n"
+        }
+        try agent.scratch.write("manifests.d/10-many.yaml", manifest)
+        try await agent.start()
+        let status = try agent.status()
+        #expect(status.jobs.count == count)
+        #expect(Set(status.jobs.map(\.id)).count == count)
+        #expect(status.jobs.map(\.id) == status.jobs.map(\.id).sorted())
+        #expect(status.manifests.map(\.jobs) == [count])
+        let one = try agent.barge(["status", "--json", String(status.jobs[1_234].id)])
+        let single = try JSONDecoder().decode(StatusReport.self, from: Data(one.standardOutput.utf8))
+        #expect(single.jobs.map(\.destination) == [status.jobs[1_234].destination])
+        #expect(agent.stop() == 0)
+    }
+
     @Test func stateSurvivesARestart() async throws {
         let nginx = try NginxServer(rateLimit: "200k")
         let agent = try AgentUnderTest()
