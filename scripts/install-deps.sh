@@ -9,7 +9,7 @@ packages=(
     libyaml-dev             # YAML (Yams embeds libyaml; the headers are on the design card)
     pkg-config
     nginx-light openssl     # the tests' real HTTP(S) origin (started by the tests on 127.0.0.1, free ports)
-    openssh-server vsftpd   # the tests' sftp:// and ftp:// servers (private configs, free ports)
+    openssh-server vsftpd samba   # the tests' sftp://, ftp(s):// and smb:// servers (private configs, free ports)
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -79,6 +79,8 @@ struct ControlServer: Sendable {
                         }
                         try await outbound.write(.end(nil))
                         if snapshot.count > Self.statusPage { _ = CBargeLinux_malloc_trim() }
+                        // Without chunked framing (HTTP/1.0) the end of the body is the end of the connection.
+                        if head.version == .http1_0 || !head.isKeepAlive { return }
                         continue
                     }
                     let (status, data) = await self.route(head, body: Data(body.readableBytesView))

@@ -49,6 +49,8 @@ public actor Supervisor {
     private var specsFromStoreOnly: Set<Int64> = []
     private var manifests: [String: KnownManifest] = [:]
     private var pending = JobStore.Batch()
+    /// The validators of the batch being written now (the actor takes other work while the store writes).
+    private var validatorsBeingWritten: [(id: Int64, validators: MirrorValidators)] = []
     private var timer: Task<Void, Never>?
     private var wakeAt: Double?
     private var globalRate: RateLimit = .off
@@ -335,6 +337,7 @@ public actor Supervisor {
     /// A mirrored copy's validators: the ones waiting to be written, else the store's.
     private func validators(of id: Int64) -> MirrorValidators {
         if let waiting = self.pending.validators.last(where: { $0.id == id }) { return waiting.validators }
+        if let writing = self.validatorsBeingWritten.last(where: { $0.id == id }) { return writing.validators }
         do {
             return try self.store.validators(of: id)
         } catch {
@@ -528,6 +531,10 @@ public actor Supervisor {
         guard !self.pending.isEmpty else { return }
         let batch = self.pending
         self.pending = JobStore.Batch()
+        self.validatorsBeingWritten += batch.validators
+        defer {
+            self.validatorsBeingWritten.removeFirst(min(batch.validators.count, self.validatorsBeingWritten.count))
+        }
         do {
             try await self.store.apply(batch)
         } catch {
@@ -740,8 +747,9 @@ public actor Supervisor {
             || (job.record.completedAt != nil && job.record.offset == 0)
         let bytes = running?.received ?? (mirrored ? job.record.totalBytes ?? 0 : job.record.offset)
         let total = job.record.totalBytes ?? job.spec.size
-        let rate = running?.bytesPerSecond ?? 0
-        let eta: Double? = rate > 0 && total != nil && total! > bytes ? Double(total! - bytes) / rate : nil
+        let rate = running.map { $0.bytesPerSecond.isFinite ? $0.bytesPerSecond : 0 }
+        let eta: Double? =
+            (rate ?? 0) > 0 && total != nil && total! > bytes ? Double(total! - bytes) / rate! : nil
         return JobStatus(
             id: job.record.id,
             manifest: job.spec.manifest,
@@ -752,7 +760,7 @@ public actor Supervisor {
             priority: job.spec.policy.priority.rawValue,
             bytes: bytes,
             total: total,
-            bytesPerSecond: running?.bytesPerSecond,
+            bytesPerSecond: rate,
             eta: eta,
             dueAt: job.record.dueAt,
             completedAt: job.record.completedAt,

@@ -184,3 +184,81 @@ public final class FTPServer: @unchecked Sendable {
         self.process.waitUntilExit()
     }
 }
+
+/// A private Samba `smbd` on 127.0.0.1 (a free port) sharing one read-only directory to guests, speaking SMB1 —
+/// the only dialect libcurl's smb:// has. Needs root, as smbd does.
+public final class SMBServer: @unchecked Sendable {
+    /// Whether smbd is installed and can run here.
+    public static var isAvailable: Bool {
+        FileManager.default.isExecutableFile(atPath: "/usr/sbin/smbd") && geteuid() == 0
+    }
+
+    /// Config, state, log and the shared files (under `share`).
+    public let directory: ScratchDirectory
+    /// The port it listens on.
+    public let port: Int
+    private let process: Process
+    private let input = Pipe()
+
+    /// Starts smbd.
+    public init() throws {
+        self.directory = try ScratchDirectory()
+        let path = self.directory.path
+        chmod(path, 0o755)
+        self.port = try freeLoopbackPort()
+        for sub in ["share", "run", "lock", "state", "cache", "private"] {
+            try FileManager.default.createDirectory(atPath: "\(path)/\(sub)", withIntermediateDirectories: true)
+        }
+        chmod("\(path)/share", 0o755)
+        try """
+        [global]
+          server role = standalone server
+          server min protocol = NT1
+          smb ports = \(self.port)
+          bind interfaces only = yes
+          interfaces = 127.0.0.1
+          disable netbios = yes
+          pid directory = \(path)/run
+          lock directory = \(path)/lock
+          state directory = \(path)/state
+          cache directory = \(path)/cache
+          private dir = \(path)/private
+          ncalrpc dir = \(path)/run/ncalrpc
+          log file = \(path)/smbd.log
+          map to guest = Bad User
+          guest account = nobody
+          load printers = no
+          disable spoolss = yes
+          printcap name = /dev/null
+        [share]
+          path = \(path)/share
+          guest ok = yes
+          read only = yes
+        """.write(toFile: "\(path)/smb.conf", atomically: true, encoding: .utf8)
+        self.process = Process()
+        self.process.executableURL = URL(fileURLWithPath: "/usr/sbin/smbd")
+        self.process.arguments = ["--foreground", "--no-process-group", "--configfile=\(path)/smb.conf"]
+        // In the foreground smbd ends when its standard input closes: give it one that stays open.
+        self.process.standardInput = self.input
+        self.process.standardOutput = FileHandle.nullDevice
+        self.process.standardError = FileHandle.nullDevice
+        try self.process.run()
+        try NginxServer.waitForPort(self.port)
+    }
+
+    /// Puts a file in the share; returns its `smb://` URL (as the guest user).
+    public func serve(_ name: String, bytes: [UInt8]) throws -> String {
+        let file = try self.directory.write("share/\(name)", bytes: bytes)
+        chmod(file, 0o644)
+        return "smb://guest@127.0.0.1:\(self.port)/share/\(name)"
+    }
+
+    deinit {
+        // SIGTERM: smbd takes its helper processes down with it (a killed one would leave them running).
+        kill(self.process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(5)
+        while self.process.isRunning, Date() < deadline { usleep(20_000) }
+        if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
+        self.process.waitUntilExit()
+    }
+}

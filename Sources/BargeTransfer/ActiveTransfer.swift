@@ -145,6 +145,13 @@ final class ActiveTransfer {
         let stored = offset > 0 ? partial.validator.flatMap(Validators.init(encoded:)) : nil
         let validators = stored ?? self.request.partialValidators
         var ifRange: String?
+        if offset > 0, scheme == "smb" || scheme == "smbs" {
+            // libcurl's SMB ignores a resume offset and sends the file from its start: start over.
+            do { try partial.reset() } catch {
+                throw TransferFailure(.transient, "cannot reset the partial file: \(error)")
+            }
+            offset = 0
+        }
         if offset > 0, self.isHTTP {
             ifRange = validators?.ifRange
             if ifRange == nil {

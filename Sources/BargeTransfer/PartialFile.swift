@@ -223,6 +223,7 @@ final class PartialFile: @unchecked Sendable {
     /// Flushes and `fsync`s, so the bytes counted in ``length`` are on disk.
     func sync() throws(BargeSystemError) {
         try self.flush()
+        try self.nameWrittenBytes()
         self.writePendingValidator()
         try self.drain()
         guard self.descriptor >= 0 else { return }  // nothing was ever written
@@ -276,8 +277,14 @@ final class PartialFile: @unchecked Sendable {
     /// Writes out everything received, with its validator, so a later run can resume from it (no `fsync`).
     func keepForResume() throws(BargeSystemError) {
         try self.flush()
+        try self.nameWrittenBytes()
         self.writePendingValidator()
         try self.drain()
+    }
+
+    /// Names an unnamed partial whose bytes were written for a commit that did not happen, so they survive.
+    private func nameWrittenBytes() throws(BargeSystemError) {
+        if self.isUnnamed, self.descriptor >= 0, !self.isPlaced { try self.giveName(self.partialName) }
     }
 
     /// Records the pending validator once the file exists (until then it stays pending).
@@ -335,12 +342,17 @@ final class PartialFile: @unchecked Sendable {
         }
         // One sync per file system the batch writes to (a directory of each stands for it).
         var fileSystems: [UInt64: SafeDirectory] = [:]
+        var unknown: [SafeDirectory] = []  // no device number: synced on their own
         var seen = Set<String>()
         for item in batch where seen.insert(item.0.directory.path).inserted {
-            if let device = item.0.directory.device { fileSystems[device] = item.0.directory }
+            if let device = item.0.directory.device {
+                fileSystems[device] = item.0.directory
+            } else {
+                unknown.append(item.0.directory)
+            }
         }
         func syncAll() -> BargeSystemError? {
-            for directory in fileSystems.values where CBargeLinux_syncfs(directory.descriptor) != 0 {
+            for directory in Array(fileSystems.values) + unknown where CBargeLinux_syncfs(directory.descriptor) != 0 {
                 return BargeSystemError(errno: errno, function: "syncfs", subject: directory.path)
             }
             return nil
@@ -369,13 +381,22 @@ final class PartialFile: @unchecked Sendable {
             // No destination yet: the link is the whole commit. One there: name the partial, then rename over it.
             do throws(BargeSystemError) {
                 try self.giveName(self.name)
+                self.isPlaced = true
                 return
             } catch  where error.errno == EEXIST {
                 try self.giveName(self.partialName)
             }
         }
         try self.directory.rename(self.partialName, to: self.name)
+        self.isPlaced = true
     }
+
+    /// In place at the destination (a later failure, a sync's, does not make it a partial again): a further
+    /// attempt needs a new partial, never this file, which is the destination now.
+    private(set) var isPlaced = false
+
+    /// Whether a further attempt must open a new partial: this one was discarded, or is the destination now.
+    var needsReplacing: Bool { self.isDiscarded || self.isPlaced }
 
     /// Links an unnamed partial as `name`; a partial name already taken (a file left there since the open) is
     /// replaced. A failure for any other reason stops new partials from starting unnamed.
@@ -400,7 +421,7 @@ final class PartialFile: @unchecked Sendable {
     func discard() {
         self.inFlight.wait()
         self.isDiscarded = true
-        if !self.isUnnamed { try? self.directory.remove(self.partialName) }
+        if !self.isUnnamed, !self.isPlaced { try? self.directory.remove(self.partialName) }
         self.length = 0
         self.handedOff = 0
         self.buffered = 0

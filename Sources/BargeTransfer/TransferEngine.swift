@@ -387,7 +387,7 @@ final class EngineLoop: @unchecked Sendable {
     }
 
     private func beginAttempt(_ transfer: ActiveTransfer, first: Bool) {
-        if transfer.partial?.isDiscarded ?? true {
+        if transfer.partial?.needsReplacing ?? true {
             // A fresh start (the next mirror after wrong content): a new partial.
             transfer.partial = nil
             self.prepare(transfer)

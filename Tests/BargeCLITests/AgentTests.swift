@@ -226,6 +226,19 @@ struct AgentTests {
         #expect(Set(status.jobs.map(\.id)).count == count)
         #expect(status.jobs.map(\.id) == status.jobs.map(\.id).sorted())
         #expect(status.manifests.map(\.jobs) == [count])
+        // An HTTP/1.0 client (no chunked framing) gets the same document, ended by the connection's close.
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        curl.arguments = [
+            "-s", "--http1.0", "--max-time", "10", "--unix-socket", agent.socket, "http://barge/v1/status",
+        ]
+        let output = Pipe()
+        curl.standardOutput = output
+        try curl.run()
+        let body = output.fileHandleForReading.readDataToEndOfFile()
+        curl.waitUntilExit()
+        #expect(curl.terminationStatus == 0)
+        #expect(try JSONDecoder().decode(StatusReport.self, from: body).jobs.count == count)
         let one = try agent.barge(["status", "--json", String(status.jobs[1_234].id)])
         let single = try JSONDecoder().decode(StatusReport.self, from: Data(one.standardOutput.utf8))
         #expect(single.jobs.map(\.destination) == [status.jobs[1_234].destination])

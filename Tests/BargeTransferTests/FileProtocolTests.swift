@@ -4,8 +4,9 @@ import BargeTransfer
 import Foundation
 import Testing
 
-/// sftp:// and ftp:// through libcurl, against a private sshd and vsftpd: verified downloads, resume, host keys.
-@Suite("Engine over sftp and ftp", .serialized)
+/// sftp://, ftp(s):// and smb:// through libcurl, against a private sshd, vsftpd and smbd: verified downloads,
+/// resume, host keys, TLS.
+@Suite("Engine over sftp, ftp(s) and smb", .serialized)
 struct FileProtocolTests {
     let scratch: ScratchDirectory
 
@@ -108,6 +109,33 @@ struct FileProtocolTests {
         #expect(done.transferred == UInt64(content.count - kept))
         let sent = server.downloads(of: "secure.bin", count: 2)
         #expect(sent.last == content.count - kept, "\(sent)")
+    }
+
+    /// libcurl's SMB sends a file from its start whatever offset is asked: an interrupted smb:// download
+    /// starts over instead of splicing, and the result is whole.
+    @Test(.enabled(if: SMBServer.isAvailable, "smbd is not installed, or not root"))
+    func smbDownloadsVerifiesAndStartsOverAfterAnInterruption() async throws {
+        let server = try SMBServer()
+        let content = TestContent.bytes(count: 3_000_000, seed: 95)
+        let url = try server.serve("share.bin", bytes: content)
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/share.bin")
+        #expect(await fetch(request).outcome.failure?.kind == .permanent)  // smb is not allowed by default
+        request.allowedSchemes = ["smb"]
+        request.sha256 = sha256Hex(content)
+        let kept = await self.leavePartial(request, after: 500_000)
+        #expect(kept > 500_000 && kept < content.count)
+        let (outcome, events) = await fetch(request)
+        let done = try #require(outcome.completed, "\(outcome)")
+        #expect(self.scratch.read("share.bin") == content)
+        #expect(done.transferred == UInt64(content.count))
+        #expect(events.contains { if case .started(_, let offset) = $0 { offset == 0 } else { false } })
+        // A missing file is permanent, and nothing is left behind.
+        var missing = request
+        missing.sources = [url + ".missing"]
+        missing.destination = self.scratch.path + "/missing.bin"
+        missing.sha256 = nil
+        #expect(await fetch(missing).outcome.failure?.kind == .permanent)
+        #expect(self.scratch.read("missing.bin") == nil && self.scratch.read(".missing.bin.barge-partial") == nil)
     }
 
     @Test(.enabled(if: FTPServer.isAvailable, "vsftpd is not installed"))

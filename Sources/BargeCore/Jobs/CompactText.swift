@@ -20,10 +20,10 @@ public struct SharedHeadText: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { self.text }
 
-    /// Whether this is `text`, without building the whole string.
+    /// Whether this is `text`, byte for byte (as paths are), without building the whole string.
     public func equals(_ text: Substring) -> Bool {
         let (head, tail) = Self.split(text)
-        return self.tail == tail && (self.head?.text ?? "") == head
+        return self.tail.utf8.elementsEqual(tail.utf8) && (self.head?.text ?? "").utf8.elementsEqual(head.utf8)
     }
 
     /// A stable 64-bit hash of the whole text's UTF-8 (FNV-1a): the same as ``hash64(of:)`` of the text.
