@@ -82,13 +82,18 @@ final class ActiveTransfer {
     var lastProgressBytes: UInt64 = 0
     var bytesPerSecond = 0.0
 
+    /// Tells the engine that a background checkpoint holds (from the disk queue).
+    let checkpointed: @Sendable (TransferID, ObjectIdentifier, Int, UInt64) -> Void
+
     init(
         id: TransferID,
         request: TransferRequest,
         continuation: EventSink,
         globalPacer: GlobalPacer,
-        easyHandles: EasyHandlePool
+        easyHandles: EasyHandlePool,
+        checkpointed: @escaping @Sendable (TransferID, ObjectIdentifier, Int, UInt64) -> Void
     ) {
+        self.checkpointed = checkpointed
         self.id = id
         self.globalPacer = globalPacer
         self.request = request
@@ -364,11 +369,15 @@ final class ActiveTransfer {
         return bytes.count
     }
 
-    /// Makes the partial durable and reports the offset.
+    /// Makes the partial durable in the background (``PartialFile/syncInBackground(_:)``); the engine reports the
+    /// offset when the sync holds (``EngineCommand/checkpointed(_:_:resets:offset:)``).
     func checkpoint() {
-        guard let partial = self.partial, (try? partial.sync()) != nil else { return }
+        guard let partial = self.partial else { return }
         self.sinceCheckpoint = 0
-        self.continuation.yield(.checkpoint(offset: partial.length))
+        let (id, checkpointed) = (self.id, self.checkpointed)
+        _ = try? partial.syncInBackground { offset, resets in
+            checkpointed(id, ObjectIdentifier(partial), resets, offset)
+        }
     }
 
     /// Decides, once the headers are complete, whether the body is content and where it goes.

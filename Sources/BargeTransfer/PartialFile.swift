@@ -132,6 +132,7 @@ final class PartialFile: @unchecked Sendable {
         self.hasher = SHA256()
         self.pendingValidator = nil
         self.validator = nil
+        self.resets += 1
     }
 
     /// Appends received bytes (buffered, hashed).
@@ -229,6 +230,31 @@ final class PartialFile: @unchecked Sendable {
         guard self.descriptor >= 0 else { return }  // nothing was ever written
         try systemCall("fsync", self.destinationPath) { fsync(self.descriptor) }
     }
+
+    /// Makes the bytes so far durable without waiting: they are handed to the disk queue with an `fsync` after
+    /// them, and `durable` runs there with the offset once it holds (not at all when a write or the sync failed).
+    /// The engine thread goes on receiving meanwhile. Returns the offset the sync will cover.
+    @discardableResult
+    func syncInBackground(
+        _ durable: @escaping @Sendable (_ offset: UInt64, _ resets: Int) -> Void
+    ) throws(BargeSystemError) -> UInt64 {
+        try self.flush()
+        try self.nameWrittenBytes()
+        self.writePendingValidator()
+        let offset = self.length
+        let resets = self.resets
+        guard self.descriptor >= 0 else { return offset }
+        self.inFlight.enter()
+        Self.diskQueue.async {
+            defer { self.inFlight.leave() }
+            // Runs after every write handed off before it (one serial queue).
+            if self.diskError == nil, fsync(self.descriptor) == 0 { durable(offset, resets) }
+        }
+        return offset
+    }
+
+    /// How many times the partial was emptied to start over (a checkpoint of an earlier round is stale).
+    private(set) var resets = 0
 
     /// Creates a new partial when its first bytes are about to be written: unnamed where the file system allows,
     /// else under its partial name.

@@ -111,6 +111,8 @@ enum EngineCommand: Sendable {
     case prepared(TransferID, Result<PreparedPartial, TransferFailure>)
     /// The commit queue put the batch handed to it in place (an error per file, nil for success).
     case committed([CommitResult])
+    /// A background checkpoint of this partial (in this round: `resets`) holds up to `offset`.
+    case checkpointed(TransferID, ObjectIdentifier, resets: Int, offset: UInt64)
 }
 
 /// The engine thread's loop and everything it owns.
@@ -234,7 +236,10 @@ final class EngineLoop: @unchecked Sendable {
                 request: request,
                 continuation: continuation,
                 globalPacer: self.pacer,
-                easyHandles: self.easyHandles
+                easyHandles: self.easyHandles,
+                checkpointed: { [weak self] id, partial, resets, offset in
+                    self?.submit(.checkpointed(id, partial, resets: resets, offset: offset))
+                }
             )
             self.waiting.append(transfer)
         case .pause(let id):
@@ -291,6 +296,12 @@ final class EngineLoop: @unchecked Sendable {
             self.committed(results)
         case .prepared(let id, let result):
             self.prepared(id, result)
+        case .checkpointed(let id, let partial, let resets, let offset):
+            // Reported only for the partial it was made of, in the same round, while the transfer runs.
+            guard let transfer = self.transfers[id], let current = transfer.partial,
+                ObjectIdentifier(current) == partial, current.resets == resets, !current.needsReplacing
+            else { break }
+            transfer.continuation.yield(.checkpoint(offset: offset))
         }
         return false
     }

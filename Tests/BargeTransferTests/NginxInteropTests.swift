@@ -235,6 +235,37 @@ struct NginxInteropTests {
         }
     }
 
+    /// Checkpoints come as the bytes become durable, in the background, each for a named partial that holds at
+    /// least that many bytes when it is reported.
+    @Test func checkpointsReportDurableNamedBytes() async throws {
+        let content = TestContent.bytes(count: 4 << 20, seed: 32)
+        let url = try self.nginx.serve("cp.bin", bytes: content)
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/cp.bin")
+        request.checkpointInterval = 1 << 20
+        request.maxRate = .limited(ByteRate(bytesPerSecond: 4 << 20))
+        let engine = TransferEngine()
+        let handle = engine.start(request)
+        var offsets: [UInt64] = []
+        var outcome: TransferOutcome?
+        for await event in handle.events {
+            switch event {
+            case .checkpoint(let offset):
+                offsets.append(offset)
+                let partial = self.scratch.read(".cp.bin.barge-partial")
+                #expect((partial?.count ?? 0) >= Int(offset), "checkpoint \(offset), partial \(partial?.count ?? -1)")
+            case .finished(let end):
+                outcome = end
+            default:
+                break
+            }
+        }
+        #expect(outcome?.completed != nil, "\(String(describing: outcome))")
+        #expect(offsets.count >= 3, "\(offsets)")
+        #expect(zip(offsets, offsets.dropFirst()).allSatisfy { $1 >= $0 + (1 << 20) }, "\(offsets)")
+        let whole = self.scratch.read("cp.bin") == content
+        #expect(whole)
+    }
+
     /// A file that arrives whole within its first buffer never gets a partial name: it is created unnamed, written
     /// and linked to its destination at the commit (or, when something is there, named and renamed over it).
     @Test func aSmallFileIsLinkedStraightIntoPlace() async throws {
