@@ -389,6 +389,8 @@ public actor Supervisor {
                     job.record.reason = "transferring from \(Self.host(of: job.spec.url))"
                 }
                 job.record.totalBytes = response.totalSize ?? job.record.totalBytes
+                // Started over (a changed file, a server without ranges): an older round's checkpoint is void.
+                job.record.offset = min(job.record.offset, response.offset)
                 running.received = response.offset
                 self.pending.records.append(job.record)
             case .progress(let progress):

@@ -83,7 +83,7 @@ final class ActiveTransfer {
     var bytesPerSecond = 0.0
 
     /// Tells the engine that a background checkpoint holds (from the disk queue).
-    let checkpointed: @Sendable (TransferID, ObjectIdentifier, Int, UInt64) -> Void
+    let checkpointed: @Sendable (TransferID, PartialFile, Int, UInt64) -> Void
 
     init(
         id: TransferID,
@@ -91,7 +91,7 @@ final class ActiveTransfer {
         continuation: EventSink,
         globalPacer: GlobalPacer,
         easyHandles: EasyHandlePool,
-        checkpointed: @escaping @Sendable (TransferID, ObjectIdentifier, Int, UInt64) -> Void
+        checkpointed: @escaping @Sendable (TransferID, PartialFile, Int, UInt64) -> Void
     ) {
         self.checkpointed = checkpointed
         self.id = id
@@ -376,7 +376,7 @@ final class ActiveTransfer {
         self.sinceCheckpoint = 0
         let (id, checkpointed) = (self.id, self.checkpointed)
         _ = try? partial.syncInBackground { offset, resets in
-            checkpointed(id, ObjectIdentifier(partial), resets, offset)
+            checkpointed(id, partial, resets, offset)
         }
     }
 

@@ -248,7 +248,13 @@ final class PartialFile: @unchecked Sendable {
         Self.diskQueue.async {
             defer { self.inFlight.leave() }
             // Runs after every write handed off before it (one serial queue).
-            if self.diskError == nil, fsync(self.descriptor) == 0 { durable(offset, resets) }
+            guard self.diskError == nil else { return }
+            guard fsync(self.descriptor) == 0 else {
+                // Linux reports a lost write-back once: keep it, so no later sync claims those bytes.
+                self.diskError = BargeSystemError(errno: errno, function: "fsync", subject: self.destinationPath)
+                return
+            }
+            durable(offset, resets)
         }
         return offset
     }

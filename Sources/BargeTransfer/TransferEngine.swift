@@ -112,7 +112,7 @@ enum EngineCommand: Sendable {
     /// The commit queue put the batch handed to it in place (an error per file, nil for success).
     case committed([CommitResult])
     /// A background checkpoint of this partial (in this round: `resets`) holds up to `offset`.
-    case checkpointed(TransferID, ObjectIdentifier, resets: Int, offset: UInt64)
+    case checkpointed(TransferID, PartialFile, resets: Int, offset: UInt64)
 }
 
 /// The engine thread's loop and everything it owns.
@@ -298,8 +298,8 @@ final class EngineLoop: @unchecked Sendable {
             self.prepared(id, result)
         case .checkpointed(let id, let partial, let resets, let offset):
             // Reported only for the partial it was made of, in the same round, while the transfer runs.
-            guard let transfer = self.transfers[id], let current = transfer.partial,
-                ObjectIdentifier(current) == partial, current.resets == resets, !current.needsReplacing
+            guard let transfer = self.transfers[id], let current = transfer.partial, current === partial,
+                current.resets == resets, !transfer.isCommitting, !current.needsReplacing
             else { break }
             transfer.continuation.yield(.checkpoint(offset: offset))
         }
