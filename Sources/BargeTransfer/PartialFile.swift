@@ -18,8 +18,9 @@ import Synchronization
 /// other core instead of stalling the network. The partial also carries the response's validator in an extended
 /// attribute, so a later run can resume it with `If-Range` even without the agent's store.
 ///
-/// `@unchecked Sendable`: owned by one transfer on the engine thread; the hasher, the write offset and the first
-/// write error are only touched by blocks on `diskQueue`, and the engine thread reads them after `drain()`.
+/// `@unchecked Sendable`: owned by one transfer on the engine thread; the hasher and the write offset are only
+/// touched by blocks on `diskQueue`, and the engine thread reads them after `drain()`; the first disk error is
+/// behind a lock (the sync queue sets it too).
 final class PartialFile: @unchecked Sendable {
     /// Where the partial lives.
     let directory: SafeDirectory
@@ -42,7 +43,12 @@ final class PartialFile: @unchecked Sendable {
     /// Bytes handed to the disk queue so far (the file offset of the buffer's first byte).
     private var handedOff: UInt64 = 0
     /// The first error a queued write met; reported by the next append, flush or sync.
-    private var diskError: BargeSystemError?
+    private var diskError: BargeSystemError? {
+        get { self.firstDiskError.withLock { $0 } }
+        set { self.firstDiskError.withLock { $0 = newValue } }
+    }
+    /// Written by the disk and sync queues, read by the engine thread.
+    private let firstDiskError = Mutex<BargeSystemError?>(nil)
     private let inFlight = DispatchGroup()
     /// At most this many buffers wait on the disk queue per file: back-pressure when the disk is slower.
     private let slots = DispatchSemaphore(value: 4)
@@ -52,6 +58,8 @@ final class PartialFile: @unchecked Sendable {
     static let firstBufferSize = 64 << 10
     /// One queue for all partials: the disk is one resource, and small files never wait on it.
     static let diskQueue = DispatchQueue(label: "barge.disk", qos: .utility)
+    /// Where background checkpoints wait for their `fsync`, apart from the writes.
+    static let syncQueue = DispatchQueue(label: "barge.sync", qos: .utility, attributes: .concurrent)
     static let validatorAttribute = "user.barge.validator"
 
     /// The partial's name for a destination file name.
@@ -246,15 +254,21 @@ final class PartialFile: @unchecked Sendable {
         guard self.descriptor >= 0 else { return offset }
         self.inFlight.enter()
         Self.diskQueue.async {
-            defer { self.inFlight.leave() }
-            // Runs after every write handed off before it (one serial queue).
-            guard self.diskError == nil else { return }
-            guard fsync(self.descriptor) == 0 else {
-                // Linux reports a lost write-back once: keep it, so no later sync claims those bytes.
-                self.diskError = BargeSystemError(errno: errno, function: "fsync", subject: self.destinationPath)
+            // Here every write handed off before is done (one serial queue); the fsync itself runs on the sync
+            // queue, so other files' writes go on meanwhile.
+            guard self.diskError == nil else {
+                self.inFlight.leave()
                 return
             }
-            durable(offset, resets)
+            Self.syncQueue.async {
+                defer { self.inFlight.leave() }
+                guard fsync(self.descriptor) == 0 else {
+                    // Linux reports a lost write-back once: keep it, so no later sync claims those bytes.
+                    self.diskError = BargeSystemError(errno: errno, function: "fsync", subject: self.destinationPath)
+                    return
+                }
+                durable(offset, resets)
+            }
         }
         return offset
     }
