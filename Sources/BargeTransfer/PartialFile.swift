@@ -79,17 +79,13 @@ final class PartialFile: @unchecked Sendable {
         } else {
             (self.descriptor, self.sizeWhenOpened) = try self.directory.openFile(partialName)
         }
-        self.buffer = FirstBufferPool.shared.take()
+        self.buffer = BufferPool.first.take()
     }
 
     deinit {
         self.inFlight.wait()
         if self.descriptor >= 0 { close(self.descriptor) }
-        if self.buffer.count == Self.firstBufferSize {
-            FirstBufferPool.shared.give(self.buffer)
-        } else {
-            self.buffer.deallocate()
-        }
+        BufferPool.giveBack(self.buffer)
     }
 
     /// The bytes already on disk.
@@ -181,14 +177,14 @@ final class PartialFile: @unchecked Sendable {
         let owned = HandedOffBuffer(memory: self.buffer, count: self.buffered)
         let offset = self.handedOff
         self.handedOff += UInt64(self.buffered)
-        self.buffer = .allocate(byteCount: Self.bufferSize, alignment: 4096)
+        self.buffer = BufferPool.large.take()
         self.buffered = 0
         self.slots.wait()
         self.inFlight.enter()
         Self.diskQueue.async {
             let chunk = UnsafeRawBufferPointer(rebasing: owned.memory[0..<owned.count])
             defer {
-                owned.memory.deallocate()
+                BufferPool.giveBack(owned.memory)
                 self.slots.signal()
                 self.inFlight.leave()
             }
@@ -474,21 +470,41 @@ final class PartialFile: @unchecked Sendable {
     }
 }
 
-/// First buffers of finished partials, kept for the next ones: a burst of small files then allocates no memory
-/// per file (and the allocator does not grow and trim its heap for each).
+/// Buffers of one size kept for reuse: the first buffers of finished partials (a burst of small files then
+/// allocates no memory per file), and the 1 MiB buffers the disk queue is done with (a long-running agent maps
+/// large blocks on their own, so each new one would cost a mapping and 256 page faults). Bounded: what is kept
+/// is at most `capacity` buffers.
 ///
 /// `@unchecked Sendable`: the buffers are only reached under the lock, and a taken buffer has one owner.
-private final class FirstBufferPool: @unchecked Sendable {
-    static let shared = FirstBufferPool()
+private final class BufferPool: @unchecked Sendable {
+    /// 64 KiB first buffers, up to 64 (4 MiB).
+    static let first = BufferPool(size: PartialFile.firstBufferSize, capacity: 64)
+    /// 1 MiB buffers, up to 8 (8 MiB).
+    static let large = BufferPool(size: PartialFile.bufferSize, capacity: 8)
+
     private let free = Mutex<[HandedOffBuffer]>([])
-    private let capacity = 64
+    private let size: Int
+    private let capacity: Int
+
+    private init(size: Int, capacity: Int) {
+        self.size = size
+        self.capacity = capacity
+    }
 
     func take() -> UnsafeMutableRawBufferPointer {
-        self.free.withLock { $0.popLast() }?.memory
-            ?? .allocate(byteCount: PartialFile.firstBufferSize, alignment: 4096)
+        self.free.withLock { $0.popLast() }?.memory ?? .allocate(byteCount: self.size, alignment: 4096)
+    }
+
+    /// Returns a buffer to the pool of its size (or frees it).
+    static func giveBack(_ buffer: UnsafeMutableRawBufferPointer) {
+        (buffer.count == PartialFile.firstBufferSize ? Self.first : Self.large).give(buffer)
     }
 
     func give(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard buffer.count == self.size else {
+            buffer.deallocate()
+            return
+        }
         let handed = HandedOffBuffer(memory: buffer, count: buffer.count)
         let kept = self.free.withLock { free in
             guard free.count < self.capacity else { return false }
