@@ -16,6 +16,28 @@ struct LiveTransfer: Sendable {
     var rate: RateLimit?
 }
 
+/// A manifest as loaded for the agent: what it says, with its entries already turned into specs.
+struct LoadedManifest: Sendable {
+    let id: String
+    let path: String
+    let errors: [String]
+    /// The entries' specs; nil when the manifest is invalid.
+    let specs: [JobSpec]?
+    let hooks: Hooks?
+    let prune: Bool?
+
+    init(_ parsed: ParsedManifest) {
+        self.id = parsed.id
+        self.path = parsed.path
+        self.errors = parsed.diagnostics.filter { $0.severity == .error }.map(\.description)
+        self.specs = parsed.manifest.map { manifest in
+            manifest.downloads.map { JobSpec(manifest: parsed.id, entry: $0) }
+        }
+        self.hooks = parsed.manifest?.hooks
+        self.prune = parsed.manifest?.prune
+    }
+}
+
 /// A manifest file as the agent knows it: its last good version runs while a bad edit is shown as invalid.
 struct KnownManifest {
     var path: String
@@ -139,20 +161,23 @@ public actor Supervisor {
     private func syncManifests() async {
         let loader = ManifestLoader(config: self.config)
         let directory = self.config.manifestDirectory
-        let parsed = await Task.detached { () -> [ParsedManifest] in
-            (try? loader.load(paths: [directory])) ?? []
+        // Each file's entries become compact specs as soon as it is parsed and checked, and the parsed entries go:
+        // 100,000s of them never sit in memory together.
+        let loaded = await Task.detached { () -> [LoadedManifest] in
+            var loaded: [LoadedManifest] = []
+            try? loader.forEach(paths: [directory]) { loaded.append(LoadedManifest($0)) }
+            return loaded
         }.value
         var next: [String: KnownManifest] = [:]
         var desired: [String: JobSpec] = [:]
-        for manifest in parsed {
+        desired.reserveCapacity(loaded.reduce(0) { $0 + ($1.specs?.count ?? 0) })
+        for manifest in loaded {
             var info = stat()
             let owner = stat(manifest.path, &info) == 0 ? (info.st_uid, info.st_gid) : (geteuid(), getegid())
-            let errors = manifest.diagnostics.filter { $0.severity == .error }.map(\.description)
+            let errors = manifest.errors
             let previous = self.manifests[manifest.id]
-            if let good = manifest.manifest {
-                for entry in good.downloads {
-                    desired[entry.destination] = JobSpec(manifest: manifest.id, entry: entry)
-                }
+            if let specs = manifest.specs {
+                for spec in specs { desired[spec.destination] = spec }
             } else if previous?.hasGoodVersion == true {
                 // Invalid now: its jobs are its last good version, and they keep running.
                 for view in self.table.views where view.spec.manifest == manifest.id {
@@ -161,9 +186,9 @@ public actor Supervisor {
             }
             next[manifest.id] = KnownManifest(
                 path: manifest.path,
-                hasGoodVersion: manifest.manifest != nil || previous?.hasGoodVersion == true,
-                hooks: manifest.manifest?.hooks ?? previous?.hooks ?? Hooks(),
-                prune: manifest.manifest?.prune ?? previous?.prune ?? false,
+                hasGoodVersion: manifest.specs != nil || previous?.hasGoodVersion == true,
+                hooks: manifest.hooks ?? previous?.hooks ?? Hooks(),
+                prune: manifest.prune ?? previous?.prune ?? false,
                 errors: errors,
                 owner: owner
             )
@@ -179,14 +204,19 @@ public actor Supervisor {
         // mirrored files of removed entries with it.
         self.remove(removed) { manifest in manifest.flatMap { next[$0]?.prune ?? before[$0]?.prune } ?? false }
         var inserts: [StoredJob] = []
-        for (destination, spec) in desired.sorted(by: { $0.key < $1.key }) {
+        var new: [(destination: String, spec: JobSpec)] = []
+        for (destination, spec) in desired {
             if let id = self.table.id(forDestination: destination) {
                 self.update(id, to: spec)
             } else {
-                var record = JobRecord(id: 0)
-                record.reason = "new"
-                inserts.append(StoredJob(spec: spec, record: record))
+                new.append((destination, spec))
             }
+        }
+        // New jobs get their ids in destination order.
+        for (_, spec) in new.sorted(by: { $0.destination < $1.destination }) {
+            var record = JobRecord(id: 0)
+            record.reason = "new"
+            inserts.append(StoredJob(spec: spec, record: record))
         }
         if !inserts.isEmpty {
             var batch = JobStore.Batch()

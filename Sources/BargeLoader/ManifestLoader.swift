@@ -66,6 +66,29 @@ public struct ManifestLoader: Sendable {
         return ManifestSet.validate(results.withLock { $0.map { $0! } })
     }
 
+    /// Loads the manifests that `paths` stand for like ``load(paths:)``, but hands each one, checked against the
+    /// earlier ones, to `body` in order and keeps none: a few files are parsed at once (over the cores) and let go
+    /// once handed on, so 100,000s of entries never sit in memory together.
+    public func forEach(
+        paths: [String],
+        _ body: (ParsedManifest) throws -> Void
+    ) throws {
+        var found: [String] = []
+        for path in paths { found += try self.manifestFiles(at: path) }
+        let files = found
+        var validator = ManifestSet.Validator()
+        let group = max(2, ProcessInfo.processInfo.activeProcessorCount * 2)
+        for start in stride(from: 0, to: files.count, by: group) {
+            let chunk = Array(files[start..<min(start + group, files.count)])
+            let results = Mutex<[ParsedManifest?]>(Array(repeating: nil, count: chunk.count))
+            DispatchQueue.concurrentPerform(iterations: chunk.count) { index in
+                let parsed = self.load(file: chunk[index])
+                results.withLock { $0[index] = parsed }
+            }
+            for parsed in results.withLock({ $0 }) { try body(validator.validate(parsed!)) }
+        }
+    }
+
     /// Loads one manifest file; every problem, reading it included, becomes a diagnostic.
     public func load(file path: String) -> ParsedManifest {
         let name = PathRules.fileName(of: path)

@@ -55,6 +55,29 @@ struct ManifestLoaderTests {
         #expect(parsed.allSatisfy { $0.isValid })
     }
 
+    /// File by file (as the agent loads) gives what loading the whole set at once gives, across the groups of
+    /// files parsed together: order, validity, and a later file's claim on an earlier destination refused.
+    @Test func oneFileAtATimeMatchesTheWholeSet() throws {
+        let scratch = try ScratchDirectory()
+        for index in 0..<11 {
+            // File 9 claims file 2's destination; file 5 is broken.
+            let dest = "\(scratch.path)/out/\(index == 9 ? 2 : index)"
+            try scratch.write(
+                "d/\(10 + index)-m.yaml",
+                index == 5 ? "version: 1\ndownload: [\n" : self.manifest(dest: dest)
+            )
+        }
+        let loader = ManifestLoader(config: self.config(root: scratch.path))
+        let whole = try loader.load(paths: [scratch.path + "/d"])
+        var streamed: [ParsedManifest] = []
+        try loader.forEach(paths: [scratch.path + "/d"]) { streamed.append($0) }
+        #expect(streamed.map(\.id) == whole.map(\.id))
+        #expect(streamed.map(\.isValid) == whole.map(\.isValid))
+        #expect(streamed.map { $0.diagnostics.map(\.description) } == whole.map { $0.diagnostics.map(\.description) })
+        #expect(streamed.map(\.isValid) == (0..<11).map { $0 != 5 && $0 != 9 })
+        #expect(streamed[9].diagnostics.contains { $0.message.contains("already claimed by") })
+    }
+
     @Test func aBadManifestDoesNotStopTheGoodOnes() throws {
         let scratch = try ScratchDirectory()
         try scratch.write("d/10-good.yaml", self.manifest(dest: "\(scratch.path)/a"))
