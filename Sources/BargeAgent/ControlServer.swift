@@ -61,36 +61,37 @@ struct ControlServer: Sendable {
                     body.writeBuffer(&chunk)
                 case .end:
                     guard let head else { return }
+                    let (status, answer) = await self.route(head, body: Data(body.readableBytesView))
                     var headers = HTTPHeaders()
                     headers.add(name: "Content-Type", value: "application/json")
-                    if head.method == .GET, Self.path(of: head.uri) == "/v1/status" {
-                        // Streamed (chunked), a page of jobs at a time: 100,000s of jobs never sit in memory as
-                        // one answer.
-                        let query = Self.query(of: head.uri)
-                        let snapshot = await self.supervisor.statusSnapshot(
-                            job: query["job"].flatMap { Int64($0) },
-                            manifest: query["manifest"]
-                        )
-                        try await outbound.write(
-                            .head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))
-                        )
-                        for piece in Self.statusJSON(snapshot) {
-                            try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: piece))))
-                        }
-                        try await outbound.write(.end(nil))
-                        if snapshot.count > Self.statusPage { _ = CBargeLinux_malloc_trim() }
-                        // Without chunked framing (HTTP/1.0) the end of the body is the end of the connection.
-                        if head.version == .http1_0 || !head.isKeepAlive { return }
-                        continue
-                    }
-                    let (status, data) = await self.route(head, body: Data(body.readableBytesView))
-                    headers.add(name: "Content-Length", value: String(data.count))
+                    if case .whole(let data) = answer { headers.add(name: "Content-Length", value: String(data.count)) }
                     try await outbound.write(
                         .head(HTTPResponseHead(version: head.version, status: status, headers: headers))
                     )
-                    try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: data))))
+                    for piece in answer.pieces {
+                        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: piece))))
+                    }
                     try await outbound.write(.end(nil))
+                    guard case .streamed(_, let large) = answer else { continue }
+                    // A status of 100,000s of jobs left tens of MiB freed in this thread's heap: return them.
+                    if large { _ = CBargeLinux_malloc_trim() }
+                    // Without a length, and without chunked framing (HTTP/1.0), the body ends with the connection.
+                    if head.version == .http1_0 || !head.isKeepAlive { return }
                 }
+            }
+        }
+    }
+
+    /// A response body: whole, or streamed (chunked) in pieces made as they are sent.
+    enum Body {
+        case whole(Data)
+        /// `large`: made of more than one page.
+        case streamed(AnySequence<Data>, large: Bool)
+
+        var pieces: AnySequence<Data> {
+            switch self {
+            case .whole(let data): AnySequence([data])
+            case .streamed(let pieces, _): pieces
             }
         }
     }
@@ -129,7 +130,22 @@ struct ControlServer: Sendable {
     }
 
     /// Routes one request; returns the status and the JSON body.
-    func route(_ head: HTTPRequestHead, body: Data) async -> (HTTPResponseStatus, Data) {
+    func route(_ head: HTTPRequestHead, body: Data) async -> (HTTPResponseStatus, Body) {
+        if head.method == .GET, Self.path(of: head.uri) == "/v1/status" {
+            // Streamed a page of jobs at a time: 100,000s of jobs never sit in memory as one answer.
+            let query = Self.query(of: head.uri)
+            let snapshot = await self.supervisor.statusSnapshot(
+                job: query["job"].flatMap { Int64($0) },
+                manifest: query["manifest"]
+            )
+            return (.ok, .streamed(Self.statusJSON(snapshot), large: snapshot.count > Self.statusPage))
+        }
+        let (status, data) = await self.routeWhole(head, body: body)
+        return (status, .whole(data))
+    }
+
+    /// Routes a request whose answer is small enough to make whole.
+    private func routeWhole(_ head: HTTPRequestHead, body: Data) async -> (HTTPResponseStatus, Data) {
         let path = Self.path(of: head.uri)
         let parts = path.split(separator: "/").map(String.init)
         let encoder = JSONEncoder()

@@ -174,7 +174,6 @@ public actor Supervisor {
         for manifest in loaded {
             var info = stat()
             let owner = stat(manifest.path, &info) == 0 ? (info.st_uid, info.st_gid) : (geteuid(), getegid())
-            let errors = manifest.errors
             let previous = self.manifests[manifest.id]
             if let specs = manifest.specs {
                 for spec in specs { desired[spec.destination] = spec }
@@ -189,7 +188,7 @@ public actor Supervisor {
                 hasGoodVersion: manifest.specs != nil || previous?.hasGoodVersion == true,
                 hooks: manifest.hooks ?? previous?.hooks ?? Hooks(),
                 prune: manifest.prune ?? previous?.prune ?? false,
-                errors: errors,
+                errors: manifest.errors,
                 owner: owner
             )
         }
@@ -261,7 +260,7 @@ public actor Supervisor {
             job.record.attempts = 0
             self.pending.records.append(job.record)
         }
-        self.table.modify(id) { $0 = job }
+        self.table.replace(job)
         if !JobStore.storesSameSpec(previous, spec) { self.pending.specs.append((id, spec)) }
     }
 
@@ -347,7 +346,7 @@ public actor Supervisor {
                 // Never write as the agent's own user what the manifest meant for another.
                 job.record.state = .invalid
                 job.record.reason = "owner '\(owner)' does not exist on this machine"
-                self.table.modify(id) { $0 = job }
+                self.table.replace(job)
                 self.pending.records.append(job.record)
                 return
             }
@@ -360,7 +359,7 @@ public actor Supervisor {
         job.record.reason = "connecting to \(Self.host(of: job.spec.url))"
         job.record.lastStartedAt = now
         self.byTransfer[transfer] = id
-        self.table.modify(id) { $0 = job }
+        self.table.replace(job)
         self.pending.records.append(job.record)
     }
 
@@ -438,7 +437,7 @@ public actor Supervisor {
                 self.pending.records.append(job.record)
             }
             if job.isRunning { self.live[id] = running } else { self.live.removeValue(forKey: id) }
-            self.table.modify(id) { $0 = job }
+            self.table.replace(job)
         }
         return ended
     }

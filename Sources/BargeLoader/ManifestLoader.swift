@@ -54,25 +54,17 @@ public struct ManifestLoader: Sendable {
     ///
     /// - Throws: ``PathError`` for a path that does not exist; problems inside files are diagnostics instead.
     public func load(paths: [String]) throws(PathError) -> [ParsedManifest] {
-        var found: [String] = []
-        for path in paths { found += try self.manifestFiles(at: path) }
-        let files = found
-        // Files parse independently, so they are spread over the cores; the set checks then run in file order.
-        let results = Mutex<[ParsedManifest?]>(Array(repeating: nil, count: files.count))
-        DispatchQueue.concurrentPerform(iterations: files.count) { index in
-            let parsed = self.load(file: files[index])
-            results.withLock { $0[index] = parsed }
-        }
-        return ManifestSet.validate(results.withLock { $0.map { $0! } })
+        var loaded: [ParsedManifest] = []
+        try self.forEach(paths: paths) { loaded.append($0) }
+        return loaded
     }
 
     /// Loads the manifests that `paths` stand for like ``load(paths:)``, but hands each one, checked against the
-    /// earlier ones, to `body` in order and keeps none: a few files are parsed at once (over the cores) and let go
-    /// once handed on, so 100,000s of entries never sit in memory together.
-    public func forEach(
-        paths: [String],
-        _ body: (ParsedManifest) throws -> Void
-    ) throws {
+    /// earlier ones, to `body` in order and keeps none: a few files are parsed at once (they parse independently,
+    /// so over the cores) and let go once handed on, so 100,000s of entries never sit in memory together.
+    ///
+    /// - Throws: ``PathError`` for a path that does not exist; problems inside files are diagnostics instead.
+    public func forEach(paths: [String], _ body: (ParsedManifest) -> Void) throws(PathError) {
         var found: [String] = []
         for path in paths { found += try self.manifestFiles(at: path) }
         let files = found
@@ -85,7 +77,7 @@ public struct ManifestLoader: Sendable {
                 let parsed = self.load(file: chunk[index])
                 results.withLock { $0[index] = parsed }
             }
-            for parsed in results.withLock({ $0 }) { try body(validator.validate(parsed!)) }
+            for parsed in results.withLock({ $0 }) { body(validator.validate(parsed!)) }
         }
     }
 

@@ -54,13 +54,11 @@ public final class SSHServer: @unchecked Sendable {
 
         """.write(toFile: "\(path)/sshd_config", atomically: true, encoding: .utf8)
         try FileManager.default.createDirectory(atPath: "/run/sshd", withIntermediateDirectories: true)
-        self.process = Process()
-        self.process.executableURL = URL(fileURLWithPath: "/usr/sbin/sshd")
-        self.process.arguments = ["-D", "-e", "-f", "\(path)/sshd_config"]
-        self.process.standardOutput = FileHandle.nullDevice
-        self.process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try self.process.run()
-        try NginxServer.waitForPort(self.port)
+        self.process = try NginxServer.launch(
+            "/usr/sbin/sshd",
+            ["-D", "-e", "-f", "\(path)/sshd_config"],
+            port: self.port
+        )
     }
 
     /// Puts a file in the server's directory; returns its `sftp://` URL.
@@ -98,15 +96,7 @@ public final class FTPServer: @unchecked Sendable {
         self.port = try freeLoopbackPort()
         var tlsSettings = ""
         if tls {
-            let certificate = path + "/cert.pem"
-            let key = path + "/key.pem"
-            try NginxServer.run(
-                "/usr/bin/openssl",
-                [
-                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "2",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                ]
-            )
+            let (certificate, key) = try NginxServer.makeSelfSignedCertificate(in: path)
             self.certificateFile = certificate
             tlsSettings = """
                 ssl_enable=YES
@@ -147,13 +137,7 @@ public final class FTPServer: @unchecked Sendable {
         run_as_launching_user=YES
         \(tlsSettings)
         """.write(toFile: "\(path)/vsftpd.conf", atomically: true, encoding: .utf8)
-        self.process = Process()
-        self.process.executableURL = URL(fileURLWithPath: "/usr/sbin/vsftpd")
-        self.process.arguments = ["\(path)/vsftpd.conf"]
-        self.process.standardOutput = FileHandle.nullDevice
-        self.process.standardError = FileHandle.nullDevice
-        try self.process.run()
-        try NginxServer.waitForPort(self.port)
+        self.process = try NginxServer.launch("/usr/sbin/vsftpd", ["\(path)/vsftpd.conf"], port: self.port)
     }
 
     /// Puts a file in the anonymous root; returns its `ftp://` URL.
@@ -235,15 +219,13 @@ public final class SMBServer: @unchecked Sendable {
           guest ok = yes
           read only = yes
         """.write(toFile: "\(path)/smb.conf", atomically: true, encoding: .utf8)
-        self.process = Process()
-        self.process.executableURL = URL(fileURLWithPath: "/usr/sbin/smbd")
-        self.process.arguments = ["--foreground", "--no-process-group", "--configfile=\(path)/smb.conf"]
         // In the foreground smbd ends when its standard input closes: give it one that stays open.
-        self.process.standardInput = self.input
-        self.process.standardOutput = FileHandle.nullDevice
-        self.process.standardError = FileHandle.nullDevice
-        try self.process.run()
-        try NginxServer.waitForPort(self.port)
+        self.process = try NginxServer.launch(
+            "/usr/sbin/smbd",
+            ["--foreground", "--no-process-group", "--configfile=\(path)/smb.conf"],
+            port: self.port,
+            input: self.input
+        )
     }
 
     /// Puts a file in the share; returns its `smb://` URL (as the guest user).

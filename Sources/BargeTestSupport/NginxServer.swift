@@ -39,15 +39,7 @@ public final class NginxServer: @unchecked Sendable {
         var tlsBlock = ""
         if tls {
             let port = try freeLoopbackPort()
-            let certificate = self.prefix.path + "/cert.pem"
-            let key = self.prefix.path + "/key.pem"
-            try Self.run(
-                "/usr/bin/openssl",
-                [
-                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "2",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                ]
-            )
+            let (certificate, key) = try Self.makeSelfSignedCertificate(in: self.prefix.path)
             self.tlsPort = port
             self.certificateFile = certificate
             // A private CA and a client certificate it signed, for mutual TLS.
@@ -214,6 +206,33 @@ public final class NginxServer: @unchecked Sendable {
         try process.run()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else { throw POSIXError(.EIO) }
+    }
+
+    /// A self-signed certificate for `localhost` and 127.0.0.1 and its key, made in `directory`.
+    static func makeSelfSignedCertificate(in directory: String) throws -> (certificate: String, key: String) {
+        let (certificate, key) = (directory + "/cert.pem", directory + "/key.pem")
+        try Self.run(
+            "/usr/bin/openssl",
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "2",
+                "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ]
+        )
+        return (certificate, key)
+    }
+
+    /// Starts a server in the foreground, its output discarded (and its input `input`, if given), and waits until
+    /// it accepts connections on `port`.
+    static func launch(_ executable: String, _ arguments: [String], port: Int, input: Pipe? = nil) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let input { process.standardInput = input }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        try Self.waitForPort(port)
+        return process
     }
 
     static func waitForPort(_ port: Int) throws {

@@ -227,10 +227,7 @@ final class PartialFile: @unchecked Sendable {
 
     /// Flushes and `fsync`s, so the bytes counted in ``length`` are on disk.
     func sync() throws(BargeSystemError) {
-        try self.flush()
-        try self.nameWrittenBytes()
-        self.writePendingValidator()
-        try self.drain()
+        try self.keepForResume()
         guard self.descriptor >= 0 else { return }  // nothing was ever written
         try systemCall("fsync", self.destinationPath) { fsync(self.descriptor) }
     }
@@ -242,9 +239,7 @@ final class PartialFile: @unchecked Sendable {
     func syncInBackground(
         _ durable: @escaping @Sendable (_ offset: UInt64, _ resets: Int) -> Void
     ) throws(BargeSystemError) -> UInt64 {
-        try self.flush()
-        try self.nameWrittenBytes()
-        self.writePendingValidator()
+        try self.handOffForKeeping()
         let offset = self.length
         let resets = self.resets
         guard self.descriptor >= 0 else { return offset }
@@ -318,15 +313,16 @@ final class PartialFile: @unchecked Sendable {
 
     /// Writes out everything received, with its validator, so a later run can resume from it (no `fsync`).
     func keepForResume() throws(BargeSystemError) {
-        try self.flush()
-        try self.nameWrittenBytes()
-        self.writePendingValidator()
+        try self.handOffForKeeping()
         try self.drain()
     }
 
-    /// Names an unnamed partial whose bytes were written for a commit that did not happen, so they survive.
-    private func nameWrittenBytes() throws(BargeSystemError) {
-        if self.isUnnamed, self.descriptor >= 0, !self.isPlaced { try self.giveName(self.partialName) }
+    /// Hands everything received to the disk queue under the partial's name, with its validator (no waiting). An
+    /// unnamed partial whose bytes were written for a commit that did not happen is named too, so they survive.
+    private func handOffForKeeping() throws(BargeSystemError) {
+        try self.flush()
+        if self.isUnnamed, self.descriptor >= 0 { try self.giveName(self.partialName) }
+        self.writePendingValidator()
     }
 
     /// Records the pending validator once the file exists (until then it stays pending).
@@ -500,7 +496,7 @@ private final class BufferPool: @unchecked Sendable {
         (buffer.count == PartialFile.firstBufferSize ? Self.first : Self.large).give(buffer)
     }
 
-    func give(_ buffer: UnsafeMutableRawBufferPointer) {
+    private func give(_ buffer: UnsafeMutableRawBufferPointer) {
         guard buffer.count == self.size else {
             buffer.deallocate()
             return

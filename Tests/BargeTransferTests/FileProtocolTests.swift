@@ -25,6 +25,20 @@ struct FileProtocolTests {
         return self.scratch.read(".\(name).barge-partial")?.count ?? 0
     }
 
+    /// Interrupts a first run of `request` part-way (leaving a partial), then runs it to its end, which must leave
+    /// `content` at the destination; returns the partial's size, the finished transfer and its events.
+    func interruptThenFinish(
+        _ request: TransferRequest,
+        content: [UInt8]
+    ) async throws -> (kept: Int, done: CompletedTransfer, events: [TransferEvent]) {
+        let kept = await self.leavePartial(request, after: 500_000)
+        #expect(kept > 500_000 && kept < content.count)
+        let (outcome, events) = await fetch(request)
+        let done = try #require(outcome.completed, "\(outcome)")
+        #expect(self.scratch.read(PathRules.fileName(of: request.destination)) == content)
+        return (kept, done, events)
+    }
+
     @Test(.enabled(if: SSHServer.isAvailable, "openssh-server is not installed"))
     func sftpDownloadsVerifiesAndResumesWithAKnownHostKey() async throws {
         let server = try SSHServer()
@@ -35,11 +49,7 @@ struct FileProtocolTests {
         request.sshKnownHosts = server.knownHosts
         request.credentials = .sshKeyFile(server.clientKey)
         request.sha256 = sha256Hex(content)
-        let kept = await self.leavePartial(request, after: 500_000)
-        #expect(kept > 500_000 && kept < content.count)
-        let (outcome, events) = await fetch(request)
-        let done = try #require(outcome.completed, "\(outcome)")
-        #expect(self.scratch.read("model.bin") == content)
+        let (kept, done, events) = try await self.interruptThenFinish(request, content: content)
         // It resumed where the partial ended: only the missing bytes came over the wire.
         #expect(events.contains { if case .started(_, let offset) = $0 { offset == UInt64(kept) } else { false } })
         #expect(done.transferred == UInt64(content.count - kept))
@@ -74,11 +84,7 @@ struct FileProtocolTests {
         var request = TransferRequest(sources: [url], destination: self.scratch.path + "/data.bin")
         request.allowedSchemes = ["ftp"]
         request.sha256 = sha256Hex(content)
-        let kept = await self.leavePartial(request, after: 500_000)
-        #expect(kept > 500_000 && kept < content.count)
-        let (outcome, _) = await fetch(request)
-        let done = try #require(outcome.completed, "\(outcome)")
-        #expect(self.scratch.read("data.bin") == content)
+        let (kept, done, _) = try await self.interruptThenFinish(request, content: content)
         #expect(done.transferred == UInt64(content.count - kept))
         // The server's own log: the second download sent exactly the missing bytes.
         let sent = server.downloads(of: "data.bin", count: 2)
@@ -101,11 +107,7 @@ struct FileProtocolTests {
         #expect(refused.reason.hasPrefix("TLS verification of 127.0.0.1:\(server.port) failed"), "\(refused)")
         #expect(self.scratch.read("secure.bin") == nil)
         request.tls.caFile = server.certificateFile
-        let kept = await self.leavePartial(request, after: 500_000)
-        #expect(kept > 500_000 && kept < content.count)
-        let (outcome, _) = await fetch(request)
-        let done = try #require(outcome.completed, "\(outcome)")
-        #expect(self.scratch.read("secure.bin") == content)
+        let (kept, done, _) = try await self.interruptThenFinish(request, content: content)
         #expect(done.transferred == UInt64(content.count - kept))
         let sent = server.downloads(of: "secure.bin", count: 2)
         #expect(sent.last == content.count - kept, "\(sent)")
@@ -122,11 +124,7 @@ struct FileProtocolTests {
         #expect(await fetch(request).outcome.failure?.kind == .permanent)  // smb is not allowed by default
         request.allowedSchemes = ["smb"]
         request.sha256 = sha256Hex(content)
-        let kept = await self.leavePartial(request, after: 500_000)
-        #expect(kept > 500_000 && kept < content.count)
-        let (outcome, events) = await fetch(request)
-        let done = try #require(outcome.completed, "\(outcome)")
-        #expect(self.scratch.read("share.bin") == content)
+        let (_, done, events) = try await self.interruptThenFinish(request, content: content)
         #expect(done.transferred == UInt64(content.count))
         #expect(events.contains { if case .started(_, let offset) = $0 { offset == 0 } else { false } })
         // A missing file is permanent, and nothing is left behind.

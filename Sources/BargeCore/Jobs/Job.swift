@@ -191,10 +191,14 @@ public struct JobRecord: Hashable, Sendable {
     /// Bytes known to be on disk in the partial (stored only after an fsync).
     public var offset: UInt64
     private var totalOrMax: UInt64 = .max
-    private var firstFailure: Double = -.infinity
-    private var due: Double = -.infinity
-    private var lastStarted: Double = -.infinity
-    private var completed: Double = -.infinity
+    /// When the current run of failures began (epoch seconds).
+    @CompactTime public var firstFailureAt: Double? = nil
+    /// When the job is next due: its retry time (transient error) or its refresh time (up to date); nil: now.
+    @CompactTime public var dueAt: Double? = nil
+    /// When a transfer of it last started (round robin within a priority level).
+    @CompactTime public var lastStartedAt: Double? = nil
+    /// When it last completed.
+    @CompactTime public var completedAt: Double? = nil
     /// Why, in words a person understands ("waiting for window 22:00-06:00"). Empty for an up-to-date job: its
     /// status says when it is next checked, from its due time.
     public var reason: String
@@ -228,32 +232,6 @@ public struct JobRecord: Hashable, Sendable {
         set { self.totalOrMax = newValue ?? .max }
     }
 
-    /// When the current run of failures began (epoch seconds).
-    public var firstFailureAt: Double? {
-        get { Self.time(self.firstFailure) }
-        set { self.firstFailure = newValue ?? -.infinity }
-    }
-
-    /// When the job is next due: its retry time (transient error) or its refresh time (up to date); nil: now.
-    public var dueAt: Double? {
-        get { Self.time(self.due) }
-        set { self.due = newValue ?? -.infinity }
-    }
-
-    /// When a transfer of it last started (round robin within a priority level).
-    public var lastStartedAt: Double? {
-        get { Self.time(self.lastStarted) }
-        set { self.lastStarted = newValue ?? -.infinity }
-    }
-
-    /// When it last completed.
-    public var completedAt: Double? {
-        get { Self.time(self.completed) }
-        set { self.completed = newValue ?? -.infinity }
-    }
-
-    private static func time(_ value: Double) -> Double? { value == -.infinity ? nil : value }
-
     /// The reason to show at `now`: the stored one, or for an up-to-date job (which stores none) what it holds
     /// and when it is next checked ("mirrored 1MiB; next check in 23h 59m").
     public func statusReason(now: Double) -> String {
@@ -265,6 +243,21 @@ public struct JobRecord: Hashable, Sendable {
         let seconds = Int64((due - now).rounded(.up))
         let shown = seconds >= 3600 ? (seconds + 59) / 60 * 60 : seconds
         return "\(held); next check in \(TimeSpan(seconds: shown))"
+    }
+}
+
+/// A time (epoch seconds) or none, held in 8 bytes (none is -∞) where an optional takes 16 in a record.
+@propertyWrapper
+public struct CompactTime: Hashable, Sendable {
+    private var seconds = -Double.infinity
+
+    /// Holds `wrappedValue`.
+    public init(wrappedValue: Double?) { self.wrappedValue = wrappedValue }
+
+    /// The time, or nil.
+    public var wrappedValue: Double? {
+        get { self.seconds == -.infinity ? nil : self.seconds }
+        set { self.seconds = newValue ?? -.infinity }
     }
 }
 

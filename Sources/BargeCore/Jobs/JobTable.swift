@@ -59,6 +59,11 @@ public struct JobTable: Sendable {
         return result
     }
 
+    /// Puts back a changed copy of a job (found by its id); its destination may have changed.
+    public mutating func replace(_ view: JobView) {
+        self.modify(view.record.id) { $0 = view }
+    }
+
     /// Adds a job (ids come from the store and grow, so this is an append but for a reused id).
     public mutating func insert(_ view: JobView) {
         if let last = self.views.last, last.record.id >= view.record.id {
