@@ -46,7 +46,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "preparing data in $work ($large_mib MiB file, $small × 16 KiB files)…" >&2
-mkdir -p "$work/root/small" "$work/out"
+mkdir -p "$work/root/small" "$work/out" "$work/aside"
 head -c $((large_mib * 1024 * 1024)) /dev/urandom > "$work/root/large.bin"
 large_sha=$(sha256sum "$work/root/large.bin" | cut -d' ' -f1)
 for i in $(seq 1 "$small"); do head -c 16384 /dev/urandom > "$work/root/small/$i.bin"; done
@@ -89,7 +89,21 @@ done
 
 verify_large() { [ "$(sha256sum "$work/out/large.bin" | cut -d' ' -f1)" = "$large_sha" ]; }
 verify_small() { (cd "$work/out/small" && sha256sum ./*.bin | sort -k2) | cmp -s - "$work/small.sha256"; }
-reset_out() { rm -rf "$work/out"; mkdir -p "$work/out/small"; sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+# Each run starts from an empty output directory with nothing left to write back. The small files of the run
+# before are moved aside, not deleted: ext4 without a journal (this machine's root) skips inodes freed in the last
+# 60 s (6 min while their table block is dirty), so 2,000 files created right after 2,000 were deleted scan past
+# all of them for every new file, which made every tool 2-3x slower and measured the file system, not the tool.
+# Caches are not dropped: that timed reading the tools' own binaries and the source data from disk.
+runs_done=0
+reset_out() {
+    rm -f "$work/out/large.bin"
+    if [ -d "$work/out/small" ]; then
+        runs_done=$((runs_done + 1))
+        mv "$work/out/small" "$work/aside/$runs_done"
+    fi
+    mkdir -p "$work/out/small"
+    sync
+}
 
 # measure NAME KIND BYTES COMMAND…: runs it $runs times, verifies, records the median row.
 rows=()
