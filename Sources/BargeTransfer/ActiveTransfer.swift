@@ -28,7 +28,7 @@ final class ActiveTransfer {
     let request: TransferRequest
     let continuation: EventSink
     /// The curl easy handle, taken from the engine's pool when the transfer is admitted (a transfer still
-    /// waiting for a slot holds none) and given back when the transfer ends.
+    /// waiting for a slot holds none) and given back once its bytes are all in or it ends.
     var easy: UnsafeMutableRawPointer {
         if let handle = self.easyHandle { return handle }
         let handle = self.easyHandles.take()
@@ -36,6 +36,14 @@ final class ActiveTransfer {
         return handle
     }
     private var easyHandle: UnsafeMutableRawPointer?
+
+    /// Gives the easy handle back to the pool: the transfer is done with the network (its file waits for the
+    /// commit queue), and a later attempt takes a handle again.
+    func releaseEasyHandle() {
+        guard let handle = self.easyHandle else { return }
+        self.easyHandle = nil
+        self.easyHandles.give(handle)
+    }
     private let easyHandles: EasyHandlePool
     /// The engine-wide budget shared by all transfers.
     let globalPacer: GlobalPacer
@@ -54,7 +62,7 @@ final class ActiveTransfer {
     // The current attempt.
     var attemptOffset: UInt64 = 0
     var isHTTP = true
-    var responseHeaders: [String: String] = [:]
+    var responseHeaders = ResponseHeaders()
     var status = 0
     var httpVersion = ""
     var bodyMode = BodyMode.undetermined
@@ -168,7 +176,7 @@ final class ActiveTransfer {
             }
         }
         self.attemptOffset = offset
-        self.responseHeaders = [:]
+        self.responseHeaders = ResponseHeaders()
         self.status = 0
         self.bodyMode = .undetermined
         self.abortFailure = nil
@@ -309,25 +317,20 @@ final class ActiveTransfer {
         let line = UnsafeRawBufferPointer(rebasing: bytes[0..<end])
         if line.starts(with: "HTTP/".utf8) {
             // A new response (a redirect, a 100 Continue, or the final one): forget the previous headers.
-            self.responseHeaders = [:]
+            self.responseHeaders = ResponseHeaders()
             let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 2)
             self.httpVersion = fields.first.map { String(decoding: $0, as: UTF8.self) } ?? ""
             self.status = fields.count > 1 ? Int(String(decoding: fields[1], as: UTF8.self)) ?? 0 : 0
             return
         }
-        guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
-        let name = String(unsafeUninitializedCapacity: colon) { text in
-            for index in 0..<colon {
-                let byte = line[index]
-                text[index] = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
-            }
-            return colon
-        }
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")),
+            let field = ResponseHeaders.Field(name: UnsafeRawBufferPointer(rebasing: line[0..<colon]))
+        else { return }
         var start = colon + 1
         var stop = line.count
         while start < stop, line[start] == UInt8(ascii: " ") || line[start] == UInt8(ascii: "\t") { start += 1 }
         while stop > start, line[stop - 1] == UInt8(ascii: " ") || line[stop - 1] == UInt8(ascii: "\t") { stop -= 1 }
-        self.responseHeaders[name] = String(decoding: line[start..<stop], as: UTF8.self)
+        self.responseHeaders[field] = String(decoding: line[start..<stop], as: UTF8.self)
     }
 
     /// The write callback: content goes to the partial, paced; anything else is dropped.
@@ -390,11 +393,11 @@ final class ActiveTransfer {
             return
         }
         self.status = code
-        let encoding = self.responseHeaders["content-encoding"]?.lowercased()
+        let encoding = self.responseHeaders[.contentEncoding]?.lowercased()
         let encoded = encoding != nil && encoding != "identity"
         switch code {
         case 206:
-            guard let range = ContentRange(self.responseHeaders["content-range"]), range.start == self.attemptOffset
+            guard let range = ContentRange(self.responseHeaders[.contentRange]), range.start == self.attemptOffset
             else {
                 self.restartFromZero = true
                 return
@@ -420,7 +423,7 @@ final class ActiveTransfer {
                 }
                 self.attemptOffset = 0
             }
-            let total = self.responseHeaders["content-length"].flatMap { UInt64($0) }
+            let total = self.responseHeaders[.contentLength].flatMap { UInt64($0) }
             if let expected = self.request.expectedSize, let total, !encoded, total != expected {
                 self.abortFailure = TransferFailure(
                     .permanent,
@@ -437,7 +440,7 @@ final class ActiveTransfer {
     }
 
     var validators: Validators {
-        Validators(etag: self.responseHeaders["etag"], lastModified: self.responseHeaders["last-modified"])
+        Validators(etag: self.responseHeaders[.etag], lastModified: self.responseHeaders[.lastModified])
     }
 
     private func reportResponse(status: Int, offset: UInt64, total: UInt64? = nil) {
@@ -474,9 +477,77 @@ final class ActiveTransfer {
     }
 
     private var totalFromResponse: UInt64? {
-        if self.status == 206 { return ContentRange(self.responseHeaders["content-range"])?.total }
-        if self.responseHeaders["content-encoding"] != nil { return nil }
-        return self.responseHeaders["content-length"].flatMap { UInt64($0) }
+        if self.status == 206 { return ContentRange(self.responseHeaders[.contentRange])?.total }
+        if self.responseHeaders[.contentEncoding] != nil { return nil }
+        return self.responseHeaders[.contentLength].flatMap { UInt64($0) }
+    }
+}
+
+/// The response headers the engine acts on. The others are not kept: each would cost two strings and a slot in
+/// a dictionary for every file.
+struct ResponseHeaders {
+    /// A header the engine acts on.
+    enum Field: Int, CaseIterable {
+        case contentEncoding, contentLength, contentRange, etag, lastModified, location, retryAfter
+
+        /// The field a header name stands for (ASCII, any case); nil for a header the engine ignores.
+        init?(name: UnsafeRawBufferPointer) {
+            guard let field = Self.allCases.first(where: { Self.equalIgnoringCase(name, $0.name) }) else { return nil }
+            self = field
+        }
+
+        /// The lowercase header name.
+        var name: StaticString {
+            switch self {
+            case .contentEncoding: "content-encoding"
+            case .contentLength: "content-length"
+            case .contentRange: "content-range"
+            case .etag: "etag"
+            case .lastModified: "last-modified"
+            case .location: "location"
+            case .retryAfter: "retry-after"
+            }
+        }
+
+        private static func equalIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+            guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+            let expected = lowercase.utf8Start
+            for index in 0..<bytes.count {
+                let byte = bytes[index]
+                let folded = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+                if folded != expected[index] { return false }
+            }
+            return true
+        }
+    }
+
+    private var values: (String?, String?, String?, String?, String?, String?, String?)
+
+    init() { self.values = (nil, nil, nil, nil, nil, nil, nil) }
+
+    subscript(field: Field) -> String? {
+        get {
+            switch field {
+            case .contentEncoding: self.values.0
+            case .contentLength: self.values.1
+            case .contentRange: self.values.2
+            case .etag: self.values.3
+            case .lastModified: self.values.4
+            case .location: self.values.5
+            case .retryAfter: self.values.6
+            }
+        }
+        set {
+            switch field {
+            case .contentEncoding: self.values.0 = newValue
+            case .contentLength: self.values.1 = newValue
+            case .contentRange: self.values.2 = newValue
+            case .etag: self.values.3 = newValue
+            case .lastModified: self.values.4 = newValue
+            case .location: self.values.5 = newValue
+            case .retryAfter: self.values.6 = newValue
+            }
+        }
     }
 }
 
@@ -595,7 +666,6 @@ final class EasyHandlePool {
             curl_easy_cleanup(handle)
             return
         }
-        curl_easy_reset(handle)  // forgets the finished transfer's options and callbacks' context
-        self.free.append(handle)
+        self.free.append(handle)  // reset by the next attempt's configuration, which sets every option again
     }
 }

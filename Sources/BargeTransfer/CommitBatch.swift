@@ -71,7 +71,7 @@ struct CommitBatch: Sendable {
     private static func verify(_ file: FileToCommit) -> Result<CompletedTransfer, TransferFailure> {
         let partial = file.partial
         do throws(BargeSystemError) {
-            try partial.finishWriting()
+            try partial.finishWriting(mode: file.mode)
         } catch {
             return .failure(TransferFailure(error.isTransient ? .transient : .permanent, "cannot write: \(error)"))
         }

@@ -40,6 +40,10 @@ final class PartialFile: @unchecked Sendable {
     private var hasher = SHA256()
     private var buffer: UnsafeMutableRawBufferPointer
     private var buffered = 0
+    /// The buffer's first bytes already hashed as they arrived: a file's first buffer is hashed by `append`,
+    /// while its bytes are in the cache, and a small file's hash is done when it completes; later buffers are
+    /// hashed on the disk queue, so a large file's hashing stays off the network thread.
+    private var bufferHashed = 0
     /// Bytes handed to the disk queue so far (the file offset of the buffer's first byte).
     private var handedOff: UInt64 = 0
     /// The first error a queued write met; reported by the next append, flush or sync.
@@ -120,6 +124,7 @@ final class PartialFile: @unchecked Sendable {
         self.length = offset
         self.handedOff = offset
         self.buffered = 0
+        self.bufferHashed = 0
         return offset
     }
 
@@ -128,6 +133,7 @@ final class PartialFile: @unchecked Sendable {
         self.inFlight.wait()
         self.diskError = nil
         self.buffered = 0
+        self.bufferHashed = 0
         if self.descriptor >= 0 {
             try systemCall("truncate", self.partialName) { ftruncate(self.descriptor, 0) }
         }
@@ -147,6 +153,11 @@ final class PartialFile: @unchecked Sendable {
             let room = self.buffer.count - self.buffered
             let take = min(room, rest.count)
             (self.buffer.baseAddress! + self.buffered).copyMemory(from: rest.baseAddress!, byteCount: take)
+            if self.handedOff == 0, self.bufferHashed == self.buffered {
+                // Nothing handed to the disk queue yet: the hasher is this thread's alone.
+                self.hasher.update(bufferPointer: UnsafeRawBufferPointer(start: rest.baseAddress!, count: take))
+                self.bufferHashed += take
+            }
             self.buffered += take
             self.length += UInt64(take)
             rest = UnsafeRawBufferPointer(rebasing: rest[take...])
@@ -159,26 +170,29 @@ final class PartialFile: @unchecked Sendable {
     /// hop to another thread.
     /// Bytes written before the commit name the partial first, so a later run can resume it; `forCommit` writes
     /// an unnamed one's last bytes without naming it.
-    func flush(forCommit: Bool = false) throws(BargeSystemError) {
+    func flush(forCommit: Bool = false, mode: UInt32? = nil) throws(BargeSystemError) {
         if let error = self.diskError { throw error }
         guard self.buffered > 0 else { return }
-        try self.create()
+        try self.create(finalMode: forCommit ? mode : nil)
         if !forCommit { try self.giveName(self.partialName) }
         if self.handedOff == 0, self.buffered < self.buffer.count {
             self.inFlight.wait()
             let chunk = UnsafeRawBufferPointer(rebasing: self.buffer[0..<self.buffered])
-            self.hasher.update(bufferPointer: chunk)
+            self.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: chunk[self.bufferHashed...]))
             try self.write(chunk, at: 0, startWriteback: false)
             self.handedOff = UInt64(self.buffered)
             self.buffered = 0
+            self.bufferHashed = 0
             return
         }
         self.writePendingValidator()
         let owned = HandedOffBuffer(memory: self.buffer, count: self.buffered)
+        let hashed = self.bufferHashed
         let offset = self.handedOff
         self.handedOff += UInt64(self.buffered)
         self.buffer = BufferPool.large.take()
         self.buffered = 0
+        self.bufferHashed = 0
         self.slots.wait()
         self.inFlight.enter()
         Self.diskQueue.async {
@@ -188,7 +202,7 @@ final class PartialFile: @unchecked Sendable {
                 self.slots.signal()
                 self.inFlight.leave()
             }
-            self.hasher.update(bufferPointer: chunk)
+            self.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: chunk[hashed...]))
             guard self.diskError == nil else { return }
             do throws(BargeSystemError) {
                 try self.write(chunk, at: offset)
@@ -268,11 +282,14 @@ final class PartialFile: @unchecked Sendable {
     private(set) var resets = 0
 
     /// Creates a new partial when its first bytes are about to be written: unnamed where the file system allows,
-    /// else under its partial name.
-    private func create() throws(BargeSystemError) {
+    /// else under its partial name. An unnamed one made just before its commit takes the destination's mode at
+    /// once (nobody can open it before it is linked), which spares a `chmod`, unless the umask would strip it.
+    private func create(finalMode: UInt32? = nil) throws(BargeSystemError) {
         guard self.descriptor < 0 else { return }
-        if let unnamed = self.directory.openUnnamedFile() {
+        let mode = finalMode.flatMap { Self.umaskKeeps($0) ? mode_t($0) : nil }
+        if let unnamed = self.directory.openUnnamedFile(mode: mode ?? 0o600) {
             self.descriptor = unnamed
+            self.createdMode = mode
             return
         }
         let (descriptor, size) = try self.directory.openFile(self.partialName)
@@ -283,11 +300,34 @@ final class PartialFile: @unchecked Sendable {
         }
     }
 
-    /// Writes out what is buffered and creates the file even when it is empty: what a commit needs.
-    func finishWriting() throws(BargeSystemError) {
-        try self.flush(forCommit: true)
-        try self.create()
+    /// Writes out what is buffered and creates the file even when it is empty: what a commit needs. `mode` is the
+    /// destination's, for a file created now.
+    func finishWriting(mode: UInt32? = nil) throws(BargeSystemError) {
+        try self.flush(forCommit: true, mode: mode)
+        try self.create(finalMode: mode)
         try self.drain()
+    }
+
+    /// The mode an unnamed partial was created with when that is already the destination's; nil otherwise.
+    private var createdMode: mode_t?
+
+    /// The process's umask (`/proc/self/status`; reading it with umask(2) would change it for other threads).
+    static let processUmask: mode_t? = {
+        let descriptor = open("/proc/self/status", O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let count = read(descriptor, &bytes, bytes.count)
+        guard count > 0 else { return nil }
+        let text = String(decoding: bytes[0..<count], as: UTF8.self)
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }) else { return nil }
+        return mode_t(line.dropFirst("Umask:".count).filter { $0 != " " && $0 != "\t" }, radix: 8)
+    }()
+
+    /// Whether a file created with `mode` gets exactly that mode (no special bits, none the umask strips).
+    static func umaskKeeps(_ mode: UInt32) -> Bool {
+        guard let umask = Self.processUmask else { return false }
+        return mode & 0o7000 == 0 && mode_t(mode) & umask == 0
     }
 
     /// The SHA-256 of the content so far, lowercase hex; call after ``drain()``.
@@ -358,7 +398,7 @@ final class PartialFile: @unchecked Sendable {
     ///
     /// A crash at any instant leaves either the old destination or the new one, never a mix.
     func commit(mode: UInt32, owner: (uid: UInt32, gid: UInt32)?) throws(BargeSystemError) {
-        try self.finishWriting()
+        try self.finishWriting(mode: mode)
         try systemCall("fsync", self.destinationPath) { fsync(self.descriptor) }
         try self.rename(mode: mode, owner: owner)
         try self.directory.sync()
@@ -373,7 +413,7 @@ final class PartialFile: @unchecked Sendable {
         var errors = [BargeSystemError?](repeating: nil, count: batch.count)
         for (index, item) in batch.enumerated() {
             do throws(BargeSystemError) {
-                try item.0.finishWriting()
+                try item.0.finishWriting(mode: item.mode)
             } catch {
                 errors[index] = error
             }
@@ -411,7 +451,9 @@ final class PartialFile: @unchecked Sendable {
     private func rename(mode: UInt32, owner: (uid: UInt32, gid: UInt32)?) throws(BargeSystemError) {
         self.pendingValidator = nil
         self.validator = nil
-        try systemCall("chmod", self.destinationPath) { fchmod(self.descriptor, mode_t(mode)) }
+        if self.createdMode != mode_t(mode) {
+            try systemCall("chmod", self.destinationPath) { fchmod(self.descriptor, mode_t(mode)) }
+        }
         if let owner {
             try systemCall("chown", self.destinationPath) { fchown(self.descriptor, owner.uid, owner.gid) }
         }
@@ -463,6 +505,7 @@ final class PartialFile: @unchecked Sendable {
         self.length = 0
         self.handedOff = 0
         self.buffered = 0
+        self.bufferHashed = 0
     }
 }
 

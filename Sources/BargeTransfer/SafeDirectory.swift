@@ -11,10 +11,14 @@ final class SafeDirectory: Sendable {
     let path: String
     /// The open directory (`O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC`).
     let descriptor: Int32
+    /// The file system and inode it is on (nil when `fstat` failed): what a sync groups by and a cache checks.
+    let identity: (device: UInt64, inode: UInt64)?
 
     private init(path: String, descriptor: Int32) {
         self.path = path
         self.descriptor = descriptor
+        var info = stat()
+        self.identity = fstat(descriptor, &info) == 0 ? (UInt64(info.st_dev), UInt64(info.st_ino)) : nil
     }
 
     deinit { close(self.descriptor) }
@@ -98,10 +102,7 @@ final class SafeDirectory: Sendable {
     }
 
     /// The file system this directory is on.
-    var device: UInt64? {
-        var info = stat()
-        return fstat(self.descriptor, &info) == 0 ? UInt64(info.st_dev) : nil
-    }
+    var device: UInt64? { self.identity?.device }
 
     /// Gives an unnamed file (``openUnnamedFile(mode:)``) the name `name`; never replaces what is
     /// there. Returns 0 or the errno (EEXIST: the name is taken).
@@ -130,23 +131,32 @@ final class SafeDirectory: Sendable {
 /// Open destination directories by path, so a burst of files into one directory walks the path once.
 ///
 /// A cached directory is used only while `lstat` of its path still names the same directory (device and inode);
-/// otherwise (moved, replaced, a link put in its place) it is reopened by the strict walk. Confined to the engine
-/// thread.
+/// otherwise (moved, replaced, a link put in its place) it is reopened by the strict walk. The check is made once
+/// per pass of the engine's loop (``startPass()``), not for every file of a burst: a replacement between two
+/// files of one pass is no different from one between the check and the open. Confined to the engine thread.
 final class DirectoryCache {
-    private var entries: [String: (directory: SafeDirectory, device: UInt64, inode: UInt64)] = [:]
+    private var entries: [String: (directory: SafeDirectory, checkedInPass: UInt64)] = [:]
     private let capacity = 64
+    private var pass: UInt64 = 1
+
+    /// Begins a pass: every cached directory is checked again at its next use.
+    func startPass() { self.pass &+= 1 }
 
     func open(_ path: String) throws(BargeSystemError) -> SafeDirectory {
-        var info = stat()
-        if let cached = self.entries[path], lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR,
-            UInt64(info.st_dev) == cached.device, UInt64(info.st_ino) == cached.inode
-        {
-            return cached.directory
+        if let cached = self.entries[path] {
+            if cached.checkedInPass == self.pass { return cached.directory }
+            var info = stat()
+            if let identity = cached.directory.identity, lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR,
+                UInt64(info.st_dev) == identity.device, UInt64(info.st_ino) == identity.inode
+            {
+                self.entries[path]!.checkedInPass = self.pass
+                return cached.directory
+            }
         }
         let directory = try SafeDirectory.open(path, create: true)
-        guard fstat(directory.descriptor, &info) == 0 else { return directory }
+        guard directory.identity != nil else { return directory }
         if self.entries.count >= self.capacity { self.entries.removeAll() }
-        self.entries[path] = (directory, UInt64(info.st_dev), UInt64(info.st_ino))
+        self.entries[path] = (directory, self.pass)
         return directory
     }
 }

@@ -157,6 +157,9 @@ final class EngineLoop: @unchecked Sendable {
         self.multi = curl_multi_init()!
         _ = barge_multi_setopt_long(self.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, limits.total)
         _ = barge_multi_setopt_long(self.multi, CURLMOPT_MAX_HOST_CONNECTIONS, limits.perHost)
+        // Keep as many idle connections as may run at once (libcurl's default follows the handles added, which
+        // shrinks as transfers finish and closes connections the next files would reuse).
+        _ = barge_multi_setopt_long(self.multi, CURLMOPT_MAXCONNECTS, limits.total)
     }
 
     func submit(_ command: EngineCommand) {
@@ -179,6 +182,7 @@ final class EngineLoop: @unchecked Sendable {
                 stopping = self.apply(command) || stopping
             }
             if stopping { break }
+            self.directories.startPass()
             self.admitWaiting()
             _ = curl_multi_perform(self.multi, &running)
             self.drainMessages()
@@ -454,7 +458,7 @@ final class EngineLoop: @unchecked Sendable {
             transfer.partial?.discard()
             self.finish(transfer, .notModified(transfer.request.currentValidators ?? transfer.validators))
         case 416:
-            let range = ContentRange(transfer.responseHeaders["content-range"])
+            let range = ContentRange(transfer.responseHeaders[.contentRange])
             if transfer.attemptOffset > 0, let total = range?.total, total == transfer.attemptOffset {
                 self.complete(transfer)  // The partial already holds the whole file.
             } else {
@@ -465,7 +469,7 @@ final class EngineLoop: @unchecked Sendable {
             self.complete(transfer)
         default:
             let retryAfter = FailureClassifier.retryAfter(
-                transfer.responseHeaders["retry-after"],
+                transfer.responseHeaders[.retryAfter],
                 now: Date().timeIntervalSince1970
             )
             self.failOver(
@@ -477,7 +481,7 @@ final class EngineLoop: @unchecked Sendable {
 
     private func failure(for transfer: ActiveTransfer, code: CURLcode) -> TransferFailure {
         if code == CURLE_UNSUPPORTED_PROTOCOL, (300...399).contains(transfer.status),
-            let location = transfer.responseHeaders["location"], location.lowercased().hasPrefix("http:"),
+            let location = transfer.responseHeaders[.location], location.lowercased().hasPrefix("http:"),
             transfer.currentSource.lowercased().hasPrefix("https:")
         {
             return TransferFailure(
@@ -496,13 +500,15 @@ final class EngineLoop: @unchecked Sendable {
         }
         var effective: UnsafeMutablePointer<CChar>?
         _ = barge_easy_getinfo_string(transfer.easy, CURLINFO_EFFECTIVE_URL, &effective)
+        let url = effective.map { String(cString: $0) } ?? transfer.currentSource
+        transfer.releaseEasyHandle()
         let file = FileToCommit(
             partial: partial,
             mode: transfer.request.mode,
             owner: transfer.request.owner,
             expectedSize: transfer.request.expectedSize,
             expectedSHA256: transfer.request.sha256,
-            url: effective.map { String(cString: $0) } ?? transfer.currentSource,
+            url: url,
             validators: transfer.validators,
             transferred: transfer.transferred
         )

@@ -305,6 +305,50 @@ struct NginxInteropTests {
         #expect(listing(directory) == ["s.bin"])
     }
 
+    /// A small file is created with its mode when the umask keeps it, and changed to it after when not (0o666
+    /// under the usual 022): either way it ends up exactly so.
+    @Test(arguments: [0o640, 0o604, 0o666, 0o775] as [UInt32])
+    func aSmallFileGetsExactlyItsMode(mode: UInt32) async throws {
+        let content = TestContent.bytes(count: 1_000, seed: 23)
+        let url = try self.nginx.serve("mode.bin", bytes: content)
+        var request = TransferRequest(
+            sources: [url],
+            destination: self.scratch.path + "/mode-\(String(mode, radix: 8))/m.bin"
+        )
+        request.mode = mode
+        #expect(await fetch(request).outcome.completed != nil)
+        var info = stat()
+        #expect(stat(request.destination, &info) == 0)
+        #expect(UInt32(info.st_mode & 0o7777) == mode)
+    }
+
+    /// Destination directories stay open in the engine, but each is checked again in every pass of its loop: a
+    /// directory moved away and made anew between two files gets the second file, and a link put in its place
+    /// is refused.
+    @Test func aReplacedDirectoryIsOpenedAgain() async throws {
+        let engine = TransferEngine()
+        let url = try self.nginx.serve("r.bin", bytes: TestContent.bytes(count: 2_000, seed: 29))
+        let directory = self.scratch.path + "/r"
+        #expect(
+            await fetch(TransferRequest(sources: [url], destination: directory + "/1.bin"), engine: engine)
+                .outcome.completed != nil
+        )
+        #expect(rename(directory, self.scratch.path + "/r.old") == 0)
+        #expect(mkdir(directory, 0o755) == 0)
+        #expect(
+            await fetch(TransferRequest(sources: [url], destination: directory + "/2.bin"), engine: engine)
+                .outcome.completed != nil
+        )
+        #expect(listing(directory) == ["2.bin"])
+        #expect(listing(self.scratch.path + "/r.old") == ["1.bin"])
+        #expect(rename(directory, self.scratch.path + "/r.second") == 0)
+        #expect(symlink(self.scratch.path + "/r.old", directory) == 0)
+        let refused = await fetch(TransferRequest(sources: [url], destination: directory + "/3.bin"), engine: engine)
+        #expect(refused.outcome.failure?.reason.contains("is a symbolic link") == true, "\(refused.outcome)")
+        #expect(listing(self.scratch.path + "/r.old") == ["1.bin"])
+        #expect(listing(self.scratch.path + "/r.second") == ["2.bin"])
+    }
+
     /// The names created in a watched directory since the last call, in order.
     static func createdNames(_ watch: Int32) -> [String] {
         var names: [String] = []

@@ -49,6 +49,27 @@ struct PureLogicTests {
         #expect(ContentRange(nil) == nil)
     }
 
+    @Test func onlyTheHeadersTheEngineActsOnAreKept() {
+        func field(_ name: String) -> ResponseHeaders.Field? {
+            Array(name.utf8).withUnsafeBytes { ResponseHeaders.Field(name: $0) }
+        }
+        #expect(field("ETag") == .etag)
+        #expect(field("content-RANGE") == .contentRange)
+        #expect(field("Last-Modified") == .lastModified)
+        #expect(field("Retry-After") == .retryAfter)
+        #expect(field("Server") == nil)
+        #expect(field("Content-Rang") == nil)
+        #expect(field("Content-Ranges") == nil)
+        #expect(field("") == nil)
+        for field in ResponseHeaders.Field.allCases {
+            var headers = ResponseHeaders()
+            headers[field] = "value of \(field)"
+            for other in ResponseHeaders.Field.allCases {
+                #expect(headers[other] == (other == field ? "value of \(field)" : nil))
+            }
+        }
+    }
+
     @Test func statusesAreClassified() {
         let url = "https://origin.example:8443/file"
         #expect(FailureClassifier.failure(status: 404, url: url, retryAfter: nil).kind == .permanent)
