@@ -394,61 +394,48 @@ final class PartialFile: @unchecked Sendable {
         }
     }
 
-    /// Makes the partial the destination: `fsync`, mode and owner, atomic rename, directory `fsync`.
-    ///
-    /// A crash at any instant leaves either the old destination or the new one, never a mix.
-    func commit(mode: UInt32, owner: (uid: UInt32, gid: UInt32)?) throws(BargeSystemError) {
-        try self.finishWriting(mode: mode)
-        try systemCall("fsync", self.destinationPath) { fsync(self.descriptor) }
-        try self.rename(mode: mode, owner: owner)
-        try self.directory.sync()
-    }
-
-    /// Commits many partials with two file-system syncs instead of two `fsync`s each: every partial's bytes are
-    /// written, one `syncfs` makes them durable, all are renamed, and a second `syncfs` makes the renames durable.
-    /// The crash guarantee is the same as ``commit(mode:owner:)``'s for each file.
-    static func commit(
-        _ batch: [(PartialFile, mode: UInt32, owner: (uid: UInt32, gid: UInt32)?)]
-    ) -> [BargeSystemError?] {
-        var errors = [BargeSystemError?](repeating: nil, count: batch.count)
-        for (index, item) in batch.enumerated() {
-            do throws(BargeSystemError) {
-                try item.0.finishWriting(mode: item.mode)
-            } catch {
-                errors[index] = error
-            }
-        }
-        // One sync per file system the batch writes to (a directory of each stands for it).
-        var fileSystems: [UInt64: SafeDirectory] = [:]
-        var unknown: [SafeDirectory] = []  // no device number: synced on their own
-        var seen = Set<String>()
-        for item in batch where seen.insert(item.0.directory.path).inserted {
-            if let device = item.0.directory.device {
-                fileSystems[device] = item.0.directory
-            } else {
-                unknown.append(item.0.directory)
-            }
-        }
-        func syncAll() -> BargeSystemError? {
-            for directory in Array(fileSystems.values) + unknown where CBargeLinux_syncfs(directory.descriptor) != 0 {
-                return BargeSystemError(errno: errno, function: "syncfs", subject: directory.path)
+    /// Makes the bytes of `partials` durable, and with them the links made in `linked` directories before: one
+    /// `fsync` for a single file and nothing else, else one `syncfs` per file system (a directory of each stands
+    /// for it). The partials' bytes must be written (``finishWriting(mode:)``).
+    static func syncBytes(of partials: [PartialFile], andLinksIn linked: [SafeDirectory]) -> BargeSystemError? {
+        if partials.count == 1, linked.isEmpty {
+            let partial = partials[0]
+            guard fsync(partial.descriptor) == 0 else {
+                return BargeSystemError(errno: errno, function: "fsync", subject: partial.destinationPath)
             }
             return nil
         }
-        if let error = syncAll() { return errors.map { $0 ?? error } }
-        for (index, item) in batch.enumerated() where errors[index] == nil {
-            do throws(BargeSystemError) {
-                try item.0.rename(mode: item.mode, owner: item.owner)
-            } catch {
-                errors[index] = error
-            }
-        }
-        if let error = syncAll() { return errors.map { $0 ?? error } }
-        return errors
+        return Self.syncFileSystems(of: partials.map(\.directory) + linked)
     }
 
-    /// Applies mode and owner, then renames the partial over the destination.
-    private func rename(mode: UInt32, owner: (uid: UInt32, gid: UInt32)?) throws(BargeSystemError) {
+    /// Makes the links made in `linked` directories durable (one entry per link): the directory's `fsync` for a
+    /// single link, else one `syncfs` per file system.
+    static func syncLinks(in linked: [SafeDirectory]) -> BargeSystemError? {
+        if linked.count == 1 {
+            guard fsync(linked[0].descriptor) == 0 else {
+                return BargeSystemError(errno: errno, function: "fsync", subject: linked[0].path)
+            }
+            return nil
+        }
+        return Self.syncFileSystems(of: linked)
+    }
+
+    private static func syncFileSystems(of directories: [SafeDirectory]) -> BargeSystemError? {
+        var fileSystems = Set<UInt64>()
+        var seen = Set<ObjectIdentifier>()
+        for directory in directories where seen.insert(ObjectIdentifier(directory)).inserted {
+            // A directory without a device number is synced on its own.
+            if let device = directory.device, !fileSystems.insert(device).inserted { continue }
+            guard CBargeLinux_syncfs(directory.descriptor) == 0 else {
+                return BargeSystemError(errno: errno, function: "syncfs", subject: directory.path)
+            }
+        }
+        return nil
+    }
+
+    /// Puts the partial in place once its bytes are durable: applies mode and owner, then links or renames it to
+    /// the destination atomically. The link is durable after ``syncLinks(in:)`` (or the next ``syncBytes``).
+    func place(mode: UInt32, owner: (uid: UInt32, gid: UInt32)?) throws(BargeSystemError) {
         self.pendingValidator = nil
         self.validator = nil
         if self.createdMode != mode_t(mode) {

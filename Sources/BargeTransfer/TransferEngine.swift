@@ -109,8 +109,8 @@ enum EngineCommand: Sendable {
     case stop
     /// The prepare queue opened (or failed to open) an admitted transfer's partial.
     case prepared(TransferID, Result<PreparedPartial, TransferFailure>)
-    /// The commit queue put the batch handed to it in place (an error per file, nil for success).
-    case committed([CommitResult])
+    /// The commit queue did the job handed to it.
+    case committed(CommitReport)
     /// A background checkpoint of this partial (in this round: `resets`) holds up to `offset`.
     case checkpointed(TransferID, PartialFile, resets: Int, offset: UInt64)
 }
@@ -132,13 +132,16 @@ final class EngineLoop: @unchecked Sendable {
     private let directories = DirectoryCache()
     private let easyHandles: EasyHandlePool
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
-    /// Verified transfers waiting for the commit queue.
+    /// Received transfers waiting for the commit queue.
     private var readyToCommit: [(ActiveTransfer, FileToCommit)] = []
-    /// The batch the commit queue is putting in place; nil when it is idle.
+    /// The batch of the commit queue's current job (empty for a sync alone); nil when it is idle.
     private var committing: [ActiveTransfer]?
-    /// Syncs and renames run here, off the engine thread, so the network never waits for the disk: while one
-    /// batch is being made durable, the next one gathers (group commit).
+    /// Transfers whose files are in place, waiting for the sync that makes them durable before they are done.
+    private var placed: [(ActiveTransfer, CompletedTransfer)] = []
+    /// Writes, syncs and renames run here, off the engine thread, so the network never waits for the disk: while
+    /// one batch is being made durable, the next one gathers (group commit).
     private static let commitQueue = DispatchQueue(label: "barge.commit", qos: .utility)
+    private let committer = Committer()
     /// Large partials are re-hashed here, off the engine thread, before they resume.
     private static let prepareQueue = DispatchQueue(label: "barge.prepare", qos: .utility)
     /// A partial up to this size is re-hashed on the engine thread (a hop to the queue would cost more).
@@ -208,7 +211,7 @@ final class EngineLoop: @unchecked Sendable {
     private func admitWaiting() {
         // Files waiting for their commit hold no connection: they do not count against the limit, but against
         // their own bound.
-        let awaitingCommit = self.readyToCommit.count + (self.committing?.count ?? 0)
+        let awaitingCommit = self.readyToCommit.count + (self.committing?.count ?? 0) + self.placed.count
         while self.transfers.count - awaitingCommit < self.maximumActive, awaitingCommit < Self.maximumAwaitingCommit,
             self.waitingStart < self.waiting.count
         {
@@ -296,8 +299,8 @@ final class EngineLoop: @unchecked Sendable {
             return true
         case .stop:
             return true
-        case .committed(let results):
-            self.committed(results)
+        case .committed(let report):
+            self.committed(report)
         case .prepared(let id, let result):
             self.prepared(id, result)
         case .checkpointed(let id, let partial, let resets, let offset):
@@ -516,45 +519,67 @@ final class EngineLoop: @unchecked Sendable {
     }
 
     /// Hands every received file to the commit queue unless it is busy (group commit: what gathers meanwhile goes
-    /// next, together).
+    /// next, together); when none is waiting, has the files placed before made durable.
     private func commitReady() {
-        guard self.committing == nil, !self.readyToCommit.isEmpty else { return }
-        let batch = CommitBatch(files: self.readyToCommit.map(\.1))
+        guard self.committing == nil else { return }
+        let committer = self.committer
+        if self.readyToCommit.isEmpty {
+            guard !self.placed.isEmpty else { return }
+            self.committing = []
+            Self.commitQueue.async { [self] in self.submit(.committed(committer.syncPlaced())) }
+            return
+        }
+        let files = self.readyToCommit.map(\.1)
         self.committing = self.readyToCommit.map(\.0)
         self.readyToCommit.removeAll()
         for transfer in self.committing! { transfer.isCommitting = true }
-        Self.commitQueue.async { [self] in self.submit(.committed(batch.commit())) }
+        Self.commitQueue.async { [self] in self.submit(.committed(committer.commit(files))) }
     }
 
-    /// Reports the commit queue's results and hands it the next batch.
-    private func committed(_ results: [CommitResult]) {
+    /// Reports what the commit queue did (transfers are done once their files are durable) and hands it the next
+    /// job.
+    private func committed(_ report: CommitReport) {
         guard let batch = self.committing else { return }
         self.committing = nil
-        for (transfer, result) in zip(batch, results) {
-            transfer.isCommitting = false
+        if let earlier = report.earlier {
+            let placed = self.placed
+            self.placed.removeAll()
+            for (transfer, done) in placed {
+                transfer.isCommitting = false
+                switch earlier {
+                case .success:
+                    transfer.reportProgressIfDue(now: monotonicNow(), force: true)
+                    self.finish(transfer, .completed(done))
+                case .failure(let error):
+                    let reason = "cannot make the file durable: \(error)"
+                    self.failOver(transfer, TransferFailure(error.isTransient ? .transient : .permanent, reason))
+                }
+            }
+        }
+        for (transfer, result) in zip(batch, report.results) {
             switch result {
-            case .committed(let done):
-                transfer.reportProgressIfDue(now: monotonicNow(), force: true)
-                self.finish(transfer, .completed(done))
+            case .placed(let done):
+                self.placed.append((transfer, done))
             case .failed(let failure):
+                transfer.isCommitting = false
                 self.failOver(transfer, failure)
             }
         }
         self.commitReady()
     }
 
-    /// Commits everything verified before the engine stops, waiting for the commit queue.
+    /// Commits everything received before the engine stops, waiting for the commit queue.
     private func commitEverything() {
-        while self.committing != nil || !self.readyToCommit.isEmpty {
+        while self.committing != nil || !self.readyToCommit.isEmpty || !self.placed.isEmpty {
             if self.committing == nil { self.commitReady() }
-            Self.commitQueue.sync {}  // the batch is in place and its result submitted
+            Self.commitQueue.sync {}  // the job is done and its report submitted
             let commands = self.pending.withLock { commands in
                 defer { commands.removeAll() }
                 return commands
             }
             for command in commands {
                 switch command {
-                case .committed(let results): self.committed(results)
+                case .committed(let report): self.committed(report)
                 case .shutdown(let waiter): self.shutdownWaiters.append(waiter)
                 default: break  // the engine is stopping
                 }

@@ -1,0 +1,120 @@
+/// A received file on its way into place, with what it must match.
+struct FileToCommit: Sendable {
+    let partial: PartialFile
+    let mode: UInt32
+    let owner: (uid: UInt32, gid: UInt32)?
+    let expectedSize: UInt64?
+    let expectedSHA256: String?
+    /// Where it came from, after redirects.
+    let url: String
+    /// The response's validators (empty when the response had none; the partial's own are used then).
+    let validators: Validators
+    /// Bytes this run transferred.
+    let transferred: UInt64
+}
+
+/// What the commit queue did with one file of a batch.
+enum CommitResult: Sendable {
+    /// Verified and in place; durable once the report of a later sync says so (``CommitReport/earlier``).
+    case placed(CompletedTransfer)
+    /// Not in place: a write error, or wrong content (whose partial is then discarded).
+    case failed(TransferFailure)
+}
+
+/// What one job of the commit queue did.
+struct CommitReport: Sendable {
+    /// Whether the files placed by earlier jobs are durable now: nil when none were waiting, else the outcome of
+    /// the sync that covered them.
+    var earlier: Result<Void, BargeSystemError>?
+    /// What became of each file of this job's batch, in order (none for a sync alone).
+    var results: [CommitResult] = []
+}
+
+/// Puts received files in place on the commit queue, in batches, with as few syncs as the crash guarantee
+/// allows: a batch's bytes are made durable before its files are linked or renamed into place (sync 1), and the
+/// links before the files are reported done (sync 2). A batch's sync 2 is the next batch's sync 1 when the engine
+/// has one ready (one sync covers both); otherwise the engine asks for it alone (``syncPlaced()``). For each file a
+/// crash at any instant leaves the old destination or the new one, never a mix.
+///
+/// `@unchecked Sendable`: used only on the commit queue (one job at a time).
+final class Committer: @unchecked Sendable {
+    /// The directories of files placed but not yet made durable, one entry per file.
+    private var placedDirectories: [SafeDirectory] = []
+
+    /// Writes out and checks each file, makes their bytes durable together with the files placed before, and
+    /// places them.
+    func commit(_ files: [FileToCommit]) -> CommitReport {
+        var results = [CommitResult?](repeating: nil, count: files.count)
+        var verified: [(index: Int, done: CompletedTransfer)] = []
+        for (index, file) in files.enumerated() {
+            switch Self.verify(file) {
+            case .success(let done): verified.append((index, done))
+            case .failure(let failure): results[index] = .failed(failure)
+            }
+        }
+        let earlier = self.placedDirectories
+        self.placedDirectories = []
+        let syncError = PartialFile.syncBytes(of: verified.map { files[$0.index].partial }, andLinksIn: earlier)
+        var report = CommitReport(earlier: earlier.isEmpty ? nil : syncError.map { .failure($0) } ?? .success(()))
+        for (index, done) in verified {
+            let file = files[index]
+            do throws(BargeSystemError) {
+                if let syncError { throw syncError }
+                try file.partial.place(mode: file.mode, owner: file.owner)
+                results[index] = .placed(done)
+                self.placedDirectories.append(file.partial.directory)
+            } catch {
+                results[index] = .failed(
+                    TransferFailure(
+                        error.isTransient ? .transient : .permanent,
+                        "cannot put the file in place: \(error)"
+                    )
+                )
+            }
+        }
+        report.results = results.map { $0! }
+        return report
+    }
+
+    /// Makes the files placed before durable (when no batch follows them to share its sync).
+    func syncPlaced() -> CommitReport {
+        let placed = self.placedDirectories
+        self.placedDirectories = []
+        guard !placed.isEmpty else { return CommitReport() }
+        return CommitReport(earlier: PartialFile.syncLinks(in: placed).map { .failure($0) } ?? .success(()))
+    }
+
+    /// Writes out the file's last bytes and checks its size and SHA-256; wrong content is discarded.
+    private static func verify(_ file: FileToCommit) -> Result<CompletedTransfer, TransferFailure> {
+        let partial = file.partial
+        do throws(BargeSystemError) {
+            try partial.finishWriting(mode: file.mode)
+        } catch {
+            return .failure(TransferFailure(error.isTransient ? .transient : .permanent, "cannot write: \(error)"))
+        }
+        let size = partial.length
+        if let expected = file.expectedSize, size != expected {
+            partial.discard()
+            return .failure(TransferFailure(.permanent, "size mismatch: expected \(expected) bytes, got \(size)"))
+        }
+        let digest = partial.digest()
+        if let expected = file.expectedSHA256, expected != digest {
+            partial.discard()
+            return .failure(
+                TransferFailure(.permanent, "hash mismatch: expected \(expected.prefix(8))…, got \(digest.prefix(8))…")
+            )
+        }
+        let validators =
+            file.validators.isEmpty
+            ? (partial.validator.flatMap(Validators.init(encoded:)) ?? Validators()) : file.validators
+        return .success(
+            CompletedTransfer(
+                url: file.url,
+                size: size,
+                sha256: digest,
+                validators: validators,
+                transferred: file.transferred
+            )
+        )
+    }
+}
