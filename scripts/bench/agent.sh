@@ -22,9 +22,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 command -v strace >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends strace >/dev/null
-swift build -c release --product barge >/dev/null
-swift build -c release --product barge-bench >/dev/null
-bin=$(swift build -c release --show-bin-path)
+bin=$(scripts/build-release.sh barge barge-bench 2>/dev/null) || { scripts/build-release.sh barge barge-bench >/dev/null; exit 1; }
 ticks=$(getconf CLK_TCK)
 
 for size in $sizes; do

@@ -3,5 +3,5 @@
 # Prints the time per run and peak memory. Usage: scripts/bench/manifests.sh [barge-bench options]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-swift build -c release --product barge-bench >/dev/null || { swift build -c release --product barge-bench; exit 1; }
-exec "$(swift build -c release --show-bin-path)/barge-bench" manifests "$@"
+bin=$(scripts/build-release.sh barge-bench 2>/dev/null) || { scripts/build-release.sh barge-bench; exit 1; }
+exec "$bin/barge-bench" manifests "$@"

@@ -5,7 +5,8 @@
 #
 # Data: one large file (default 1 GiB) and many 16 KiB files (default 2,000), served by an nginx started here on
 # 127.0.0.1. Every result is verified with sha256sum after each run (not timed). Prints the median of N runs:
-# wall time, throughput, CPU time (user+sys) and peak RSS (GNU time), side by side.
+# wall time, throughput, CPU time (user+sys) and peak RSS (GNU time), side by side. The tools take turns: each
+# round runs every one once. barge is the release build as shipped (scripts/build-release.sh).
 #
 # Durability differs: barge fsyncs every file and renames it into place (the small files with grouped syncs);
 # curl, wget and aria2c do not sync at all, so "curl + sync" is shown as the honest durable comparison.
@@ -32,9 +33,7 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-swift build -c release --product barge >/dev/null
-swift build -c release --product barge-bench >/dev/null
-bin=$(swift build -c release --show-bin-path)
+bin=$(scripts/build-release.sh barge barge-bench 2>/dev/null) || { scripts/build-release.sh barge barge-bench >/dev/null; exit 1; }
 
 work=$(mktemp -d /var/tmp/barge-bench-XXXXXX)
 chmod 755 "$work"
@@ -103,41 +102,51 @@ reset_out() {
     fi
     mkdir -p "$work/out/small"
     sync
+    sleep 1  # the disk settles (write-back, discards of the file deleted above) before the next tool starts
 }
 
-# measure NAME KIND BYTES COMMAND…: runs it $runs times, verifies, records the median row.
-rows=()
-measure() {
-    local name=$1 kind=$2 bytes=$3
-    shift 3
-    local samples=()
-    for _ in $(seq 1 "$runs"); do
-        reset_out
-        /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$@" >/dev/null 2>"$work/stderr" || {
-            echo "$name failed: $(tail -3 "$work/stderr")" >&2; return 1; }
-        if [ "$kind" = large ]; then verify_large; else verify_small; fi || { echo "$name: wrong content" >&2; return 1; }
-        samples+=("$(cat "$work/time")")
-    done
-    local median
-    median=$(printf '%s\n' "${samples[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
-    read -r wall user sys rss <<<"$median"
-    rows+=("$(awk -v n="$name" -v w="$wall" -v u="$user" -v s="$sys" -v r="$rss" -v b="$bytes" \
-        'BEGIN { printf "%-28s %8.3f s %10.1f MB/s %8.2f s %8.1f MiB", n, w, (w > 0 ? b / w / 1e6 : 0), u + s, r / 1024 }')")
-}
-
+# The measurements: a name, the content kind (large or small) and a command line (eval'd). They run in turns, one
+# run of each per round, so a drift of the machine over the benchmark (page cache, the host) weighs on all alike.
 large_bytes=$((large_mib * 1024 * 1024))
 small_bytes=$((small * 16384))
-echo "running ($runs runs each, median)…" >&2
-measure "barge get (sha256, fsync)" large $large_bytes "$bin/barge" get --sha256 "$large_sha" "$base/large.bin" "$work/out/large.bin"
-measure "curl" large $large_bytes curl -s -o "$work/out/large.bin" "$base/large.bin"
-measure "curl + sync" large $large_bytes sh -c "curl -s -o '$work/out/large.bin' '$base/large.bin' && sync"
-measure "wget" large $large_bytes wget -q -O "$work/out/large.bin" "$base/large.bin"
-measure "aria2c" large $large_bytes aria2c -q --allow-overwrite=true --file-allocation=none -d "$work/out" -o large.bin "$base/large.bin"
-measure "barge (16 parallel, fsync)" small $small_bytes "$bin/barge-bench" download "$work/barge.list" --parallel 16
-measure "curl --parallel 16" small $small_bytes curl -s --parallel --parallel-max 16 -K "$work/curl.cfg"
-measure "curl --parallel 16 + sync" small $small_bytes sh -c "curl -s --parallel --parallel-max 16 -K '$work/curl.cfg' && sync"
-measure "wget -i" small $small_bytes wget -q -i "$work/urls" -P "$work/out/small"
-measure "aria2c -j 16" small $small_bytes aria2c -q -j 16 --file-allocation=none -d "$work/out/small" -i "$work/aria2.list"
+names=(); kinds=(); commands=()
+add() { names+=("$1"); kinds+=("$2"); commands+=("$3"); }
+add "barge get (sha256, fsync)" large "'$bin/barge' get --sha256 $large_sha '$base/large.bin' '$work/out/large.bin'"
+add "curl" large "curl -s -o '$work/out/large.bin' '$base/large.bin'"
+add "curl + sync" large "sh -c \"curl -s -o '$work/out/large.bin' '$base/large.bin' && sync\""
+add "wget" large "wget -q -O '$work/out/large.bin' '$base/large.bin'"
+add "aria2c" large "aria2c -q --allow-overwrite=true --file-allocation=none -d '$work/out' -o large.bin '$base/large.bin'"
+add "barge (16 parallel, fsync)" small "'$bin/barge-bench' download '$work/barge.list' --parallel 16"
+add "curl --parallel 16" small "curl -s --parallel --parallel-max 16 -K '$work/curl.cfg'"
+add "curl --parallel 16 + sync" small "sh -c \"curl -s --parallel --parallel-max 16 -K '$work/curl.cfg' && sync\""
+add "wget -i" small "wget -q -i '$work/urls' -P '$work/out/small'"
+add "aria2c -j 16" small "aria2c -q -j 16 --file-allocation=none -d '$work/out/small' -i '$work/aria2.list'"
+
+echo "running (a warm-up round, then $runs rounds; median)…" >&2
+# Round 0 warms up and is not counted: the first runs after the data was made are slower for every tool (fresh
+# memory for the page cache; on this VM up to twice as slow), more so for the tools that write more.
+for round in $(seq 0 "$runs"); do
+    for i in "${!names[@]}"; do
+        reset_out
+        # Wall time from the clock in nanoseconds (GNU time rounds it to 10 ms); CPU and peak RSS from GNU time.
+        start=$(date +%s%N)
+        eval "/usr/bin/time -f '%U %S %M' -o '$work/time' ${commands[$i]}" >/dev/null 2>"$work/stderr" || {
+            echo "${names[$i]} failed: $(tail -3 "$work/stderr")" >&2; exit 1; }
+        wall=$(awk -v s="$start" -v e="$(date +%s%N)" 'BEGIN { printf "%.4f", (e - s) / 1e9 }')
+        if [ "${kinds[$i]}" = large ]; then verify_large; else verify_small; fi || {
+            echo "${names[$i]}: wrong content" >&2; exit 1; }
+        [ "$round" -gt 0 ] && echo "$wall $(cat "$work/time")" >> "$work/samples.$i"
+        printf '  round %d  %-28s %s s\n' "$round" "${names[$i]}" "$wall" >&2
+    done
+done
+
+rows=()
+for i in "${!names[@]}"; do
+    read -r wall user sys rss < <(sort -n "$work/samples.$i" | sed -n "$(( (runs + 1) / 2 ))p")
+    bytes=$([ "${kinds[$i]}" = large ] && echo $large_bytes || echo $small_bytes)
+    rows+=("$(awk -v n="${names[$i]}" -v w="$wall" -v u="$user" -v s="$sys" -v r="$rss" -v b="$bytes" \
+        'BEGIN { printf "%-28s %8.3f s %10.1f MB/s %8.2f s %8.1f MiB", n, w, (w > 0 ? b / w / 1e6 : 0), u + s, r / 1024 }')")
+done
 
 # Pacing accuracy: the large file under a cap that makes it last about ten seconds.
 cap_mib=$(( large_mib / 10 > 0 ? large_mib / 10 : 1 ))
