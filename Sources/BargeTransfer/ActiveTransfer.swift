@@ -408,6 +408,7 @@ final class ActiveTransfer {
                 return
             }
             self.bodyMode = .write
+            if let total = range.total { self.partial?.reserve(upTo: total) }
             self.reportResponse(status: code, offset: self.attemptOffset, total: range.total)
         case 200...299:
             if encoded, !self.decodeContent {
@@ -432,6 +433,7 @@ final class ActiveTransfer {
                 return
             }
             self.bodyMode = .write
+            if let total, !encoded { self.partial?.reserve(upTo: total) }
             self.partial?.pendingValidator = self.validators.encoded
             self.reportResponse(status: code, offset: 0, total: encoded ? nil : total)
         default:

@@ -29,6 +29,10 @@ int CBargeLinux_syncfs(int fd) {
     return syncfs(fd);
 }
 
+int CBargeLinux_reserve(int fd, off_t offset, off_t length) {
+    return fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length);
+}
+
 pid_t CBargeLinux_spawn_as(const char *path, char *const argv[], char *const envp[], uid_t uid, gid_t gid,
                            int change_identity) {
     pid_t pid = fork();

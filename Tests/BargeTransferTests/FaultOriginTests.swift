@@ -29,6 +29,10 @@ struct FaultOriginTests {
         #expect(failure.kind == .transient)
         #expect(failure.reason.contains("closed before the end of the file"), "\(failure)")
         #expect(self.scratch.read(".drop.bin.barge-partial")?.count == 300_000)
+        // The blocks of the whole file were reserved when it was created (the size stays what arrived).
+        var info = stat()
+        #expect(stat(self.scratch.path + "/.drop.bin.barge-partial", &info) == 0)
+        #expect(info.st_size == 300_000 && Int(info.st_blocks) * 512 >= 1_000_000, "\(info.st_blocks) blocks")
         let second = await fetch(self.request(url, "drop.bin"))
         #expect(second.outcome.completed?.transferred == 700_000, "\(second.outcome)")
         #expect(self.scratch.read("drop.bin") == content)

@@ -125,8 +125,10 @@ add "aria2c -j 16" small "aria2c -q -j 16 --file-allocation=none -d '$work/out/s
 echo "running (a warm-up round, then $runs rounds; median)…" >&2
 # Round 0 warms up and is not counted: the first runs after the data was made are slower for every tool (fresh
 # memory for the page cache; on this VM up to twice as slow), more so for the tools that write more.
+# Each round starts one tool further down the list, so no tool always runs right after the same other.
 for round in $(seq 0 "$runs"); do
-    for i in "${!names[@]}"; do
+    for step in "${!names[@]}"; do
+        i=$(( (step + round) % ${#names[@]} ))
         reset_out
         # Wall time from the clock in nanoseconds (GNU time rounds it to 10 ms); CPU and peak RSS from GNU time.
         start=$(date +%s%N)

@@ -17,6 +17,9 @@ int CBargeLinux_fremovexattr(int fd, const char *name);
 int CBargeLinux_start_writeback(int fd, off_t offset, off_t length);
 // Flushes the whole file system holding fd: one call makes a batch of files durable.
 int CBargeLinux_syncfs(int fd);
+// fallocate with FALLOC_FL_KEEP_SIZE (needs _GNU_SOURCE): reserves the blocks of a range in one allocation without
+// changing the file's size. 0, or -1 with errno (EOPNOTSUPP where the file system cannot).
+int CBargeLinux_reserve(int fd, off_t offset, off_t length);
 
 // Starts a hook: fork, then in the child drop supplementary groups and take gid/uid (when change_identity is
 // set), start a new session, close every descriptor above stderr, and execve path with argv and envp (no shell, no PATH search). Only
