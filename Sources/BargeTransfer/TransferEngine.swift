@@ -317,7 +317,8 @@ final class EngineLoop: @unchecked Sendable {
     private func tick(now: Double) -> Int32 {
         guard !self.transfers.isEmpty else { return self.waitingStart < self.waiting.count ? 0 : 3_600_000 }
         var wake = now + 1
-        for transfer in Array(self.transfers.values) where !transfer.isCommitting {
+        var stalled: [ActiveTransfer] = []  // ended after the pass, which must not change `transfers` under it
+        for transfer in self.transfers.values where !transfer.isCommitting {
             if let until = transfer.pacedUntil, !transfer.userPaused {
                 if until <= now {
                     transfer.pacedUntil = nil
@@ -336,11 +337,14 @@ final class EngineLoop: @unchecked Sendable {
                     .transient,
                     "stalled: no data from \(host) for \(Int(transfer.request.stallTimeout))s"
                 )
-                self.detach(transfer)
-                self.attemptEnded(transfer, code: CURLE_OPERATION_TIMEDOUT)
+                stalled.append(transfer)
                 continue
             }
             transfer.reportProgressIfDue(now: now)
+        }
+        for transfer in stalled {
+            self.detach(transfer)
+            self.attemptEnded(transfer, code: CURLE_OPERATION_TIMEDOUT)
         }
         return Int32(max(0, min(1000, (wake - now) * 1000)).rounded(.up))
     }
