@@ -523,33 +523,11 @@ struct ResponseHeaders {
         }
     }
 
-    private var values: (String?, String?, String?, String?, String?, String?, String?)
-
-    init() { self.values = (nil, nil, nil, nil, nil, nil, nil) }
+    private var values = InlineArray<7, String?>(repeating: nil)  // by Field.rawValue
 
     subscript(field: Field) -> String? {
-        get {
-            switch field {
-            case .contentEncoding: self.values.0
-            case .contentLength: self.values.1
-            case .contentRange: self.values.2
-            case .etag: self.values.3
-            case .lastModified: self.values.4
-            case .location: self.values.5
-            case .retryAfter: self.values.6
-            }
-        }
-        set {
-            switch field {
-            case .contentEncoding: self.values.0 = newValue
-            case .contentLength: self.values.1 = newValue
-            case .contentRange: self.values.2 = newValue
-            case .etag: self.values.3 = newValue
-            case .lastModified: self.values.4 = newValue
-            case .location: self.values.5 = newValue
-            case .retryAfter: self.values.6 = newValue
-            }
-        }
+        get { self.values[field.rawValue] }
+        set { self.values[field.rawValue] = newValue }
     }
 }
 

@@ -436,9 +436,7 @@ final class PartialFile: @unchecked Sendable {
     /// single link, else one `syncfs` per file system.
     static func syncLinks(in linked: [SafeDirectory]) -> BargeSystemError? {
         if linked.count == 1 {
-            guard fsync(linked[0].descriptor) == 0 else {
-                return BargeSystemError(errno: errno, function: "fsync", subject: linked[0].path)
-            }
+            do throws(BargeSystemError) { try linked[0].sync() } catch { return error }
             return nil
         }
         return Self.syncFileSystems(of: linked)

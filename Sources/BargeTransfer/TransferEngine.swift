@@ -526,18 +526,17 @@ final class EngineLoop: @unchecked Sendable {
     /// next, together); when none is waiting, has the files placed before made durable.
     private func commitReady() {
         guard self.committing == nil else { return }
-        let committer = self.committer
         if self.readyToCommit.isEmpty {
             guard !self.placed.isEmpty else { return }
             self.committing = []
-            Self.commitQueue.async { [self] in self.submit(.committed(committer.syncPlaced())) }
+            Self.commitQueue.async { [self] in self.submit(.committed(self.committer.syncPlaced())) }
             return
         }
         let files = self.readyToCommit.map(\.1)
         self.committing = self.readyToCommit.map(\.0)
         self.readyToCommit.removeAll()
         for transfer in self.committing! { transfer.isCommitting = true }
-        Self.commitQueue.async { [self] in self.submit(.committed(committer.commit(files))) }
+        Self.commitQueue.async { [self] in self.submit(.committed(self.committer.commit(files))) }
     }
 
     /// Reports what the commit queue did (transfers are done once their files are durable) and hands it the next
