@@ -18,7 +18,4 @@ echo "== format lint"
 swift format lint --strict -r Sources Tests Package.swift
 
 echo "== tests"
-# The sftp/ftp/smb suite runs on its own, after the rest: run in parallel with the other suites' process launches, the
-# test process once saw Foundation's Process stop reaping children (a wait that never returned); alone it is reliable.
-swift test --skip FileProtocolTests
-swift test --skip-build --filter FileProtocolTests
+swift test

@@ -462,7 +462,11 @@ public actor Supervisor {
                 )
             )
             job.record.totalBytes = done.size
-            let detail = "fetched \(ByteCount(done.transferred).humanReadable) from \(Self.host(of: done.url))"
+            // Nothing transferred: the file was found complete (a kill came between its placing and its record).
+            let detail =
+                done.transferred == 0 && done.size > 0
+                ? "already had all \(ByteCount(done.size).humanReadable)"
+                : "fetched \(ByteCount(done.transferred).humanReadable) from \(Self.host(of: done.url))"
             if job.spec.isOneShot {
                 job.record.state = .complete
                 job.record.reason = detail

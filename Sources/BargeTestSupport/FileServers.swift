@@ -20,7 +20,7 @@ public final class SSHServer: @unchecked Sendable {
     public let knownHosts: String
     /// The user to log in as (the test's own).
     public let user: String
-    private let process: Process
+    private let process: ChildProcess
 
     /// Starts sshd.
     public init() throws {
@@ -67,10 +67,7 @@ public final class SSHServer: @unchecked Sendable {
         return "sftp://\(self.user)@127.0.0.1:\(self.port)\(file)"
     }
 
-    deinit {
-        self.process.terminate()
-        self.process.waitUntilExit()
-    }
+    deinit { self.process.stop() }
 }
 
 /// A private vsftpd on 127.0.0.1 for `ftp://` tests: anonymous and read-only, passive mode, run as the test's user
@@ -84,7 +81,7 @@ public final class FTPServer: @unchecked Sendable {
     public let directory: ScratchDirectory
     /// The port it listens on.
     public let port: Int
-    private let process: Process
+    private let process: ChildProcess
     /// With TLS: the server's self-signed certificate (for 127.0.0.1), to trust with a CA file.
     public let certificateFile: String?
 
@@ -163,10 +160,7 @@ public final class FTPServer: @unchecked Sendable {
         }
     }
 
-    deinit {
-        kill(self.process.processIdentifier, SIGKILL)  // vsftpd's listener does not end on SIGTERM
-        self.process.waitUntilExit()
-    }
+    deinit { self.process.stop(grace: 0) }  // vsftpd's listener does not end on SIGTERM
 }
 
 /// A private Samba `smbd` on 127.0.0.1 (a free port) sharing one read-only directory to guests, speaking SMB1 —
@@ -181,7 +175,7 @@ public final class SMBServer: @unchecked Sendable {
     public let directory: ScratchDirectory
     /// The port it listens on.
     public let port: Int
-    private let process: Process
+    private let process: ChildProcess
     private let input = Pipe()
 
     /// Starts smbd.
@@ -235,12 +229,6 @@ public final class SMBServer: @unchecked Sendable {
         return "smb://guest@127.0.0.1:\(self.port)/share/\(name)"
     }
 
-    deinit {
-        // SIGTERM: smbd takes its helper processes down with it (a killed one would leave them running).
-        kill(self.process.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(5)
-        while self.process.isRunning, Date() < deadline { usleep(20_000) }
-        if self.process.isRunning { kill(self.process.processIdentifier, SIGKILL) }
-        self.process.waitUntilExit()
-    }
+    // SIGTERM first: smbd takes its helper processes down with it (a killed one would leave them running).
+    deinit { self.process.stop() }
 }

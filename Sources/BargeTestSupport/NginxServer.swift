@@ -20,7 +20,7 @@ public final class NginxServer: @unchecked Sendable {
     /// A client certificate and key signed by the CA the HTTPS listener checks clients against (`/client-only/`
     /// answers 403 without one).
     public let clientCertificate: (certificate: String, key: String)?
-    private let process: Process
+    private let process: ChildProcess
 
     /// `http://127.0.0.1:PORT`
     public var baseURL: String { "http://127.0.0.1:\(self.port)" }
@@ -117,27 +117,21 @@ public final class NginxServer: @unchecked Sendable {
             }
             """
         try self.prefix.write("nginx.conf", config)
-        self.process = Process()
-        self.process.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
-        self.process.arguments = [
-            "-p", self.prefix.path, "-c", self.prefix.path + "/nginx.conf", "-e", self.prefix.path + "/error.log",
-        ]
-        self.process.standardError = FileHandle.nullDevice
-        try self.process.run()
+        self.process = try ChildProcess(
+            "/usr/sbin/nginx",
+            ["-p", self.prefix.path, "-c", self.prefix.path + "/nginx.conf", "-e", self.prefix.path + "/error.log"]
+        )
         do {
             try Self.waitForPort(self.port)
         } catch {
             let log = (try? String(contentsOfFile: self.prefix.path + "/error.log", encoding: .utf8)) ?? ""
-            self.process.terminate()
+            self.process.stop()
             throw StartError(message: "nginx did not start: \(log)")
         }
         if let tlsPort = self.tlsPort { try Self.waitForPort(tlsPort) }
     }
 
-    deinit {
-        self.process.terminate()
-        self.process.waitUntilExit()
-    }
+    deinit { self.process.stop() }
 
     /// Puts a file in the document root; returns its URL.
     @discardableResult
@@ -198,14 +192,7 @@ public final class NginxServer: @unchecked Sendable {
     }
 
     static func run(_ executable: String, _ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw POSIXError(.EIO) }
+        guard try ChildProcess(executable, arguments).waitForExit() == 0 else { throw POSIXError(.EIO) }
     }
 
     /// A self-signed certificate for `localhost` and 127.0.0.1 and its key, made in `directory`.
@@ -223,15 +210,21 @@ public final class NginxServer: @unchecked Sendable {
 
     /// Starts a server in the foreground, its output discarded (and its input `input`, if given), and waits until
     /// it accepts connections on `port`.
-    static func launch(_ executable: String, _ arguments: [String], port: Int, input: Pipe? = nil) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let input { process.standardInput = input }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        try Self.waitForPort(port)
+    static func launch(
+        _ executable: String,
+        _ arguments: [String],
+        port: Int,
+        input: Pipe? = nil
+    ) throws
+        -> ChildProcess
+    {
+        let process = try ChildProcess(executable, arguments, input: input?.fileHandleForReading.fileDescriptor)
+        do {
+            try Self.waitForPort(port)
+        } catch {
+            process.stop()
+            throw error
+        }
         return process
     }
 

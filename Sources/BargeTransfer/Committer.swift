@@ -104,6 +104,7 @@ final class Committer: @unchecked Sendable {
                 TransferFailure(.permanent, "hash mismatch: expected \(expected.prefix(8))…, got \(digest.prefix(8))…")
             )
         }
+        partial.recordVerifiedContent(sha256: digest)
         let validators =
             file.validators.isEmpty
             ? (partial.validator.flatMap(Validators.init(encoded:)) ?? Validators()) : file.validators

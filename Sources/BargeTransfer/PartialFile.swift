@@ -65,6 +65,10 @@ final class PartialFile: @unchecked Sendable {
     /// Where background checkpoints wait for their `fsync`, apart from the writes.
     static let syncQueue = DispatchQueue(label: "barge.sync", qos: .utility, attributes: .concurrent)
     static let validatorAttribute = "user.barge.validator"
+    /// Set on a resumable partial once its content is verified, before it is placed: `size=N sha256=HEX`. The
+    /// file in place keeps it (and its validator), so a run that finds its partial gone can tell that the
+    /// destination is that finished file (``finishedEarlier(expectedSize:expectedSHA256:)``).
+    static let contentAttribute = "user.barge.content"
 
     /// The partial's name for a destination file name.
     static func partialName(for name: String) -> String { ".\(name).barge-partial" }
@@ -399,13 +403,7 @@ final class PartialFile: @unchecked Sendable {
     /// The validator of the response the content came from (`etag:"…"` or `last-modified:…`), kept in an
     /// extended attribute; nil when unknown or when the file system keeps no extended attributes.
     var validator: String? {
-        get {
-            guard self.descriptor >= 0 else { return nil }
-            var storage = [UInt8](repeating: 0, count: 1024)
-            let count = CBargeLinux_fgetxattr(self.descriptor, Self.validatorAttribute, &storage, storage.count)
-            guard count > 0 else { return nil }
-            return String(decoding: storage[0..<count], as: UTF8.self)
-        }
+        get { self.descriptor >= 0 ? Self.attribute(Self.validatorAttribute, of: self.descriptor) : nil }
         set {
             guard self.descriptor >= 0 else { return }
             if let newValue {
@@ -416,6 +414,46 @@ final class PartialFile: @unchecked Sendable {
                 self.validatorWritten = false
             }
         }
+    }
+
+    /// Records the verified content of a resumable partial (one that was named for resuming: a small file
+    /// committed unnamed needs no record) in ``contentAttribute``, before its bytes are synced and it is placed.
+    func recordVerifiedContent(sha256: String) {
+        guard !self.isUnnamed, self.descriptor >= 0 else { return }
+        let value = "size=\(self.length) sha256=\(sha256)"
+        _ = CBargeLinux_fsetxattr(self.descriptor, Self.contentAttribute, value, value.utf8.count)
+    }
+
+    /// The file at the destination, when it is a download this partial's transfer finished before (placed, but
+    /// its completion not recorded: the agent was killed in between): it carries ``contentAttribute`` with its
+    /// current size and the expected size and SHA-256 when given. Nil otherwise.
+    func finishedEarlier(
+        expectedSize: UInt64?,
+        expectedSHA256: String?
+    ) -> (
+        size: UInt64, sha256: String, validators: Validators
+    )? {
+        guard let (descriptor, info) = self.directory.openExisting(self.name) else { return nil }
+        defer { close(descriptor) }
+        guard let record = Self.attribute(Self.contentAttribute, of: descriptor) else { return nil }
+        let fields = record.split(separator: " ")
+        guard fields.count == 2, fields[0].hasPrefix("size="), fields[1].hasPrefix("sha256="),
+            let size = UInt64(fields[0].dropFirst(5)), size == UInt64(info.st_size)
+        else { return nil }
+        let sha256 = String(fields[1].dropFirst(7))
+        guard sha256.count == 64, expectedSize == nil || expectedSize == size,
+            expectedSHA256 == nil || expectedSHA256 == sha256
+        else { return nil }
+        let validators =
+            Self.attribute(Self.validatorAttribute, of: descriptor).flatMap(Validators.init(encoded:)) ?? Validators()
+        return (size, sha256, validators)
+    }
+
+    /// The extended attribute `name` of an open file (up to 1 KiB); nil when it has none.
+    private static func attribute(_ name: String, of descriptor: Int32) -> String? {
+        var storage = [UInt8](repeating: 0, count: 1024)
+        let count = CBargeLinux_fgetxattr(descriptor, name, &storage, storage.count)
+        return count > 0 ? String(decoding: storage[0..<count], as: UTF8.self) : nil
     }
 
     /// Makes the bytes of `partials` durable, and with them the links made in `linked` directories before: one
@@ -459,7 +497,6 @@ final class PartialFile: @unchecked Sendable {
     /// the destination atomically. The link is durable after ``syncLinks(in:)`` (or the next ``syncBytes``).
     func place(mode: UInt32, owner: (uid: UInt32, gid: UInt32)?) throws(BargeSystemError) {
         self.pendingValidator = nil
-        self.validator = nil
         if self.createdMode != mode_t(mode) {
             try systemCall("chmod", self.destinationPath) { fchmod(self.descriptor, mode_t(mode)) }
         }

@@ -89,6 +89,18 @@ final class SafeDirectory: Sendable {
         return (fresh, 0)
     }
 
+    /// Opens the regular file `name` here for reading, never through a symbolic link; nil when there is none.
+    func openExisting(_ name: String) -> (descriptor: Int32, info: stat)? {
+        let descriptor = Glibc.openat(self.descriptor, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            close(descriptor)
+            return nil
+        }
+        return (descriptor, info)
+    }
+
     /// A new file without a name in this directory (O_TMPFILE); nil when the file system makes none.
     func openUnnamedFile(mode: mode_t = 0o600) -> Int32? {
         let descriptor = CBargeLinux_open_unnamed(self.descriptor, UInt32(mode))

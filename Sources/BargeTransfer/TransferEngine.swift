@@ -379,6 +379,23 @@ final class EngineLoop: @unchecked Sendable {
         switch PreparedPartial.open(for: request, directories: self.directories) {
         case .failure(let failure):
             self.prepared(id, .failure(failure))
+        case .success(let partial) where partial.sizeWhenOpened == 0 && (request.resumeOffset ?? 0) > 0:
+            // The caller knew of a checkpoint, but the partial is gone: if the file was finished and placed
+            // before the caller could record it (a killed agent), it is done; else it starts over.
+            if let done = partial.finishedEarlier(expectedSize: request.expectedSize, expectedSHA256: request.sha256) {
+                transfer.isPreparing = false
+                partial.discard()
+                let completed = CompletedTransfer(
+                    url: transfer.currentSource,
+                    size: done.size,
+                    sha256: done.sha256,
+                    validators: done.validators,
+                    transferred: 0
+                )
+                self.finish(transfer, .completed(completed))
+            } else {
+                self.prepared(id, .success(PreparedPartial(partial: partial, offset: 0)))
+            }
         case .success(let partial) where partial.sizeWhenOpened <= Self.inlineRehashLimit:
             self.prepared(id, PreparedPartial.resume(partial, for: request))
         case .success(let partial):

@@ -61,10 +61,14 @@ final class AgentUnderTest: @unchecked Sendable {
         try BargeCommand.run(arguments + ["--config", self.configPath])
     }
 
-    /// Ends the agent with `signal` and waits for it.
+    /// Ends the agent with `signal` and waits for it; an agent still running 30 s later is killed (its status is
+    /// then SIGKILL), so a hung stop fails its test instead of hanging the run.
     func stop(_ signal: Int32 = SIGTERM) -> Int32 {
         guard let process = self.process else { return 0 }
         kill(process.processIdentifier, signal)
+        let deadline = Date().addingTimeInterval(30)
+        while process.isRunning, Date() < deadline { usleep(10_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         self.process = nil
         return process.terminationStatus
@@ -124,9 +128,14 @@ struct AgentTests {
             // Each request after a kill asks only for what was not checkpointed: it fetches again at most one
             // checkpoint interval (plus what was in flight) of what earlier requests had already served.
             var servedUpTo = 0
-            for request in nginx.served("/" + name) {
+            let requests = nginx.served("/" + name)
+            let history = requests.map { "\($0.status) \($0.range.isEmpty ? "whole" : $0.range): \($0.bytes)" }
+            for request in requests {
                 let start = Int(request.range.dropFirst("bytes=".count).prefix { $0 != "-" }) ?? 0
-                #expect(servedUpTo - start <= interval + (2 << 20), "\(name): refetched \(servedUpTo - start) bytes")
+                #expect(
+                    servedUpTo - start <= interval + (2 << 20),
+                    "\(name): refetched \(servedUpTo - start) bytes; requests: \(history)"
+                )
                 servedUpTo = max(servedUpTo, start + request.bytes)
             }
         }
