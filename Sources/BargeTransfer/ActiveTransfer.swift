@@ -605,7 +605,14 @@ struct PreparedPartial: Sendable {
     static func open(for request: TransferRequest, directories: DirectoryCache) -> Result<PartialFile, TransferFailure>
     {
         do {
-            return .success(try PartialFile(destination: request.destination, directories: directories))
+            return .success(
+                try PartialFile(
+                    destination: request.destination,
+                    directories: directories,
+                    hashing: request.hashesContent,
+                    resumable: request.mayHaveEarlierPartial
+                )
+            )
         } catch {
             return .failure(
                 TransferFailure(

@@ -101,7 +101,10 @@ final class Committer: @unchecked Sendable {
         if let expected = file.expectedSHA256, expected != digest {
             partial.discard()
             return .failure(
-                TransferFailure(.permanent, "hash mismatch: expected \(expected.prefix(8))…, got \(digest.prefix(8))…")
+                TransferFailure(
+                    .permanent,
+                    "hash mismatch: expected \(expected.prefix(8))…, got \((digest ?? "").prefix(8))…"
+                )
             )
         }
         partial.recordVerifiedContent(sha256: digest)

@@ -37,7 +37,8 @@ final class PartialFile: @unchecked Sendable {
     static let startUnnamed = Atomic<Bool>(access("/proc/self/fd", X_OK) == 0)
     /// Content bytes so far, buffered ones included.
     private(set) var length: UInt64 = 0
-    private var hasher = SHA256()
+    /// The content's SHA-256 so far; nil when the transfer needs no hash (none expected, none asked for).
+    private var hasher: SHA256?
     private var buffer: UnsafeMutableRawBufferPointer
     private var buffered = 0
     /// The buffer's first bytes already hashed as they arrived: a file's first buffer is hashed by `append`,
@@ -65,9 +66,10 @@ final class PartialFile: @unchecked Sendable {
     /// Where background checkpoints wait for their `fsync`, apart from the writes.
     static let syncQueue = DispatchQueue(label: "barge.sync", qos: .utility, attributes: .concurrent)
     static let validatorAttribute = "user.barge.validator"
-    /// Set on a resumable partial once its content is verified, before it is placed: `size=N sha256=HEX`. The
-    /// file in place keeps it (and its validator), so a run that finds its partial gone can tell that the
-    /// destination is that finished file (``finishedEarlier(expectedSize:expectedSHA256:)``).
+    /// Set on a resumable partial once its content is verified, before it is placed: `size=N sha256=HEX` (the
+    /// hash only when the transfer kept one). The file in place keeps it (and its validator), so a run that finds
+    /// its partial gone can tell that the destination is that finished file
+    /// (``finishedEarlier(expectedSize:expectedSHA256:)``).
     static let contentAttribute = "user.barge.content"
 
     /// The partial's name for a destination file name.
@@ -76,13 +78,16 @@ final class PartialFile: @unchecked Sendable {
     var partialName: String { Self.partialName(for: self.name) }
     var destinationPath: String { (self.directory.path == "/" ? "" : self.directory.path) + "/" + self.name }
 
-    /// Opens (creating if needed) the partial for `destination`, creating missing directories.
-    init(destination: String, directories: DirectoryCache) throws(BargeSystemError) {
+    /// Opens (creating if needed) the partial for `destination`, creating missing directories. `hashing`: keep
+    /// the content's SHA-256. `resumable`: look for a partial an earlier run left (see
+    /// ``TransferRequest/mayHaveEarlierPartial``).
+    init(destination: String, directories: DirectoryCache, hashing: Bool, resumable: Bool) throws(BargeSystemError) {
         let directoryPath = PathRules.directory(of: destination)
         self.name = PathRules.fileName(of: destination)
         self.directory = try directories.open(directoryPath)
+        self.hasher = hashing ? SHA256() : nil
         let partialName = Self.partialName(for: self.name)
-        if Self.startUnnamed.load(ordering: .relaxed), self.directory.isFree(partialName) {
+        if Self.startUnnamed.load(ordering: .relaxed), !resumable || self.directory.isFree(partialName) {
             (self.descriptor, self.sizeWhenOpened, self.isUnnamed) = (-1, 0, true)
         } else {
             (self.descriptor, self.sizeWhenOpened) = try self.directory.openFile(partialName)
@@ -114,6 +119,11 @@ final class PartialFile: @unchecked Sendable {
         if keep < onDisk {
             try systemCall("truncate", self.partialName) { ftruncate(self.descriptor, off_t(keep)) }
         }
+        guard self.hasher != nil else {
+            // Nothing to re-hash: the bytes on disk stand as they are.
+            (self.length, self.handedOff, self.buffered, self.bufferHashed) = (keep, keep, 0, 0)
+            return keep
+        }
         self.hasher = SHA256()
         var offset: UInt64 = 0
         while offset < keep {
@@ -122,7 +132,7 @@ final class PartialFile: @unchecked Sendable {
                 pread(self.descriptor, self.buffer.baseAddress, want, off_t(offset))
             }
             if got == 0 { break }
-            self.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: self.buffer[0..<got]))
+            self.hasher?.update(bufferPointer: UnsafeRawBufferPointer(rebasing: self.buffer[0..<got]))
             offset += UInt64(got)
         }
         self.length = offset
@@ -143,7 +153,7 @@ final class PartialFile: @unchecked Sendable {
         }
         self.length = 0
         self.handedOff = 0
-        self.hasher = SHA256()
+        if self.hasher != nil { self.hasher = SHA256() }
         self.pendingValidator = nil
         self.validator = nil
         self.resets += 1
@@ -157,9 +167,9 @@ final class PartialFile: @unchecked Sendable {
             let room = self.buffer.count - self.buffered
             let take = min(room, rest.count)
             (self.buffer.baseAddress! + self.buffered).copyMemory(from: rest.baseAddress!, byteCount: take)
-            if self.handedOff == 0, self.bufferHashed == self.buffered {
+            if self.handedOff == 0, self.bufferHashed == self.buffered, self.hasher != nil {
                 // Nothing handed to the disk queue yet: the hasher is this thread's alone.
-                self.hasher.update(bufferPointer: UnsafeRawBufferPointer(start: rest.baseAddress!, count: take))
+                self.hasher!.update(bufferPointer: UnsafeRawBufferPointer(start: rest.baseAddress!, count: take))
                 self.bufferHashed += take
             }
             self.buffered += take
@@ -182,7 +192,7 @@ final class PartialFile: @unchecked Sendable {
         if self.handedOff == 0, self.buffered < self.buffer.count {
             self.inFlight.wait()
             let chunk = UnsafeRawBufferPointer(rebasing: self.buffer[0..<self.buffered])
-            self.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: chunk[self.bufferHashed...]))
+            self.hasher?.update(bufferPointer: UnsafeRawBufferPointer(rebasing: chunk[self.bufferHashed...]))
             try self.write(chunk, at: 0, startWriteback: false)
             self.handedOff = UInt64(self.buffered)
             self.buffered = 0
@@ -206,7 +216,7 @@ final class PartialFile: @unchecked Sendable {
                 self.slots.signal()
                 self.inFlight.leave()
             }
-            self.hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: chunk[hashed...]))
+            self.hasher?.update(bufferPointer: UnsafeRawBufferPointer(rebasing: chunk[hashed...]))
             guard self.diskError == nil else { return }
             do throws(BargeSystemError) {
                 try self.write(chunk, at: offset)
@@ -359,9 +369,9 @@ final class PartialFile: @unchecked Sendable {
     }
 
     /// The SHA-256 of the content so far, lowercase hex; call after ``drain()``.
-    func digest() -> String {
+    func digest() -> String? {
         self.inFlight.wait()
-        let digest = self.hasher.finalize()
+        guard let digest = self.hasher?.finalize() else { return nil }
         return String(unsafeUninitializedCapacity: 64) { text in
             let digits: StaticString = "0123456789abcdef"
             var index = 0
@@ -418,9 +428,9 @@ final class PartialFile: @unchecked Sendable {
 
     /// Records the verified content of a resumable partial (one that was named for resuming: a small file
     /// committed unnamed needs no record) in ``contentAttribute``, before its bytes are synced and it is placed.
-    func recordVerifiedContent(sha256: String) {
+    func recordVerifiedContent(sha256: String?) {
         guard !self.isUnnamed, self.descriptor >= 0 else { return }
-        let value = "size=\(self.length) sha256=\(sha256)"
+        let value = "size=\(self.length)" + (sha256.map { " sha256=\($0)" } ?? "")
         _ = CBargeLinux_fsetxattr(self.descriptor, Self.contentAttribute, value, value.utf8.count)
     }
 
@@ -431,19 +441,23 @@ final class PartialFile: @unchecked Sendable {
         expectedSize: UInt64?,
         expectedSHA256: String?
     ) -> (
-        size: UInt64, sha256: String, validators: Validators
+        size: UInt64, sha256: String?, validators: Validators
     )? {
         guard let (descriptor, info) = self.directory.openExisting(self.name) else { return nil }
         defer { close(descriptor) }
         guard let record = Self.attribute(Self.contentAttribute, of: descriptor) else { return nil }
         let fields = record.split(separator: " ")
-        guard fields.count == 2, fields[0].hasPrefix("size="), fields[1].hasPrefix("sha256="),
+        guard (1...2).contains(fields.count), fields[0].hasPrefix("size="),
             let size = UInt64(fields[0].dropFirst(5)), size == UInt64(info.st_size)
         else { return nil }
-        let sha256 = String(fields[1].dropFirst(7))
-        guard sha256.count == 64, expectedSize == nil || expectedSize == size,
-            expectedSHA256 == nil || expectedSHA256 == sha256
-        else { return nil }
+        var sha256: String?
+        if fields.count == 2 {
+            guard fields[1].hasPrefix("sha256="), fields[1].count == 7 + 64 else { return nil }
+            sha256 = String(fields[1].dropFirst(7))
+        }
+        guard expectedSize == nil || expectedSize == size, expectedSHA256 == nil || expectedSHA256 == sha256 else {
+            return nil
+        }
         let validators =
             Self.attribute(Self.validatorAttribute, of: descriptor).flatMap(Validators.init(encoded:)) ?? Validators()
         return (size, sha256, validators)

@@ -54,8 +54,9 @@ public struct CompletedTransfer: Sendable, Hashable {
     public var url: String
     /// The file's size.
     public var size: UInt64
-    /// The file's SHA-256, lowercase hex.
-    public var sha256: String
+    /// The file's SHA-256, lowercase hex; nil when none was expected or asked for
+    /// (``TransferRequest/reportsSHA256``).
+    public var sha256: String?
     /// Its validators, for the next conditional refresh.
     public var validators: Validators
     /// Bytes this run transferred (less than `size` when it resumed).

@@ -127,9 +127,11 @@ func downloadList(_ path: String, parallel: Int) async throws {
     let engine = TransferEngine(limits: limits)
     let (reports, reporter) = engine.makeReportStream()
     var urls: [TransferID: String] = [:]
-    for line in text.split(separator: "\n") where !line.isEmpty {
-        let fields = line.split(separator: "\t").map(String.init)
+    // Split as bytes: the list's parsing is timed with the downloads.
+    for line in text.utf8.split(separator: UInt8(ascii: "\n")) {
+        let fields = line.split(separator: UInt8(ascii: "\t")).map { String(decoding: $0, as: UTF8.self) }
         var request = TransferRequest(sources: [fields[0]], destination: fields[1])
+        request.mayHaveEarlierPartial = false  // new files, as the agent's new jobs: no earlier partial to look for
         if fields.count > 2 { request.sha256 = fields[2] }
         urls[engine.start(request, reportingTo: reporter)] = fields[0]
     }

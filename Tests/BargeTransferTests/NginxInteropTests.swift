@@ -274,6 +274,7 @@ struct NginxInteropTests {
         let url = try self.nginx.serve("placed.bin", bytes: content)
         var request = TransferRequest(sources: [url], destination: self.scratch.path + "/placed.bin")
         request.checkpointInterval = 1 << 20
+        request.reportsSHA256 = true
         let first = await fetch(request).outcome.completed
         #expect(first?.transferred == UInt64(content.count))
         #expect(self.nginx.served("/placed.bin", count: 1).count == 1)
@@ -300,6 +301,24 @@ struct NginxInteropTests {
         #expect(self.nginx.served("/placed.bin", count: 3).count == 3)
         let whole = self.scratch.read("placed.bin") == content
         #expect(whole)
+    }
+
+    /// A caller that knows no earlier run left a partial (the agent's new job) has it not looked for; one there
+    /// anyway is replaced once this transfer names its own, never resumed.
+    @Test func aTransferThatExpectsNoPartialReplacesOneLeftThere() async throws {
+        let content = TestContent.bytes(count: 300_000, seed: 34)
+        let url = try self.nginx.serve("fresh.bin", bytes: content)
+        try self.scratch.write(".fresh.bin.barge-partial", bytes: TestContent.bytes(count: 200_000, seed: 35))
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/fresh.bin")
+        request.mayHaveEarlierPartial = false
+        let done = await fetch(request).outcome.completed
+        #expect(done?.transferred == UInt64(content.count))
+        #expect(done?.sha256 == nil)  // none expected, none asked for: not hashed
+        let served = self.nginx.served("/fresh.bin", count: 1)
+        #expect(served.map(\.range) == [""] && served.first?.bytes == content.count)
+        let whole = self.scratch.read("fresh.bin") == content
+        #expect(whole)
+        #expect(self.scratch.read(".fresh.bin.barge-partial") == nil)
     }
 
     /// A file that arrives whole within its first buffer never gets a partial name: it is created unnamed, written
@@ -430,6 +449,7 @@ struct NginxInteropTests {
         let source = try self.scratch.write("share/src.bin", bytes: content)
         var request = TransferRequest(sources: ["file://" + source], destination: self.scratch.path + "/copy.bin")
         request.allowedSchemes = ["file"]
+        request.reportsSHA256 = true
         let (outcome, _) = await fetch(request)
         #expect(outcome.completed?.sha256 == sha256Hex(content), "\(outcome)")
         request.allowedSchemes = ["https"]
@@ -505,10 +525,10 @@ struct NginxInteropTests {
         for index in 0..<20 {
             let content = TestContent.bytes(count: 4096 + index, seed: UInt64(300 + index))
             let url = try self.nginx.serve("shared/\(index).bin", bytes: content)
-            let id = engine.start(
-                TransferRequest(sources: [url], destination: self.scratch.path + "/shared/\(index).bin"),
-                reportingTo: reporter
-            )
+            var request = TransferRequest(sources: [url], destination: self.scratch.path + "/shared/\(index).bin")
+            // Half report their hash (asked for), half none (not hashed at all).
+            request.reportsSHA256 = index % 2 == 0
+            let id = engine.start(request, reportingTo: reporter)
             expected[id] = content
         }
         var finished: [TransferID: CompletedTransfer] = [:]
@@ -525,7 +545,10 @@ struct NginxInteropTests {
             }
         }
         #expect(Set(finished.keys) == Set(expected.keys))
-        for (id, content) in expected { #expect(finished[id]?.sha256 == sha256Hex(content)) }
+        for (index, (id, content)) in expected.sorted(by: { $0.key.rawValue < $1.key.rawValue }).enumerated() {
+            #expect(finished[id]?.sha256 == (index % 2 == 0 ? sha256Hex(content) : nil))
+            #expect(finished[id]?.size == UInt64(content.count))
+        }
         for (id, event) in firstEvents {
             guard case .started = event else {
                 Issue.record("transfer \(id) began with \(event)")

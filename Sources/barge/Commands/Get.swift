@@ -84,7 +84,7 @@ struct Get: AsyncParsableCommand {
             progress.finish()
             switch outcome {
             case .completed(let done):
-                print("\(request.destination): \(ByteCount(done.size).humanReadable), sha256 \(done.sha256)")
+                print("\(request.destination): \(ByteCount(done.size).humanReadable), sha256 \(done.sha256 ?? "-")")
                 return
             case .notModified:
                 print("\(request.destination): not modified")
@@ -190,6 +190,7 @@ struct Get: AsyncParsableCommand {
         request.allowedSchemes = config.allowedSchemes
         request.proxy = config.proxy
         request.sshKnownHosts = config.sshKnownHosts
+        request.reportsSHA256 = true  // printed when done
         if let sha256 = self.sha256 {
             guard sha256.count == 64, sha256.allSatisfy(\.isHexDigit) else {
                 throw ValidationError("--sha256 must be 64 hexadecimal digits")
