@@ -127,6 +127,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                "CBargeLinux",
             ],
             swiftSettings: swiftSettings
         ),

@@ -334,8 +334,9 @@ public actor Supervisor {
         guard var job = self.table[id] else { return }
         var request = TransferRequest(spec: job.spec, config: self.config)
         request.resumeOffset = job.record.offset
-        // A job that never started left no partial: no lookup for one (a burst of new jobs saves one per file).
-        request.mayHaveEarlierPartial = job.record.lastStartedAt != nil
+        // A job that never started left no partial: no lookup for one (a burst of new jobs saves one per file). A
+        // one-shot job (`barge get` through the agent) may pick up what a standalone `barge get` left.
+        request.mayHaveEarlierPartial = job.record.lastStartedAt != nil || job.spec.isOneShot
         request.checkpointInterval = Self.checkpointInterval
         if job.record.hasValidators {
             let held = self.validators(of: id)

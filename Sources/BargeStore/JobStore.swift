@@ -175,7 +175,10 @@ public final class JobStore: Sendable {
         record.completedAt = row["completed_at"]
         record.offset = UInt64(row["offset"] as Int64)
         record.totalBytes = (row["total_bytes"] as Int64?).map(UInt64.init)
-        record.hasValidators = (row["content_sha256"] as String?) != nil
+        // Any of them set means the mirrored copy has a record (a file fetched without a hash has only validators).
+        record.hasValidators =
+            (row["etag"] as String?) != nil || (row["last_modified"] as String?) != nil
+            || (row["content_sha256"] as String?) != nil
         return StoredJob(spec: spec, record: record)
     }
 

@@ -1,3 +1,4 @@
+import CBargeLinux
 import Foundation
 import Glibc
 
@@ -9,7 +10,7 @@ import Glibc
 /// monitor then waits for sshd to end, and until it does no other process of the test run is seen to end: with the
 /// test threads blocked in `waitUntilExit` (an agent stopped, a `barge status`), the whole run hung.
 final class ChildProcess: @unchecked Sendable {
-    /// The process id.
+    /// The process id; also its process group's (its children are ended with it).
     let pid: pid_t
     private let lock = NSLock()
     private var exitStatus: Int32?
@@ -18,6 +19,7 @@ final class ChildProcess: @unchecked Sendable {
     /// input `input` (else /dev/null), output and errors discarded, and no other descriptor of the test process.
     init(_ executable: String, _ arguments: [String], input: Int32? = nil) throws {
         let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        guard null >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         defer { close(null) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -26,9 +28,7 @@ final class ChildProcess: @unchecked Sendable {
         posix_spawn_file_actions_adddup2(&actions, null, 1)
         posix_spawn_file_actions_adddup2(&actions, null, 2)
         // Descriptors without close-on-exec (Foundation's own among them) must not leak into a long-lived server.
-        for descriptor in Self.openDescriptors() where descriptor > 2 {
-            posix_spawn_file_actions_addclose(&actions, descriptor)
-        }
+        CBargeLinux_spawn_close_from(&actions, 3)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -51,13 +51,19 @@ final class ChildProcess: @unchecked Sendable {
         self.pid = pid
     }
 
+    /// A process dropped without ``stop(grace:)`` or ``waitForExit()`` is killed and reaped, never left a zombie.
+    deinit { self.stop(grace: 0) }
+
     /// Whether the process is still running (it is reaped once it has ended).
     var isRunning: Bool {
         self.lock.withLock {
             guard self.exitStatus == nil else { return false }
             var status: Int32 = 0
-            guard waitpid(self.pid, &status, WNOHANG) == self.pid else { return true }
-            self.exitStatus = status
+            switch waitpid(self.pid, &status, WNOHANG) {
+            case 0: return true
+            case self.pid: self.exitStatus = status
+            default: self.exitStatus = 127 << 8  // not our child any more (ECHILD): count it as failed
+            }
             return false
         }
     }
@@ -68,28 +74,25 @@ final class ChildProcess: @unchecked Sendable {
         let status: Int32 = self.lock.withLock {
             if let status = self.exitStatus { return status }
             var status: Int32 = 0
-            while waitpid(self.pid, &status, 0) == -1, errno == EINTR {}
-            self.exitStatus = status
-            return status
+            var result: pid_t
+            repeat { result = waitpid(self.pid, &status, 0) } while result == -1 && errno == EINTR
+            self.exitStatus = result == self.pid ? status : 127 << 8
+            return self.exitStatus!
         }
         let signal = status & 0x7f
         return signal == 0 ? (status >> 8) & 0xff : 128 + signal
     }
 
-    /// Ends the process: SIGTERM, then SIGKILL if it still runs after `grace` seconds (at once when 0); waits for
-    /// it.
+    /// Ends the process and its group (the children it made): SIGTERM, then SIGKILL if it still runs after `grace`
+    /// seconds (at once when 0); waits for it.
     func stop(grace: Double = 5) {
         guard self.isRunning else { return }
         if grace > 0 {
-            kill(self.pid, SIGTERM)
+            kill(-self.pid, SIGTERM)
             let deadline = Date().addingTimeInterval(grace)
             while self.isRunning, Date() < deadline { usleep(20_000) }
         }
-        if self.isRunning { kill(self.pid, SIGKILL) }
+        if self.isRunning { kill(-self.pid, SIGKILL) }
         self.waitForExit()
-    }
-
-    private static func openDescriptors() -> [Int32] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int32($0) }
     }
 }

@@ -57,6 +57,8 @@ final class ActiveTransfer {
     var preparedOffset: UInt64?
     /// Admitted, its partial being opened by the prepare queue.
     var isPreparing = false
+    /// Until its first start: whether the destination may be this transfer's file, placed by an earlier run.
+    var mayFindItPlaced = true
     var failures: [TransferFailure] = []
 
     // The current attempt.

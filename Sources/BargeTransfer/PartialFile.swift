@@ -90,7 +90,17 @@ final class PartialFile: @unchecked Sendable {
         if Self.startUnnamed.load(ordering: .relaxed), !resumable || self.directory.isFree(partialName) {
             (self.descriptor, self.sizeWhenOpened, self.isUnnamed) = (-1, 0, true)
         } else {
-            (self.descriptor, self.sizeWhenOpened) = try self.directory.openFile(partialName)
+            var (descriptor, size) = try self.directory.openFile(partialName)
+            if !resumable, size > 0 {
+                // Not this transfer's to resume: start it over.
+                guard ftruncate(descriptor, 0) == 0 else {
+                    let error = BargeSystemError(errno: errno, function: "truncate", subject: partialName)
+                    close(descriptor)
+                    throw error
+                }
+                size = 0
+            }
+            (self.descriptor, self.sizeWhenOpened) = (descriptor, size)
         }
         self.buffer = BufferPool.first.take()
     }
@@ -371,8 +381,12 @@ final class PartialFile: @unchecked Sendable {
     /// The SHA-256 of the content so far, lowercase hex; call after ``drain()``.
     func digest() -> String? {
         self.inFlight.wait()
-        guard let digest = self.hasher?.finalize() else { return nil }
-        return String(unsafeUninitializedCapacity: 64) { text in
+        return self.hasher.map { Self.hex($0.finalize()) }
+    }
+
+    /// A digest as lowercase hex.
+    private static func hex(_ digest: SHA256.Digest) -> String {
+        String(unsafeUninitializedCapacity: 64) { text in
             let digits: StaticString = "0123456789abcdef"
             var index = 0
             for byte in digest {
@@ -434,33 +448,56 @@ final class PartialFile: @unchecked Sendable {
         _ = CBargeLinux_fsetxattr(self.descriptor, Self.contentAttribute, value, value.utf8.count)
     }
 
-    /// The file at the destination, when it is a download this partial's transfer finished before (placed, but
-    /// its completion not recorded: the agent was killed in between): it carries ``contentAttribute`` with its
-    /// current size and the expected size and SHA-256 when given. Nil otherwise.
-    func finishedEarlier(
-        expectedSize: UInt64?,
-        expectedSHA256: String?
-    ) -> (
-        size: UInt64, sha256: String?, validators: Validators
-    )? {
+    /// The file at the destination, when it is the download this partial's transfer finished before (placed,
+    /// but its completion not recorded: the agent was killed in between); nil otherwise. It must carry
+    /// ``contentAttribute`` with its current size; have the request's mode and owner (the agent's user when none);
+    /// match the expected size; and, when the request has the validators of the copy it replaces (a refresh), carry
+    /// other ones: the old copy is never taken for the new. With an expected SHA-256 the content is hashed again
+    /// (the attribute is only a hint: whoever may write the file may set it). Reads the whole file then: run it off
+    /// the engine thread.
+    func finishedEarlier(for request: TransferRequest) -> CompletedTransfer? {
         guard let (descriptor, info) = self.directory.openExisting(self.name) else { return nil }
         defer { close(descriptor) }
-        guard let record = Self.attribute(Self.contentAttribute, of: descriptor) else { return nil }
-        let fields = record.split(separator: " ")
-        guard (1...2).contains(fields.count), fields[0].hasPrefix("size="),
-            let size = UInt64(fields[0].dropFirst(5)), size == UInt64(info.st_size)
+        guard info.st_mode & 0o7777 == mode_t(request.mode), info.st_uid == request.owner?.uid ?? geteuid(),
+            request.owner.map({ info.st_gid == $0.gid }) ?? true,
+            let record = Self.attribute(Self.contentAttribute, of: descriptor),
+            let recordedSize = record.split(separator: " ").first.flatMap({ $0.hasPrefix("size=") ? $0 : nil })
+                .flatMap({ UInt64($0.dropFirst(5)) }),
+            recordedSize == UInt64(info.st_size), request.expectedSize.map({ $0 == recordedSize }) ?? true
         else { return nil }
+        let validator = Self.attribute(Self.validatorAttribute, of: descriptor)
+        if let current = request.currentValidators {
+            guard let validator, validator != current.encoded else { return nil }
+        }
         var sha256: String?
-        if fields.count == 2 {
-            guard fields[1].hasPrefix("sha256="), fields[1].count == 7 + 64 else { return nil }
-            sha256 = String(fields[1].dropFirst(7))
+        if let expected = request.sha256 {
+            guard let digest = Self.hash(descriptor), digest == expected else { return nil }
+            sha256 = digest
         }
-        guard expectedSize == nil || expectedSize == size, expectedSHA256 == nil || expectedSHA256 == sha256 else {
-            return nil
+        return CompletedTransfer(
+            url: request.sources[0],
+            size: recordedSize,
+            sha256: sha256,
+            validators: validator.flatMap(Validators.init(encoded:)) ?? Validators(),
+            transferred: 0
+        )
+    }
+
+    /// The SHA-256 of an open file's content, lowercase hex; nil when it cannot be read.
+    private static func hash(_ descriptor: Int32) -> String? {
+        var hasher = SHA256()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 64)
+        defer { buffer.deallocate() }
+        var offset: off_t = 0
+        while true {
+            let got = pread(descriptor, buffer.baseAddress, buffer.count, offset)
+            if got < 0, errno == EINTR { continue }
+            guard got >= 0 else { return nil }
+            if got == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
+            offset += off_t(got)
         }
-        let validators =
-            Self.attribute(Self.validatorAttribute, of: descriptor).flatMap(Validators.init(encoded:)) ?? Validators()
-        return (size, sha256, validators)
+        return Self.hex(hasher.finalize())
     }
 
     /// The extended attribute `name` of an open file (up to 1 KiB); nil when it has none.

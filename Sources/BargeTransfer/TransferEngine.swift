@@ -111,6 +111,8 @@ enum EngineCommand: Sendable {
     case prepared(TransferID, Result<PreparedPartial, TransferFailure>)
     /// The commit queue did the job handed to it.
     case committed(CommitReport)
+    /// Whether the destination is this transfer's file, placed by an earlier run that did not record it.
+    case checkedPlaced(TransferID, PartialFile, CompletedTransfer?)
     /// A background checkpoint of this partial (in this round: `resets`) holds up to `offset`.
     case checkpointed(TransferID, PartialFile, resets: Int, offset: UInt64)
 }
@@ -303,6 +305,14 @@ final class EngineLoop: @unchecked Sendable {
             self.committed(report)
         case .prepared(let id, let result):
             self.prepared(id, result)
+        case .checkedPlaced(let id, let partial, let placed):
+            if let placed, let transfer = self.transfers[id], transfer.isPreparing {
+                transfer.isPreparing = false
+                partial.discard()
+                self.finish(transfer, .completed(placed))
+            } else {
+                self.prepared(id, .success(PreparedPartial(partial: partial, offset: 0)))
+            }
         case .checkpointed(let id, let partial, let resets, let offset):
             // Reported only for the partial it was made of, in the same round, while the transfer runs.
             guard let transfer = self.transfers[id], let current = transfer.partial, current === partial,
@@ -379,22 +389,15 @@ final class EngineLoop: @unchecked Sendable {
         switch PreparedPartial.open(for: request, directories: self.directories) {
         case .failure(let failure):
             self.prepared(id, .failure(failure))
-        case .success(let partial) where partial.sizeWhenOpened == 0 && (request.resumeOffset ?? 0) > 0:
+        case .success(let partial)
+        where transfer.mayFindItPlaced && partial.sizeWhenOpened == 0 && (request.resumeOffset ?? 0) > 0:
             // The caller knew of a checkpoint, but the partial is gone: if the file was finished and placed
-            // before the caller could record it (a killed agent), it is done; else it starts over.
-            if let done = partial.finishedEarlier(expectedSize: request.expectedSize, expectedSHA256: request.sha256) {
-                transfer.isPreparing = false
-                partial.discard()
-                let completed = CompletedTransfer(
-                    url: transfer.currentSource,
-                    size: done.size,
-                    sha256: done.sha256,
-                    validators: done.validators,
-                    transferred: 0
-                )
-                self.finish(transfer, .completed(completed))
-            } else {
-                self.prepared(id, .success(PreparedPartial(partial: partial, offset: 0)))
+            // before the caller could record it (a killed agent), it is done; else it starts over. Checked once,
+            // at the transfer's first start (a later partial is gone because this transfer dropped it), and off
+            // this thread: it may hash the whole file.
+            transfer.mayFindItPlaced = false
+            Self.prepareQueue.async { [self] in
+                self.submit(.checkedPlaced(id, partial, partial.finishedEarlier(for: request)))
             }
         case .success(let partial) where partial.sizeWhenOpened <= Self.inlineRehashLimit:
             self.prepared(id, PreparedPartial.resume(partial, for: request))

@@ -7,7 +7,12 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <errno.h>
+#include <spawn.h>
 #include "CBargeLinux.h"
+
+int CBargeLinux_spawn_close_from(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}
 
 ssize_t CBargeLinux_fgetxattr(int fd, const char *name, void *value, size_t size) {
     return fgetxattr(fd, name, value, size);

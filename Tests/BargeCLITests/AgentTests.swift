@@ -274,8 +274,14 @@ struct AgentTests {
         let after = try agent.status().jobs
         // A cancelled job stays cancelled, a mirrored one stays mirrored (and is not fetched again), ids are kept.
         #expect(after.first { $0.id == slowJob.id }?.state == "cancelled")
-        #expect(after.first { $0.destination.hasSuffix("/q.bin") }?.state == "up-to-date")
+        let quickJob = try #require(after.first { $0.destination.hasSuffix("/q.bin") })
+        #expect(quickJob.state == "up-to-date")
         #expect(nginx.served("/q.bin").count == 1)
+        // Its validators survived too (it has no sha256: they are all the store has of it): a check now is a
+        // conditional request, answered 304 with no body.
+        #expect(try agent.barge(["retry", String(quickJob.id)]).status == 0)
+        let checks = nginx.served("/q.bin", count: 2)
+        #expect(checks.count == 2 && checks.last?.status == 304, "\(checks)")
         #expect(agent.stop() == 0)
     }
 

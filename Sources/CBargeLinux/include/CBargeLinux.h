@@ -6,6 +6,11 @@
 #define CBARGELINUX_H
 
 #include <sys/types.h>
+#include <spawn.h>
+
+// posix_spawn_file_actions_addclosefrom_np (glibc 2.34) is not imported by the Glibc module: closes every descriptor
+// from `from` up in the spawned child, at once, with no race against descriptors opened meanwhile.
+int CBargeLinux_spawn_close_from(posix_spawn_file_actions_t *actions, int from);
 
 // <sys/xattr.h> is not imported by Swift's Glibc module.
 ssize_t CBargeLinux_fgetxattr(int fd, const char *name, void *value, size_t size);
