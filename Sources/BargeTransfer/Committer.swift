@@ -61,6 +61,7 @@ final class Committer: @unchecked Sendable {
             do throws(BargeSystemError) {
                 if let syncError { throw syncError }
                 try file.partial.place(mode: file.mode, owner: file.owner)
+                file.partial.closeWhenPlaced()
                 results[index] = .placed(done)
                 self.placedDirectories.append(file.partial.directory)
             } catch {

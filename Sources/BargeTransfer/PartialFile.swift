@@ -568,6 +568,14 @@ final class PartialFile: @unchecked Sendable {
         self.isPlaced = true
     }
 
+    /// Closes the file once it is in place and durable data-wise (on the commit queue, which is done with it):
+    /// the engine thread, which drops the partial later, then has no `close` to make per file.
+    func closeWhenPlaced() {
+        guard self.isPlaced, self.descriptor >= 0 else { return }
+        close(self.descriptor)
+        self.descriptor = -1
+    }
+
     /// In place at the destination (a later failure, a sync's, does not make it a partial again): a further
     /// attempt needs a new partial, never this file, which is the destination now.
     private(set) var isPlaced = false
