@@ -649,7 +649,12 @@ final class EngineLoop: @unchecked Sendable {
 
     private func finish(_ transfer: ActiveTransfer, _ outcome: TransferOutcome) {
         self.detach(transfer)
-        if case .failed = outcome, let partial = transfer.partial, partial.length == 0 { partial.discard() }
+        if case .failed = outcome, let partial = transfer.partial, partial.isDiscarded || partial.length == 0 {
+            if !partial.isDiscarded { partial.discard() }
+            // Nothing of it is kept: a checkpoint the caller stored is void (else its next start, finding no
+            // partial, could take an older file at the destination for this one).
+            transfer.continuation.yield(.checkpoint(offset: 0))
+        }
         transfer.continuation.yield(.finished(outcome))
         transfer.continuation.finish()
         self.transfers.removeValue(forKey: transfer.id)

@@ -6,7 +6,8 @@ public enum TransferEvent: Sendable {
     case response(TransferResponse)
     /// Bytes arrived (at most a few times a second).
     case progress(TransferProgress)
-    /// The partial was made durable up to `offset` (after `fsync`); a resume may safely start there.
+    /// The partial was made durable up to `offset` (after `fsync`); a resume may safely start there. 0 just
+    /// before a failure that discarded the partial: any checkpoint stored before is void.
     case checkpoint(offset: UInt64)
     /// The transfer ended.
     case finished(TransferOutcome)

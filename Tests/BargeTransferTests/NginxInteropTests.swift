@@ -135,12 +135,18 @@ struct NginxInteropTests {
         try self.scratch.write("f.bin", "old version")
         var request = TransferRequest(sources: [url], destination: self.scratch.path + "/f.bin")
         request.sha256 = String(repeating: "ab", count: 32)
-        let (outcome, _) = await fetch(request)
+        let (outcome, events) = await fetch(request)
         let failure = try #require(outcome.failure)
         #expect(failure.kind == .permanent)
         #expect(failure.reason.hasPrefix("hash mismatch: expected abababab…, got \(sha256Hex(content).prefix(8))…"))
         #expect(self.scratch.read("f.bin") == Array("old version".utf8))
         #expect(listing(self.scratch.path) == ["f.bin"])
+        // The partial is gone: a checkpoint the caller stored is void, and it is told so before the end.
+        guard events.count >= 2, case .checkpoint(let offset) = events[events.count - 2] else {
+            Issue.record("no checkpoint at 0 before the end: \(events.suffix(2))")
+            return
+        }
+        #expect(offset == 0)
     }
 
     @Test func aSizeMismatchIsCaughtBeforeTheBody() async throws {
