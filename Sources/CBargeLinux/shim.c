@@ -69,7 +69,7 @@ pid_t CBargeLinux_spawn_as(const char *path, char *const argv[], char *const env
 int CBargeLinux_malloc_trim(void) { return malloc_trim(0); }
 
 void CBargeLinux_tune_malloc(void) {
-    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_MMAP_THRESHOLD, 512 * 1024);
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
 }
 
