@@ -68,8 +68,7 @@ final class PartialFile: @unchecked Sendable {
     static let validatorAttribute = "user.barge.validator"
     /// Set on a resumable partial once its content is verified, before it is placed: `size=N sha256=HEX` (the
     /// hash only when the transfer kept one). The file in place keeps it (and its validator), so a run that finds
-    /// its partial gone can tell that the destination is that finished file
-    /// (``finishedEarlier(expectedSize:expectedSHA256:)``).
+    /// its partial gone can tell that the destination is that finished file (``finishedEarlier(for:)``).
     static let contentAttribute = "user.barge.content"
 
     /// The partial's name for a destination file name.
@@ -129,26 +128,13 @@ final class PartialFile: @unchecked Sendable {
         if keep < onDisk {
             try systemCall("truncate", self.partialName) { ftruncate(self.descriptor, off_t(keep)) }
         }
-        guard self.hasher != nil else {
-            // Nothing to re-hash: the bytes on disk stand as they are.
-            (self.length, self.handedOff, self.buffered, self.bufferHashed) = (keep, keep, 0, 0)
-            return keep
+        var offset = keep  // without a hash to keep, the bytes on disk stand as they are
+        if self.hasher != nil {
+            var hasher = SHA256()
+            offset = try Self.hash(self.descriptor, upTo: keep, into: &hasher, using: self.buffer, self.partialName)
+            self.hasher = hasher
         }
-        self.hasher = SHA256()
-        var offset: UInt64 = 0
-        while offset < keep {
-            let want = Int(min(UInt64(self.buffer.count), keep - offset))
-            let got = try systemCall("read", self.partialName) {
-                pread(self.descriptor, self.buffer.baseAddress, want, off_t(offset))
-            }
-            if got == 0 { break }
-            self.hasher?.update(bufferPointer: UnsafeRawBufferPointer(rebasing: self.buffer[0..<got]))
-            offset += UInt64(got)
-        }
-        self.length = offset
-        self.handedOff = offset
-        self.buffered = 0
-        self.bufferHashed = 0
+        (self.length, self.handedOff, self.buffered, self.bufferHashed) = (offset, offset, 0, 0)
         return offset
     }
 
@@ -460,9 +446,8 @@ final class PartialFile: @unchecked Sendable {
         defer { close(descriptor) }
         guard info.st_mode & 0o7777 == mode_t(request.mode), info.st_uid == request.owner?.uid ?? geteuid(),
             request.owner.map({ info.st_gid == $0.gid }) ?? true,
-            let record = Self.attribute(Self.contentAttribute, of: descriptor),
-            let recordedSize = record.split(separator: " ").first.flatMap({ $0.hasPrefix("size=") ? $0 : nil })
-                .flatMap({ UInt64($0.dropFirst(5)) }),
+            let record = Self.attribute(Self.contentAttribute, of: descriptor), record.hasPrefix("size="),
+            let recordedSize = UInt64(record.dropFirst(5).prefix { $0 != " " }),
             recordedSize == UInt64(info.st_size), request.expectedSize.map({ $0 == recordedSize }) ?? true
         else { return nil }
         let validator = Self.attribute(Self.validatorAttribute, of: descriptor)
@@ -471,8 +456,13 @@ final class PartialFile: @unchecked Sendable {
         }
         var sha256: String?
         if let expected = request.sha256 {
-            guard let digest = Self.hash(descriptor), digest == expected else { return nil }
-            sha256 = digest
+            // This partial's first buffer is free: nothing is received into it before this check is done.
+            var hasher = SHA256()
+            guard
+                (try? Self.hash(descriptor, upTo: nil, into: &hasher, using: self.buffer, self.destinationPath))
+                    != nil, Self.hex(hasher.finalize()) == expected
+            else { return nil }
+            sha256 = expected
         }
         return CompletedTransfer(
             url: request.sources[0],
@@ -483,21 +473,24 @@ final class PartialFile: @unchecked Sendable {
         )
     }
 
-    /// The SHA-256 of an open file's content, lowercase hex; nil when it cannot be read.
-    private static func hash(_ descriptor: Int32) -> String? {
-        var hasher = SHA256()
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 64)
-        defer { buffer.deallocate() }
-        var offset: off_t = 0
-        while true {
-            let got = pread(descriptor, buffer.baseAddress, buffer.count, offset)
-            if got < 0, errno == EINTR { continue }
-            guard got >= 0 else { return nil }
+    /// Feeds `hasher` an open file's content from its start, up to `limit` bytes (all when nil), read through
+    /// `buffer`; returns the bytes read.
+    private static func hash(
+        _ descriptor: Int32,
+        upTo limit: UInt64?,
+        into hasher: inout SHA256,
+        using buffer: UnsafeMutableRawBufferPointer,
+        _ subject: @autoclosure () -> String
+    ) throws(BargeSystemError) -> UInt64 {
+        var offset: UInt64 = 0
+        while offset < limit ?? .max {
+            let want = Int(min(UInt64(buffer.count), (limit ?? .max) - offset))
+            let got = try systemCall("read", subject()) { pread(descriptor, buffer.baseAddress, want, off_t(offset)) }
             if got == 0 { break }
             hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
-            offset += off_t(got)
+            offset += UInt64(got)
         }
-        return Self.hex(hasher.finalize())
+        return offset
     }
 
     /// The extended attribute `name` of an open file (up to 1 KiB); nil when it has none.
