@@ -503,7 +503,43 @@ struct NginxInteropTests {
             return await group.reduce(into: [Bool]()) { $0.append($1) }
         }
         #expect(results.allSatisfy { $0 })
+        if scratchHasPageCache {
+            // Each file leaves the page cache once it is durable in place (read below, they come from the disk).
+            let resident = expected.keys.reduce(0) { $0 + (residentBytes(self.scratch.path + "/small/\($1)") ?? 0) }
+            #expect(resident < 200 * 16_384 / 10, "\(resident) bytes of the files still cached")
+        }
         for (name, content) in expected { #expect(self.scratch.read("small/\(name)") == content) }
+    }
+
+    /// A large download holds only its last `PartialFile.writeBehind` (8 MiB) and the buffers in flight in the page
+    /// cache while it runs, and none of the file once it is in place.
+    @Test(.enabled(if: scratchHasPageCache, "tmpfs keeps every file in memory"))
+    func aLargeFileIsDroppedFromThePageCacheBehindItsWrites() async throws {
+        let content = TestContent.bytes(count: 40 << 20, seed: 34)
+        let url = try self.nginx.serve("wb.bin", bytes: content)
+        var request = TransferRequest(sources: [url], destination: self.scratch.path + "/wb.bin")
+        request.maxRate = .limited(ByteRate(bytesPerSecond: 20 << 20))
+        let engine = TransferEngine()
+        let handle = engine.start(request)
+        var residentWhileRunning: Int?
+        var outcome: TransferOutcome?
+        for await event in handle.events {
+            switch event {
+            case .progress(let progress) where residentWhileRunning == nil && progress.received > 28 << 20:
+                residentWhileRunning = residentBytes(self.scratch.path + "/.wb.bin.barge-partial")
+            case .finished(let end):
+                outcome = end
+            default:
+                break
+            }
+        }
+        #expect(outcome?.completed != nil, "\(String(describing: outcome))")
+        // 28 MiB received: at least 23 MiB written (one buffer filling, four queued), at most 8 + 2 MiB kept.
+        let running = try #require(residentWhileRunning)
+        #expect(running <= 12 << 20, "\(running) bytes of the partial cached at 28 MiB")
+        let placed = try #require(residentBytes(self.scratch.path + "/wb.bin"))
+        #expect(placed <= 1 << 20, "\(placed) bytes of the placed file cached")
+        #expect(self.scratch.read("wb.bin") == content)
     }
 
     @Test func aProxyCarriesTheRequest() async throws {

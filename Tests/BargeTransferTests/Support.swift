@@ -36,3 +36,38 @@ func sha256Hex(_ bytes: [UInt8]) -> String { TestContent.sha256(bytes) }
 func listing(_ directory: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
 }
+
+/// Bytes of a file in the page cache (`mincore` over a read-only mapping; nothing is read); nil when it cannot be
+/// told.
+func residentBytes(_ path: String) -> Int? {
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { return nil }
+    defer { close(descriptor) }
+    var info = stat()
+    guard fstat(descriptor, &info) == 0 else { return nil }
+    let size = Int(info.st_size)
+    guard size > 0 else { return 0 }
+    guard let mapping = mmap(nil, size, PROT_READ, MAP_SHARED, descriptor, 0), mapping != MAP_FAILED else {
+        return nil
+    }
+    defer { munmap(mapping, size) }
+    let page = sysconf(Int32(_SC_PAGESIZE))
+    var pages = [UInt8](repeating: 0, count: (size + page - 1) / page)
+    guard mincore(mapping, size, &pages) == 0 else { return nil }
+    return pages.reduce(0) { $0 + Int($1 & 1) } * page
+}
+
+/// Whether the scratch directories (under /tmp) have a page cache to leave: not on tmpfs, whose pages are the
+/// storage itself. The file system is that of the longest mount point holding /tmp.
+let scratchHasPageCache: Bool = {
+    let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+    var best: (point: String, type: String)?
+    for line in mounts.split(separator: "\n") {
+        let fields = line.split(separator: " ").map(String.init)
+        guard fields.count > 2 else { continue }
+        let point = fields[1]
+        let holds = point == "/" || point == "/tmp" || "/tmp".hasPrefix(point + "/")
+        if holds, point.count >= (best?.point.count ?? 0) { best = (point, fields[2]) }
+    }
+    return best.map { $0.type != "tmpfs" } ?? false
+}()

@@ -20,6 +20,10 @@ int CBargeLinux_fremovexattr(int fd, const char *name);
 // sync_file_range and syncfs need _GNU_SOURCE, which Swift's Glibc module does not define.
 // Starts writeback of a written range without waiting, so a later fsync has little left to do.
 int CBargeLinux_start_writeback(int fd, off_t offset, off_t length);
+// Waits until a range whose writeback was started is on disk, then drops it from the page cache
+// (sync_file_range with WAIT_BEFORE | WRITE | WAIT_AFTER, then POSIX_FADV_DONTNEED). Not a durability point: the
+// file's metadata still needs fsync. 0, or -1 with errno.
+int CBargeLinux_drop_written(int fd, off_t offset, off_t length);
 // Flushes the whole file system holding fd: one call makes a batch of files durable.
 int CBargeLinux_syncfs(int fd);
 // fallocate with FALLOC_FL_KEEP_SIZE (needs _GNU_SOURCE): reserves the blocks of a range in one allocation without
