@@ -13,11 +13,11 @@ struct FileToCommit: Sendable {
     let transferred: UInt64
 }
 
-/// What the commit queue did with one file of a batch.
+/// What the commit queue did with one written file of a batch.
 enum CommitResult: Sendable {
-    /// Verified and in place; durable once the report of a later sync says so (``CommitReport/earlier``).
+    /// In place; durable once the report of a later sync says so (``CommitReport/earlier``).
     case placed(CompletedTransfer)
-    /// Not in place: a write error, or wrong content (whose partial is then discarded).
+    /// Not in place: its sync or its placing failed.
     case failed(TransferFailure)
 }
 
@@ -30,42 +30,42 @@ struct CommitReport: Sendable {
     var results: [CommitResult] = []
 }
 
-/// Puts received files in place on the commit queue, in batches, with as few syncs as the crash guarantee
-/// allows: a batch's bytes are made durable before its files are linked or renamed into place (sync 1), and the
-/// links before the files are reported done (sync 2). A batch's sync 2 is the next batch's sync 1 when the engine
-/// has one ready (one sync covers both); otherwise the engine asks for it alone (``syncPlaced()``). For each file a
-/// crash at any instant leaves the old destination or the new one, never a mix.
+/// Puts received files in place, in batches, with as few syncs as the crash guarantee allows: a batch's bytes
+/// are made durable before its files are linked or renamed into place (sync 1), and the links before the files
+/// are reported done (sync 2). A batch's sync 2 is the next batch's sync 1 when the engine has one ready (one sync
+/// covers both); otherwise the engine asks for it alone (``syncPlaced()``). For each file a crash at any instant
+/// leaves the old destination or the new one, never a mix.
 ///
-/// `@unchecked Sendable`: used only on the commit queue (one job at a time).
+/// Two stages on two queues, so that waiting for the disk never holds up the writing: ``write(_:)`` writes out
+/// and checks each file of a batch (on the write queue) while the batch before it waits for its sync and is
+/// placed (``commit(_:)``, on the commit queue).
+///
+/// `@unchecked Sendable`: its state is used only on the commit queue (one job at a time).
 final class Committer: @unchecked Sendable {
     /// The directories of files placed but not yet made durable, one entry per file.
     private var placedDirectories: [SafeDirectory] = []
 
-    /// Writes out and checks each file, makes their bytes durable together with the files placed before, and
-    /// places them.
-    func commit(_ files: [FileToCommit]) -> CommitReport {
-        var results = [CommitResult?](repeating: nil, count: files.count)
-        var verified: [(index: Int, done: CompletedTransfer)] = []
-        for (index, file) in files.enumerated() {
-            switch Self.verify(file) {
-            case .success(let done): verified.append((index, done))
-            case .failure(let failure): results[index] = .failed(failure)
-            }
-        }
+    /// Writes out and checks each file: its last bytes, its size and its SHA-256 (wrong content is discarded).
+    static func write(_ files: [FileToCommit]) -> [Result<CompletedTransfer, TransferFailure>] {
+        files.map(Self.verify)
+    }
+
+    /// Makes the bytes of written files (``write(_:)``) durable together with the files placed before, and places
+    /// them.
+    func commit(_ files: [(file: FileToCommit, done: CompletedTransfer)]) -> CommitReport {
         let earlier = self.placedDirectories
         self.placedDirectories = []
-        let syncError = PartialFile.syncBytes(of: verified.map { files[$0.index].partial }, andLinksIn: earlier)
+        let syncError = PartialFile.syncBytes(of: files.map(\.file.partial), andLinksIn: earlier)
         var report = CommitReport(earlier: earlier.isEmpty ? nil : syncError.map { .failure($0) } ?? .success(()))
-        for (index, done) in verified {
-            let file = files[index]
+        report.results = files.map { file, done in
             do throws(BargeSystemError) {
                 if let syncError { throw syncError }
                 try file.partial.place(mode: file.mode, owner: file.owner)
                 file.partial.closeWhenPlaced()
-                results[index] = .placed(done)
                 self.placedDirectories.append(file.partial.directory)
+                return .placed(done)
             } catch {
-                results[index] = .failed(
+                return .failed(
                     TransferFailure(
                         error.isTransient ? .transient : .permanent,
                         "cannot put the file in place: \(error)"
@@ -73,7 +73,6 @@ final class Committer: @unchecked Sendable {
                 )
             }
         }
-        report.results = results.map { $0! }
         return report
     }
 

@@ -109,6 +109,8 @@ enum EngineCommand: Sendable {
     case stop
     /// The prepare queue opened (or failed to open) an admitted transfer's partial.
     case prepared(TransferID, Result<PreparedPartial, TransferFailure>)
+    /// The write queue wrote out and checked the batch handed to it (one result per file, in order).
+    case written([Result<CompletedTransfer, TransferFailure>])
     /// The commit queue did the job handed to it.
     case committed(CommitReport)
     /// Whether the destination is this transfer's file, placed by an earlier run that did not record it.
@@ -134,15 +136,22 @@ final class EngineLoop: @unchecked Sendable {
     private let directories = DirectoryCache()
     private let easyHandles: EasyHandlePool
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
-    /// Received transfers waiting for the commit queue.
+    /// Received transfers waiting for the write queue.
     private var readyToCommit: [(ActiveTransfer, FileToCommit)] = []
+    /// The batch the write queue is writing out and checking; nil when it is idle.
+    private var writing: [(ActiveTransfer, FileToCommit)]?
+    /// Written and checked, waiting for the commit queue.
+    private var written: [(ActiveTransfer, FileToCommit, CompletedTransfer)] = []
     /// The batch of the commit queue's current job (empty for a sync alone); nil when it is idle.
     private var committing: [ActiveTransfer]?
     /// Transfers whose files are in place, waiting for the sync that makes them durable before they are done.
     private var placed: [(ActiveTransfer, CompletedTransfer)] = []
-    /// Writes, syncs and renames run here, off the engine thread, so the network never waits for the disk: while
-    /// one batch is being made durable, the next one gathers (group commit).
+    /// Syncs and renames run here, off the engine thread, so the network never waits for the disk: while one
+    /// batch is being made durable, the next one gathers (group commit).
     private static let commitQueue = DispatchQueue(label: "barge.commit", qos: .utility)
+    /// Received files are written out and checked here, meanwhile: the commit queue's wait for a sync (1-2 ms
+    /// each on this project's VM, about as long as all the writing) never holds up the next batch's writes.
+    private static let writeQueue = DispatchQueue(label: "barge.write", qos: .utility)
     private let committer = Committer()
     /// Large partials are re-hashed here, off the engine thread, before they resume.
     private static let prepareQueue = DispatchQueue(label: "barge.prepare", qos: .utility)
@@ -213,7 +222,9 @@ final class EngineLoop: @unchecked Sendable {
     private func admitWaiting() {
         // Files waiting for their commit hold no connection: they do not count against the limit, but against
         // their own bound.
-        let awaitingCommit = self.readyToCommit.count + (self.committing?.count ?? 0) + self.placed.count
+        let awaitingCommit =
+            self.readyToCommit.count + (self.writing?.count ?? 0) + self.written.count + (self.committing?.count ?? 0)
+            + self.placed.count
         while self.transfers.count - awaitingCommit < self.maximumActive, awaitingCommit < Self.maximumAwaitingCommit,
             self.waitingStart < self.waiting.count
         {
@@ -301,6 +312,8 @@ final class EngineLoop: @unchecked Sendable {
             return true
         case .stop:
             return true
+        case .written(let results):
+            self.wrote(results)
         case .committed(let report):
             self.committed(report)
         case .prepared(let id, let result):
@@ -542,21 +555,46 @@ final class EngineLoop: @unchecked Sendable {
         self.readyToCommit.append((transfer, file))
     }
 
-    /// Hands every received file to the commit queue unless it is busy (group commit: what gathers meanwhile goes
-    /// next, together); when none is waiting, has the files placed before made durable.
+    /// Hands the received files to the write queue and the written ones to the commit queue, each unless it is
+    /// busy (group commit: what gathers meanwhile goes next, together); when nothing is on its way, has the files
+    /// placed before made durable.
     private func commitReady() {
+        if self.writing == nil, !self.readyToCommit.isEmpty {
+            let batch = self.readyToCommit
+            self.readyToCommit.removeAll()
+            for (transfer, _) in batch { transfer.isCommitting = true }
+            self.writing = batch
+            let files = batch.map(\.1)
+            Self.writeQueue.async { [self] in self.submit(.written(Committer.write(files))) }
+        }
         guard self.committing == nil else { return }
-        if self.readyToCommit.isEmpty {
-            guard !self.placed.isEmpty else { return }
+        if !self.written.isEmpty {
+            let batch = self.written
+            self.written.removeAll()
+            self.committing = batch.map(\.0)
+            let files = batch.map { (file: $0.1, done: $0.2) }
+            Self.commitQueue.async { [self] in self.submit(.committed(self.committer.commit(files))) }
+        } else if self.writing == nil, !self.placed.isEmpty {
+            // No batch on its way to share the sync with.
             self.committing = []
             Self.commitQueue.async { [self] in self.submit(.committed(self.committer.syncPlaced())) }
-            return
         }
-        let files = self.readyToCommit.map(\.1)
-        self.committing = self.readyToCommit.map(\.0)
-        self.readyToCommit.removeAll()
-        for transfer in self.committing! { transfer.isCommitting = true }
-        Self.commitQueue.async { [self] in self.submit(.committed(self.committer.commit(files))) }
+    }
+
+    /// Takes the write queue's results: written files wait for the commit queue, failed ones fail over.
+    private func wrote(_ results: [Result<CompletedTransfer, TransferFailure>]) {
+        guard let batch = self.writing else { return }
+        self.writing = nil
+        for ((transfer, file), result) in zip(batch, results) {
+            switch result {
+            case .success(let done):
+                self.written.append((transfer, file, done))
+            case .failure(let failure):
+                transfer.isCommitting = false
+                self.failOver(transfer, failure)
+            }
+        }
+        self.commitReady()
     }
 
     /// Reports what the commit queue did (transfers are done once their files are durable) and hands it the next
@@ -591,17 +629,22 @@ final class EngineLoop: @unchecked Sendable {
         self.commitReady()
     }
 
-    /// Commits everything received before the engine stops, waiting for the commit queue.
+    /// Commits everything received before the engine stops, waiting for the write and commit queues.
     private func commitEverything() {
-        while self.committing != nil || !self.readyToCommit.isEmpty || !self.placed.isEmpty {
-            if self.committing == nil { self.commitReady() }
-            Self.commitQueue.sync {}  // the job is done and its report submitted
+        while self.writing != nil || !self.written.isEmpty || self.committing != nil || !self.readyToCommit.isEmpty
+            || !self.placed.isEmpty
+        {
+            self.commitReady()
+            // Each job is done and its report submitted.
+            if self.writing != nil { Self.writeQueue.sync {} }
+            if self.committing != nil { Self.commitQueue.sync {} }
             let commands = self.pending.withLock { commands in
                 defer { commands.removeAll() }
                 return commands
             }
             for command in commands {
                 switch command {
+                case .written(let results): self.wrote(results)
                 case .committed(let report): self.committed(report)
                 case .shutdown(let waiter): self.shutdownWaiters.append(waiter)
                 default: break  // the engine is stopping
