@@ -125,10 +125,12 @@ add "aria2c -j 16" small "aria2c -q -j 16 --file-allocation=none -d '$work/out/s
 echo "running (a warm-up round, then $runs rounds; median)…" >&2
 # Round 0 warms up and is not counted: the first runs after the data was made are slower for every tool (fresh
 # memory for the page cache; on this VM up to twice as slow), more so for the tools that write more.
-# Each round starts one tool further down the list, so no tool always runs right after the same other.
+# Each round runs the tools in its own order (shuffled, seeded by the round number, so a run can be repeated): no
+# tool always runs right after the same other. (Rotating the list each round did not do that: it keeps the
+# neighbours, and the small-file barge run always came right after a 1 GiB file was written and removed.)
 for round in $(seq 0 "$runs"); do
-    for step in "${!names[@]}"; do
-        i=$(( (step + round) % ${#names[@]} ))
+    order=$(seq 0 $((${#names[@]} - 1)) | awk -v seed="$round" 'BEGIN { srand(seed + 1) } { print rand(), $1 }' | sort -n | cut -d' ' -f2)
+    for i in $order; do
         reset_out
         # Wall time from the clock in nanoseconds (GNU time rounds it to 10 ms); CPU and peak RSS from GNU time.
         start=$(date +%s%N)
