@@ -80,7 +80,8 @@ final class ActiveTransfer {
     var transferred: UInt64 = 0
     var sinceCheckpoint: UInt64 = 0
     var inMulti = false
-    /// Verified and handed to the commit queue, which alone touches its partial until the result comes back.
+    /// Received and handed to the write queue, then the commit queue, which alone touch its partial until their
+    /// results come back: it completes or fails there, and cancelling it has no effect.
     var isCommitting = false
 
     // Pacing, pausing and liveness.

@@ -10,8 +10,9 @@ import Synchronization
 ///
 /// A new partial is not even created until its first bytes go to disk: then it is made without a name
 /// (O_TMPFILE), and named when those bytes go to disk before the commit (a checkpoint, a stop that keeps it, a
-/// file that outgrows its first buffer). A small file that arrives whole is created, written and linked straight
-/// to its destination by the commit queue, off the engine thread, with no partial name made and renamed.
+/// file that outgrows its first buffer). A small file that arrives whole is created and written by the write
+/// queue and linked straight to its destination by the commit queue, off the engine thread, with no partial name
+/// made and renamed.
 ///
 /// Writes are buffered and handed off a MiB at a time to a shared disk queue, which hashes and writes them while
 /// the engine thread receives the next bytes: hashing and the kernel's copy into the page cache then run on the
@@ -133,6 +134,8 @@ final class PartialFile: @unchecked Sendable {
             var hasher = SHA256()
             offset = try Self.hash(self.descriptor, upTo: keep, into: &hasher, using: self.buffer, self.partialName)
             self.hasher = hasher
+            // Reading them brought those bytes into the page cache: they are on disk, let them go.
+            _ = posix_fadvise(self.descriptor, 0, off_t(offset), POSIX_FADV_DONTNEED)
         }
         (self.length, self.handedOff, self.buffered, self.bufferHashed) = (offset, offset, 0, 0)
         self.droppedUpTo = offset
@@ -250,24 +253,49 @@ final class PartialFile: @unchecked Sendable {
         guard startWriteback else { return }
         // Start writing this range to disk now, so the final fsync finds little left to do.
         _ = CBargeLinux_start_writeback(self.descriptor, off_t(offset), off_t(chunk.count))
-        // And drop what is on disk from the page cache, `writeBehind` back (see there).
+        // And drop what is on disk from the page cache, `writeBehind` back (see there), in whole pages.
         let end = offset + UInt64(chunk.count)
-        if end >= self.droppedUpTo + Self.writeBehind + UInt64(Self.bufferSize) {
-            let upTo = end - Self.writeBehind
-            _ = CBargeLinux_drop_written(self.descriptor, off_t(self.droppedUpTo), off_t(upTo - self.droppedUpTo))
-            self.droppedUpTo = upTo
+        guard end >= self.droppedUpTo + Self.writeBehind + UInt64(Self.bufferSize) else { return }
+        let from = self.droppedUpTo & ~Self.pageMask
+        let upTo = (end - Self.writeBehind) & ~Self.pageMask
+        self.droppedUpTo = upTo
+        self.inFlight.enter()
+        Self.dropQueue.async {
+            defer { self.inFlight.leave() }
+            guard CBargeLinux_drop_written(self.descriptor, off_t(from), off_t(upTo - from)) == 0 else {
+                // The wait took the file's only report of a lost write-back: keep it (see `lostWriteBack`).
+                let error = BargeSystemError(errno: errno, function: "sync_file_range", subject: self.destinationPath)
+                self.diskError = error
+                return
+            }
         }
     }
 
+    private static let pageMask = UInt64(max(4096, sysconf(Int32(_SC_PAGESIZE)))) - 1
+    /// Where ranges wait for their write-back before they leave the page cache: not on the disk queue, whose next
+    /// writes (and, when its slots are full, the engine thread) would wait with them on a disk slower than the
+    /// network.
+    private static let dropQueue = DispatchQueue(label: "barge.drop-behind", qos: .utility)
+
+    /// Whether a write-back of this partial failed (an `fsync` or a wait for it reported it): the kernel reports
+    /// that once, the bytes on disk are not what was written, and no later sync would say so. The partial is then
+    /// discarded, not kept for a resume.
+    var lostWriteBack: Bool {
+        guard let function = self.diskError?.function else { return false }
+        return function == "fsync" || function == "sync_file_range"
+    }
+
     /// How far behind its newest write a large file is dropped from the page cache: its ranges further back are
-    /// waited on until they are on disk (their write-back started when they were written), then dropped. A
-    /// download therefore holds at most this much of the page cache, not the whole file: it does not push the
+    /// waited on until they are on disk (their write-back started when they were written), then dropped. While the
+    /// disk keeps up, a download therefore holds about this much of the page cache, not the whole file (a slower
+    /// disk holds it back as before, through the kernel's limits on dirty pages): it does not push the
     /// machine's own working set out of memory, and the pages it frees are the ones its next writes reuse, where
     /// fresh memory costs more than the write (on this project's VM, writing 1 GiB into new page cache took 2.0 s,
     /// and 0.6 s with the cache dropped behind; docs/transfers.md). The final `fsync` is still what makes the
     /// file durable.
     static let writeBehind: UInt64 = 8 << 20
-    /// Where the file is dropped from the page cache up to (the disk queue's, like the writes).
+    /// Where the file is dropped from the page cache up to (the disk queue's, like the writes; page-aligned once
+    /// a drop was made).
     private var droppedUpTo: UInt64 = 0
 
     /// Flushes and `fsync`s, so the bytes counted in ``length`` are on disk.

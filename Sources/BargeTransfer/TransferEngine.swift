@@ -157,8 +157,9 @@ final class EngineLoop: @unchecked Sendable {
     private static let prepareQueue = DispatchQueue(label: "barge.prepare", qos: .utility)
     /// A partial up to this size is re-hashed on the engine thread (a hop to the queue would cost more).
     private static let inlineRehashLimit: UInt64 = 4 << 20
-    /// Received files waiting for the commit queue (each holds its buffer): past this many, no new transfer
-    /// starts until commits catch up, which bounds the memory a fast network and a slow disk can pile up.
+    /// Received files on their way through the write and commit queues (each holds its buffer): past this many,
+    /// no new transfer starts until commits catch up, which bounds the memory a fast network and a slow disk can
+    /// pile up.
     private static let maximumAwaitingCommit = 128
     /// Transfers cancelled with `discardPartial` while their partial was being re-hashed.
     private var discardWhenPrepared: Set<TransferID> = []
@@ -532,7 +533,8 @@ final class EngineLoop: @unchecked Sendable {
         return FailureClassifier.failure(code: code, url: transfer.currentSource, detail: transfer.errorDetail)
     }
 
-    /// Hands a received file to the commit queue, which verifies it and puts it in place.
+    /// Hands a received file on to be written out and checked (the write queue), then put in place (the commit
+    /// queue).
     private func complete(_ transfer: ActiveTransfer) {
         guard let partial = transfer.partial else {
             self.finish(transfer, .failed(TransferFailure(.transient, "no partial file")))
@@ -664,8 +666,11 @@ final class EngineLoop: @unchecked Sendable {
             return
         }
         if let partial = transfer.partial {
-            // Keep what arrived: the next run resumes from it.
-            try? partial.keepForResume()
+            if partial.lostWriteBack {
+                partial.discard()  // what is on disk is not what arrived
+            } else {
+                try? partial.keepForResume()  // keep what arrived: the next run resumes from it
+            }
         }
         let failures = transfer.failures
         guard failures.count > 1 else {

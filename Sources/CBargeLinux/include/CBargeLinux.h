@@ -22,7 +22,9 @@ int CBargeLinux_fremovexattr(int fd, const char *name);
 int CBargeLinux_start_writeback(int fd, off_t offset, off_t length);
 // Waits until a range whose writeback was started is on disk, then drops it from the page cache
 // (sync_file_range with WAIT_BEFORE | WRITE | WAIT_AFTER, then POSIX_FADV_DONTNEED). Not a durability point: the
-// file's metadata still needs fsync. 0, or -1 with errno.
+// file's metadata still needs fsync. 0, or -1 with errno when the write-back failed. That report is the only one:
+// the wait consumes the descriptor's write-back error, and a later fsync on it returns 0, so the caller must keep
+// it.
 int CBargeLinux_drop_written(int fd, off_t offset, off_t length);
 // Flushes the whole file system holding fd: one call makes a batch of files durable.
 int CBargeLinux_syncfs(int fd);
