@@ -133,7 +133,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BargeTransferTests",
-            dependencies: ["BargeCore", "BargeTransfer", "BargeTestSupport"],
+            dependencies: ["BargeCore", "BargeTransfer", "BargeTestSupport", "CBargeLinux"],
             swiftSettings: swiftSettings
         ),
         // End-to-end tests: run the built `barge` binary.

@@ -262,11 +262,13 @@ final class PartialFile: @unchecked Sendable {
         self.inFlight.enter()
         Self.dropQueue.async {
             defer { self.inFlight.leave() }
-            guard CBargeLinux_drop_written(self.descriptor, off_t(from), off_t(upTo - from)) == 0 else {
+            if CBargeLinux_drop_written(self.descriptor, off_t(from), off_t(upTo - from)) != 0 {
                 // The wait took the file's only report of a lost write-back: keep it (see `lostWriteBack`).
-                let error = BargeSystemError(errno: errno, function: "sync_file_range", subject: self.destinationPath)
-                self.diskError = error
-                return
+                self.diskError = BargeSystemError(
+                    errno: errno,
+                    function: "sync_file_range",
+                    subject: self.destinationPath
+                )
             }
         }
     }

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/xattr.h>
+#include <sys/vfs.h>
 #include <grp.h>
 #include <signal.h>
 #include <malloc.h>
@@ -35,6 +36,11 @@ int CBargeLinux_drop_written(int fd, off_t offset, off_t length) {
     if (sync_file_range(fd, offset, length, flags) != 0) return -1;
     (void)posix_fadvise(fd, offset, length, POSIX_FADV_DONTNEED);  // only a hint: a failure loses nothing
     return 0;
+}
+
+unsigned long CBargeLinux_file_system_type(const char *path) {
+    struct statfs info;
+    return statfs(path, &info) == 0 ? (unsigned long)info.f_type : 0;
 }
 
 int CBargeLinux_syncfs(int fd) {

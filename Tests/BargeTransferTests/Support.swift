@@ -1,6 +1,7 @@
 import BargeCore
 import BargeTestSupport
 import BargeTransfer
+import CBargeLinux
 import Foundation
 import Testing
 
@@ -59,16 +60,8 @@ func residentBytes(_ path: String) -> Int? {
 
 /// Whether the scratch directories (under /tmp) are on a file system whose page cache a file leaves as barge
 /// drops it: a disk file system (tmpfs keeps its files in those pages; overlayfs passes the calls to a lower
-/// layer's cache, which the tests cannot see). The file system is that of the longest mount point holding /tmp.
+/// layer's cache, which the tests cannot see).
 let scratchHasPageCache: Bool = {
-    let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
-    var best: (point: String, type: String)?
-    for line in mounts.split(separator: "\n") {
-        let fields = line.split(separator: " ").map(String.init)
-        guard fields.count > 2 else { continue }
-        let point = fields[1]
-        let holds = point == "/" || point == "/tmp" || "/tmp".hasPrefix(point + "/")
-        if holds, point.count >= (best?.point.count ?? 0) { best = (point, fields[2]) }
-    }
-    return best.map { ["ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs"].contains($0.type) } ?? false
+    // ext2/3/4, xfs, btrfs, f2fs
+    [0xEF53, 0x5846_5342, 0x9123_683E, 0xF2F5_2010].contains(CBargeLinux_file_system_type("/tmp"))
 }()
