@@ -90,7 +90,7 @@ let package = Package(
         // Benchmarks (run by scripts/bench/*.sh), never by the test suite.
         .executableTarget(
             name: "barge-bench",
-            dependencies: ["BargeCore", "BargeLoader", "BargeTransfer", "BargeStore"],
+            dependencies: ["BargeCore", "BargeLoader", "BargeTransfer", "BargeStore", "CBargeLinux"],
             swiftSettings: swiftSettings
         ),
         // Prepares the README's main job: the examples rewritten to mirror from a local origin (scripts/run.sh).

@@ -49,7 +49,7 @@ public final class TransferEngine: Sendable {
     }
 
     /// A report stream for many transfers started with ``start(_:reportingTo:)``: their events arrive in batches,
-    /// one per pass of the engine's loop. The engine never finishes the stream; a transfer's last event is
+    /// at most one per ``TransferReporter/deliveryInterval`` (5 ms). The engine never finishes the stream; a transfer's last event is
     /// `finished`, and ``TransferReporter/finish()`` ends the stream.
     public func makeReportStream() -> (reports: AsyncStream<[TransferReport]>, reporter: TransferReporter) {
         let (reports, continuation) = AsyncStream<[TransferReport]>.makeStream(bufferingPolicy: .unbounded)
@@ -163,7 +163,7 @@ final class EngineLoop: @unchecked Sendable {
     private static let maximumAwaitingCommit = 128
     /// Transfers cancelled with `discardPartial` while their partial was being re-hashed.
     private var discardWhenPrepared: Set<TransferID> = []
-    /// The report streams transfers of this engine have used; each delivers its batch once per pass.
+    /// The report streams transfers of this engine have used; each delivers its batch at most once per 5 ms.
     private var reporters: [ObjectIdentifier: TransferReporter] = [:]
 
     init(limits: Concurrency) {
@@ -203,8 +203,12 @@ final class EngineLoop: @unchecked Sendable {
             self.drainMessages()
             self.commitReady()
             self.admitWaiting()
-            let timeout = self.tick(now: monotonicNow())
-            for reporter in self.reporters.values { reporter.deliver() }
+            let now = monotonicNow()
+            var timeout = self.tick(now: now)
+            for reporter in self.reporters.values {
+                guard let due = reporter.deliver(now: now) else { continue }
+                timeout = min(timeout, Int32(((due - now) * 1000).rounded(.up)))  // wake to deliver what waits
+            }
             var descriptors: Int32 = 0
             _ = curl_multi_poll(self.multi, nil, 0, timeout, &descriptors)
         }
@@ -214,7 +218,7 @@ final class EngineLoop: @unchecked Sendable {
             transfer.continuation.yield(.finished(.cancelled))
             transfer.continuation.finish()
         }
-        for reporter in self.reporters.values { reporter.deliver() }
+        for reporter in self.reporters.values { reporter.deliverAll() }
         curl_multi_cleanup(self.multi)
         for waiter in self.shutdownWaiters { waiter.resume() }
     }

@@ -99,9 +99,9 @@ public struct TransferReport: Sendable {
     public let event: TransferEvent
 }
 
-/// The sending side of a report stream shared by many transfers: the engine collects their events during one
-/// pass of its loop and delivers them as one batch, so one consumer (the agent's supervisor, which writes a batch
-/// to its store in one transaction) wakes once per pass, not once per event.
+/// The sending side of a report stream shared by many transfers: the engine collects their events and delivers
+/// them as one batch at most every ``deliveryInterval``, so one consumer (the agent's supervisor, which writes a
+/// batch to its store in one transaction) wakes at most 200 times a second, not once per event.
 ///
 /// Make one with ``TransferEngine/makeReportStream()``. `@unchecked Sendable`: the batch being collected is only
 /// touched on the engine thread; the continuation is thread-safe.
@@ -116,8 +116,26 @@ public final class TransferReporter: @unchecked Sendable {
         self.collected.append(TransferReport(id: id, event: event))
     }
 
-    /// Delivers what was collected as one batch (engine thread).
-    func deliver() {
+    /// When the last batch was delivered (monotonic seconds).
+    private var lastDelivery = -Double.infinity
+    /// The shortest time between two batches. Each batch wakes the reader's task (a thread handoff, often a
+    /// sleeping thread woken, and for the agent a store transaction): a burst of small files would otherwise
+    /// cost one per pass of the engine's loop, hundreds a second, while no reader gains from hearing more often.
+    static let deliveryInterval = 0.005
+
+    /// Delivers what was collected as one batch (engine thread), unless the last batch went less than
+    /// ``deliveryInterval`` ago: then returns when to call again (the engine wakes for it).
+    func deliver(now: Double) -> Double? {
+        guard !self.collected.isEmpty else { return nil }
+        let due = self.lastDelivery + Self.deliveryInterval
+        guard now >= due else { return due }
+        self.lastDelivery = now
+        self.deliverAll()
+        return nil
+    }
+
+    /// Delivers what was collected now, whenever the last batch went (engine thread, when it stops).
+    func deliverAll() {
         guard !self.collected.isEmpty else { return }
         self.continuation.yield(self.collected)
         self.collected.removeAll(keepingCapacity: true)

@@ -84,6 +84,7 @@ int CBargeLinux_malloc_trim(void) { return malloc_trim(0); }
 void CBargeLinux_tune_malloc(void) {
     mallopt(M_MMAP_THRESHOLD, 512 * 1024);
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+    mallopt(M_TOP_PAD, 4 * 1024 * 1024);
 }
 
 int CBargeLinux_open_unnamed(int dirfd, unsigned int mode) {

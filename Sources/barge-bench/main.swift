@@ -9,6 +9,7 @@ import BargeCore
 import BargeLoader
 import BargeStore
 import BargeTransfer
+import CBargeLinux
 import Foundation
 import Glibc
 
@@ -120,6 +121,7 @@ func benchmarkManifests() throws {
 /// Downloads every `URL<TAB>DEST[<TAB>SHA256]` line of a list through one engine, all at once (the engine's
 /// connection limits queue them), and exits non-zero if any failed. The transfer benchmark times this.
 func downloadList(_ path: String, parallel: Int) async throws {
+    CBargeLinux_tune_malloc()  // the allocator as the agent's process sets it
     let text = try String(contentsOfFile: path, encoding: .utf8)
     var limits = Concurrency()
     limits.total = parallel
