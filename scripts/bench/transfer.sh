@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Transfer benchmark: the same files from the same local nginx with barge, curl, wget and aria2c, in one run.
 #
-#   scripts/bench/transfer.sh [--runs N] [--large-mib N] [--small N]
+#   scripts/bench/transfer.sh [--runs N] [--small-runs N] [--large-mib N] [--small N]
 #
 # Data: one large file (default 1 GiB) and many 16 KiB files (default 2,000), served by an nginx started here on
-# 127.0.0.1. Every result is verified with sha256sum after each run (not timed). Prints the median of N runs:
+# 127.0.0.1. Every result is verified with sha256sum after each run (not timed). Prints the median of N runs (the
+# small files: of --small-runs, default 9, since one run lasts a quarter of a second and varies by ±30 % here):
 # wall time, throughput, CPU time (user+sys) and peak RSS (GNU time), side by side. The tools take turns: each
 # round runs every one once. barge is the release build as shipped (scripts/build-release.sh).
 #
@@ -14,11 +15,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 runs=3
+small_runs=9
 large_mib=1024
 small=2000
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) runs=$2; shift 2 ;;
+        --small-runs) small_runs=$2; shift 2 ;;
         --large-mib) large_mib=$2; shift 2 ;;
         --small) small=$2; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
@@ -122,15 +125,17 @@ add "curl --parallel 16 + sync" small "sh -c \"curl -s --parallel --parallel-max
 add "wget -i" small "wget -q -i '$work/urls' -P '$work/out/small'"
 add "aria2c -j 16" small "aria2c -q -j 16 --file-allocation=none -d '$work/out/small' -i '$work/aria2.list'"
 
-echo "running (a warm-up round, then $runs rounds; median)…" >&2
+rounds=$(( runs > small_runs ? runs : small_runs ))
+echo "running (a warm-up round, then $runs rounds of the large file and $small_runs of the small files; median)…" >&2
 # Round 0 warms up and is not counted: the first runs after the data was made are slower for every tool (fresh
 # memory for the page cache; on this VM up to twice as slow), more so for the tools that write more.
 # Each round runs the tools in its own order (shuffled, seeded by the round number, so a run can be repeated): no
 # tool always runs right after the same other. (Rotating the list each round did not do that: it keeps the
 # neighbours, and the small-file barge run always came right after a 1 GiB file was written and removed.)
-for round in $(seq 0 "$runs"); do
+for round in $(seq 0 "$rounds"); do
     order=$(seq 0 $((${#names[@]} - 1)) | awk -v seed="$round" 'BEGIN { srand(seed + 1) } { print rand(), $1 }' | sort -n | cut -d' ' -f2)
     for i in $order; do
+        if [ "${kinds[$i]}" = large ]; then [ "$round" -le "$runs" ] || continue; else [ "$round" -le "$small_runs" ] || continue; fi
         reset_out
         # Wall time from the clock in nanoseconds (GNU time rounds it to 10 ms); CPU and peak RSS from GNU time.
         start=$(date +%s%N)
@@ -146,7 +151,8 @@ done
 
 rows=()
 for i in "${!names[@]}"; do
-    read -r wall user sys rss < <(sort -n "$work/samples.$i" | sed -n "$(( (runs + 1) / 2 ))p")
+    count=$(wc -l < "$work/samples.$i")
+    read -r wall user sys rss < <(sort -n "$work/samples.$i" | sed -n "$(( (count + 1) / 2 ))p")
     bytes=$([ "${kinds[$i]}" = large ] && echo $large_bytes || echo $small_bytes)
     rows+=("$(awk -v n="${names[$i]}" -v w="$wall" -v u="$user" -v s="$sys" -v r="$rss" -v b="$bytes" \
         'BEGIN { printf "%-28s %8.3f s %10.1f MB/s %8.2f s %8.1f MiB", n, w, (w > 0 ? b / w / 1e6 : 0), u + s, r / 1024 }')")
