@@ -1,6 +1,7 @@
 import BargeCore
 internal import CCurl
 import Glibc
+import Synchronization
 
 /// Seconds on the monotonic clock.
 func monotonicNow() -> Double {
@@ -589,12 +590,28 @@ enum LocalPaths {
     }
 }
 
-/// The engine-wide rate budget that all transfers draw from. Confined to the engine thread.
-final class GlobalPacer {
-    var bucket: TokenBucket?
+/// The engine-wide rate budget that all transfers draw from, on every engine thread (a lock each admission: uncontended
+/// but for the moments two threads receive at once).
+final class GlobalPacer: Sendable {
+    private let bucket = Mutex<TokenBucket?>(nil)
 
     func admit(_ bytes: Int, now: Double) -> Double? {
-        self.bucket?.admit(bytes, now: now)
+        self.bucket.withLock { $0?.admit(bytes, now: now) }
+    }
+
+    /// Changes the budget; a budget already running keeps its tokens.
+    func set(_ limit: RateLimit, now: Double) {
+        self.bucket.withLock { bucket in
+            switch limit {
+            case .off: bucket = nil
+            case .limited(let rate):
+                if bucket == nil {
+                    bucket = TokenBucket(bytesPerSecond: rate.bytesPerSecond, now: now)
+                } else {
+                    bucket!.setRate(bytesPerSecond: rate.bytesPerSecond, now: now)
+                }
+            }
+        }
     }
 }
 

@@ -16,41 +16,74 @@ public struct TransferHandle: Sendable {
     public let events: AsyncStream<TransferEvent>
 }
 
-/// The transfer engine: one thread drives a libcurl multi handle; any task may start, pause, resume, cancel and
-/// re-pace transfers, and each change takes effect within one poll cycle.
+/// The transfer engine: engine threads each drive a libcurl multi handle; any task may start, pause, resume, cancel
+/// and re-pace transfers, and each change takes effect within one poll cycle.
 ///
 /// Downloads go into a hidden partial file beside the destination, resume with `Range` + `If-Range`, are
 /// verified (size, SHA-256) and then renamed into place atomically. All methods are thread-safe: they enqueue a
-/// command and wake the engine thread, which alone touches libcurl.
+/// command and wake the engine thread that runs the transfer, which alone touches its libcurl handles.
+///
+/// One engine thread serves up to 8 connections; with more (`limits.total`), and the processors to run them,
+/// transfers are shared out among several threads in turn, each with its share of the total and per-host limits
+/// and its own write and commit queues, all drawing from one global rate budget. On a fast network one thread's
+/// CPU (libcurl's parsing, the kernel's network work) is the bound of a burst of small files: two threads on two
+/// cores took 2,000 files of 16 KiB in 0.23 s where one took 0.28 s.
 public final class TransferEngine: Sendable {
-    private let loop: EngineLoop
+    private let loops: [EngineLoop]
+    private let pacer = GlobalPacer()
     private let nextID = Mutex<UInt64>(1)
 
-    /// Starts the engine thread.
+    /// Starts the engine threads.
     ///
-    /// - Parameter limits: at most `total` connections at once, `perHost` to one host.
-    public init(limits: Concurrency = Concurrency()) {
+    /// - Parameters:
+    ///   - limits: at most `total` connections at once, `perHost` to one host.
+    ///   - threads: how many engine threads share the transfers; by default one per 8 connections of
+    ///     `limits.total`, at most one per processor and per connection allowed to one host.
+    public init(limits: Concurrency = Concurrency(), threads: Int? = nil) {
         _ = curlGlobalInit
-        self.loop = EngineLoop(limits: limits)
-        let loop = self.loop
-        let thread = Thread { loop.run() }
-        thread.name = "barge-transfer-engine"
-        thread.start()
+        let count = max(1, min(threads ?? Self.defaultThreads(for: limits), limits.total, limits.perHost))
+        let pacer = self.pacer
+        self.loops = (0..<count).map { index in
+            var share = limits
+            share.total = limits.total / count + (index < limits.total % count ? 1 : 0)
+            share.perHost = limits.perHost / count + (index < limits.perHost % count ? 1 : 0)
+            return EngineLoop(limits: share, pacer: pacer)
+        }
+        for (index, loop) in self.loops.enumerated() {
+            let thread = Thread { loop.run() }
+            thread.name = count == 1 ? "barge-transfer-engine" : "barge-transfer-engine-\(index)"
+            thread.start()
+        }
     }
 
-    deinit { self.loop.submit(.stop) }
+    /// One engine thread per 8 connections, at most one per processor.
+    static func defaultThreads(for limits: Concurrency) -> Int {
+        min(ProcessInfo.processInfo.activeProcessorCount, (limits.total + 7) / 8)
+    }
+
+    /// How many engine threads share the transfers.
+    public var threadCount: Int { self.loops.count }
+
+    deinit { for loop in self.loops { loop.submit(.stop) } }
+
+    /// The engine thread that runs a transfer: each takes the next in turn.
+    private func loop(for id: TransferID) -> EngineLoop {
+        self.loops[Int((id.rawValue &- 1) % UInt64(self.loops.count))]
+    }
 
     /// Starts fetching `request.destination`; returns at once.
     public func start(_ request: TransferRequest) -> TransferHandle {
         let id = self.makeID()
         let (events, continuation) = AsyncStream<TransferEvent>.makeStream(bufferingPolicy: .unbounded)
-        self.loop.submit(.start(self.loop.makeTransfer(id, request, .own(continuation))))
+        let loop = self.loop(for: id)
+        loop.submit(.start(loop.makeTransfer(id, request, .own(continuation))))
         return TransferHandle(id: id, events: events)
     }
 
     /// A report stream for many transfers started with ``start(_:reportingTo:)``: their events arrive in batches,
-    /// at most one per ``TransferReporter/deliveryInterval`` (5 ms). The engine never finishes the stream; a transfer's last event is
-    /// `finished`, and ``TransferReporter/finish()`` ends the stream.
+    /// at most one per ``TransferReporter/deliveryInterval`` (5 ms) from each engine thread. The engine never
+    /// finishes the stream; a transfer's last event is `finished`, and ``TransferReporter/finish()`` ends the
+    /// stream.
     public func makeReportStream() -> (reports: AsyncStream<[TransferReport]>, reporter: TransferReporter) {
         let (reports, continuation) = AsyncStream<[TransferReport]>.makeStream(bufferingPolicy: .unbounded)
         return (reports, TransferReporter(continuation))
@@ -59,7 +92,8 @@ public final class TransferEngine: Sendable {
     /// Starts fetching `request.destination`, reporting its events to a stream shared with other transfers.
     public func start(_ request: TransferRequest, reportingTo reporter: TransferReporter) -> TransferID {
         let id = self.makeID()
-        self.loop.submit(.start(self.loop.makeTransfer(id, request, .shared(id, reporter))))
+        let loop = self.loop(for: id)
+        loop.submit(.start(loop.makeTransfer(id, request, .shared(id, reporter))))
         return id
     }
 
@@ -73,26 +107,32 @@ public final class TransferEngine: Sendable {
     }
 
     /// Pauses a transfer in place (its connection stays open); for long suspensions cancel and start again.
-    public func pause(_ id: TransferID) { self.loop.submit(.pause(id)) }
+    public func pause(_ id: TransferID) { self.loop(for: id).submit(.pause(id)) }
 
     /// Resumes a paused transfer.
-    public func resume(_ id: TransferID) { self.loop.submit(.resume(id)) }
+    public func resume(_ id: TransferID) { self.loop(for: id).submit(.resume(id)) }
 
     /// Stops a transfer; its partial is kept for a later resume unless `discardPartial` is set.
     public func cancel(_ id: TransferID, discardPartial: Bool = false) {
-        self.loop.submit(.cancel(id, discardPartial: discardPartial))
+        self.loop(for: id).submit(.cancel(id, discardPartial: discardPartial))
     }
 
     /// Changes a transfer's rate cap while it runs.
-    public func setRate(_ id: TransferID, _ limit: RateLimit) { self.loop.submit(.setRate(id, limit)) }
+    public func setRate(_ id: TransferID, _ limit: RateLimit) { self.loop(for: id).submit(.setRate(id, limit)) }
 
-    /// Changes the budget all transfers share.
-    public func setGlobalRate(_ limit: RateLimit) { self.loop.submit(.setGlobalRate(limit)) }
+    /// Changes the budget all transfers share (at once: transfers paused by the old budget are woken by their
+    /// engine thread's next pass, at the latest when their pause was due to end).
+    public func setGlobalRate(_ limit: RateLimit) {
+        self.pacer.set(limit, now: monotonicNow())
+        for loop in self.loops { loop.submit(.wake) }
+    }
 
-    /// Stops every transfer (partials are synced and kept) and ends the engine thread.
+    /// Stops every transfer (partials are synced and kept) and ends the engine threads.
     public func shutdown() async {
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            self.loop.submit(.shutdown(done))
+        for loop in self.loops {
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                loop.submit(.shutdown(done))
+            }
         }
     }
 }
@@ -104,7 +144,8 @@ enum EngineCommand: Sendable {
     case resume(TransferID)
     case cancel(TransferID, discardPartial: Bool)
     case setRate(TransferID, RateLimit)
-    case setGlobalRate(RateLimit)
+    /// Nothing to do but a pass of the loop (the global budget changed).
+    case wake
     case shutdown(CheckedContinuation<Void, Never>)
     case stop
     /// The prepare queue opened (or failed to open) an admitted transfer's partial.
@@ -140,7 +181,7 @@ final class EngineLoop: @unchecked Sendable {
     private var waiting: [ActiveTransfer?] = []
     private var waitingStart = 0
     private let maximumActive: Int
-    private let pacer = GlobalPacer()
+    private let pacer: GlobalPacer
     private let directories = DirectoryCache()
     private let easyHandles: EasyHandlePool
     private var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
@@ -156,10 +197,10 @@ final class EngineLoop: @unchecked Sendable {
     private var placed: [(ActiveTransfer, CompletedTransfer)] = []
     /// Syncs and renames run here, off the engine thread, so the network never waits for the disk: while one
     /// batch is being made durable, the next one gathers (group commit).
-    private static let commitQueue = DispatchQueue(label: "barge.commit", qos: .utility)
+    private let commitQueue = DispatchQueue(label: "barge.commit", qos: .utility)
     /// Received files are written out and checked here, meanwhile: the commit queue's wait for a sync (1-2 ms
     /// each on this project's VM, about as long as all the writing) never holds up the next batch's writes.
-    private static let writeQueue = DispatchQueue(label: "barge.write", qos: .utility)
+    private let writeQueue = DispatchQueue(label: "barge.write", qos: .utility)
     private let committer = Committer()
     /// Large partials are re-hashed here, off the engine thread, before they resume.
     private static let prepareQueue = DispatchQueue(label: "barge.prepare", qos: .utility)
@@ -174,7 +215,8 @@ final class EngineLoop: @unchecked Sendable {
     /// The report streams transfers of this engine have used; each delivers its batch at most once per 5 ms.
     private var reporters: [ObjectIdentifier: TransferReporter] = [:]
 
-    init(limits: Concurrency) {
+    init(limits: Concurrency, pacer: GlobalPacer) {
+        self.pacer = pacer
         self.maximumActive = limits.total
         self.easyHandles = EasyHandlePool(capacity: limits.total)
         self.multi = curl_multi_init()!
@@ -320,16 +362,8 @@ final class EngineLoop: @unchecked Sendable {
                     transfer.bucket!.setRate(bytesPerSecond: rate.bytesPerSecond, now: monotonicNow())
                 }
             }
-        case .setGlobalRate(let limit):
-            switch limit {
-            case .off: self.pacer.bucket = nil
-            case .limited(let rate):
-                if self.pacer.bucket == nil {
-                    self.pacer.bucket = TokenBucket(bytesPerSecond: rate.bytesPerSecond, now: monotonicNow())
-                } else {
-                    self.pacer.bucket!.setRate(bytesPerSecond: rate.bytesPerSecond, now: monotonicNow())
-                }
-            }
+        case .wake:
+            break
         case .shutdown(let waiter):
             self.shutdownWaiters.append(waiter)
             return true
@@ -589,7 +623,7 @@ final class EngineLoop: @unchecked Sendable {
             for (transfer, _) in batch { transfer.isCommitting = true }
             self.writing = batch
             let files = batch.map(\.1)
-            Self.writeQueue.async { [self] in self.submit(.written(Committer.write(files))) }
+            self.writeQueue.async { [self] in self.submit(.written(Committer.write(files))) }
         }
         guard self.committing == nil else { return }
         if !self.written.isEmpty {
@@ -597,11 +631,11 @@ final class EngineLoop: @unchecked Sendable {
             self.written.removeAll()
             self.committing = batch.map(\.0)
             let files = batch.map { (file: $0.1, done: $0.2) }
-            Self.commitQueue.async { [self] in self.submit(.committed(self.committer.commit(files))) }
+            self.commitQueue.async { [self] in self.submit(.committed(self.committer.commit(files))) }
         } else if self.writing == nil, !self.placed.isEmpty {
             // No batch on its way to share the sync with.
             self.committing = []
-            Self.commitQueue.async { [self] in self.submit(.committed(self.committer.syncPlaced())) }
+            self.commitQueue.async { [self] in self.submit(.committed(self.committer.syncPlaced())) }
         }
     }
 
@@ -660,8 +694,8 @@ final class EngineLoop: @unchecked Sendable {
         {
             self.commitReady()
             // Each job is done and its report submitted.
-            if self.writing != nil { Self.writeQueue.sync {} }
-            if self.committing != nil { Self.commitQueue.sync {} }
+            if self.writing != nil { self.writeQueue.sync {} }
+            if self.committing != nil { self.commitQueue.sync {} }
             let commands = self.pending.withLock { commands in
                 defer { commands.removeAll() }
                 return commands

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Something that happened to a transfer, in order; the last event is always ``finished(_:)``.
 public enum TransferEvent: Sendable {
     /// An attempt began on `url`, resuming at `offset` (0 for a fresh start).
@@ -103,21 +105,25 @@ public struct TransferReport: Sendable {
 /// them as one batch at most every ``deliveryInterval``, so one consumer (the agent's supervisor, which writes a
 /// batch to its store in one transaction) wakes at most 200 times a second, not once per event.
 ///
-/// Make one with ``TransferEngine/makeReportStream()``. `@unchecked Sendable`: the batch being collected is only
-/// touched on the engine thread; the continuation is thread-safe.
-public final class TransferReporter: @unchecked Sendable {
+/// Make one with ``TransferEngine/makeReportStream()``. Several engine threads may collect and deliver; a lock
+/// keeps each thread's events in order (a batch is yielded under it).
+public final class TransferReporter: Sendable {
+    private struct State {
+        var collected: [TransferReport] = []
+        /// When the last batch was delivered (monotonic seconds).
+        var lastDelivery = -Double.infinity
+    }
+
     private let continuation: AsyncStream<[TransferReport]>.Continuation
-    private var collected: [TransferReport] = []
+    private let state = Mutex(State())
 
     init(_ continuation: AsyncStream<[TransferReport]>.Continuation) { self.continuation = continuation }
 
     /// Collects an event (engine thread).
     func collect(_ id: TransferID, _ event: TransferEvent) {
-        self.collected.append(TransferReport(id: id, event: event))
+        self.state.withLock { $0.collected.append(TransferReport(id: id, event: event)) }
     }
 
-    /// When the last batch was delivered (monotonic seconds).
-    private var lastDelivery = -Double.infinity
     /// The shortest time between two batches. Each batch wakes the reader's task (a thread handoff, often a
     /// sleeping thread woken, and for the agent a store transaction): a burst of small files would otherwise
     /// cost one per pass of the engine's loop, hundreds a second, while no reader gains from hearing more often.
@@ -126,19 +132,24 @@ public final class TransferReporter: @unchecked Sendable {
     /// Delivers what was collected as one batch (engine thread), unless the last batch went less than
     /// ``deliveryInterval`` ago: then returns when to call again (the engine wakes for it).
     func deliver(now: Double) -> Double? {
-        guard !self.collected.isEmpty else { return nil }
-        let due = self.lastDelivery + Self.deliveryInterval
-        guard now >= due else { return due }
-        self.lastDelivery = now
-        self.deliverAll()
-        return nil
+        self.state.withLock { state in
+            guard !state.collected.isEmpty else { return nil }
+            let due = state.lastDelivery + Self.deliveryInterval
+            guard now >= due else { return due }
+            state.lastDelivery = now
+            self.continuation.yield(state.collected)
+            state.collected.removeAll(keepingCapacity: true)
+            return nil
+        }
     }
 
     /// Delivers what was collected now, whenever the last batch went (engine thread, when it stops).
     func deliverAll() {
-        guard !self.collected.isEmpty else { return }
-        self.continuation.yield(self.collected)
-        self.collected.removeAll(keepingCapacity: true)
+        self.state.withLock { state in
+            guard !state.collected.isEmpty else { return }
+            self.continuation.yield(state.collected)
+            state.collected.removeAll(keepingCapacity: true)
+        }
     }
 
     /// Ends the stream: no more reports will come.

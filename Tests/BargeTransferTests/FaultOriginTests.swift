@@ -236,11 +236,13 @@ struct FaultOriginTests {
         #expect(served.status == 200)
     }
 
-    @Test func theGlobalBudgetIsSharedByAllTransfers() async throws {
+    /// On one engine thread and on two (the transfers alternate between them: each thread's share).
+    @Test(arguments: [1, 2]) func theGlobalBudgetIsSharedByAllTransfers(threads: Int) async throws {
         let content = TestContent.bytes(count: 600_000, seed: 41)
         let first = self.origin.serve("/shared1", content: content)
         let second = self.origin.serve("/shared2", content: content)
-        let engine = TransferEngine()
+        let engine = TransferEngine(threads: threads)
+        #expect(engine.threadCount == threads)
         engine.setGlobalRate(.limited(ByteRate(bytesPerSecond: 600_000)))
         let start = Date()
         async let one = fetch(self.request(first, "shared1.bin"), engine: engine)
@@ -252,7 +254,8 @@ struct FaultOriginTests {
         #expect(elapsed >= 1.7, "took \(elapsed)s")
     }
 
-    @Test func theConnectionLimitsHold() async throws {
+    /// On one engine thread, and on two, each with its share of the limits (one connection to the host each).
+    @Test(arguments: [1, 2]) func theConnectionLimitsHold(threads: Int) async throws {
         var behaviour = FaultOrigin.Behaviour()
         behaviour.dripBytesPerTick = 5_000
         behaviour.faultyRequests = 100
@@ -260,7 +263,8 @@ struct FaultOriginTests {
         var limits = Concurrency()
         limits.total = 8
         limits.perHost = 2
-        let engine = TransferEngine(limits: limits)
+        let engine = TransferEngine(limits: limits, threads: threads)
+        #expect(engine.threadCount == threads)
         let outcomes = await withTaskGroup(of: Bool.self) { group in
             for index in 0..<6 {
                 let url = self.origin.serve("/limited\(index)", content: content, behaviour: behaviour)

@@ -511,6 +511,52 @@ struct NginxInteropTests {
         for (name, content) in expected { #expect(self.scratch.read("small/\(name)") == content) }
     }
 
+    /// A burst on two engine threads (16 connections: one thread per 8) reported through one shared stream:
+    /// every file arrives whole, and each transfer's reports come in order, ending with exactly one `finished`.
+    @Test func manySmallFilesOnTwoEngineThreadsThroughOneReportStream() async throws {
+        var limits = Concurrency()
+        limits.total = 16
+        limits.perHost = 16
+        let engine = TransferEngine(limits: limits, threads: 2)
+        #expect(engine.threadCount == 2)
+        var expected: [String: [UInt8]] = [:]
+        for index in 0..<200 {
+            let content = TestContent.bytes(count: 16_384, seed: UInt64(300 + index))
+            try self.nginx.serve("burst/\(index).bin", bytes: content)
+            expected["\(index).bin"] = content
+        }
+        let (reports, reporter) = engine.makeReportStream()
+        var names: [TransferID: String] = [:]
+        for index in 0..<200 {
+            var request = TransferRequest(
+                sources: [self.nginx.baseURL + "/burst/\(index).bin"],
+                destination: self.scratch.path + "/burst/\(index).bin"
+            )
+            request.mayHaveEarlierPartial = false
+            names[engine.start(request, reportingTo: reporter)] = "\(index).bin"
+        }
+        var started: Set<TransferID> = []
+        var finished: [TransferID: Bool] = [:]
+        var outOfOrder: [TransferID] = []
+        reading: for await batch in reports {
+            for report in batch {
+                if finished[report.id] != nil { outOfOrder.append(report.id) }
+                switch report.event {
+                case .started: started.insert(report.id)
+                case .finished(let outcome):
+                    if !started.contains(report.id) { outOfOrder.append(report.id) }
+                    finished[report.id] = outcome.completed != nil
+                    if finished.count == names.count { break reading }
+                default: break
+                }
+            }
+        }
+        await engine.shutdown()
+        #expect(outOfOrder.isEmpty, "reports out of order for \(outOfOrder)")
+        #expect(finished.count == 200 && finished.values.allSatisfy { $0 })
+        for (name, content) in expected { #expect(self.scratch.read("burst/\(name)") == content) }
+    }
+
     /// A large download holds only its last `PartialFile.writeBehind` (8 MiB) and the buffers in flight in the page
     /// cache while it runs, and none of the file once it is in place.
     @Test(.enabled(if: scratchHasPageCache, "the scratch file system is not a disk file system"))
