@@ -13,7 +13,9 @@ func monotonicNow() -> Double {
 /// One transfer's state while the engine runs it: its curl easy handle, its partial file, the current attempt's
 /// response, and its pacing.
 ///
-/// Confined to the engine thread: every method is called there (libcurl's callbacks included).
+/// Made on the thread that starts it (``EngineLoop/makeTransfer(_:_:_:)``), then confined to its engine thread:
+/// every method is called there (libcurl's callbacks included), and the engine gives its easy handle back to the
+/// pool when it finishes, so that the last release, wherever it happens, touches nothing of the engine's.
 final class ActiveTransfer {
     /// What the body of the current response is used for.
     enum BodyMode {

@@ -31,7 +31,8 @@ public struct TransferHandle: Sendable {
 public final class TransferEngine: Sendable {
     private let loops: [EngineLoop]
     private let pacer = GlobalPacer()
-    private let nextID = Mutex<UInt64>(1)
+    /// The next transfer's sequence number, and each host's next turn.
+    private let nextID = Mutex<(next: UInt64, turns: [Substring: UInt64])>((0, [:]))
 
     /// Starts the engine threads.
     ///
@@ -66,22 +67,48 @@ public final class TransferEngine: Sendable {
 
     deinit { for loop in self.loops { loop.submit(.stop) } }
 
-    /// The engine thread that runs a transfer: each takes the next in turn.
+    /// The engine thread that runs a transfer: its id says (`(id - 1) % threads`).
     private func loop(for id: TransferID) -> EngineLoop {
         self.loops[Int((id.rawValue &- 1) % UInt64(self.loops.count))]
     }
 
+    /// A new transfer's id, which names the engine thread that runs it: the transfers to one host take the
+    /// threads in turn, so each thread gets its share of every host's transfers, as it has its share of the
+    /// per-host limit (by id alone, transfers alternating between two hosts would all of one host land on one
+    /// thread, which would run them on half the host's connections).
+    private func makeID(for request: TransferRequest) -> (TransferID, EngineLoop) {
+        let count = UInt64(self.loops.count)
+        let (sequence, turn) = self.nextID.withLock { state in
+            defer { state.next += 1 }
+            guard count > 1 else { return (state.next, UInt64(0)) }
+            let host = Self.hostKey(of: request.sources.first ?? "")
+            if state.turns.count >= 1024 { state.turns.removeAll() }
+            let turn = state.turns[host, default: 0]
+            state.turns[host] = turn &+ 1
+            return (state.next, turn % count)
+        }
+        let id = TransferID(sequence &* count &+ turn &+ 1)
+        return (id, self.loops[Int(turn)])
+    }
+
+    /// The authority part of a URL (`user@host:port`), the key of its host's turns.
+    private static func hostKey(of url: String) -> Substring {
+        guard let scheme = url.range(of: "://") else { return "" }
+        let rest = url[scheme.upperBound...]
+        return rest[..<(rest.firstIndex(of: "/") ?? rest.endIndex)]
+    }
+
     /// Starts fetching `request.destination`; returns at once.
     public func start(_ request: TransferRequest) -> TransferHandle {
-        let id = self.makeID()
+        let (id, loop) = self.makeID(for: request)
         let (events, continuation) = AsyncStream<TransferEvent>.makeStream(bufferingPolicy: .unbounded)
-        let loop = self.loop(for: id)
         loop.submit(.start(loop.makeTransfer(id, request, .own(continuation))))
         return TransferHandle(id: id, events: events)
     }
 
     /// A report stream for many transfers started with ``start(_:reportingTo:)``: their events arrive in batches,
-    /// at most one per ``TransferReporter/deliveryInterval`` (5 ms) from each engine thread. The engine never
+    /// at most one per ``TransferReporter/deliveryInterval`` (5 ms) from all engine threads together (and one
+    /// more as each thread stops). The engine never
     /// finishes the stream; a transfer's last event is `finished`, and ``TransferReporter/finish()`` ends the
     /// stream.
     public func makeReportStream() -> (reports: AsyncStream<[TransferReport]>, reporter: TransferReporter) {
@@ -91,19 +118,9 @@ public final class TransferEngine: Sendable {
 
     /// Starts fetching `request.destination`, reporting its events to a stream shared with other transfers.
     public func start(_ request: TransferRequest, reportingTo reporter: TransferReporter) -> TransferID {
-        let id = self.makeID()
-        let loop = self.loop(for: id)
+        let (id, loop) = self.makeID(for: request)
         loop.submit(.start(loop.makeTransfer(id, request, .shared(id, reporter))))
         return id
-    }
-
-    private func makeID() -> TransferID {
-        TransferID(
-            self.nextID.withLock { next in
-                defer { next += 1 }
-                return next
-            }
-        )
     }
 
     /// Pauses a transfer in place (its connection stays open); for long suspensions cancel and start again.
@@ -120,8 +137,8 @@ public final class TransferEngine: Sendable {
     /// Changes a transfer's rate cap while it runs.
     public func setRate(_ id: TransferID, _ limit: RateLimit) { self.loop(for: id).submit(.setRate(id, limit)) }
 
-    /// Changes the budget all transfers share (at once: transfers paused by the old budget are woken by their
-    /// engine thread's next pass, at the latest when their pause was due to end).
+    /// Changes the budget all transfers share: the next bytes draw from the new one (a transfer the old budget
+    /// paused waits out that pause first).
     public func setGlobalRate(_ limit: RateLimit) {
         self.pacer.set(limit, now: monotonicNow())
         for loop in self.loops { loop.submit(.wake) }
@@ -129,9 +146,13 @@ public final class TransferEngine: Sendable {
 
     /// Stops every transfer (partials are synced and kept) and ends the engine threads.
     public func shutdown() async {
-        for loop in self.loops {
-            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                loop.submit(.shutdown(done))
+        await withTaskGroup(of: Void.self) { group in
+            for loop in self.loops {
+                group.addTask {
+                    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                        loop.submit(.shutdown(done))
+                    }
+                }
             }
         }
     }
@@ -174,7 +195,8 @@ struct NewTransfer: @unchecked Sendable {
 /// touched by `run()`, on the engine thread.
 final class EngineLoop: @unchecked Sendable {
     private let multi: UnsafeMutableRawPointer
-    private let pending = Mutex<[EngineCommand]>([])
+    /// Commands for the next pass; `stopped` once the loop has ended (its multi handle is gone).
+    private let pending = Mutex<(commands: [EngineCommand], stopped: Bool)>(([], false))
     private var transfers: [TransferID: ActiveTransfer] = [:]
     /// Started transfers waiting for a connection slot (libcurl would queue them too, but every queued handle
     /// would cost a scan in each loop iteration).
@@ -246,20 +268,37 @@ final class EngineLoop: @unchecked Sendable {
 
     func submit(_ command: EngineCommand) {
         // The loop takes all pending commands at once: only the first of a burst needs to wake it.
-        let wasEmpty = self.pending.withLock { pending in
-            defer { pending.append(command) }
-            return pending.isEmpty
+        let wake: Bool? = self.pending.withLock { pending in
+            guard !pending.stopped else { return nil }
+            defer { pending.commands.append(command) }
+            return pending.commands.isEmpty
         }
-        if wasEmpty { _ = curl_multi_wakeup(self.multi) }
+        guard let wake else { return Self.refuse(command) }
+        if wake { _ = curl_multi_wakeup(self.multi) }
+    }
+
+    /// A command that came after the loop ended: a transfer is cancelled at once, a shutdown is done.
+    private static func refuse(_ command: EngineCommand) {
+        switch command {
+        case .start(let new):
+            let sink = new.transfer.continuation
+            sink.yield(.finished(.cancelled))
+            sink.finish()
+            if case .shared(_, let reporter) = sink { reporter.deliverAll() }
+        case .shutdown(let waiter):
+            waiter.resume()
+        default:
+            break
+        }
     }
 
     func run() {
         var running: Int32 = 0
         var stopping = false
         while !stopping {
-            for command in self.pending.withLock({ commands in
-                defer { commands.removeAll() }
-                return commands
+            for command in self.pending.withLock({ pending in
+                defer { pending.commands.removeAll() }
+                return pending.commands
             }) {
                 stopping = self.apply(command) || stopping
             }
@@ -286,8 +325,14 @@ final class EngineLoop: @unchecked Sendable {
             transfer.continuation.finish()
         }
         for reporter in self.reporters.values { reporter.deliverAll() }
+        let late = self.pending.withLock { pending in
+            pending.stopped = true
+            defer { pending.commands.removeAll() }
+            return pending.commands
+        }
         curl_multi_cleanup(self.multi)
         for waiter in self.shutdownWaiters { waiter.resume() }
+        for command in late { Self.refuse(command) }
     }
 
     /// Moves waiting transfers into the multi handle while there are free slots.
@@ -696,15 +741,16 @@ final class EngineLoop: @unchecked Sendable {
             // Each job is done and its report submitted.
             if self.writing != nil { self.writeQueue.sync {} }
             if self.committing != nil { self.commitQueue.sync {} }
-            let commands = self.pending.withLock { commands in
-                defer { commands.removeAll() }
-                return commands
+            let commands = self.pending.withLock { pending in
+                defer { pending.commands.removeAll() }
+                return pending.commands
             }
             for command in commands {
                 switch command {
                 case .written(let results): self.wrote(results)
                 case .committed(let report): self.committed(report)
                 case .shutdown(let waiter): self.shutdownWaiters.append(waiter)
+                case .start: Self.refuse(command)
                 default: break  // the engine is stopping
                 }
             }
@@ -753,6 +799,8 @@ final class EngineLoop: @unchecked Sendable {
 
     private func finish(_ transfer: ActiveTransfer, _ outcome: TransferOutcome) {
         self.detach(transfer)
+        // Back to the pool here: the last reference may be the starting caller's, on its thread.
+        transfer.releaseEasyHandle()
         if case .failed = outcome, let partial = transfer.partial, partial.isDiscarded || partial.length == 0 {
             if !partial.isDiscarded { partial.discard() }
             // Nothing of it is kept: a checkpoint the caller stored is void (else its next start, finding no
