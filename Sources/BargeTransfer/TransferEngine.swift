@@ -230,7 +230,7 @@ final class EngineLoop: @unchecked Sendable {
     private static let inlineRehashLimit: UInt64 = 4 << 20
     /// Received files on their way through the write and commit queues (each holds its buffer): past this many,
     /// no new transfer starts until commits catch up, which bounds the memory a fast network and a slow disk can
-    /// pile up.
+    /// pile up (per engine thread: each has its own queues).
     private static let maximumAwaitingCommit = 128
     /// Transfers cancelled with `discardPartial` while their partial was being re-hashed.
     private var discardWhenPrepared: Set<TransferID> = []
