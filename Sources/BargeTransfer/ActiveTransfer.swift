@@ -114,9 +114,7 @@ final class ActiveTransfer {
         self.continuation = continuation
         self.easyHandles = easyHandles
         self.errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
-        if case .limited(let rate) = request.maxRate {
-            self.bucket = TokenBucket(bytesPerSecond: rate.bytesPerSecond, now: monotonicNow())
-        }
+        self.bucket = TokenBucket.adjusted(nil, to: request.maxRate, now: monotonicNow())
     }
 
     deinit {
@@ -603,17 +601,7 @@ final class GlobalPacer: Sendable {
 
     /// Changes the budget; a budget already running keeps its tokens.
     func set(_ limit: RateLimit, now: Double) {
-        self.bucket.withLock { bucket in
-            switch limit {
-            case .off: bucket = nil
-            case .limited(let rate):
-                if bucket == nil {
-                    bucket = TokenBucket(bytesPerSecond: rate.bytesPerSecond, now: now)
-                } else {
-                    bucket!.setRate(bytesPerSecond: rate.bytesPerSecond, now: now)
-                }
-            }
-        }
+        self.bucket.withLock { $0 = TokenBucket.adjusted($0, to: limit, now: now) }
     }
 }
 

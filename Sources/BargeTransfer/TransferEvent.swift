@@ -137,8 +137,7 @@ public final class TransferReporter: Sendable {
             let due = state.lastDelivery + Self.deliveryInterval
             guard now >= due else { return due }
             state.lastDelivery = now
-            self.continuation.yield(state.collected)
-            state.collected.removeAll(keepingCapacity: true)
+            self.yieldCollected(&state)
             return nil
         }
     }
@@ -147,9 +146,14 @@ public final class TransferReporter: Sendable {
     func deliverAll() {
         self.state.withLock { state in
             guard !state.collected.isEmpty else { return }
-            self.continuation.yield(state.collected)
-            state.collected.removeAll(keepingCapacity: true)
+            self.yieldCollected(&state)
         }
+    }
+
+    /// Yields the collected reports as one batch (under the lock, so each thread's batches stay in order).
+    private func yieldCollected(_ state: inout State) {
+        self.continuation.yield(state.collected)
+        state.collected.removeAll(keepingCapacity: true)
     }
 
     /// Ends the stream: no more reports will come.

@@ -52,3 +52,14 @@ public struct TokenBucket: Sendable {
         self.balance = min(self.balance, self.burst)
     }
 }
+
+extension TokenBucket {
+    /// `bucket` under a new limit: none when off, a full new bucket where there was none, else the same bucket at
+    /// the new rate (its balance carries over).
+    public static func adjusted(_ bucket: TokenBucket?, to limit: RateLimit, now: Double) -> TokenBucket? {
+        guard case .limited(let rate) = limit else { return nil }
+        guard var bucket else { return TokenBucket(bytesPerSecond: rate.bytesPerSecond, now: now) }
+        bucket.setRate(bytesPerSecond: rate.bytesPerSecond, now: now)
+        return bucket
+    }
+}
