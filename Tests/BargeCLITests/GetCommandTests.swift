@@ -15,7 +15,8 @@ struct GetCommandTests {
     }
 
     @Test func ctrlCKeepsAPartialAndTheNextRunResumes() async throws {
-        let content = TestContent.bytes(count: 3_000_000, seed: 60)
+        // 8 s at the cap: the partial passes 300 kB after about 1 s, leaving a wide window to interrupt it in.
+        let content = TestContent.bytes(count: 8_000_000, seed: 60)
         let url = try self.nginx.serve("big.bin", bytes: content)
         let destination = self.scratch.path + "/big.bin"
         let partialPath = self.scratch.path + "/.big.bin.barge-partial"
@@ -25,8 +26,13 @@ struct GetCommandTests {
         process.standardError = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        let started = await eventually(timeout: 15) {
-            ((try? FileManager.default.attributesOfItem(atPath: partialPath))?[.size] as? Int ?? 0) > 300_000
+        // Watched by this thread, not by `eventually`: a task's sleep can overrun by seconds while other suites'
+        // tests hold the cooperative threads, and the window would pass unseen (it did on CI).
+        let deadline = Date().addingTimeInterval(15)
+        var started = false
+        while !started, Date() < deadline, process.isRunning {
+            started = ((try? FileManager.default.attributesOfItem(atPath: partialPath))?[.size] as? Int ?? 0) > 300_000
+            if !started { usleep(10_000) }
         }
         #expect(started)
         kill(process.processIdentifier, SIGINT)
