@@ -40,6 +40,7 @@ final class PartialFile: @unchecked Sendable {
     private(set) var length: UInt64 = 0
     /// The content's SHA-256 so far; nil when the transfer needs no hash (none expected, none asked for).
     private var hasher: SHA256?
+    /// Where received bytes gather; empty (`count` 0) once a file written for its commit gave it back.
     private var buffer: UnsafeMutableRawBufferPointer
     private var buffered = 0
     /// The buffer's first bytes already hashed as they arrived: a file's first buffer is hashed by `append`,
@@ -111,6 +112,11 @@ final class PartialFile: @unchecked Sendable {
         BufferPool.giveBack(self.buffer)
     }
 
+    /// The buffer, taken again if ``finishWriting(mode:)`` gave it back (a commit that failed, then a resume).
+    private func takeBufferIfGiven() {
+        if self.buffer.count == 0 { self.buffer = BufferPool.first.take() }
+    }
+
     /// The bytes already on disk.
     func sizeOnDisk() throws(BargeSystemError) -> UInt64 {
         guard self.descriptor >= 0 else { return 0 }
@@ -124,6 +130,7 @@ final class PartialFile: @unchecked Sendable {
     func prepareResume(keepingAtMost limit: UInt64?) throws(BargeSystemError) -> UInt64 {
         try self.flush()
         try self.drain()
+        self.takeBufferIfGiven()
         let onDisk = try self.sizeOnDisk()
         let keep = min(onDisk, limit ?? onDisk)
         if keep < onDisk {
@@ -163,6 +170,7 @@ final class PartialFile: @unchecked Sendable {
     /// Appends received bytes (buffered, hashed).
     func append(_ bytes: UnsafeRawBufferPointer) throws(BargeSystemError) {
         if let error = self.diskError { throw error }
+        self.takeBufferIfGiven()
         var rest = bytes
         while !rest.isEmpty {
             let room = self.buffer.count - self.buffered
@@ -387,10 +395,14 @@ final class PartialFile: @unchecked Sendable {
 
     /// Writes out what is buffered and creates the file even when it is empty: what a commit needs. `mode` is the
     /// destination's, for a file created now.
+    /// The buffer goes back to the pool: in a burst of small files, files wait for their commit by the hundred,
+    /// and holding a buffer each made the pool run dry and every new file's buffer cost fresh pages.
     func finishWriting(mode: UInt32? = nil) throws(BargeSystemError) {
         try self.flush(forCommit: true, mode: mode)
         try self.create(finalMode: mode)
         try self.drain()
+        BufferPool.giveBack(self.buffer)
+        self.buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     }
 
     /// The mode an unnamed partial was created with when that is already the destination's; nil otherwise.
@@ -508,6 +520,7 @@ final class PartialFile: @unchecked Sendable {
         var sha256: String?
         if let expected = request.sha256 {
             // This partial's first buffer is free: nothing is received into it before this check is done.
+            self.takeBufferIfGiven()
             var hasher = SHA256()
             guard
                 (try? Self.hash(descriptor, upTo: nil, into: &hasher, using: self.buffer, self.destinationPath))
@@ -688,6 +701,7 @@ private final class BufferPool: @unchecked Sendable {
 
     /// Returns a buffer to the pool of its size (or frees it).
     static func giveBack(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard buffer.count > 0 else { return }  // the empty stand-in of a buffer given back before
         (buffer.count == PartialFile.firstBufferSize ? Self.first : Self.large).give(buffer)
     }
 

@@ -298,7 +298,14 @@ final class EngineLoop: @unchecked Sendable {
             self.admitWaiting()
             let now = monotonicNow()
             var timeout = self.tick(now: now)
+            // With nothing left to run here, what was collected goes now: waiting out the interval would only
+            // delay a burst's last reports, which its reader (a `barge get`, a batch of jobs) is waiting for.
+            let idle = self.transfers.isEmpty && self.waitingStart == self.waiting.count
             for reporter in self.reporters.values {
+                if idle {
+                    reporter.deliverAll()
+                    continue
+                }
                 guard let due = reporter.deliver(now: now) else { continue }
                 timeout = min(timeout, Int32(((due - now) * 1000).rounded(.up)))  // wake to deliver what waits
             }

@@ -142,7 +142,8 @@ public final class TransferReporter: Sendable {
         }
     }
 
-    /// Delivers what was collected now, whenever the last batch went (engine thread, when it stops).
+    /// Delivers what was collected now, whenever the last batch went (engine thread, when it stops or has
+    /// nothing left to run).
     func deliverAll() {
         self.state.withLock { state in
             guard !state.collected.isEmpty else { return }

@@ -589,6 +589,22 @@ struct NginxInteropTests {
         #expect(self.scratch.read("wb.bin") == content)
     }
 
+    /// A file that cannot be put in place (a directory is where it goes) fails over to the next mirror, whose
+    /// different file is fetched into the same partial (its buffer given back after the first commit, taken again),
+    /// and the transfer fails with the reason, the directory untouched.
+    @Test func aFileThatCannotBePutInPlaceFailsOverThenFailsWithTheReason() async throws {
+        let first = try self.nginx.serve("unplaceable-1.bin", bytes: TestContent.bytes(count: 5000, seed: 35))
+        let second = try self.nginx.serve("unplaceable-2.bin", bytes: TestContent.bytes(count: 7000, seed: 36))
+        let destination = self.scratch.path + "/taken"
+        try FileManager.default.createDirectory(atPath: destination + "/inside", withIntermediateDirectories: true)
+        let request = TransferRequest(sources: [first, second], destination: destination)
+        let (outcome, _) = await fetch(request)
+        let reason = try #require(outcome.failure?.reason, "\(outcome)")
+        #expect(reason.hasPrefix("all 2 sources failed: cannot put the file in place"), "\(reason)")
+        #expect(self.nginx.served("/unplaceable-2.bin", count: 1).first?.bytes == 7000)
+        #expect(FileManager.default.fileExists(atPath: destination + "/inside"))
+    }
+
     @Test func aProxyCarriesTheRequest() async throws {
         let proxy = try NginxServer(extraLocations: "location / { proxy_pass http://$http_host$request_uri; }")
         let content = TestContent.bytes(count: 80_000, seed: 21)
