@@ -84,11 +84,17 @@ public func freeLoopbackPort() throws -> Int {
 }
 
 /// Waits, polling with a deadline, until `condition` holds (never a bare sleep as synchronisation).
+///
+/// It polls on the caller's thread, without suspending: a task's sleep can overrun by seconds while tests of
+/// other suites hold the few cooperative threads (two on CI's 2 cores) in synchronous waits, and a condition
+/// that holds for a while only, or a deadline of a second, would then be missed by the test and not by the
+/// code under test (it happened on CI). The conditions are about other processes and files, which need no
+/// task of this process to come true.
 public func eventually(timeout: Double = 10, _ condition: () -> Bool) async -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
+        usleep(20_000)
     }
     return condition()
 }

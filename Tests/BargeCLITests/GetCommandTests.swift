@@ -26,13 +26,8 @@ struct GetCommandTests {
         process.standardError = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        // Watched by this thread, not by `eventually`: a task's sleep can overrun by seconds while other suites'
-        // tests hold the cooperative threads, and the window would pass unseen (it did on CI).
-        let deadline = Date().addingTimeInterval(15)
-        var started = false
-        while !started, Date() < deadline, process.isRunning {
-            started = ((try? FileManager.default.attributesOfItem(atPath: partialPath))?[.size] as? Int ?? 0) > 300_000
-            if !started { usleep(10_000) }
+        let started = await eventually(timeout: 15) {
+            ((try? FileManager.default.attributesOfItem(atPath: partialPath))?[.size] as? Int ?? 0) > 300_000
         }
         #expect(started)
         kill(process.processIdentifier, SIGINT)
