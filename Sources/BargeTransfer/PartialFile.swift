@@ -592,11 +592,15 @@ final class PartialFile: @unchecked Sendable {
         var fileSystems = Set<UInt64>()
         var seen = Set<ObjectIdentifier>()
         for directory in directories where seen.insert(ObjectIdentifier(directory)).inserted {
-            // A directory without a device number is synced on its own.
-            if let device = directory.device, !fileSystems.insert(device).inserted { continue }
-            guard CBargeLinux_syncfs(directory.descriptor) == 0 else {
-                return BargeSystemError(errno: errno, function: "syncfs", subject: directory.path)
+            let error: Int32
+            if let device = directory.device {
+                guard fileSystems.insert(device).inserted else { continue }
+                error = SharedSync.shared.sync(device: device, through: directory.descriptor)
+            } else {
+                // A directory without a device number is synced on its own.
+                error = CBargeLinux_syncfs(directory.descriptor) == 0 ? 0 : errno
             }
+            guard error == 0 else { return BargeSystemError(errno: error, function: "syncfs", subject: directory.path) }
         }
         return nil
     }

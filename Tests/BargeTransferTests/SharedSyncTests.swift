@@ -1,0 +1,68 @@
+import Dispatch
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+
+@testable import BargeTransfer
+
+/// The shared `syncfs` of the commit queues, with the sync itself simulated (it takes 30 ms and logs when it ran).
+@Suite("Shared file-system sync")
+struct SharedSyncTests {
+    /// When each simulated sync started and ended (monotonic seconds), and the result it gives.
+    final class SyncLog: Sendable {
+        let runs = Mutex<[(start: Double, end: Double)]>([])
+        let result: Int32
+
+        init(result: Int32 = 0) { self.result = result }
+
+        func sync() -> Int32 {
+            let start = monotonicNow()
+            usleep(30_000)
+            self.runs.withLock { $0.append((start, monotonicNow())) }
+            return self.result
+        }
+    }
+
+    /// Six callers at once: each returns only after a sync that started after its call had ended, and they share
+    /// syncs (the first runs one, the five that came during it share the next).
+    @Test func callersShareSyncsThatStartAfterTheirCall() {
+        let log = SyncLog()
+        let shared = SharedSync { _ in log.sync() }
+        // Threads of their own: the callers block, as the commit queues do, and the cooperative pool may have two.
+        let calls = Mutex<[(called: Double, returned: Double, result: Int32)]>([])
+        let done = DispatchGroup()
+        for _ in 0..<6 {
+            done.enter()
+            Thread {
+                let called = monotonicNow()
+                let result = shared.sync(device: 7, through: -1)
+                calls.withLock { $0.append((called, monotonicNow(), result)) }
+                done.leave()
+            }.start()
+        }
+        done.wait()
+        let results = calls.withLock { $0 }
+        let runs = log.runs.withLock { $0 }
+        #expect(results.count == 6)
+        for call in results {
+            #expect(call.result == 0)
+            #expect(
+                runs.contains { $0.start >= call.called && $0.end <= call.returned },
+                "a caller returned without a sync that started after its call"
+            )
+        }
+        #expect(runs.count < results.count, "\(runs.count) syncs for \(results.count) callers")
+        // One at a time per file system.
+        for (earlier, later) in zip(runs, runs.dropFirst()) { #expect(later.start >= earlier.end) }
+    }
+
+    /// A failed sync's errno reaches the callers it covered; another file system syncs apart.
+    @Test func aFailedSyncFailsItsCallersAndFileSystemsAreApart() {
+        let failing = SyncLog(result: EIO)
+        let shared = SharedSync { descriptor in descriptor == 1 ? failing.sync() : 0 }
+        #expect(shared.sync(device: 1, through: 1) == EIO)
+        #expect(shared.sync(device: 2, through: 2) == 0)
+        #expect(failing.runs.withLock { $0.count } == 1)
+    }
+}
