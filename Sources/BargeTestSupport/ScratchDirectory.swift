@@ -85,18 +85,31 @@ public func freeLoopbackPort() throws -> Int {
 
 /// Waits, polling with a deadline, until `condition` holds (never a bare sleep as synchronisation).
 ///
-/// It polls on the caller's thread, without suspending: a task's sleep can overrun by seconds while tests of
-/// other suites hold the few cooperative threads (two on CI's 2 cores) in synchronous waits, and a condition
-/// that holds for a while only, or a deadline of a second, would then be missed by the test and not by the
-/// code under test (it happened on CI). The conditions are about other processes and files, which need no
-/// task of this process to come true.
-public func eventually(timeout: Double = 10, _ condition: () -> Bool) async -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(20_000)
+/// It polls on a thread of its own: a task's sleep can overrun by seconds while tests of other suites hold the
+/// few cooperative threads (two on CI's 2 cores) in synchronous waits, so a condition that holds for a while
+/// only, or a deadline of a second, would be missed by the test and not by the code under test (it happened
+/// on CI); and a poll that blocked a cooperative thread would starve the other suites in turn. The conditions
+/// are about other processes and files; the caller is suspended while they run.
+public func eventually(timeout: Double = 10, _ condition: @escaping () -> Bool) async -> Bool {
+    let poll = UncheckedSendable(value: condition)
+    return await withCheckedContinuation { continuation in
+        Thread {
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                if poll.value() {
+                    continuation.resume(returning: true)
+                    return
+                }
+                usleep(20_000)
+            }
+            continuation.resume(returning: poll.value())
+        }.start()
     }
-    return condition()
+}
+
+/// A value handed to another thread while its owner waits for that thread (see ``eventually(timeout:_:)``).
+private struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
 }
 
 extension TestContent {

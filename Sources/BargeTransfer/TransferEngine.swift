@@ -215,9 +215,10 @@ final class EngineLoop: @unchecked Sendable {
     private static let prepareQueue = DispatchQueue(label: "barge.prepare", qos: .utility)
     /// A partial up to this size is re-hashed on the engine thread (a hop to the queue would cost more).
     private static let inlineRehashLimit: UInt64 = 4 << 20
-    /// Received files on their way through the write and commit queues (each holds its buffer): past this many,
-    /// no new transfer starts until commits catch up, which bounds the memory a fast network and a slow disk can
-    /// pile up (per engine thread: each has its own queues).
+    /// Received files on their way through the write and commit queues (each holds its buffer until it is
+    /// written, then an open file): past this many, no new transfer starts until commits catch up, which bounds
+    /// the memory and descriptors a fast network and a slow disk can pile up (per engine thread: each has its own
+    /// queues).
     private static let maximumAwaitingCommit = 128
     /// Transfers cancelled with `discardPartial` while their partial was being re-hashed.
     private var discardWhenPrepared: Set<TransferID> = []

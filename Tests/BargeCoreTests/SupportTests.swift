@@ -37,6 +37,18 @@ struct PathRulesTests {
         #expect(PathRules.resolve("/abs", against: "/a") == "/abs")
     }
 
+    /// Split at the last slash, whatever follows it: a name that starts with a combining mark keeps it.
+    @Test func splitsAPathIntoDirectoryAndFileName() {
+        #expect(PathRules.directory(of: "/srv/a/b.bin") == "/srv/a")
+        #expect(PathRules.fileName(of: "/srv/a/b.bin") == "b.bin")
+        #expect(PathRules.directory(of: "/b.bin") == "/")
+        #expect(PathRules.directory(of: "b.bin") == ".")
+        #expect(PathRules.fileName(of: "b.bin") == "b.bin")
+        #expect(PathRules.directory(of: "/a/\u{301}b") == "/a")
+        #expect(PathRules.fileName(of: "/a/\u{301}b") == "\u{301}b")
+        #expect(PathRules.fileName(of: "/dir/é.bin") == "é.bin")
+    }
+
     @Test func globPrefix() {
         #expect(PathRules.literalPrefix(ofGlob: "/var/log/app/*.gz") == "/var/log/app")
         #expect(PathRules.literalPrefix(ofGlob: "/srv/a/b.log") == "/srv/a/b.log")

@@ -57,6 +57,36 @@ struct SharedSyncTests {
         for (earlier, later) in zip(runs, runs.dropFirst()) { #expect(later.start >= earlier.end) }
     }
 
+    /// Six threads syncing in a loop while every other sync fails: a caller whose first covering sync failed
+    /// always gets the error, even when a later sync succeeded before it woke (its bytes may be lost).
+    @Test func aFailureIsNeverHiddenByALaterSuccess() {
+        let count = Mutex<UInt64>(0)
+        let shared = SharedSync { _ in
+            let number = count.withLock { count in
+                count += 1
+                return count
+            }
+            return number % 2 == 0 ? EIO : 0
+        }
+        let hidden = Mutex<[UInt64]>([])
+        let calls = Mutex(0)
+        let done = DispatchGroup()
+        for _ in 0..<6 {
+            done.enter()
+            Thread {
+                for _ in 0..<2_000 {
+                    let (error, covering) = shared.syncNumbered(device: 3, through: -1)
+                    if covering % 2 == 0, error == 0 { hidden.withLock { $0.append(covering) } }
+                    calls.withLock { $0 += 1 }
+                }
+                done.leave()
+            }.start()
+        }
+        done.wait()
+        #expect(calls.withLock { $0 } == 12_000)
+        #expect(hidden.withLock { $0.isEmpty }, "failed syncs reported as done: \(hidden.withLock { $0.prefix(5) })")
+    }
+
     /// A failed sync's errno reaches the callers it covered; another file system syncs apart.
     @Test func aFailedSyncFailsItsCallersAndFileSystemsAreApart() {
         let failing = SyncLog(result: EIO)

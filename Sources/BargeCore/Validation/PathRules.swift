@@ -85,7 +85,8 @@ public enum PathRules {
     /// The last component of a path.
     public static func fileName(of path: String) -> String {
         guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return path }
-        return String(path[path.index(after: slash)...])
+        // The index after it in the same view: a Character step would swallow a combining mark after the slash.
+        return String(path[path.utf8.index(after: slash)...])
     }
 
     /// The part of a glob before its first wildcard component: `/var/log/app/*.gz` → `/var/log/app`.
