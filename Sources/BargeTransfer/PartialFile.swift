@@ -395,6 +395,7 @@ final class PartialFile: @unchecked Sendable {
 
     /// Writes out what is buffered and creates the file even when it is empty: what a commit needs. `mode` is the
     /// destination's, for a file created now.
+    ///
     /// The buffer goes back to the pool: in a burst of small files, files wait for their commit by the hundred,
     /// and holding a buffer each made the pool run dry and every new file's buffer cost fresh pages.
     func finishWriting(mode: UInt32? = nil) throws(BargeSystemError) {
