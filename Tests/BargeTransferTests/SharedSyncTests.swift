@@ -24,24 +24,31 @@ struct SharedSyncTests {
         }
     }
 
+    /// Runs `body` on `count` threads of their own at once and waits for all: the callers block, as the commit
+    /// queues do, and the cooperative pool may have two threads.
+    static func onThreads(_ count: Int, _ body: @escaping @Sendable () -> Void) {
+        let done = DispatchGroup()
+        for _ in 0..<count {
+            done.enter()
+            Thread {
+                body()
+                done.leave()
+            }.start()
+        }
+        done.wait()
+    }
+
     /// Six callers at once: each returns only after a sync that started after its call had ended, and they share
     /// syncs (the first runs one, the five that came during it share the next).
     @Test func callersShareSyncsThatStartAfterTheirCall() {
         let log = SyncLog()
         let shared = SharedSync { _ in log.sync() }
-        // Threads of their own: the callers block, as the commit queues do, and the cooperative pool may have two.
         let calls = Mutex<[(called: Double, returned: Double, result: Int32)]>([])
-        let done = DispatchGroup()
-        for _ in 0..<6 {
-            done.enter()
-            Thread {
-                let called = monotonicNow()
-                let result = shared.sync(device: 7, through: -1)
-                calls.withLock { $0.append((called, monotonicNow(), result)) }
-                done.leave()
-            }.start()
+        Self.onThreads(6) {
+            let called = monotonicNow()
+            let result = shared.sync(device: 7, through: -1)
+            calls.withLock { $0.append((called, monotonicNow(), result)) }
         }
-        done.wait()
         let results = calls.withLock { $0 }
         let runs = log.runs.withLock { $0 }
         #expect(results.count == 6)
@@ -70,19 +77,13 @@ struct SharedSyncTests {
         }
         let hidden = Mutex<[UInt64]>([])
         let calls = Mutex(0)
-        let done = DispatchGroup()
-        for _ in 0..<6 {
-            done.enter()
-            Thread {
-                for _ in 0..<2_000 {
-                    let (error, covering) = shared.syncNumbered(device: 3, through: -1)
-                    if covering % 2 == 0, error == 0 { hidden.withLock { $0.append(covering) } }
-                    calls.withLock { $0 += 1 }
-                }
-                done.leave()
-            }.start()
+        Self.onThreads(6) {
+            for _ in 0..<2_000 {
+                let (error, covering) = shared.syncNumbered(device: 3, through: -1)
+                if covering % 2 == 0, error == 0 { hidden.withLock { $0.append(covering) } }
+                calls.withLock { $0 += 1 }
+            }
         }
-        done.wait()
         #expect(calls.withLock { $0 } == 12_000)
         #expect(hidden.withLock { $0.isEmpty }, "failed syncs reported as done: \(hidden.withLock { $0.prefix(5) })")
     }
