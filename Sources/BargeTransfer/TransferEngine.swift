@@ -284,10 +284,7 @@ final class EngineLoop: @unchecked Sendable {
         var running: Int32 = 0
         var stopping = false
         while !stopping {
-            for command in self.pending.withLock({ pending in
-                defer { pending.commands.removeAll() }
-                return pending.commands
-            }) {
+            for command in self.takeCommands() {
                 stopping = self.apply(command) || stopping
             }
             if stopping { break }
@@ -301,7 +298,7 @@ final class EngineLoop: @unchecked Sendable {
             var timeout = self.tick(now: now)
             // With nothing left to run here, what was collected goes now: waiting out the interval would only
             // delay a burst's last reports, which its reader (a `barge get`, a batch of jobs) is waiting for.
-            let idle = self.transfers.isEmpty && self.waitingStart == self.waiting.count
+            let idle = self.transfers.isEmpty && !self.hasWaiting
             for reporter in self.reporters.values {
                 if idle {
                     reporter.deliverAll()
@@ -320,15 +317,23 @@ final class EngineLoop: @unchecked Sendable {
             transfer.continuation.finish()
         }
         for reporter in self.reporters.values { reporter.deliverAll() }
-        let late = self.pending.withLock { pending in
-            pending.stopped = true
-            defer { pending.commands.removeAll() }
-            return pending.commands
-        }
+        let late = self.takeCommands(stopping: true)
         curl_multi_cleanup(self.multi)
         for waiter in self.shutdownWaiters { waiter.resume() }
         for command in late { Self.refuse(command) }
     }
+
+    /// The commands submitted since the last call; `stopping` refuses later ones (the loop has ended).
+    private func takeCommands(stopping: Bool = false) -> [EngineCommand] {
+        self.pending.withLock { pending in
+            if stopping { pending.stopped = true }
+            defer { pending.commands.removeAll() }
+            return pending.commands
+        }
+    }
+
+    /// Transfers started but not yet admitted (some may be cancelled already).
+    private var hasWaiting: Bool { self.waitingStart < self.waiting.count }
 
     /// Moves waiting transfers into the multi handle while there are free slots.
     private func admitWaiting() {
@@ -338,7 +343,7 @@ final class EngineLoop: @unchecked Sendable {
             self.readyToCommit.count + (self.writing?.count ?? 0) + self.written.count + (self.committing?.count ?? 0)
             + self.placed.count
         while self.transfers.count - awaitingCommit < self.maximumActive, awaitingCommit < Self.maximumAwaitingCommit,
-            self.waitingStart < self.waiting.count
+            self.hasWaiting
         {
             let transfer = self.waiting[self.waitingStart]!
             self.waiting[self.waitingStart] = nil  // the engine no longer holds it once it finishes
@@ -347,7 +352,7 @@ final class EngineLoop: @unchecked Sendable {
             self.transfers[transfer.id] = transfer
             self.prepare(transfer)
         }
-        if self.waitingStart == self.waiting.count {
+        if !self.hasWaiting {
             self.waiting.removeAll(keepingCapacity: true)
             self.waitingStart = 0
         }
@@ -424,7 +429,7 @@ final class EngineLoop: @unchecked Sendable {
 
     /// Unpauses paced transfers that are due, fails stalled ones, reports progress; returns the poll timeout.
     private func tick(now: Double) -> Int32 {
-        guard !self.transfers.isEmpty else { return self.waitingStart < self.waiting.count ? 0 : 3_600_000 }
+        guard !self.transfers.isEmpty else { return self.hasWaiting ? 0 : 3_600_000 }
         var wake = now + 1
         var stalled: [ActiveTransfer] = []  // ended after the pass, which must not change `transfers` under it
         for transfer in self.transfers.values where !transfer.isCommitting {
@@ -725,11 +730,7 @@ final class EngineLoop: @unchecked Sendable {
             // Each job is done and its report submitted.
             if self.writing != nil { self.writeQueue.sync {} }
             if self.committing != nil { self.commitQueue.sync {} }
-            let commands = self.pending.withLock { pending in
-                defer { pending.commands.removeAll() }
-                return pending.commands
-            }
-            for command in commands {
+            for command in self.takeCommands() {
                 switch command {
                 case .written(let results): self.wrote(results)
                 case .committed(let report): self.committed(report)
