@@ -504,9 +504,10 @@ struct NginxInteropTests {
         }
         #expect(results.allSatisfy { $0 })
         if scratchHasPageCache {
-            // Each file leaves the page cache once it is durable in place (read below, they come from the disk).
+            // Files this small stay in the page cache once durable: dropping them cost as much as writing them
+            // (a large file's content leaves it: `aLargeFileIsDroppedFromThePageCacheBehindItsWrites`).
             let resident = expected.keys.reduce(0) { $0 + (residentBytes(self.scratch.path + "/small/\($1)") ?? 0) }
-            #expect(resident < 200 * 16_384 / 10, "\(resident) bytes of the files still cached")
+            #expect(resident > 200 * 16_384 / 2, "only \(resident) bytes of the files cached")
         }
         for (name, content) in expected { #expect(self.scratch.read("small/\(name)") == content) }
     }
