@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Transfer benchmark: the same files from the same local nginx with barge, curl, wget and aria2c, in one run.
 #
-#   scripts/bench/transfer.sh [--runs N] [--small-runs N] [--large-mib N] [--small N]
+#   scripts/bench/transfer.sh [--runs N] [--small-runs N] [--large-mib N] [--small N] [--fresh-fs [--mkfs-options O]]
 #
 # Data: one large file (default 1 GiB) and many 16 KiB files (default 2,000), served by an nginx started here on
 # 127.0.0.1. Every result is verified with sha256sum after each run (not timed). Prints the median of N runs (the
 # small files: of --small-runs, default 9, since one run lasts a quarter of a second and varies by ±30 % here):
 # wall time, throughput, CPU time (user+sys) and peak RSS (GNU time), side by side. The tools take turns: each
 # round runs every one once. barge is the release build as shipped (scripts/build-release.sh).
+#
+# --fresh-fs (root): the results go to an ext4 file system made afresh before every run (mkfs.ext4 with
+# --mkfs-options, default none: a journal, as Debian makes it; "-O ^has_journal" is like this VM's root), on a loop
+# device with direct I/O, so syncs still reach the disk. On the machine's own file system the speed of creating files
+# drifts with its history (recently freed inodes, crowded directories) by more than most changes being measured; a
+# fresh one spreads far less. It measures creating files on an empty file system, the quickest case.
 #
 # Durability differs: barge fsyncs every file and renames it into place (the small files with grouped syncs);
 # curl, wget and aria2c do not sync at all, so "curl + sync" is shown as the honest durable comparison.
@@ -18,12 +24,16 @@ runs=3
 small_runs=9
 large_mib=1024
 small=2000
+fresh_fs=false
+mkfs_options=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) runs=$2; shift 2 ;;
         --small-runs) small_runs=$2; shift 2 ;;
         --large-mib) large_mib=$2; shift 2 ;;
         --small) small=$2; shift 2 ;;
+        --fresh-fs) fresh_fs=true; shift ;;
+        --mkfs-options) mkfs_options=$2; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -41,8 +51,13 @@ bin=$(scripts/build-release.sh barge barge-bench 2>/dev/null) || { scripts/build
 work=$(mktemp -d /var/tmp/barge-bench-XXXXXX)
 chmod 755 "$work"
 nginx_pid=""
+loop_device=""
 cleanup() {
     [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
+    if [ -n "$loop_device" ]; then
+        umount "$work/out" 2>/dev/null || true
+        losetup -d "$loop_device" || true
+    fi
     rm -rf "$work"
     sync  # the freed inodes' table blocks written: new files skip them for a minute, not six (see reset_out)
 }
@@ -50,6 +65,10 @@ trap cleanup EXIT
 
 echo "preparing data in $work ($large_mib MiB file, $small × 16 KiB files)…" >&2
 mkdir -p "$work/root/small" "$work/out" "$work/aside"
+if $fresh_fs; then
+    truncate -s $(( large_mib + small / 16 + 1024 ))M "$work/fs.img"
+    loop_device=$(losetup -f --direct-io=on --show "$work/fs.img")
+fi
 head -c $((large_mib * 1024 * 1024)) /dev/urandom > "$work/root/large.bin"
 large_sha=$(sha256sum "$work/root/large.bin" | cut -d' ' -f1)
 for i in $(seq 1 "$small"); do head -c 16384 /dev/urandom > "$work/root/small/$i.bin"; done
@@ -99,6 +118,16 @@ verify_small() { (cd "$work/out/small" && sha256sum ./*.bin | sort -k2) | cmp -s
 # Caches are not dropped: that timed reading the tools' own binaries and the source data from disk.
 runs_done=0
 reset_out() {
+    if $fresh_fs; then
+        mountpoint -q "$work/out" && umount "$work/out"
+        # shellcheck disable=SC2086 # the options are words
+        mkfs.ext4 -q -F $mkfs_options "$loop_device"
+        mount "$loop_device" "$work/out"
+        mkdir -p "$work/out/small"
+        sync
+        sleep 1
+        return
+    fi
     rm -f "$work/out/large.bin"
     if [ -d "$work/out/small" ]; then
         runs_done=$((runs_done + 1))
