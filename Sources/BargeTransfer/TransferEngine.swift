@@ -180,7 +180,7 @@ struct NewTransfer: @unchecked Sendable {
 /// The queues that write out and commit the received files of one engine, shared by its threads: one write
 /// and one commit job at a time for the whole engine, not per thread. Per-thread queues ran two creations, writes
 /// and links into the same directories at once, contending for the directories' locks, on four threads where two
-/// do the work; shared, the same 2,000 small files took about 30 ms less system time (docs/transfers.md). The
+/// do the work; shared, the same 2,000 small files took 15-30 ms less system time (docs/transfers.md). The
 /// syncs were already shared (``SharedSync``), so no batch waits longer for its sync.
 struct FileQueues: Sendable {
     let write = DispatchQueue(label: "barge.write", qos: .utility)
