@@ -44,12 +44,11 @@ public final class TransferEngine: Sendable {
         _ = curlGlobalInit
         let count = max(1, min(threads ?? Self.defaultThreads(for: limits), limits.total, limits.perHost))
         let pacer = self.pacer
-        let fileQueues = FileQueues()
         self.loops = (0..<count).map { index in
             var share = limits
             share.total = limits.total / count + (index < limits.total % count ? 1 : 0)
             share.perHost = limits.perHost / count + (index < limits.perHost % count ? 1 : 0)
-            return EngineLoop(limits: share, pacer: pacer, fileQueues: fileQueues)
+            return EngineLoop(limits: share, pacer: pacer)
         }
         for (index, loop) in self.loops.enumerated() {
             let thread = Thread { loop.run() }
@@ -177,16 +176,6 @@ struct NewTransfer: @unchecked Sendable {
     let transfer: ActiveTransfer
 }
 
-/// The queues that write out and commit the received files of one engine, shared by its threads: one write
-/// and one commit job at a time for the whole engine, not per thread. Per-thread queues ran two creations, writes
-/// and links into the same directories at once, contending for the directories' locks, on four threads where two
-/// do the work; shared, the same 2,000 small files took 15-30 ms less system time (docs/transfers.md). The
-/// syncs were already shared (``SharedSync``), so no batch waits longer for its sync.
-struct FileQueues: Sendable {
-    let write = DispatchQueue(label: "barge.write", qos: .utility)
-    let commit = DispatchQueue(label: "barge.commit", qos: .utility)
-}
-
 /// The engine thread's loop and everything it owns.
 ///
 /// `@unchecked Sendable`: `submit` is thread-safe (a `Mutex` and `curl_multi_wakeup`); everything else is only
@@ -216,12 +205,11 @@ final class EngineLoop: @unchecked Sendable {
     /// Transfers whose files are in place, waiting for the sync that makes them durable before they are done.
     private var placed: [(ActiveTransfer, CompletedTransfer)] = []
     /// Syncs and renames run here, off the engine thread, so the network never waits for the disk: while one
-    /// batch is being made durable, the next one gathers (group commit). Shared by the engine's threads (see
-    /// ``FileQueues``).
-    private let commitQueue: DispatchQueue
+    /// batch is being made durable, the next one gathers (group commit).
+    private let commitQueue = DispatchQueue(label: "barge.commit", qos: .utility)
     /// Received files are written out and checked here, meanwhile: the commit queue's wait for a sync (1-2 ms
     /// each on this project's VM, about as long as all the writing) never holds up the next batch's writes.
-    private let writeQueue: DispatchQueue
+    private let writeQueue = DispatchQueue(label: "barge.write", qos: .utility)
     private let committer = Committer()
     /// Large partials are re-hashed here, off the engine thread, before they resume.
     private static let prepareQueue = DispatchQueue(label: "barge.prepare", qos: .utility)
@@ -237,10 +225,8 @@ final class EngineLoop: @unchecked Sendable {
     /// The report streams transfers of this engine have used; each delivers its batch at most once per 5 ms.
     private var reporters: [ObjectIdentifier: TransferReporter] = [:]
 
-    init(limits: Concurrency, pacer: GlobalPacer, fileQueues: FileQueues) {
+    init(limits: Concurrency, pacer: GlobalPacer) {
         self.pacer = pacer
-        self.writeQueue = fileQueues.write
-        self.commitQueue = fileQueues.commit
         self.maximumActive = limits.total
         self.easyHandles = EasyHandlePool(capacity: limits.total)
         self.multi = curl_multi_init()!
@@ -269,14 +255,16 @@ final class EngineLoop: @unchecked Sendable {
     }
 
     func submit(_ command: EngineCommand) {
-        // The loop takes all pending commands at once: only the first of a burst needs to wake it.
-        let wake: Bool? = self.pending.withLock { pending in
-            guard !pending.stopped else { return nil }
-            defer { pending.commands.append(command) }
-            return pending.commands.isEmpty
+        // The loop takes all pending commands at once: only the first of a burst needs to wake it. The wake-up is
+        // made under the lock: the loop marks itself stopped under it before it frees the multi handle, so a
+        // wake-up never reaches a freed handle.
+        let accepted = self.pending.withLock { pending in
+            guard !pending.stopped else { return false }
+            if pending.commands.isEmpty { _ = curl_multi_wakeup(self.multi) }
+            pending.commands.append(command)
+            return true
         }
-        guard let wake else { return Self.refuse(command) }
-        if wake { _ = curl_multi_wakeup(self.multi) }
+        if !accepted { Self.refuse(command) }
     }
 
     /// A command that came after the loop ended: a transfer is cancelled at once, a shutdown is done.

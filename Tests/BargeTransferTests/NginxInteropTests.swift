@@ -512,6 +512,19 @@ struct NginxInteropTests {
         for (name, content) in expected { #expect(self.scratch.read("small/\(name)") == content) }
     }
 
+    /// A file larger than a first buffer (64 KiB) leaves the page cache once it is durable in place; the small
+    /// files of `manySmallFilesAtOnce` stay.
+    @Test(.enabled(if: scratchHasPageCache, "the scratch file system is not a disk file system"))
+    func aMidSizeFileLeavesThePageCacheOncePlaced() async throws {
+        let content = TestContent.bytes(count: 100_000, seed: 35)
+        let url = try self.nginx.serve("mid.bin", bytes: content)
+        let (outcome, _) = await fetch(TransferRequest(sources: [url], destination: self.scratch.path + "/mid.bin"))
+        #expect(outcome.completed != nil, "\(outcome)")
+        let resident = try #require(residentBytes(self.scratch.path + "/mid.bin"))
+        #expect(resident < 16_384, "\(resident) bytes of the placed file cached")
+        #expect(self.scratch.read("mid.bin") == content)
+    }
+
     /// A burst on two engine threads (16 connections: one thread per 8) reported through one shared stream:
     /// every file arrives whole, and each transfer's reports come in order, ending with exactly one `finished`.
     @Test func manySmallFilesOnTwoEngineThreadsThroughOneReportStream() async throws {
