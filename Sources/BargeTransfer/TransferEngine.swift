@@ -1,4 +1,5 @@
 public import BargeCore
+import CBargeLinux
 internal import CCurl
 import Foundation
 import Glibc
@@ -51,8 +52,14 @@ public final class TransferEngine: Sendable {
             return EngineLoop(limits: share, pacer: pacer)
         }
         for (index, loop) in self.loops.enumerated() {
-            let thread = Thread { loop.run() }
-            thread.name = count == 1 ? "barge-transfer-engine" : "barge-transfer-engine-\(index)"
+            let name = count == 1 ? "barge-engine" : "barge-engine-\(index)"
+            let thread = Thread {
+                // The kernel's name (`top -H`, `ps -L`, perf): Foundation does not set it on Linux, and a thread
+                // otherwise keeps the name of the one that created it.
+                _ = CBargeLinux_name_this_thread(name)
+                loop.run()
+            }
+            thread.name = name
             thread.start()
         }
     }

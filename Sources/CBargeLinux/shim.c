@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <errno.h>
 #include <spawn.h>
+#include <pthread.h>
+#include <string.h>
 #include "CBargeLinux.h"
 
 int CBargeLinux_spawn_close_from(posix_spawn_file_actions_t *actions, int from) {
@@ -98,4 +100,11 @@ int CBargeLinux_link_open_file(int fd, int dirfd, const char *name) {
     char path[64];
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     return linkat(AT_FDCWD, path, dirfd, name, AT_SYMLINK_FOLLOW);
+}
+
+int CBargeLinux_name_this_thread(const char *name) {
+    char kept[16];
+    strncpy(kept, name, sizeof kept - 1);
+    kept[sizeof kept - 1] = 0;
+    return pthread_setname_np(pthread_self(), kept);
 }

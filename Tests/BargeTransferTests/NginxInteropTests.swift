@@ -525,6 +525,23 @@ struct NginxInteropTests {
         #expect(self.scratch.read("mid.bin") == content)
     }
 
+    /// Each engine thread carries its own name for the kernel (`top -H`, `ps -L`, perf), not the name of the
+    /// thread that made the engine.
+    @Test func engineThreadsAreNamed() async throws {
+        var limits = Concurrency()
+        limits.total = 16
+        limits.perHost = 16
+        let engine = TransferEngine(limits: limits, threads: 2)
+        let named = await eventually(timeout: 5) {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+            let names = tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
+            return Set(names.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
+                .isSuperset(of: ["barge-engine-0", "barge-engine-1"])
+        }
+        #expect(named)
+        withExtendedLifetime(engine) {}
+    }
+
     /// A burst on two engine threads (16 connections: one thread per 8) reported through one shared stream:
     /// every file arrives whole, and each transfer's reports come in order, ending with exactly one `finished`.
     @Test func manySmallFilesOnTwoEngineThreadsThroughOneReportStream() async throws {
