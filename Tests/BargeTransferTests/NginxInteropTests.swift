@@ -588,6 +588,54 @@ struct NginxInteropTests {
         for (name, content) in expected { #expect(self.scratch.read("burst/\(name)") == content) }
     }
 
+    /// A shutdown in the middle of a burst on two engine threads, with files waiting for their commits on both:
+    /// it returns, every transfer finishes exactly once, each file reported done is whole in place, and no other
+    /// destination exists (what had not been committed is not there, half-written or otherwise).
+    @Test func aShutdownDuringABurstCommitsOrLeavesEachFileWhole() async throws {
+        var limits = Concurrency()
+        limits.total = 16
+        limits.perHost = 16
+        let engine = TransferEngine(limits: limits, threads: 2)
+        var expected: [String: [UInt8]] = [:]
+        for index in 0..<400 {
+            let content = TestContent.bytes(count: 16_384, seed: UInt64(700 + index))
+            try self.nginx.serve("stop/\(index).bin", bytes: content)
+            expected["\(index).bin"] = content
+        }
+        let (reports, reporter) = engine.makeReportStream()
+        var names: [TransferID: String] = [:]
+        for index in 0..<400 {
+            var request = TransferRequest(
+                sources: [self.nginx.baseURL + "/stop/\(index).bin"],
+                destination: self.scratch.path + "/stop/\(index).bin"
+            )
+            request.mayHaveEarlierPartial = false
+            names[engine.start(request, reportingTo: reporter)] = "\(index).bin"
+        }
+        var outcomes: [TransferID: [TransferOutcome]] = [:]
+        var stopping: Task<Void, Never>?
+        reading: for await batch in reports {
+            for report in batch {
+                guard case .finished(let outcome) = report.event else { continue }
+                outcomes[report.id, default: []].append(outcome)
+                if stopping == nil { stopping = Task { await engine.shutdown() } }
+                if outcomes.count == names.count { break reading }
+            }
+        }
+        await stopping?.value
+        #expect(outcomes.values.allSatisfy { $0.count == 1 }, "a transfer finished more than once")
+        let done = Set(outcomes.compactMap { $0.value.first?.completed != nil ? names[$0.key] : nil })
+        #expect(!done.isEmpty && done.count < 400, "\(done.count) of 400 done: the shutdown came too late or too early")
+        for (name, content) in expected {
+            let placed = self.scratch.read("stop/\(name)")
+            if done.contains(name) {
+                #expect(placed == content, "\(name) reported done")
+            } else {
+                #expect(placed == nil, "\(name) is at its destination without having been reported done")
+            }
+        }
+    }
+
     /// A large download holds only its last `PartialFile.writeBehind` (8 MiB) and the buffers in flight in the page
     /// cache while it runs, and none of the file once it is in place.
     @Test(.enabled(if: scratchHasPageCache, "the scratch file system is not a disk file system"))
