@@ -542,30 +542,42 @@ struct NginxInteropTests {
         withExtendedLifetime(engine) {}
     }
 
-    /// A burst on two engine threads (16 connections: one thread per 8) reported through one shared stream:
-    /// every file arrives whole, and each transfer's reports come in order, ending with exactly one `finished`.
-    @Test func manySmallFilesOnTwoEngineThreadsThroughOneReportStream() async throws {
+    /// Serves `count` files of 16 KiB under `folder` and starts them all, new files, on an engine of two threads
+    /// (16 connections), reporting to one shared stream: the engine, the contents by file name, the names by
+    /// transfer and the reports.
+    private func startBurst(
+        in folder: String,
+        count: Int,
+        seed: UInt64
+    ) throws -> (TransferEngine, [String: [UInt8]], [TransferID: String], AsyncStream<[TransferReport]>) {
         var limits = Concurrency()
         limits.total = 16
         limits.perHost = 16
         let engine = TransferEngine(limits: limits, threads: 2)
-        #expect(engine.threadCount == 2)
         var expected: [String: [UInt8]] = [:]
-        for index in 0..<200 {
-            let content = TestContent.bytes(count: 16_384, seed: UInt64(300 + index))
-            try self.nginx.serve("burst/\(index).bin", bytes: content)
+        for index in 0..<count {
+            let content = TestContent.bytes(count: 16_384, seed: seed + UInt64(index))
+            try self.nginx.serve("\(folder)/\(index).bin", bytes: content)
             expected["\(index).bin"] = content
         }
         let (reports, reporter) = engine.makeReportStream()
         var names: [TransferID: String] = [:]
-        for index in 0..<200 {
+        for index in 0..<count {
             var request = TransferRequest(
-                sources: [self.nginx.baseURL + "/burst/\(index).bin"],
-                destination: self.scratch.path + "/burst/\(index).bin"
+                sources: [self.nginx.baseURL + "/\(folder)/\(index).bin"],
+                destination: self.scratch.path + "/\(folder)/\(index).bin"
             )
             request.mayHaveEarlierPartial = false
             names[engine.start(request, reportingTo: reporter)] = "\(index).bin"
         }
+        return (engine, expected, names, reports)
+    }
+
+    /// A burst on two engine threads (16 connections: one thread per 8) reported through one shared stream:
+    /// every file arrives whole, and each transfer's reports come in order, ending with exactly one `finished`.
+    @Test func manySmallFilesOnTwoEngineThreadsThroughOneReportStream() async throws {
+        let (engine, expected, names, reports) = try self.startBurst(in: "burst", count: 200, seed: 300)
+        #expect(engine.threadCount == 2)
         var started: Set<TransferID> = []
         var finished: [TransferID: Bool] = [:]
         var outOfOrder: [TransferID] = []
@@ -592,26 +604,7 @@ struct NginxInteropTests {
     /// it returns, every transfer finishes exactly once, each file reported done is whole in place, and no other
     /// destination exists (what had not been committed is not there, half-written or otherwise).
     @Test func aShutdownDuringABurstCommitsOrLeavesEachFileWhole() async throws {
-        var limits = Concurrency()
-        limits.total = 16
-        limits.perHost = 16
-        let engine = TransferEngine(limits: limits, threads: 2)
-        var expected: [String: [UInt8]] = [:]
-        for index in 0..<400 {
-            let content = TestContent.bytes(count: 16_384, seed: UInt64(700 + index))
-            try self.nginx.serve("stop/\(index).bin", bytes: content)
-            expected["\(index).bin"] = content
-        }
-        let (reports, reporter) = engine.makeReportStream()
-        var names: [TransferID: String] = [:]
-        for index in 0..<400 {
-            var request = TransferRequest(
-                sources: [self.nginx.baseURL + "/stop/\(index).bin"],
-                destination: self.scratch.path + "/stop/\(index).bin"
-            )
-            request.mayHaveEarlierPartial = false
-            names[engine.start(request, reportingTo: reporter)] = "\(index).bin"
-        }
+        let (engine, expected, names, reports) = try self.startBurst(in: "stop", count: 400, seed: 700)
         var outcomes: [TransferID: [TransferOutcome]] = [:]
         var stopping: Task<Void, Never>?
         reading: for await batch in reports {
