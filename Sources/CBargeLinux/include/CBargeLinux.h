@@ -28,7 +28,6 @@ int CBargeLinux_start_writeback(int fd, off_t offset, off_t length);
 int CBargeLinux_drop_written(int fd, off_t offset, off_t length);
 // Flushes the whole file system holding fd: one call makes a batch of files durable.
 int CBargeLinux_syncfs(int fd);
-
 // Names the calling thread for the kernel (`top -H`, `ps -L`, perf): at most 15 bytes are kept. 0 or an errno.
 int CBargeLinux_name_this_thread(const char *name);
 // The type (statfs f_type, a magic number such as 0xEF53 for ext2/3/4) of the file system holding path; 0 when it
