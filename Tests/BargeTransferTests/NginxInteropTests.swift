@@ -528,10 +528,7 @@ struct NginxInteropTests {
     /// Each engine thread carries its own name for the kernel (`top -H`, `ps -L`, perf), not the name of the
     /// thread that made the engine.
     @Test func engineThreadsAreNamed() async throws {
-        var limits = Concurrency()
-        limits.total = 16
-        limits.perHost = 16
-        let engine = TransferEngine(limits: limits, threads: 2)
+        let engine = Self.twoThreadEngine()
         let named = await eventually(timeout: 5) {
             let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
             let names = tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
@@ -542,6 +539,14 @@ struct NginxInteropTests {
         withExtendedLifetime(engine) {}
     }
 
+    /// An engine of two threads for 16 connections (8 each).
+    private static func twoThreadEngine() -> TransferEngine {
+        var limits = Concurrency()
+        limits.total = 16
+        limits.perHost = 16
+        return TransferEngine(limits: limits, threads: 2)
+    }
+
     /// Serves `count` files of 16 KiB under `folder` and starts them all, new files, on an engine of two threads
     /// (16 connections), reporting to one shared stream: the engine, the contents by file name, the names by
     /// transfer and the reports.
@@ -550,10 +555,7 @@ struct NginxInteropTests {
         count: Int,
         seed: UInt64
     ) throws -> (TransferEngine, [String: [UInt8]], [TransferID: String], AsyncStream<[TransferReport]>) {
-        var limits = Concurrency()
-        limits.total = 16
-        limits.perHost = 16
-        let engine = TransferEngine(limits: limits, threads: 2)
+        let engine = Self.twoThreadEngine()
         var expected: [String: [UInt8]] = [:]
         for index in 0..<count {
             let content = TestContent.bytes(count: 16_384, seed: seed + UInt64(index))
