@@ -13,6 +13,7 @@ public enum Agent {
     /// `NOTIFY_SOCKET` is set.
     public static func run(config: AgentConfig, configPath: String?) async throws {
         CBargeLinux_tune_malloc()
+        _ = CBargeLinux_raise_descriptor_limit()  // files gathering for group commit stay open
         let notifier = SystemdNotifier()
         try FileManager.default.createDirectory(atPath: config.manifestDirectory, withIntermediateDirectories: true)
         let supervisor = try Supervisor(config: config, configPath: configPath, notifier: notifier)

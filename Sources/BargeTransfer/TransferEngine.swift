@@ -41,7 +41,12 @@ public final class TransferEngine: Sendable {
     ///   - limits: at most `total` connections at once, `perHost` to one host.
     ///   - threads: how many engine threads share the transfers; by default one per 8 connections of
     ///     `limits.total`, at most one per processor and per connection allowed to one host.
-    public init(limits: Concurrency = Concurrency(), threads: Int? = nil) {
+    public convenience init(limits: Concurrency = Concurrency(), threads: Int? = nil) {
+        self.init(limits: limits, threads: threads, commitPacing: CommitPacing())
+    }
+
+    /// ``init(limits:threads:)`` with the batches of group commit set (the tests make them large or slow).
+    init(limits: Concurrency, threads: Int?, commitPacing: CommitPacing) {
         _ = curlGlobalInit
         let count = max(1, min(threads ?? Self.defaultThreads(for: limits), limits.total, limits.perHost))
         let pacer = self.pacer
@@ -49,7 +54,7 @@ public final class TransferEngine: Sendable {
             var share = limits
             share.total = limits.total / count + (index < limits.total % count ? 1 : 0)
             share.perHost = limits.perHost / count + (index < limits.perHost % count ? 1 : 0)
-            return EngineLoop(limits: share, pacer: pacer)
+            return EngineLoop(limits: share, pacer: pacer, threads: count, commitPacing: commitPacing)
         }
         for (index, loop) in self.loops.enumerated() {
             let name = count == 1 ? "barge-engine" : "barge-engine-\(index)"
@@ -71,6 +76,10 @@ public final class TransferEngine: Sendable {
 
     /// How many engine threads share the transfers.
     public var threadCount: Int { self.loops.count }
+
+    /// How many jobs the engine threads have handed to their commit queues so far (each syncs the file system, up
+    /// to twice): what the tests of group commit count.
+    var commitJobs: Int { self.loops.reduce(0) { $0 + $1.commitJobs.load(ordering: .relaxed) } }
 
     deinit { for loop in self.loops { loop.submit(.stop) } }
 
@@ -207,10 +216,22 @@ final class EngineLoop: @unchecked Sendable {
     private var writing: [(ActiveTransfer, FileToCommit)]?
     /// Written and checked, waiting for the commit queue.
     private var written: [(ActiveTransfer, FileToCommit, CompletedTransfer)] = []
+    /// Since when `written` has not been empty.
+    private var writtenSince = 0.0
     /// The batch of the commit queue's current job (empty for a sync alone); nil when it is idle.
     private var committing: [ActiveTransfer]?
     /// Transfers whose files are in place, waiting for the sync that makes them durable before they are done.
     private var placed: [(ActiveTransfer, CompletedTransfer)] = []
+    /// Since when `placed` has not been empty.
+    private var placedSince = 0.0
+    /// When waiting files go to the commit queue in batches.
+    private let commitPacing: CommitPacing
+    /// When the files waiting for the commit queue are due (the loop wakes then); nil when none wait for a time.
+    private var commitDue: Double?
+    /// Set once the loop stops: everything waiting is committed at once.
+    private var committingEverything = false
+    /// Jobs handed to the commit queue so far (``TransferEngine/commitJobs``).
+    let commitJobs = Atomic<Int>(0)
     /// Syncs and renames run here, off the engine thread, so the network never waits for the disk: while one
     /// batch is being made durable, the next one gathers (group commit).
     private let commitQueue = DispatchQueue(label: "barge.commit", qos: .utility)
@@ -223,18 +244,25 @@ final class EngineLoop: @unchecked Sendable {
     /// A partial up to this size is re-hashed on the engine thread (a hop to the queue would cost more).
     private static let inlineRehashLimit: UInt64 = 4 << 20
     /// Received files on their way through the write and commit queues (each holds its buffer until it is
-    /// written, then an open file): past this many, no new transfer starts until commits catch up, which bounds
-    /// the memory and descriptors a fast network and a slow disk can pile up (per engine thread: each has its own
-    /// queues).
-    private static let maximumAwaitingCommit = 128
+    /// written, then an open file, until it is placed): past this many, no new transfer starts until commits catch
+    /// up, which bounds the memory and descriptors a fast network and a slow disk can pile up (per engine thread:
+    /// each has its own queues). Three batches (one being committed, one gathering, one on its way), and at most
+    /// half the descriptors the process may open.
+    private let maximumAwaitingCommit: Int
     /// Transfers cancelled with `discardPartial` while their partial was being re-hashed.
     private var discardWhenPrepared: Set<TransferID> = []
     /// The report streams transfers of this engine have used; each delivers its batch at most once per 5 ms.
     private var reporters: [ObjectIdentifier: TransferReporter] = [:]
 
-    init(limits: Concurrency, pacer: GlobalPacer) {
+    init(limits: Concurrency, pacer: GlobalPacer, threads: Int, commitPacing: CommitPacing) {
         self.pacer = pacer
+        self.commitPacing = commitPacing
         self.maximumActive = limits.total
+        var descriptors = rlimit()
+        let descriptorLimit =
+            getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &descriptors) == 0
+            ? Int(clamping: descriptors.rlim_cur) : 1024
+        self.maximumAwaitingCommit = max(16, min(3 * commitPacing.batchSize, descriptorLimit / 2 / threads))
         self.easyHandles = EasyHandlePool(capacity: limits.total)
         self.multi = curl_multi_init()!
         _ = barge_multi_setopt_long(self.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, limits.total)
@@ -308,6 +336,7 @@ final class EngineLoop: @unchecked Sendable {
             // With nothing left to run here, what was collected goes now: waiting out the interval would only
             // delay a burst's last reports, which its reader (a `barge get`, a batch of jobs) is waiting for.
             let idle = self.transfers.isEmpty && !self.hasWaiting
+            if let due = self.commitDue { timeout = min(timeout, Int32(max(0, (due - now) * 1000).rounded(.up))) }
             for reporter in self.reporters.values {
                 if idle {
                     reporter.deliverAll()
@@ -344,14 +373,23 @@ final class EngineLoop: @unchecked Sendable {
     /// Transfers started but not yet admitted (some may be cancelled already).
     private var hasWaiting: Bool { self.waitingStart < self.waiting.count }
 
+    /// Received files not yet placed (each holds an open file).
+    private var awaitingCommit: Int {
+        self.readyToCommit.count + (self.writing?.count ?? 0) + self.written.count + (self.committing?.count ?? 0)
+    }
+
+    /// Whether transfers of this thread are receiving, preparing, or waiting to start.
+    private var othersRunning: Bool {
+        self.transfers.count > self.awaitingCommit + self.placed.count || self.hasWaiting
+    }
+
     /// Moves waiting transfers into the multi handle while there are free slots.
     private func admitWaiting() {
-        // Files waiting for their commit hold no connection: they do not count against the limit, but against
-        // their own bound.
-        let awaitingCommit =
-            self.readyToCommit.count + (self.writing?.count ?? 0) + self.written.count + (self.committing?.count ?? 0)
-            + self.placed.count
-        while self.transfers.count - awaitingCommit < self.maximumActive, awaitingCommit < Self.maximumAwaitingCommit,
+        // Files waiting for their commit hold no connection: they do not count against the limit, but those not
+        // yet placed count against their own bound.
+        let awaitingCommit = self.awaitingCommit
+        let committing = awaitingCommit + self.placed.count
+        while self.transfers.count - committing < self.maximumActive, awaitingCommit < self.maximumAwaitingCommit,
             self.hasWaiting
         {
             let transfer = self.waiting[self.waitingStart]!
@@ -657,9 +695,11 @@ final class EngineLoop: @unchecked Sendable {
     }
 
     /// Hands the received files to the write queue and the written ones to the commit queue, each unless it is
-    /// busy (group commit: what gathers meanwhile goes next, together); when nothing is on its way, has the files
-    /// placed before made durable.
+    /// busy (group commit: what gathers meanwhile goes next, together) and, while other transfers run, once a
+    /// batch is full or has waited long enough (``CommitPacing``); when nothing is on its way, has the files placed
+    /// before made durable.
     private func commitReady() {
+        self.commitDue = nil
         if self.writing == nil, !self.readyToCommit.isEmpty {
             let batch = self.readyToCommit
             self.readyToCommit.removeAll()
@@ -670,16 +710,34 @@ final class EngineLoop: @unchecked Sendable {
         }
         guard self.committing == nil else { return }
         if !self.written.isEmpty {
+            guard self.isDue(count: self.written.count, since: self.writtenSince) else { return }
             let batch = self.written
             self.written.removeAll()
             self.committing = batch.map(\.0)
             let files = batch.map { (file: $0.1, done: $0.2) }
+            self.commitJobs.add(1, ordering: .relaxed)
             self.commitQueue.async { [self] in self.submit(.committed(self.committer.commit(files))) }
         } else if self.writing == nil, !self.placed.isEmpty {
             // No batch on its way to share the sync with.
+            guard self.isDue(count: self.placed.count, since: self.placedSince) else { return }
             self.committing = []
+            self.commitJobs.add(1, ordering: .relaxed)
             self.commitQueue.async { [self] in self.submit(.committed(self.committer.syncPlaced())) }
         }
+    }
+
+    /// Whether `count` files waiting since `since` go now; if not, notes when they are due.
+    private func isDue(count: Int, since: Double) -> Bool {
+        guard !self.committingEverything else { return true }
+        let decision = self.commitPacing.decide(
+            count: count,
+            since: since,
+            now: monotonicNow(),
+            othersRunning: self.othersRunning
+        )
+        guard case .at(let due) = decision else { return true }
+        self.commitDue = due
+        return false
     }
 
     /// Takes the write queue's results: written files wait for the commit queue, failed ones fail over.
@@ -689,6 +747,7 @@ final class EngineLoop: @unchecked Sendable {
         for ((transfer, file), result) in zip(batch, results) {
             switch result {
             case .success(let done):
+                if self.written.isEmpty { self.writtenSince = monotonicNow() }
                 self.written.append((transfer, file, done))
             case .failure(let failure):
                 transfer.isCommitting = false
@@ -721,6 +780,7 @@ final class EngineLoop: @unchecked Sendable {
         for (transfer, result) in zip(batch, report.results) {
             switch result {
             case .placed(let done):
+                if self.placed.isEmpty { self.placedSince = monotonicNow() }
                 self.placed.append((transfer, done))
             case .failed(let failure):
                 transfer.isCommitting = false
@@ -732,6 +792,7 @@ final class EngineLoop: @unchecked Sendable {
 
     /// Commits everything received before the engine stops, waiting for the write and commit queues.
     private func commitEverything() {
+        self.committingEverything = true
         while self.writing != nil || !self.written.isEmpty || self.committing != nil || !self.readyToCommit.isEmpty
             || !self.placed.isEmpty
         {

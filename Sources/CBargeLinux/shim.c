@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/xattr.h>
 #include <sys/vfs.h>
 #include <grp.h>
@@ -53,6 +54,24 @@ int CBargeLinux_reserve(int fd, off_t offset, off_t length) {
     return fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length);
 }
 
+// The limit on open files the process started with, given back to the programs it starts (hooks).
+static struct rlimit inherited_descriptor_limit;
+static volatile int descriptor_limit_raised;
+
+long CBargeLinux_raise_descriptor_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return -1;
+    if (limit.rlim_cur < limit.rlim_max) {
+        struct rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &raised) != 0) return -1;
+        if (!descriptor_limit_raised) inherited_descriptor_limit = limit;
+        descriptor_limit_raised = 1;
+        limit = raised;
+    }
+    return limit.rlim_cur == RLIM_INFINITY ? -1 : (long)limit.rlim_cur;
+}
+
 pid_t CBargeLinux_spawn_as(const char *path, char *const argv[], char *const envp[], uid_t uid, gid_t gid,
                            int change_identity) {
     pid_t pid = fork();
@@ -67,6 +86,8 @@ pid_t CBargeLinux_spawn_as(const char *path, char *const argv[], char *const env
         if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) _exit(126);
     }
     setsid();
+    // A program that uses select() breaks with descriptors above 1,024: it gets the limit the agent started with.
+    if (descriptor_limit_raised) setrlimit(RLIMIT_NOFILE, &inherited_descriptor_limit);
     // The agent's sockets, epoll sets and files are not the hook's business (and a hook holding one could keep a
     // client or a test waiting): close everything above stderr.
     if (close_range(3, ~0U, 0) != 0) {
@@ -88,6 +109,7 @@ void CBargeLinux_tune_malloc(void) {
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
     mallopt(M_TOP_PAD, 4 * 1024 * 1024);
 }
+
 
 int CBargeLinux_open_unnamed(int dirfd, unsigned int mode) {
     return openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)mode);

@@ -120,13 +120,14 @@ func benchmarkManifests() throws {
 
 /// Downloads every `URL<TAB>DEST[<TAB>SHA256]` line of a list through one engine, all at once (the engine's
 /// connection limits queue them), and exits non-zero if any failed. The transfer benchmark times this.
-func downloadList(_ path: String, parallel: Int) async throws {
-    CBargeLinux_tune_malloc()  // the allocator as the agent's process sets it
+func downloadList(_ path: String, parallel: Int, threads: Int?) async throws {
+    CBargeLinux_tune_malloc()  // the allocator and descriptor limit as the agent's process sets them
+    _ = CBargeLinux_raise_descriptor_limit()
     let text = try String(contentsOfFile: path, encoding: .utf8)
     var limits = Concurrency()
     limits.total = parallel
     limits.perHost = parallel
-    let engine = TransferEngine(limits: limits)
+    let engine = TransferEngine(limits: limits, threads: threads)
     let (reports, reporter) = engine.makeReportStream()
     var urls: [TransferID: String] = [:]
     // Split as bytes: the list's parsing is timed with the downloads.
@@ -275,10 +276,14 @@ case "manifests":
     try benchmarkManifests()
 case "download":
     guard CommandLine.arguments.count >= 3 else { exit(2) }
-    try await downloadList(CommandLine.arguments[2], parallel: option("--parallel", default: 16))
+    try await downloadList(
+        CommandLine.arguments[2],
+        parallel: option("--parallel", default: 16),
+        threads: CommandLine.arguments.contains("--threads") ? option("--threads", default: 1) : nil
+    )
 default:
     print("usage: barge-bench manifests [--files N] [--entries-per-file N] [--runs N]")
-    print("       barge-bench download LIST [--parallel N]")
+    print("       barge-bench download LIST [--parallel N] [--threads N]")
     print("       barge-bench reconcile [--entries N] [--runs N]")
     print("       barge-bench agent-state DIR [--entries N]")
     exit(2)

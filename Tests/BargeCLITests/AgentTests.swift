@@ -29,11 +29,13 @@ final class AgentUnderTest: @unchecked Sendable {
         )
     }
 
-    /// Starts the agent and waits for its control socket.
-    func start() async throws {
+    /// Starts the agent (through `launcher`, a command that execs the rest of its arguments, when given) and waits
+    /// for its control socket.
+    func start(launcher: [String] = []) async throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: BargeCommand.executable)
-        process.arguments = ["agent", "--config", self.configPath]
+        let command = launcher + [BargeCommand.executable, "agent", "--config", self.configPath]
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         let logPath = self.scratch.path + "/agent.log"
         if !FileManager.default.fileExists(atPath: logPath) {
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -340,6 +342,36 @@ struct AgentTests {
         #expect(info.st_mode & 0o777 == 0o660)
         #expect(agent.stop() == 0)
         #expect(!FileManager.default.fileExists(atPath: agent.socket))
+    }
+
+    /// The agent raises its soft limit on open files to the hard one (systemd starts services with 1,024): files
+    /// gathering for a group commit stay open. Its hooks get the limit it started with.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit"), "prlimit is not installed"))
+    func theAgentRaisesItsLimitOnOpenFilesButNotItsHooks() async throws {
+        let nginx = try NginxServer()
+        let url = try nginx.serve("l.bin", bytes: TestContent.bytes(count: 3000, seed: 10))
+        let scratchHook = try ScratchDirectory()
+        let record = scratchHook.path + "/limit"
+        let hook = try scratchHook.write(
+            "hook.sh",
+            "#!/bin/sh\nulimit -Sn > \(record).tmp && mv \(record).tmp \(record)\n",
+            mode: 0o755
+        )
+        let agent = try AgentUnderTest()
+        try agent.scratch.write(
+            "manifests.d/10-l.yaml",
+            "version: 1\nhooks: {on-complete: [\(hook)]}\ndownload:\n  - url: \(url)\n    dest: \(agent.output)/l.bin\n"
+        )
+        try await agent.start(launcher: ["/usr/bin/prlimit", "--nofile=256:4096", "--"])
+        let pid = try #require(agent.process?.processIdentifier)
+        let limits = try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)
+        let line = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }
+        let numbers = line?.split(separator: " ").compactMap { Int($0) }
+        #expect(numbers == [4096, 4096], "\(String(describing: line))")
+        #expect(await eventually { FileManager.default.fileExists(atPath: record) })
+        let hookLimit = (try? String(contentsOfFile: record, encoding: .utf8)) ?? ""
+        #expect(hookLimit.trimmingCharacters(in: .whitespacesAndNewlines) == "256")
+        #expect(agent.stop() == 0)
     }
 
     @Test func hooksGetTheJobsFactsAndAHangingHookDoesNotBlock() async throws {

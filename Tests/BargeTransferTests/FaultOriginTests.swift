@@ -1,8 +1,9 @@
 import BargeCore
 import BargeTestSupport
-import BargeTransfer
 import Foundation
 import Testing
+
+@testable import BargeTransfer
 
 /// The engine against a hostile origin: every fault is provoked, and what the origin served is checked.
 @Suite("Engine against a faulty origin", .serialized)
@@ -172,6 +173,78 @@ struct FaultOriginTests {
         #expect(outcome.completed != nil, "\(outcome)")
         #expect(self.scratch.read("drip.bin") == content)
         #expect(events.contains { if case .progress = $0 { true } else { false } })
+    }
+
+    /// Group commit waits for a batch only while it is worth it: a file that finishes while another transfer of
+    /// the same engine thread is still receiving is put in place after a short wait, not held until the other ends.
+    @Test func aFileIsNotHeldForASlowNeighbour() async throws {
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.dripBytesPerTick = 1_000  // 40 KB in 2 s
+        let slowContent = TestContent.bytes(count: 40_000, seed: 60)
+        let slowURL = self.origin.serve("/neighbour-slow", content: slowContent, behaviour: behaviour)
+        let quickContent = TestContent.bytes(count: 10_000, seed: 61)
+        let quickURL = self.origin.serve("/neighbour-quick", content: quickContent)
+        let engine = TransferEngine(threads: 1)
+        let slow = engine.start(self.request(slowURL, "neighbour-slow.bin"))
+        var slowEvents = slow.events.makeAsyncIterator()
+        while let event = await slowEvents.next() {
+            if case .response = event { break }  // receiving
+        }
+        let (quick, _) = await fetch(self.request(quickURL, "neighbour-quick.bin"), engine: engine)
+        #expect(quick.completed != nil, "\(quick)")
+        #expect(self.scratch.read("neighbour-quick.bin") == quickContent)
+        #expect(!FileManager.default.fileExists(atPath: self.scratch.path + "/neighbour-slow.bin"), "not still running")
+        var slowOutcome: TransferOutcome?
+        while let event = await slowEvents.next() {
+            if case .finished(let outcome) = event { slowOutcome = outcome }
+        }
+        #expect(slowOutcome?.completed != nil, "\(String(describing: slowOutcome))")
+        #expect(self.scratch.read("neighbour-slow.bin") == slowContent)
+    }
+
+    /// While another transfer of the engine thread is still receiving, received files wait for their batch to
+    /// fill (here 3 files, with no time limit) and then go into place together: one commit job places them, one
+    /// more makes their links durable (with nothing else to share its sync).
+    @Test func filesWaitForTheirBatchWhileANeighbourReceives() async throws {
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.dripBytesPerTick = 1_000  // 40 KB in 2 s
+        let slowURL = self.origin.serve(
+            "/batch-slow",
+            content: TestContent.bytes(count: 40_000, seed: 62),
+            behaviour: behaviour
+        )
+        let engine = TransferEngine(
+            limits: Concurrency(),
+            threads: 1,
+            commitPacing: CommitPacing(batchSize: 3, longestWait: 60)
+        )
+        let slow = engine.start(self.request(slowURL, "batch-slow.bin"))
+        var slowEvents = slow.events.makeAsyncIterator()
+        while let event = await slowEvents.next() {
+            if case .response = event { break }  // receiving
+        }
+        var handles: [TransferHandle] = []
+        var contents: [[UInt8]] = []
+        for index in 0..<3 {
+            contents.append(TestContent.bytes(count: 10_000, seed: 63 + UInt64(index)))
+            let url = self.origin.serve("/batch-\(index)", content: contents[index])
+            handles.append(engine.start(self.request(url, "batch-\(index).bin")))
+            if index < 2 {
+                // Received in a few milliseconds; in place only once the third has come.
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(!FileManager.default.fileExists(atPath: self.scratch.path + "/batch-\(index).bin"))
+            }
+        }
+        for (index, handle) in handles.enumerated() {
+            var outcome: TransferOutcome?
+            for await event in handle.events { if case .finished(let finished) = event { outcome = finished } }
+            #expect(outcome?.completed != nil, "\(String(describing: outcome))")
+            #expect(self.scratch.read("batch-\(index).bin") == contents[index])
+        }
+        #expect(engine.commitJobs == 2)
+        #expect(!FileManager.default.fileExists(atPath: self.scratch.path + "/batch-slow.bin"), "not still running")
+        engine.cancel(slow.id)
+        while await slowEvents.next() != nil {}
     }
 
     @Test func aCompressedRangeNeverCorruptsTheFile() async throws {

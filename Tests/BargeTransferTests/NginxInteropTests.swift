@@ -608,12 +608,18 @@ struct NginxInteropTests {
     @Test func aShutdownDuringABurstCommitsOrLeavesEachFileWhole() async throws {
         let (engine, expected, names, reports) = try self.startBurst(in: "stop", count: 400, seed: 700)
         var outcomes: [TransferID: [TransferOutcome]] = [:]
+        var responses = 0
         var stopping: Task<Void, Never>?
         reading: for await batch in reports {
             for report in batch {
+                if case .response = report.event {
+                    // Once a quarter of the files are coming in: some received (committed by the shutdown, or
+                    // already), some not yet.
+                    responses += 1
+                    if responses == 100, stopping == nil { stopping = Task { await engine.shutdown() } }
+                }
                 guard case .finished(let outcome) = report.event else { continue }
                 outcomes[report.id, default: []].append(outcome)
-                if stopping == nil { stopping = Task { await engine.shutdown() } }
                 if outcomes.count == names.count { break reading }
             }
         }

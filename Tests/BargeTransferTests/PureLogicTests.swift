@@ -18,6 +18,18 @@ struct PureLogicTests {
         }
     }
 
+    /// Files go to the commit queue at once when nothing else runs on the engine thread; otherwise when their
+    /// batch is full or the first of them has waited `longestWait`.
+    @Test func commitPacingBatchesWhileOthersRun() {
+        let pacing = CommitPacing(batchSize: 128, longestWait: 0.025)
+        #expect(pacing.decide(count: 1, since: 10, now: 10, othersRunning: false) == .now)
+        #expect(pacing.decide(count: 1, since: 10, now: 10, othersRunning: true) == .at(10.025))
+        #expect(pacing.decide(count: 127, since: 10, now: 10.02, othersRunning: true) == .at(10.025))
+        #expect(pacing.decide(count: 128, since: 10, now: 10, othersRunning: true) == .now)
+        #expect(pacing.decide(count: 3, since: 10, now: 10.025, othersRunning: true) == .now)
+        #expect(pacing.decide(count: 3, since: 10, now: 11, othersRunning: true) == .now)
+    }
+
     @Test func tokenBucketKeepsTheLongRunRate() {
         var bucket = TokenBucket(bytesPerSecond: 1_000_000, now: 0)
         var now = 0.0

@@ -57,6 +57,13 @@ int CBargeLinux_malloc_trim(void);
 // the hypervisor on a VM).
 void CBargeLinux_tune_malloc(void);
 
+// Raises the soft limit on open files to the hard one (systemd starts services with 1,024 soft, 524,288 hard, and
+// asks programs that need more, and never call select(), to raise it themselves): the engine keeps a received file
+// open from its last byte until it is placed, up to a few hundred per engine thread while batches gather. Programs
+// started by CBargeLinux_spawn_as get the limit back as it was. Returns the new soft limit, or -1 (unlimited, or it
+// could not be read or set).
+long CBargeLinux_raise_descriptor_limit(void);
+
 // A new regular file without a name in the directory `dirfd` (O_TMPFILE, read-write, close-on-exec); -1 with errno
 // where the file system cannot make one.
 int CBargeLinux_open_unnamed(int dirfd, unsigned int mode);
