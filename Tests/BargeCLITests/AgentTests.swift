@@ -350,18 +350,9 @@ struct AgentTests {
     func theAgentRaisesItsLimitOnOpenFilesButNotItsHooks() async throws {
         let nginx = try NginxServer()
         let url = try nginx.serve("l.bin", bytes: TestContent.bytes(count: 3000, seed: 10))
-        let scratchHook = try ScratchDirectory()
-        let record = scratchHook.path + "/limit"
-        let hook = try scratchHook.write(
-            "hook.sh",
-            "#!/bin/sh\nulimit -Sn > \(record).tmp && mv \(record).tmp \(record)\n",
-            mode: 0o755
-        )
+        let (hooks, hook, record) = try Self.recordingHook("ulimit -Sn")
         let agent = try AgentUnderTest()
-        try agent.scratch.write(
-            "manifests.d/10-l.yaml",
-            "version: 1\nhooks: {on-complete: [\(hook)]}\ndownload:\n  - url: \(url)\n    dest: \(agent.output)/l.bin\n"
-        )
+        try Self.writeManifest("10-l", of: agent, url: url, destination: "l.bin", hook: hook)
         try await agent.start(launcher: ["/usr/bin/prlimit", "--nofile=256:4096", "--"])
         let pid = try #require(agent.process?.processIdentifier)
         let limits = try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)
@@ -372,24 +363,44 @@ struct AgentTests {
         let hookLimit = (try? String(contentsOfFile: record, encoding: .utf8)) ?? ""
         #expect(hookLimit.trimmingCharacters(in: .whitespacesAndNewlines) == "256")
         #expect(agent.stop() == 0)
+        withExtendedLifetime(hooks) {}
+    }
+
+    /// A hook script, in a scratch directory of its own, that writes what `command` prints to a record file (whole,
+    /// once done): the directory, the script's path and the record's.
+    private static func recordingHook(_ command: String) throws -> (ScratchDirectory, hook: String, record: String) {
+        let scratch = try ScratchDirectory()
+        let record = scratch.path + "/record"
+        let hook = try scratch.write(
+            "hook.sh",
+            "#!/bin/sh\n\(command) > \(record).tmp && mv \(record).tmp \(record)\n",
+            mode: 0o755
+        )
+        return (scratch, hook, record)
+    }
+
+    /// A manifest `name` of the agent's with one download into its output directory and an on-complete hook.
+    private static func writeManifest(
+        _ name: String,
+        of agent: AgentUnderTest,
+        url: String,
+        destination: String,
+        hook: String
+    ) throws {
+        try agent.scratch.write(
+            "manifests.d/\(name).yaml",
+            "version: 1\nhooks: {on-complete: [\(hook)]}\n"
+                + "download:\n  - url: \(url)\n    dest: \(agent.output)/\(destination)\n"
+        )
     }
 
     @Test func hooksGetTheJobsFactsAndAHangingHookDoesNotBlock() async throws {
         let nginx = try NginxServer()
         let url = try nginx.serve("h.bin", bytes: TestContent.bytes(count: 3000, seed: 9))
-        let scratchHook = try ScratchDirectory()
-        let record = scratchHook.path + "/facts"
-        let hook = try scratchHook.write(
-            "hook.sh",
-            "#!/bin/sh\nenv | grep ^BARGE_ | sort > \(record).tmp && mv \(record).tmp \(record)\n",
-            mode: 0o755
-        )
-        let hang = try scratchHook.write("hang.sh", "#!/bin/sh\nsleep 600\n", mode: 0o755)
+        let (hooks, hook, record) = try Self.recordingHook("env | grep ^BARGE_ | sort")
+        let hang = try hooks.write("hang.sh", "#!/bin/sh\nsleep 600\n", mode: 0o755)
         let agent = try AgentUnderTest(extraConfig: "hooks: {on-complete: [\(hang)]}")
-        try agent.scratch.write(
-            "manifests.d/10-h.yaml",
-            "version: 1\nhooks: {on-complete: [\(hook)]}\ndownload:\n  - url: \(url)\n    dest: \(agent.output)/h.bin\n"
-        )
+        try Self.writeManifest("10-h", of: agent, url: url, destination: "h.bin", hook: hook)
         try await agent.start()
         #expect(await eventually { FileManager.default.fileExists(atPath: record) })
         let facts = (try? String(contentsOfFile: record, encoding: .utf8)) ?? ""
@@ -402,5 +413,6 @@ struct AgentTests {
         // The agent still answers while the other hook hangs.
         #expect(try agent.status().jobs.first?.state == "up-to-date")
         #expect(agent.stop() == 0)
+        withExtendedLifetime(hooks) {}
     }
 }
