@@ -246,8 +246,7 @@ final class EngineLoop: @unchecked Sendable {
     /// Received files on their way through the write and commit queues (each holds its buffer until it is
     /// written, then an open file, until it is placed): past this many, no new transfer starts until commits catch
     /// up, which bounds the memory and descriptors a fast network and a slow disk can pile up (per engine thread:
-    /// each has its own queues). Three batches (one being committed, one gathering, one on its way), and at most
-    /// half the descriptors the process may open.
+    /// each has its own queues): ``CommitPacing/waitingBound(descriptorLimit:threads:)``.
     private let maximumAwaitingCommit: Int
     /// Transfers cancelled with `discardPartial` while their partial was being re-hashed.
     private var discardWhenPrepared: Set<TransferID> = []
@@ -256,13 +255,13 @@ final class EngineLoop: @unchecked Sendable {
 
     init(limits: Concurrency, pacer: GlobalPacer, threads: Int, commitPacing: CommitPacing) {
         self.pacer = pacer
-        self.commitPacing = commitPacing
         self.maximumActive = limits.total
         var descriptors = rlimit()
         let descriptorLimit =
             getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &descriptors) == 0
             ? Int(clamping: descriptors.rlim_cur) : 1024
-        self.maximumAwaitingCommit = max(16, min(3 * commitPacing.batchSize, descriptorLimit / 2 / threads))
+        self.maximumAwaitingCommit = commitPacing.waitingBound(descriptorLimit: descriptorLimit, threads: threads)
+        self.commitPacing = commitPacing.fitted(toWaiting: self.maximumAwaitingCommit)
         self.easyHandles = EasyHandlePool(capacity: limits.total)
         self.multi = curl_multi_init()!
         _ = barge_multi_setopt_long(self.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, limits.total)
@@ -378,9 +377,11 @@ final class EngineLoop: @unchecked Sendable {
         self.readyToCommit.count + (self.writing?.count ?? 0) + self.written.count + (self.committing?.count ?? 0)
     }
 
-    /// Whether transfers of this thread are receiving, preparing, or waiting to start.
+    /// Whether transfers of this thread are receiving or preparing, or waiting to start while there is room for
+    /// them (when the bound on waiting files holds them back, what waits must go for them to start).
     private var othersRunning: Bool {
-        self.transfers.count > self.awaitingCommit + self.placed.count || self.hasWaiting
+        self.transfers.count > self.awaitingCommit + self.placed.count
+            || (self.hasWaiting && self.awaitingCommit < self.maximumAwaitingCommit)
     }
 
     /// Moves waiting transfers into the multi handle while there are free slots.
@@ -710,7 +711,9 @@ final class EngineLoop: @unchecked Sendable {
         }
         guard self.committing == nil else { return }
         if !self.written.isEmpty {
-            guard self.isDue(count: self.written.count, since: self.writtenSince) else { return }
+            // The files placed before wait for this batch's sync: they are due when the earliest of both is.
+            let since = self.placed.isEmpty ? self.writtenSince : min(self.writtenSince, self.placedSince)
+            guard self.isDue(count: self.written.count, since: since) else { return }
             let batch = self.written
             self.written.removeAll()
             self.committing = batch.map(\.0)

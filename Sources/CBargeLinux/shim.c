@@ -86,12 +86,16 @@ pid_t CBargeLinux_spawn_as(const char *path, char *const argv[], char *const env
         if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) _exit(126);
     }
     setsid();
+    struct rlimit descriptors;
+    long open_files = getrlimit(RLIMIT_NOFILE, &descriptors) == 0 && descriptors.rlim_cur != RLIM_INFINITY
+                          ? (long)descriptors.rlim_cur
+                          : 65536;
     // A program that uses select() breaks with descriptors above 1,024: it gets the limit the agent started with.
     if (descriptor_limit_raised) setrlimit(RLIMIT_NOFILE, &inherited_descriptor_limit);
     // The agent's sockets, epoll sets and files are not the hook's business (and a hook holding one could keep a
     // client or a test waiting): close everything above stderr.
     if (close_range(3, ~0U, 0) != 0) {
-        for (int fd = 3; fd < 65536; fd++) close(fd);
+        for (long fd = 3; fd < open_files; fd++) close((int)fd);
     }
     int devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {

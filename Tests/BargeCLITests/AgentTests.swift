@@ -346,24 +346,38 @@ struct AgentTests {
 
     /// The agent raises its soft limit on open files to the hard one (systemd starts services with 1,024): files
     /// gathering for a group commit stay open. Its hooks get the limit it started with.
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit"), "prlimit is not installed"))
+    @Test(
+        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit"), "prlimit is not installed"),
+        .enabled(
+            if: (512...1 << 30).contains(Self.hardDescriptorLimit),
+            "the hard limit on open files is too low or unlimited"
+        )
+    )
     func theAgentRaisesItsLimitOnOpenFilesButNotItsHooks() async throws {
+        let hard = Self.hardDescriptorLimit
         let nginx = try NginxServer()
         let url = try nginx.serve("l.bin", bytes: TestContent.bytes(count: 3000, seed: 10))
         let (hooks, hook, record) = try Self.recordingHook("ulimit -Sn")
         let agent = try AgentUnderTest()
         try Self.writeManifest("10-l", of: agent, url: url, destination: "l.bin", hook: hook)
-        try await agent.start(launcher: ["/usr/bin/prlimit", "--nofile=256:4096", "--"])
+        try await agent.start(launcher: ["/usr/bin/prlimit", "--nofile=256:\(hard)", "--"])
         let pid = try #require(agent.process?.processIdentifier)
         let limits = try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)
         let line = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }
         let numbers = line?.split(separator: " ").compactMap { Int($0) }
-        #expect(numbers == [4096, 4096], "\(String(describing: line))")
+        #expect(numbers == [hard, hard], "\(String(describing: line))")
         #expect(await eventually { FileManager.default.fileExists(atPath: record) })
         let hookLimit = (try? String(contentsOfFile: record, encoding: .utf8)) ?? ""
         #expect(hookLimit.trimmingCharacters(in: .whitespacesAndNewlines) == "256")
         #expect(agent.stop() == 0)
         withExtendedLifetime(hooks) {}
+    }
+
+    /// This process's hard limit on open files (`Int.max` when unlimited).
+    static var hardDescriptorLimit: Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        return Int(clamping: limit.rlim_max)
     }
 
     /// A hook script, in a scratch directory of its own, that writes what `command` prints to a record file (whole,

@@ -190,8 +190,11 @@ struct FaultOriginTests {
         while let event = await slowEvents.next() {
             if case .response = event { break }  // receiving
         }
+        let started = monotonicNow()
         let (quick, _) = await fetch(self.request(quickURL, "neighbour-quick.bin"), engine: engine)
+        let elapsed = monotonicNow() - started
         #expect(quick.completed != nil, "\(quick)")
+        #expect(elapsed < 1, "\(elapsed) s for 10 KB (the batch waits 25 ms)")
         #expect(self.scratch.read("neighbour-quick.bin") == quickContent)
         #expect(!FileManager.default.fileExists(atPath: self.scratch.path + "/neighbour-slow.bin"), "not still running")
         var slowOutcome: TransferOutcome?
@@ -207,7 +210,7 @@ struct FaultOriginTests {
     /// more makes their links durable (with nothing else to share its sync).
     @Test func filesWaitForTheirBatchWhileANeighbourReceives() async throws {
         var behaviour = FaultOrigin.Behaviour()
-        behaviour.dripBytesPerTick = 1_000  // 40 KB in 2 s
+        behaviour.dripBytesPerTick = 100  // 40 KB in 20 s: still receiving when the test cancels it
         let slowURL = self.origin.serve(
             "/batch-slow",
             content: TestContent.bytes(count: 40_000, seed: 62),

@@ -28,6 +28,14 @@ struct PureLogicTests {
         #expect(pacing.decide(count: 128, since: 10, now: 10, othersRunning: true) == .now)
         #expect(pacing.decide(count: 3, since: 10, now: 10.025, othersRunning: true) == .now)
         #expect(pacing.decide(count: 3, since: 10, now: 11, othersRunning: true) == .now)
+        // The files that may wait, and the batch, follow the limit on open files.
+        #expect(pacing.waitingBound(descriptorLimit: 524_288, threads: 2) == 384)
+        #expect(pacing.waitingBound(descriptorLimit: 1024, threads: 2) == 256)
+        #expect(pacing.waitingBound(descriptorLimit: 1024, threads: 8) == 64)
+        #expect(pacing.waitingBound(descriptorLimit: 64, threads: 4) == 16)
+        #expect(pacing.fitted(toWaiting: 384).batchSize == 128)
+        #expect(pacing.fitted(toWaiting: 64).batchSize == 21)
+        #expect(pacing.fitted(toWaiting: 2).batchSize == 1)
     }
 
     @Test func tokenBucketKeepsTheLongRunRate() {
