@@ -11,6 +11,8 @@
 # ext4 without a journal, files created right after as many were deleted are made far more slowly).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=lib/origin.sh
+source scripts/bench/lib/origin.sh
 
 files=2000
 runs=3
@@ -38,32 +40,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$work/root" "$work/aside" "$work/tmp"
+mkdir -p "$work/root" "$work/aside"
 for i in $(seq 1 "$files"); do head -c 16384 /dev/urandom > "$work/root/$i.bin"; done
 (cd "$work/root" && sha256sum ./*.bin | sort -k2) > "$work/expected.sha256"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$work/nginx.conf" <<EOF
-daemon off;
-worker_processes 2;
-pid $work/nginx.pid;
-error_log $work/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    default_type application/octet-stream;
-    sendfile on;
-    keepalive_requests 100000;
-    client_body_temp_path $work/tmp;
-    proxy_temp_path $work/tmp;
-    fastcgi_temp_path $work/tmp;
-    uwsgi_temp_path $work/tmp;
-    scgi_temp_path $work/tmp;
-    server { listen 127.0.0.1:$port; root $work/root; }
-}
-EOF
-nginx -p "$work" -c "$work/nginx.conf" -e "$work/error.log" &
-nginx_pid=$!
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/1.bin" && break; sleep 0.05; done
+start_origin "$work" 1.bin
+nginx_pid=$origin_pid
+port=$origin_port
 
 mkdir -p "$work/manifests.d"
 {

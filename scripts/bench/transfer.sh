@@ -19,6 +19,8 @@
 # curl, wget and aria2c do not sync at all, so "curl + sync" is shown as the honest durable comparison.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=lib/origin.sh
+source scripts/bench/lib/origin.sh
 
 runs=3
 small_runs=9
@@ -78,30 +80,9 @@ large_sha=$(sha256sum "$work/root/large.bin" | cut -d' ' -f1)
 for i in $(seq 1 "$small"); do head -c 16384 /dev/urandom > "$work/root/small/$i.bin"; done
 (cd "$work/root/small" && sha256sum ./*.bin | sort -k2) > "$work/small.sha256"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$work/nginx.conf" <<EOF
-daemon off;
-worker_processes 2;
-pid $work/nginx.pid;
-error_log $work/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    default_type application/octet-stream;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 100000;
-    client_body_temp_path $work/tmp;
-    proxy_temp_path $work/tmp;
-    fastcgi_temp_path $work/tmp;
-    uwsgi_temp_path $work/tmp;
-    scgi_temp_path $work/tmp;
-    server { listen 127.0.0.1:$port; root $work/root; }
-}
-EOF
-nginx -p "$work" -c "$work/nginx.conf" -e "$work/error.log" &
-nginx_pid=$!
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/small/1.bin" && break; sleep 0.05; done
+start_origin "$work" small/1.bin
+nginx_pid=$origin_pid
+port=$origin_port
 base="http://127.0.0.1:$port"
 
 # Lists for the many-files runs.
