@@ -194,7 +194,7 @@ struct FaultOriginTests {
         let (quick, _) = await fetch(self.request(quickURL, "neighbour-quick.bin"), engine: engine)
         let elapsed = monotonicNow() - started
         #expect(quick.completed != nil, "\(quick)")
-        #expect(elapsed < 1, "\(elapsed) s for 10 KB (the batch waits 25 ms)")
+        #expect(elapsed < 1.5, "\(elapsed) s for 10 KB (the batch waits 25 ms; the neighbour has about 2 s to go)")
         #expect(self.scratch.read("neighbour-quick.bin") == quickContent)
         #expect(!FileManager.default.fileExists(atPath: self.scratch.path + "/neighbour-slow.bin"), "not still running")
         var slowOutcome: TransferOutcome?
