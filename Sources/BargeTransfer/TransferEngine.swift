@@ -49,12 +49,18 @@ public final class TransferEngine: Sendable {
     init(limits: Concurrency, threads: Int?, commitPacing: CommitPacing) {
         _ = curlGlobalInit
         let count = max(1, min(threads ?? Self.defaultThreads(for: limits), limits.total, limits.perHost))
+        var descriptors = rlimit()
+        let descriptorLimit =
+            getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &descriptors) == 0
+            ? Int(clamping: descriptors.rlim_cur) : 1024
+        let bound = commitPacing.waitingBound(descriptorLimit: descriptorLimit, threads: count)
+        let pacing = commitPacing.fitted(toWaiting: bound)
         let pacer = self.pacer
         self.loops = (0..<count).map { index in
             var share = limits
             share.total = limits.total / count + (index < limits.total % count ? 1 : 0)
             share.perHost = limits.perHost / count + (index < limits.perHost % count ? 1 : 0)
-            return EngineLoop(limits: share, pacer: pacer, threads: count, commitPacing: commitPacing)
+            return EngineLoop(limits: share, pacer: pacer, commitPacing: pacing, maximumAwaitingCommit: bound)
         }
         for (index, loop) in self.loops.enumerated() {
             let name = count == 1 ? "barge-engine" : "barge-engine-\(index)"
@@ -253,15 +259,11 @@ final class EngineLoop: @unchecked Sendable {
     /// The report streams transfers of this engine have used; each delivers its batch at most once per 5 ms.
     private var reporters: [ObjectIdentifier: TransferReporter] = [:]
 
-    init(limits: Concurrency, pacer: GlobalPacer, threads: Int, commitPacing: CommitPacing) {
+    init(limits: Concurrency, pacer: GlobalPacer, commitPacing: CommitPacing, maximumAwaitingCommit: Int) {
         self.pacer = pacer
         self.maximumActive = limits.total
-        var descriptors = rlimit()
-        let descriptorLimit =
-            getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &descriptors) == 0
-            ? Int(clamping: descriptors.rlim_cur) : 1024
-        self.maximumAwaitingCommit = commitPacing.waitingBound(descriptorLimit: descriptorLimit, threads: threads)
-        self.commitPacing = commitPacing.fitted(toWaiting: self.maximumAwaitingCommit)
+        self.maximumAwaitingCommit = maximumAwaitingCommit
+        self.commitPacing = commitPacing
         self.easyHandles = EasyHandlePool(capacity: limits.total)
         self.multi = curl_multi_init()!
         _ = barge_multi_setopt_long(self.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, limits.total)
