@@ -1,30 +1,52 @@
+import BargeCore
 import Dispatch
 import Glibc
 
 /// Watches the drop-in directory with inotify and calls back when a manifest may have changed: a file written
-/// and closed, renamed in or out, or deleted (and everything on a queue overflow). Events of one burst (an editor's
-/// save, a configuration tool dropping many files) are gathered for a moment into one callback.
+/// and closed, renamed in or out, deleted, or its mode or owner changed (a `chmod go-w` that makes it trusted), and
+/// everything on a queue overflow. Events of one burst (an editor's save, a configuration tool dropping many files)
+/// are gathered for a moment into one callback.
+///
+/// The directory itself may be removed, made unreadable or replaced by a rename (a configuration tool swapping it):
+/// its parent is watched for its name too, and the watch moves to whatever directory has the name now.
 ///
 /// Dot-files are ignored: producers write `.x.yaml.tmp` and rename it into place, which arrives as a move.
 final class ManifestWatcher: @unchecked Sendable {
     private let descriptor: Int32
     private let source: any DispatchSourceRead
+    /// Owns the mutable state below: every access runs on it.
     private let queue = DispatchQueue(label: "barge.manifest-watcher")
     private var pendingFlush = false
+    private let directory: String
+    private let name: String
+    /// The watch on the directory now at `directory` (-1: none, it is missing).
+    private var directoryWatch: Int32 = -1
+    private var parentWatch: Int32 = -1
     /// How long a burst of events is gathered.
     static let settleDelay: DispatchTimeInterval = .milliseconds(50)
+    private static let directoryMask = UInt32(
+        IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ATTRIB | IN_DELETE_SELF
+            | IN_MOVE_SELF
+    )
+    private static let parentMask = UInt32(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB)
 
-    /// Starts watching `directory` (created if missing); `changed` runs on a private queue.
+    /// Starts watching `directory` (which must exist now); `changed` runs on a private queue.
     init(directory: String, changed: @escaping @Sendable () -> Void) throws {
         let descriptor = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard descriptor >= 0 else { throw WatchError(reason: "inotify_init1: \(String(cString: strerror(errno)))") }
-        let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE)
-        guard inotify_add_watch(descriptor, directory, mask) >= 0 else {
+        let trimmed = directory.count > 1 && directory.hasSuffix("/") ? String(directory.dropLast()) : directory
+        self.directory = trimmed
+        self.name = PathRules.fileName(of: trimmed)
+        self.descriptor = descriptor
+        let parent = PathRules.directory(of: trimmed)
+        self.directoryWatch = inotify_add_watch(descriptor, trimmed, Self.directoryMask)
+        guard self.directoryWatch >= 0 else {
             let reason = String(cString: strerror(errno))
             close(descriptor)
-            throw WatchError(reason: "cannot watch \(directory): \(reason)")
+            throw WatchError(reason: "cannot watch \(trimmed): \(reason)")
         }
-        self.descriptor = descriptor
+        // Without the parent's watch a replaced directory is seen only by the agent's periodic retry.
+        self.parentWatch = inotify_add_watch(descriptor, parent, Self.parentMask | UInt32(IN_ONLYDIR))
         self.source = DispatchSource.makeReadSource(fileDescriptor: descriptor, queue: self.queue)
         let buffer = UnsafeMutableRawPointer.allocate(
             byteCount: 64 * 1024,
@@ -42,9 +64,7 @@ final class ManifestWatcher: @unchecked Sendable {
                         .assumingMemoryBound(to: CChar.self)
                     let name = event.len > 0 ? String(cString: namePointer) : ""
                     offset += MemoryLayout<inotify_event>.size + Int(event.len)
-                    let overflow = event.mask & UInt32(IN_Q_OVERFLOW) != 0
-                    let directoryEvent = event.mask & UInt32(IN_ISDIR) != 0
-                    if overflow || (!name.hasPrefix(".") && !directoryEvent) { relevant = true }
+                    if self.isRelevant(event, name: name) { relevant = true }
                 }
             }
             guard relevant, !self.pendingFlush else { return }
@@ -59,6 +79,36 @@ final class ManifestWatcher: @unchecked Sendable {
             buffer.deallocate()
         }
         self.source.resume()
+    }
+
+    /// Whether one event may change the manifests; moves the directory's watch when the directory was replaced.
+    private func isRelevant(_ event: inotify_event, name: String) -> Bool {
+        if event.mask & UInt32(IN_Q_OVERFLOW) != 0 {
+            self.rewatchDirectory()
+            return true
+        }
+        if event.wd == self.parentWatch {
+            guard name == self.name else { return false }
+            // The directory's name was created, renamed, removed or its mode changed: watch what has the name now.
+            self.rewatchDirectory()
+            return true
+        }
+        guard event.wd == self.directoryWatch else { return false }  // a replaced directory's old watch
+        if event.mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 {
+            self.rewatchDirectory()
+            return true
+        }
+        if event.mask & UInt32(IN_ATTRIB) != 0, name.isEmpty { return true }  // the directory's own mode
+        return !name.hasPrefix(".") && event.mask & UInt32(IN_ISDIR) == 0
+    }
+
+    /// Points the directory's watch at the directory that has its name now (none while it is missing).
+    private func rewatchDirectory() {
+        let watch = inotify_add_watch(self.descriptor, self.directory, Self.directoryMask | UInt32(IN_ONLYDIR))
+        if self.directoryWatch >= 0, watch != self.directoryWatch {
+            inotify_rm_watch(self.descriptor, self.directoryWatch)
+        }
+        self.directoryWatch = watch
     }
 
     /// Stops watching.

@@ -3,6 +3,7 @@ import BargeLoader
 import BargeStore
 import BargeTransfer
 import CBargeLinux
+import Crypto
 import Foundation
 import Glibc
 
@@ -25,8 +26,12 @@ struct LoadedManifest: Sendable {
     let specs: [JobSpec]?
     let hooks: Hooks?
     let prune: Bool?
+    /// A digest of a valid manifest's text.
+    let digest: String?
+    /// A valid manifest's text, when it differs from the last good version stored (nil otherwise).
+    let newGoodText: String?
 
-    init(_ parsed: ParsedManifest) {
+    init(_ parsed: ParsedManifest, storedDigest: String? = nil) {
         self.id = parsed.id
         self.path = parsed.path
         self.errors = parsed.diagnostics.filter { $0.severity == .error }.map(\.description)
@@ -35,6 +40,33 @@ struct LoadedManifest: Sendable {
         }
         self.hooks = parsed.manifest?.hooks
         self.prune = parsed.manifest?.prune
+        if parsed.isValid, let text = parsed.text {
+            let digest = SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+            self.digest = digest
+            self.newGoodText = digest == storedDigest ? nil : text
+        } else {
+            self.digest = nil
+            self.newGoodText = nil
+        }
+    }
+
+    /// A manifest's stored last good version, parsed again, standing in for a file that is invalid now.
+    init(restoring version: ManifestVersion, current: LoadedManifest, loader: ManifestLoader) {
+        let parsed = ManifestParser(config: loader.config, facts: loader.facts).parse(
+            text: version.text,
+            path: current.path,
+            id: current.id
+        )
+        self.id = current.id
+        self.path = current.path
+        self.errors = current.errors
+        self.specs = parsed.manifest.map { manifest in
+            manifest.downloads.map { JobSpec(manifest: current.id, entry: $0) }
+        }
+        self.hooks = parsed.manifest?.hooks
+        self.prune = parsed.manifest?.prune
+        self.digest = nil
+        self.newGoodText = nil
     }
 }
 
@@ -43,6 +75,9 @@ struct KnownManifest {
     var path: String
     /// Whether a valid version was loaded (the current one, or an earlier one whose jobs keep running).
     var hasGoodVersion: Bool
+    /// When the good version that runs while the file is invalid was stored (nil: the file is valid, or that
+    /// version was loaded in this run).
+    var goodVersionStoredAt: Double?
     /// The hooks of the good version.
     var hooks: Hooks
     /// The good version's `prune`: removed entries take their mirrored files with them.
@@ -70,6 +105,13 @@ public actor Supervisor {
     /// this run).
     private var specsFromStoreOnly: Set<Int64> = []
     private var manifests: [String: KnownManifest] = [:]
+    /// The digests of the manifests' last good versions in the store, by manifest id.
+    private var manifestDigests: [String: String] = [:]
+    /// Why the drop-in directory cannot be read now (nil: it was read); nothing is removed while it is set.
+    private var directoryProblem: String?
+    private var directoryRetry: Task<Void, Never>?
+    /// How often an unreadable drop-in directory is read again (the watcher also tells when it comes back).
+    static let directoryRetryInterval: Duration = .seconds(5)
     private var pending = JobStore.Batch()
     /// The validators of the batch being written now (the actor takes other work while the store writes).
     private var validatorsBeingWritten: [(id: Int64, validators: MirrorValidators)] = []
@@ -114,6 +156,7 @@ public actor Supervisor {
                 views.append(JobView(spec: stored.spec, record: record, isRunning: false))
             }
         }
+        self.manifestDigests = try await self.store.manifestDigests()
         self.store.releaseMemory()
         self.table = JobTable(views)
         self.specsFromStoreOnly = Set(views.lazy.map(\.record.id))
@@ -128,6 +171,7 @@ public actor Supervisor {
     /// Stops every transfer (each checkpoints its partial), writes the last state, and ends the engine.
     public func stop() async {
         self.timer?.cancel()
+        self.directoryRetry?.cancel()
         self.notifier?.send("STOPPING=1")
         for running in self.live.values { self.engine.cancel(running.transfer) }
         await self.engine.shutdown()
@@ -161,36 +205,115 @@ public actor Supervisor {
     private func syncManifests() async {
         let loader = ManifestLoader(config: self.config)
         let directory = self.config.manifestDirectory
+        let storedDigests = self.manifestDigests
         // Each file's entries become compact specs as soon as it is parsed and checked, and the parsed entries go:
         // 100,000s of them never sit in memory together.
-        let loaded = await Task.detached { () -> [LoadedManifest] in
+        let result = await Task.detached { () -> Result<[LoadedManifest], ManifestLoader.PathError> in
             var loaded: [LoadedManifest] = []
-            try? loader.forEach(paths: [directory]) { loaded.append(LoadedManifest($0)) }
-            return loaded
+            do throws(ManifestLoader.PathError) {
+                try loader.forEach(paths: [directory]) { parsed in
+                    loaded.append(LoadedManifest(parsed, storedDigest: storedDigests[parsed.id]))
+                }
+            } catch {
+                return .failure(error)
+            }
+            return .success(loaded)
         }.value
+        let loaded: [LoadedManifest]
+        switch result {
+        case .failure(let error):
+            // Fail closed: a directory that cannot be read says nothing about the manifests. Every job and file
+            // stays as it is until it can be read again.
+            if self.directoryProblem != error.description {
+                Log.error("cannot read the manifest directory (every job is kept as it is): \(error)")
+            }
+            self.directoryProblem = error.description
+            self.scheduleDirectoryRetry()
+            return
+        case .success(let manifests):
+            if self.directoryProblem != nil {
+                Log.info("the manifest directory \(directory) is readable again")
+                self.directoryProblem = nil
+            }
+            loaded = manifests
+        }
         var next: [String: KnownManifest] = [:]
         var desired: [String: JobSpec] = [:]
         desired.reserveCapacity(loaded.reduce(0) { $0 + ($1.specs?.count ?? 0) })
+        // Invalid manifests with no good version in this run stand in with their stored last good version (after
+        // the valid ones: a destination another manifest now claims is theirs).
+        var standIns: [LoadedManifest] = []
         for manifest in loaded {
             var info = stat()
             let owner = stat(manifest.path, &info) == 0 ? (info.st_uid, info.st_gid) : (geteuid(), getegid())
             let previous = self.manifests[manifest.id]
+            var goodVersionStoredAt = previous?.goodVersionStoredAt
+            var standIn: LoadedManifest?
             if let specs = manifest.specs {
                 for spec in specs { desired[spec.destination] = spec }
+                goodVersionStoredAt = nil
+                if let digest = manifest.digest { self.manifestDigests[manifest.id] = digest }
+                if let text = manifest.newGoodText, let digest = manifest.digest {
+                    self.pending.manifestVersions.append(
+                        ManifestVersion(
+                            id: manifest.id,
+                            path: manifest.path,
+                            text: text,
+                            digest: digest,
+                            storedAt: Date().timeIntervalSince1970
+                        )
+                    )
+                }
             } else if previous?.hasGoodVersion == true {
                 // Invalid now: its jobs are its last good version, and they keep running.
+                for view in self.table.views where view.spec.manifest == manifest.id {
+                    desired[view.spec.destination] = view.spec
+                }
+            } else if storedDigests[manifest.id] != nil {
+                let version: ManifestVersion?
+                do {
+                    version = try await self.store.manifestVersion(manifest.id)
+                } catch {
+                    Log.error("cannot read the last good version of \(manifest.id) (its jobs are kept): \(error)")
+                    version = nil
+                }
+                if let version {
+                    let restored = await Task.detached {
+                        LoadedManifest(restoring: version, current: manifest, loader: loader)
+                    }.value
+                    standIns.append(restored)
+                    standIn = restored
+                    goodVersionStoredAt = version.storedAt
+                }
+            }
+            // Jobs the store holds for an invalid manifest with nothing to stand in for it stay as they are.
+            let keepsStoredJobs =
+                manifest.specs == nil && standIn?.specs == nil
+                && self.table.views.contains { $0.spec.manifest == manifest.id }
+            if keepsStoredJobs {
                 for view in self.table.views where view.spec.manifest == manifest.id {
                     desired[view.spec.destination] = view.spec
                 }
             }
             next[manifest.id] = KnownManifest(
                 path: manifest.path,
-                hasGoodVersion: manifest.specs != nil || previous?.hasGoodVersion == true,
-                hooks: manifest.hooks ?? previous?.hooks ?? Hooks(),
-                prune: manifest.prune ?? previous?.prune ?? false,
+                hasGoodVersion: manifest.specs != nil || previous?.hasGoodVersion == true || standIn?.specs != nil
+                    || keepsStoredJobs,
+                goodVersionStoredAt: goodVersionStoredAt,
+                hooks: manifest.hooks ?? standIn?.hooks ?? previous?.hooks ?? Hooks(),
+                prune: manifest.prune ?? standIn?.prune ?? previous?.prune ?? false,
                 errors: manifest.errors,
                 owner: owner
             )
+        }
+        for standIn in standIns {
+            for spec in standIn.specs ?? [] where desired[spec.destination] == nil { desired[spec.destination] = spec }
+        }
+        // A manifest whose file is gone takes its stored last good version with it.
+        let present = Set(loaded.map(\.id))
+        for id in self.manifestDigests.keys where !present.contains(id) {
+            self.manifestDigests.removeValue(forKey: id)
+            self.pending.manifestRemovals.append(id)
         }
         let before = self.manifests
         self.manifests = next
@@ -236,6 +359,22 @@ public actor Supervisor {
             // Every manifest job's spec now comes from its manifest; a fresh set gives back the table's space.
             self.specsFromStoreOnly = self.specsFromStoreOnly.filter { self.table[$0]?.spec.isOneShot == true }
         }
+    }
+
+    /// Reads the drop-in directory again after a while, until it can be read.
+    private func scheduleDirectoryRetry() {
+        guard self.directoryRetry == nil else { return }
+        self.directoryRetry = Task { [weak self] in
+            try? await Task.sleep(for: Self.directoryRetryInterval)
+            guard !Task.isCancelled else { return }
+            await self?.retryDirectory()
+        }
+    }
+
+    private func retryDirectory() async {
+        self.directoryRetry = nil
+        guard self.directoryProblem != nil else { return }
+        await self.reloadManifests()
     }
 
     private func update(_ id: Int64, to spec: JobSpec) {
@@ -739,6 +878,7 @@ public actor Supervisor {
                     state: known.errors.isEmpty ? "valid" : "invalid",
                     errors: known.errors,
                     runningLastGoodVersion: !known.errors.isEmpty && known.hasGoodVersion,
+                    lastGoodVersionStoredAt: known.errors.isEmpty ? nil : known.goodVersionStoredAt,
                     jobs: perManifest[id] ?? 0
                 )
             }
@@ -774,7 +914,8 @@ public actor Supervisor {
             globalRate: self.globalRate.description,
             running: self.byTransfer.count,
             nextWake: self.wakeAt,
-            lastReconcileSeconds: self.lastReconcileSeconds
+            lastReconcileSeconds: self.lastReconcileSeconds,
+            manifestDirectoryProblem: self.directoryProblem
         )
     }
 

@@ -40,11 +40,27 @@ public struct ManifestLoader: Sendable {
             throw PathError(path: path, reason: String(cString: strerror(errno)))
         }
         guard info.st_mode & S_IFMT == S_IFDIR else { return [path] }
-        let names: [String]
-        do {
-            names = try FileManager.default.contentsOfDirectory(atPath: path)
-        } catch {
-            throw PathError(path: path, reason: "cannot list the directory: \(error.localizedDescription)")
+        guard let stream = opendir(path) else {
+            throw PathError(path: path, reason: "cannot list the directory: \(String(cString: strerror(errno)))")
+        }
+        defer { closedir(stream) }
+        var names: [String] = []
+        while true {
+            errno = 0
+            guard let entry = readdir(stream) else {
+                // A read that fails part-way is not the end of the list: it lists nothing rather than part of it.
+                if errno != 0 {
+                    throw PathError(
+                        path: path,
+                        reason: "cannot list the directory: \(String(cString: strerror(errno)))"
+                    )
+                }
+                break
+            }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
+                String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            names.append(name)
         }
         let directory = path.hasSuffix("/") ? String(path.dropLast()) : path
         return DropInRules.sorted(names.filter(DropInRules.isManifestFileName)).map { "\(directory)/\($0)" }
@@ -106,6 +122,8 @@ public struct ManifestLoader: Sendable {
             return failed("cannot read: \(error.localizedDescription)")
         }
         guard let text = String(data: data, encoding: .utf8) else { return failed("not UTF-8 text") }
-        return ManifestParser(config: self.config, facts: self.facts).parse(text: text, path: path, id: id)
+        var parsed = ManifestParser(config: self.config, facts: self.facts).parse(text: text, path: path, id: id)
+        parsed.text = text
+        return parsed
     }
 }

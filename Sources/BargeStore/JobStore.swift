@@ -20,6 +20,30 @@ public struct StoredJob: Hashable, Sendable {
     }
 }
 
+/// The last valid version of a manifest, kept so that a manifest found invalid when the agent starts keeps running
+/// what it last said.
+public struct ManifestVersion: Hashable, Sendable {
+    /// The manifest's id.
+    public var id: String
+    /// Its path when it was stored.
+    public var path: String
+    /// Its text.
+    public var text: String
+    /// A digest of the text (to tell whether it changed without reading it back).
+    public var digest: String
+    /// When it was stored (epoch seconds).
+    public var storedAt: Double
+
+    /// Creates a version.
+    public init(id: String, path: String, text: String, digest: String, storedAt: Double) {
+        self.id = id
+        self.path = path
+        self.text = text
+        self.digest = digest
+        self.storedAt = storedAt
+    }
+}
+
 /// One line of a job's history: a completion or a failure.
 public struct JobHistoryEntry: Hashable, Sendable, Codable {
     /// When (epoch seconds).
@@ -105,6 +129,17 @@ public final class JobStore: Sendable {
                 table.column("bytes", .integer).notNull()
             }
         }
+        migrator.registerMigration("v2: last good manifests") { db in
+            // The text of each manifest's last valid version: a manifest that is invalid when the agent starts
+            // keeps running what it said before, as it does within one run.
+            try db.create(table: "manifest_version") { table in
+                table.primaryKey("id", .text)
+                table.column("path", .text).notNull()
+                table.column("text", .text).notNull()
+                table.column("digest", .text).notNull()
+                table.column("stored_at", .double).notNull()
+            }
+        }
         return migrator
     }
 
@@ -117,6 +152,30 @@ public final class JobStore: Sendable {
             let rows = try Row.fetchCursor(db, sql: "SELECT * FROM job ORDER BY id")
             while let row = try rows.next() { jobs.append(Self.job(from: row)) }
             return jobs
+        }
+    }
+
+    /// The digests of the stored last good manifest versions, by manifest id (their texts stay on disk until one
+    /// is needed).
+    public func manifestDigests() async throws -> [String: String] {
+        try await self.pool.read { db in
+            var digests: [String: String] = [:]
+            let rows = try Row.fetchCursor(db, sql: "SELECT id, digest FROM manifest_version")
+            while let row = try rows.next() { digests[row[0]] = row[1] }
+            return digests
+        }
+    }
+
+    /// The stored last good version of a manifest, if any.
+    public func manifestVersion(_ id: String) async throws -> ManifestVersion? {
+        try await self.pool.read { db in
+            try Row.fetchOne(
+                db,
+                sql: "SELECT id, path, text, digest, stored_at FROM manifest_version WHERE id = ?",
+                arguments: [id]
+            ).map { row in
+                ManifestVersion(id: row[0], path: row[1], text: row[2], digest: row[3], storedAt: row[4])
+            }
         }
     }
 
@@ -198,6 +257,10 @@ public final class JobStore: Sendable {
         public var deletions: [Int64] = []
         /// History lines.
         public var history: [(id: Int64, entry: JobHistoryEntry)] = []
+        /// Manifests' new last good versions (replacing the stored ones).
+        public var manifestVersions: [ManifestVersion] = []
+        /// Manifests whose stored versions go (their files were removed).
+        public var manifestRemovals: [String] = []
 
         /// An empty batch.
         public init() {}
@@ -205,7 +268,8 @@ public final class JobStore: Sendable {
         /// Whether there is nothing to write.
         public var isEmpty: Bool {
             self.inserts.isEmpty && self.specs.isEmpty && self.records.isEmpty && self.deletions.isEmpty
-                && self.history.isEmpty && self.validators.isEmpty
+                && self.history.isEmpty && self.validators.isEmpty && self.manifestVersions.isEmpty
+                && self.manifestRemovals.isEmpty
         }
     }
 
@@ -277,6 +341,18 @@ public final class JobStore: Sendable {
                     id, entry.at, entry.state, entry.detail, Int64(clamping: entry.bytes),
                 ])
                 try trimHistory.execute(arguments: [id, id])
+            }
+            for version in batch.manifestVersions {
+                try db.execute(
+                    sql: """
+                        INSERT OR REPLACE INTO manifest_version (id, path, text, digest, stored_at)
+                        VALUES (?, ?, ?, ?, ?)
+                        """,
+                    arguments: [version.id, version.path, version.text, version.digest, version.storedAt]
+                )
+            }
+            for id in batch.manifestRemovals {
+                try db.execute(sql: "DELETE FROM manifest_version WHERE id = ?", arguments: [id])
             }
             return ids
         }

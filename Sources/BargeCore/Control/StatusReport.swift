@@ -43,6 +43,9 @@ public struct AgentStatus: Codable, Hashable, Sendable {
     public var nextWake: Double?
     /// How long the last reconcile took (plan and apply), in seconds.
     public var lastReconcileSeconds: Double?
+    /// Why the drop-in directory cannot be read now; nil when it was read. While it is set every job is kept as
+    /// it is (nothing is removed or pruned) and the directory is read again every few seconds.
+    public var manifestDirectoryProblem: String?
 
     /// Creates an agent status.
     public init(
@@ -57,7 +60,8 @@ public struct AgentStatus: Codable, Hashable, Sendable {
         globalRate: String,
         running: Int,
         nextWake: Double?,
-        lastReconcileSeconds: Double? = nil
+        lastReconcileSeconds: Double? = nil,
+        manifestDirectoryProblem: String? = nil
     ) {
         self.pid = pid
         self.startedAt = startedAt
@@ -71,6 +75,7 @@ public struct AgentStatus: Codable, Hashable, Sendable {
         self.running = running
         self.nextWake = nextWake
         self.lastReconcileSeconds = lastReconcileSeconds
+        self.manifestDirectoryProblem = manifestDirectoryProblem
     }
 }
 
@@ -86,11 +91,23 @@ public struct ManifestStatus: Codable, Hashable, Sendable {
     public var errors: [String]
     /// Whether an earlier valid version still runs (only when invalid).
     public var runningLastGoodVersion: Bool
+    /// When the earlier version that runs was stored, if it was loaded from the agent's state (it was valid in an
+    /// earlier run of the agent); nil when it was loaded in this run.
+    public var lastGoodVersionStoredAt: Double?
     /// How many jobs it has.
     public var jobs: Int
 
     /// Creates a manifest status.
-    public init(id: String, path: String, state: String, errors: [String], runningLastGoodVersion: Bool, jobs: Int) {
+    public init(
+        id: String,
+        path: String,
+        state: String,
+        errors: [String],
+        runningLastGoodVersion: Bool,
+        lastGoodVersionStoredAt: Double? = nil,
+        jobs: Int
+    ) {
+        self.lastGoodVersionStoredAt = lastGoodVersionStoredAt
         self.id = id
         self.path = path
         self.state = state

@@ -10,13 +10,16 @@ public struct ParsedManifest: Sendable {
     public var manifest: Manifest?
     /// Errors and warnings, in file order.
     public var diagnostics: [Diagnostic]
+    /// The text that was parsed (nil when the file could not be read as text).
+    public var text: String?
 
     /// Creates a result.
-    public init(id: String, path: String, manifest: Manifest?, diagnostics: [Diagnostic]) {
+    public init(id: String, path: String, manifest: Manifest?, diagnostics: [Diagnostic], text: String? = nil) {
         self.id = id
         self.path = path
         self.manifest = manifest
         self.diagnostics = diagnostics
+        self.text = text
     }
 
     /// Whether the manifest is usable.

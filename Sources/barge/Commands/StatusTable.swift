@@ -13,8 +13,15 @@ enum StatusTable {
         let invalid = report.manifests.filter { $0.state != "valid" }
         text += "manifests: \(report.manifests.count) in \(agent.manifestDirectory)"
         text += invalid.isEmpty ? "\n" : ", \(invalid.count) invalid\n"
+        if let problem = agent.manifestDirectoryProblem {
+            text += "  cannot read the manifest directory: \(problem)\n"
+            text += "  every job is kept as it was; the directory is read again every few seconds\n"
+        }
         for manifest in invalid {
-            let running = manifest.runningLastGoodVersion ? " (its last good version keeps running)" : ""
+            var running = manifest.runningLastGoodVersion ? " (its last good version keeps running)" : ""
+            if manifest.runningLastGoodVersion, let stored = manifest.lastGoodVersionStoredAt {
+                running = " (its last good version, stored \(duration(agent.now - stored)) ago, keeps running)"
+            }
             text += "  \(manifest.id): invalid\(running)\n"
             for error in manifest.errors.prefix(5) { text += "    \(error)\n" }
         }

@@ -1,0 +1,121 @@
+import BargeCore
+import BargeTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// The agent fails closed: an error reading its input never counts as "nothing", so nothing is pruned, cancelled
+/// or removed because of it.
+@Suite("barge agent fails closed", .serialized, .enabled(if: NginxServer.isAvailable, "nginx is not installed"))
+struct FailClosedTests {
+    /// Two `prune: true` manifests, mirrored; returns the mirrored files' paths.
+    private static func mirrorTwo(_ agent: AgentUnderTest, _ nginx: NginxServer) async throws -> [String] {
+        var paths: [String] = []
+        for index in 1...2 {
+            let url = try nginx.serve("k\(index).bin", bytes: TestContent.bytes(count: 5000, seed: UInt64(40 + index)))
+            try agent.scratch.write(
+                "manifests.d/\(index)0-kept\(index).yaml",
+                "version: 1\nprune: true\ndownload:\n  - url: \(url)\n    dest: \(agent.output)/k\(index).bin\n"
+            )
+            paths.append(agent.output + "/k\(index).bin")
+        }
+        return paths
+    }
+
+    private static func mirrored(_ agent: AgentUnderTest, _ count: Int) -> Bool {
+        (try? agent.status())?.jobs.filter { $0.state == "up-to-date" }.count == count
+    }
+
+    /// A rename of the directory (a configuration tool swapping it), its removal and its return, and a directory
+    /// made unreadable: every job and file stays, `barge status` says why, and the agent picks the directory up
+    /// again when it is back, the replacement included.
+    @Test(
+        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "setpriv is not installed")
+    )
+    func anUnreadableMissingOrReplacedDirectoryLosesNothing() async throws {
+        let nginx = try NginxServer()
+        let agent = try AgentUnderTest()
+        let files = try await Self.mirrorTwo(agent, nginx)
+        // Without these capabilities root is bound by the directory's mode, as an agent of another user would be.
+        let dropped = "-dac_override,-dac_read_search"
+        try await agent.start(launcher: ["/usr/bin/setpriv", "--inh-caps=\(dropped)", "--bounding-set=\(dropped)"])
+        #expect(await eventually { Self.mirrored(agent, 2) })
+        func problem() -> String? { (try? agent.status())?.agent.manifestDirectoryProblem }
+        func everythingKept(_ when: String) throws {
+            let status = try agent.status()
+            #expect(status.jobs.count == 2, "\(when): \(status.jobs)")
+            #expect(status.jobs.allSatisfy { $0.state == "up-to-date" }, "\(when): \(status.jobs)")
+            for file in files { #expect(FileManager.default.fileExists(atPath: file), "\(when): \(file) is gone") }
+        }
+
+        // Unreadable.
+        #expect(chmod(agent.manifests, 0) == 0)
+        #expect(await eventually { problem()?.contains("Permission denied") == true }, "\(agent.log)")
+        try everythingKept("unreadable")
+        let table = try agent.barge(["status"]).standardOutput
+        #expect(table.contains("cannot read the manifest directory"), "\(table)")
+        #expect(chmod(agent.manifests, 0o755) == 0)
+        #expect(await eventually { problem() == nil })
+        try everythingKept("readable again")
+
+        // Removed (renamed away), then back.
+        let away = agent.scratch.path + "/manifests.away"
+        #expect(rename(agent.manifests, away) == 0)
+        #expect(await eventually { problem()?.contains("No such file") == true })
+        try everythingKept("missing")
+        #expect(rename(away, agent.manifests) == 0)
+        #expect(await eventually { problem() == nil })
+        try everythingKept("back")
+
+        // Replaced: a new directory with the same manifests and one more is swapped in by two renames.
+        let fresh = agent.scratch.path + "/manifests.new"
+        try FileManager.default.copyItem(atPath: agent.manifests, toPath: fresh)
+        let third = try nginx.serve("k3.bin", bytes: TestContent.bytes(count: 3000, seed: 43))
+        try agent.scratch.write(
+            "manifests.new/30-new.yaml",
+            "version: 1\ndownload:\n  - url: \(third)\n    dest: \(agent.output)/k3.bin\n"
+        )
+        #expect(rename(agent.manifests, agent.scratch.path + "/manifests.old") == 0)
+        #expect(rename(fresh, agent.manifests) == 0)
+        #expect(await eventually { Self.mirrored(agent, 3) }, "\(String(describing: try? agent.status()))")
+        for file in files { #expect(FileManager.default.fileExists(atPath: file)) }
+        // The watch moved to the new directory: an edit there is seen at once (no retry is pending).
+        let fourth = try nginx.serve("k4.bin", bytes: TestContent.bytes(count: 3000, seed: 44))
+        try agent.scratch.write(
+            "manifests.d/40-later.yaml",
+            "version: 1\ndownload:\n  - url: \(fourth)\n    dest: \(agent.output)/k4.bin\n"
+        )
+        #expect(await eventually(timeout: 3) { Self.mirrored(agent, 4) })
+        #expect(agent.stop() == 0)
+    }
+
+    /// A manifest that is invalid when the agent starts runs its last good version, stored in an earlier run.
+    @Test func anInvalidManifestKeepsItsLastGoodVersionAcrossARestart() async throws {
+        let nginx = try NginxServer()
+        let agent = try AgentUnderTest()
+        let files = try await Self.mirrorTwo(agent, nginx)
+        try await agent.start()
+        #expect(await eventually { Self.mirrored(agent, 2) })
+        #expect(agent.stop() == 0)
+        let path = agent.manifests + "/10-kept1.yaml"
+        let good = try String(contentsOfFile: path, encoding: .utf8)
+        try (good + "not-a-key: 1\n").write(toFile: path, atomically: true, encoding: .utf8)
+        try await agent.start()
+        let status = try agent.status()
+        let manifest = try #require(status.manifests.first { $0.id == "10-kept1" && $0.path == path })
+        #expect(manifest.state == "invalid")
+        #expect(manifest.runningLastGoodVersion)
+        #expect(manifest.lastGoodVersionStoredAt != nil)
+        #expect(status.jobs.count == 2)
+        #expect(status.jobs.allSatisfy { $0.state == "up-to-date" }, "\(status.jobs)")
+        for file in files { #expect(FileManager.default.fileExists(atPath: file)) }
+        let table = try agent.barge(["status"]).standardOutput
+        #expect(table.contains("its last good version, stored"), "\(table)")
+        // Its stored version is its `prune: true` too: removing the file now removes what it mirrored.
+        unlink(path)
+        #expect(await eventually { (try? agent.status())?.jobs.count == 1 })
+        #expect(!FileManager.default.fileExists(atPath: files[0]))
+        #expect(FileManager.default.fileExists(atPath: files[1]))
+        #expect(agent.stop() == 0)
+    }
+}
