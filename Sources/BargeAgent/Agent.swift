@@ -21,8 +21,18 @@ public enum Agent {
         let watcher = try ManifestWatcher(directory: config.manifestDirectory) {
             Task { await supervisor.reloadManifests() }
         }
-        let server = ControlServer(path: config.controlSocket, supervisor: supervisor)
-        let serving = Task { try await server.run() }
+        let access = await offThePool { ControlAccess.resolve(group: config.adminGroup) }
+        let server = ControlServer(path: config.controlSocket, supervisor: supervisor, access: access)
+        let bound: ControlServer.Server
+        do {
+            bound = try await server.bind()
+        } catch {
+            Log.error("\(error)")
+            watcher.cancel()
+            await supervisor.stop()
+            throw error
+        }
+        let serving = Task { try await server.serve(bound) }
 
         let (signals, continuation) = AsyncStream<Int32>.makeStream()
         var sources: [any DispatchSourceSignal] = []

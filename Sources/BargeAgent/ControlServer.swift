@@ -9,36 +9,70 @@ import NIOPosix
 /// The control socket: an HTTP/JSON API on a Unix domain socket (documented in docs/api.md), so the `barge`
 /// CLI and `curl --unix-socket` speak to the agent the same way.
 ///
-/// Access is the socket file's: mode 0660 in a directory made 0755 if missing, so only the agent's user and group
-/// may connect.
+/// Every request is authorised by the peer's credentials (`SO_PEERCRED`, see ``ControlCaller``), so the socket is
+/// open to local users (mode 0666): they read the status and control their own jobs. The socket is bound under a
+/// private name in a directory only the agent may enter, given its mode there, and renamed into place: no other
+/// user can reach it before its mode is set, and no process-wide umask changes while transfers run.
 struct ControlServer: Sendable {
+    typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+    typealias Server = NIOAsyncChannel<(Connection, ControlCaller), Never>
+
     let path: String
     let supervisor: Supervisor
+    let access: ControlAccess
+    /// The socket file's mode.
+    static let socketMode: mode_t = 0o666
 
-    /// Binds the socket and serves until the task is cancelled.
-    func run() async throws {
+    /// Binds the socket at ``path`` (replacing a stale one); serve it with ``serve(_:)``.
+    ///
+    /// - Throws: when the socket cannot be bound or put in place.
+    func bind() async throws -> Server {
         let directory = PathRules.directory(of: self.path)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let previousMask = umask(0o117)  // the socket file is created 0660
-        defer { umask(previousMask) }
+        // A private directory beside the socket's (so the rename stays on one file system), entered by the agent
+        // only, holds the socket until its mode is set.
+        let staging = directory + "/.barge-bind-\(getpid())"
+        rmdir(staging)
+        guard mkdir(staging, 0o700) == 0 || errno == EEXIST else {
+            throw ControlSocketError(path: self.path, reason: "mkdir \(staging): \(String(cString: strerror(errno)))")
+        }
+        defer { rmdir(staging) }
+        let bound = staging + "/barge.sock"
+        let access = self.access
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
-            .bind(unixDomainSocketPath: self.path, cleanupExistingSocketFile: true) { channel in
-                channel.eventLoop.makeCompletedFuture {
+            .bind(unixDomainSocketPath: bound, cleanupExistingSocketFile: true) { channel in
+                Self.credentials(of: channel).flatMapThrowing { credentials in
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
-                        wrappingChannelSynchronously: channel
-                    )
+                    let connection = try Connection(wrappingChannelSynchronously: channel)
+                    return (connection, access.caller(credentials))
                 }
             }
-        umask(previousMask)
-        chmod(self.path, 0o660)
+        guard chmod(bound, Self.socketMode) == 0, rename(bound, self.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? await server.channel.close()
+            unlink(bound)
+            throw ControlSocketError(path: self.path, reason: reason)
+        }
+        return server
+    }
+
+    /// The peer's credentials; a peer whose credentials cannot be read is refused (the connection fails).
+    private static func credentials(of channel: any Channel) -> EventLoopFuture<CBargeLinux_ucred> {
+        guard let provider = channel as? any SocketOptionProvider else {
+            return channel.eventLoop.makeFailedFuture(ControlSocketError(path: "", reason: "no peer credentials"))
+        }
+        return provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+    }
+
+    /// Serves the bound socket until the task is cancelled.
+    func serve(_ server: Server) async throws {
         Log.info("control socket at \(self.path)")
         try await withTaskCancellationHandler {
             try await server.executeThenClose { connections in
                 try await withThrowingDiscardingTaskGroup { group in
-                    for try await connection in connections {
-                        group.addTask { await self.serve(connection) }
+                    for try await (connection, caller) in connections {
+                        group.addTask { await self.serve(connection, caller: caller) }
                     }
                 }
             }
@@ -47,7 +81,7 @@ struct ControlServer: Sendable {
         }
     }
 
-    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+    private func serve(_ connection: Connection, caller: ControlCaller) async {
         try? await connection.executeThenClose { inbound, outbound in
             var head: HTTPRequestHead?
             var body = ByteBuffer()
@@ -61,7 +95,11 @@ struct ControlServer: Sendable {
                     body.writeBuffer(&chunk)
                 case .end:
                     guard let head else { return }
-                    let (status, answer) = await self.route(head, body: Data(body.readableBytesView))
+                    let (status, answer) = await self.route(
+                        head,
+                        body: Data(body.readableBytesView),
+                        caller: caller
+                    )
                     var headers = HTTPHeaders()
                     headers.add(name: "Content-Type", value: "application/json")
                     if case .whole(let data) = answer { headers.add(name: "Content-Length", value: String(data.count)) }
@@ -130,7 +168,7 @@ struct ControlServer: Sendable {
     }
 
     /// Routes one request; returns the status and the JSON body.
-    func route(_ head: HTTPRequestHead, body: Data) async -> (HTTPResponseStatus, Body) {
+    func route(_ head: HTTPRequestHead, body: Data, caller: ControlCaller) async -> (HTTPResponseStatus, Body) {
         if head.method == .GET, Self.path(of: head.uri) == "/v1/status" {
             // Streamed a page of jobs at a time: 100,000s of jobs never sit in memory as one answer.
             let query = Self.query(of: head.uri)
@@ -140,18 +178,30 @@ struct ControlServer: Sendable {
             )
             return (.ok, .streamed(Self.statusJSON(snapshot), large: snapshot.count > Self.statusPage))
         }
-        let (status, data) = await self.routeWhole(head, body: body)
+        let (status, data) = await self.routeWhole(head, body: body, caller: caller)
         return (status, .whole(data))
     }
 
     /// Routes a request whose answer is small enough to make whole.
-    private func routeWhole(_ head: HTTPRequestHead, body: Data) async -> (HTTPResponseStatus, Data) {
+    private func routeWhole(
+        _ head: HTTPRequestHead,
+        body: Data,
+        caller: ControlCaller
+    ) async -> (HTTPResponseStatus, Data) {
         let path = Self.path(of: head.uri)
         let parts = path.split(separator: "/").map(String.init)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         func reply(_ reply: CommandReply) -> (HTTPResponseStatus, Data) {
-            let status: HTTPResponseStatus = reply.ok ? .ok : (reply.message == "no such job" ? .notFound : .badRequest)
+            let status: HTTPResponseStatus =
+                switch reply.error {
+                case nil: .ok
+                case .noSuchJob: .notFound
+                case .forbidden: .forbidden
+                case .invalidRequest: .badRequest
+                case .conflict: .conflict
+                case .failed: .internalServerError
+                }
             return (status, (try? encoder.encode(reply)) ?? Data())
         }
         if head.method == .GET, parts == ["v1", "agent"] {
@@ -159,36 +209,39 @@ struct ControlServer: Sendable {
         }
         if head.method == .GET, parts.count == 3, parts[0] == "v1", parts[1] == "jobs", let id = Int64(parts[2]) {
             guard let job = await self.supervisor.status(job: id).jobs.first else {
-                return reply(CommandReply(ok: false, message: "no such job"))
+                return reply(.refused(.noSuchJob, "no such job"))
             }
             return (.ok, (try? encoder.encode(job)) ?? Data())
         }
         if head.method == .POST, parts == ["v1", "reload"] {
+            guard caller.isAdministrator else {
+                return reply(.refused(.forbidden, "only an administrator of the agent may reload its manifests"))
+            }
             await self.supervisor.reloadManifests()
             return reply(CommandReply(ok: true, message: "manifests reloaded"))
         }
         if head.method == .POST, parts == ["v1", "jobs"] {
             guard let request = try? JSONDecoder().decode(NewJobRequest.self, from: body) else {
-                return reply(CommandReply(ok: false, message: "expected a JSON body: {\"url\": …, \"destination\": …}"))
+                return reply(.refused(.invalidRequest, "expected a JSON body: {\"url\": …, \"destination\": …}"))
             }
-            return reply(await self.supervisor.add(request))
+            return reply(await self.supervisor.add(request, by: caller))
         }
         if head.method == .POST, parts.count == 4, parts[0] == "v1" {
             switch parts[1] {
             case "jobs":
                 guard let number = Int64(parts[2]) else {
-                    return reply(CommandReply(ok: false, message: "no such job"))
+                    return reply(.refused(.noSuchJob, "no such job"))
                 }
-                return reply(await self.command(parts[3], .jobs([number])))
+                return reply(await self.command(parts[3], .jobs([number]), by: caller))
             case "manifests":
-                return reply(await self.command(parts[3], .manifest(parts[2])))
+                return reply(await self.command(parts[3], .manifest(parts[2]), by: caller))
             default:
                 break
             }
         }
         return (
             .notFound,
-            (try? encoder.encode(CommandReply(ok: false, message: "no such endpoint: \(head.method) \(path)")))
+            (try? encoder.encode(CommandReply.refused(.invalidRequest, "no such endpoint: \(head.method) \(path)")))
                 ?? Data()
         )
     }
@@ -204,13 +257,24 @@ struct ControlServer: Sendable {
         return result
     }
 
-    private func command(_ verb: String, _ selection: Supervisor.Selection) async -> CommandReply {
+    private func command(
+        _ verb: String,
+        _ selection: Supervisor.Selection,
+        by caller: ControlCaller
+    ) async -> CommandReply {
         switch verb {
-        case "suspend": await self.supervisor.suspend(selection)
-        case "resume": await self.supervisor.resume(selection)
-        case "cancel": await self.supervisor.cancel(selection)
-        case "retry": await self.supervisor.retry(selection)
-        default: CommandReply(ok: false, message: "unknown command '\(verb)': suspend, resume, cancel or retry")
+        case "suspend": await self.supervisor.suspend(selection, by: caller)
+        case "resume": await self.supervisor.resume(selection, by: caller)
+        case "cancel": await self.supervisor.cancel(selection, by: caller)
+        case "retry": await self.supervisor.retry(selection, by: caller)
+        default: .refused(.invalidRequest, "unknown command '\(verb)': suspend, resume, cancel or retry")
         }
     }
+}
+
+/// The control socket cannot be bound or put in place.
+struct ControlSocketError: Error, CustomStringConvertible {
+    var path: String
+    var reason: String
+    var description: String { "cannot bind the control socket \(self.path): \(self.reason)" }
 }

@@ -727,44 +727,66 @@ public actor Supervisor {
         case manifest(String)
     }
 
-    private func select(_ selection: Selection) -> [Int64] {
+    /// The jobs `selection` names that `caller` may control, or the refusal: a job that does not exist, another
+    /// user's job, or a whole manifest for a caller who does not administer the agent.
+    private func select(_ selection: Selection, by caller: ControlCaller) -> (ids: [Int64], refusal: CommandReply?) {
+        let ids: [Int64]
         switch selection {
-        case .jobs(let ids): ids.filter { self.table.position(of: $0) != nil }
-        case .manifest(let name): self.table.views.filter { $0.spec.manifest == name }.map(\.record.id)
+        case .jobs(let named):
+            ids = named.filter { self.table.position(of: $0) != nil }
+        case .manifest(let name):
+            guard caller.isAdministrator else {
+                return ([], .refused(.forbidden, "only an administrator of the agent may control a manifest's jobs"))
+            }
+            ids = self.table.views.filter { $0.spec.manifest == name }.map(\.record.id)
         }
+        guard !ids.isEmpty else { return ([], .refused(.noSuchJob, "no such job")) }
+        let others = ids.filter { id in self.table[id].map { !caller.mayControl($0) } ?? true }
+        guard others.isEmpty else {
+            let list = others.map(String.init).joined(separator: ", ")
+            return ([], .refused(.forbidden, "job \(list) belongs to another user", jobs: others))
+        }
+        return (ids, nil)
+    }
+
+    /// Runs `body` on the jobs that `selection` names once `caller` may control them, then reconciles.
+    private func command(
+        _ selection: Selection,
+        by caller: ControlCaller,
+        done: String,
+        _ body: (Int64) -> Void
+    ) async -> CommandReply {
+        let (ids, refusal) = self.select(selection, by: caller)
+        if let refusal { return refusal }
+        for id in ids { body(id) }
+        await self.reconcile()
+        return CommandReply(ok: true, message: "\(done) \(ids.count) job(s)", jobs: ids)
     }
 
     /// Suspends jobs until resumed.
-    public func suspend(_ selection: Selection) async -> CommandReply {
-        let ids = self.select(selection)
-        for id in ids {
+    public func suspend(_ selection: Selection, by caller: ControlCaller = .agent) async -> CommandReply {
+        await self.command(selection, by: caller, done: "suspended") { id in
             self.table.modify(id) { job in
                 job.record.userSuspended = true
                 self.pending.records.append(job.record)
             }
         }
-        await self.reconcile()
-        return Self.reply(ids, "suspended")
     }
 
     /// Resumes suspended jobs.
-    public func resume(_ selection: Selection) async -> CommandReply {
-        let ids = self.select(selection)
-        for id in ids {
+    public func resume(_ selection: Selection, by caller: ControlCaller = .agent) async -> CommandReply {
+        await self.command(selection, by: caller, done: "resumed") { id in
             self.table.modify(id) { job in
                 job.record.userSuspended = false
                 self.pending.records.append(job.record)
             }
         }
-        await self.reconcile()
-        return Self.reply(ids, "resumed")
     }
 
     /// Cancels jobs: the transfer stops and its partial is removed; a mirrored job stays cancelled until retried
     /// or its manifest entry changes.
-    public func cancel(_ selection: Selection) async -> CommandReply {
-        let ids = self.select(selection)
-        for id in ids {
+    public func cancel(_ selection: Selection, by caller: ControlCaller = .agent) async -> CommandReply {
+        await self.command(selection, by: caller, done: "cancelled") { id in
             if let running = self.live[id] {
                 self.live[id]!.stopping = true
                 self.engine.cancel(running.transfer, discardPartial: true)
@@ -778,14 +800,12 @@ public actor Supervisor {
                 self.pending.records.append(job.record)
             }
         }
-        await self.reconcile()
-        return Self.reply(ids, "cancelled")
     }
 
     /// Makes jobs due now: failed, cancelled, waiting for a retry or up to date alike.
-    public func retry(_ selection: Selection) async -> CommandReply {
-        let ids = self.select(selection)
-        for id in ids where self.live[id] == nil {
+    public func retry(_ selection: Selection, by caller: ControlCaller = .agent) async -> CommandReply {
+        await self.command(selection, by: caller, done: "retrying") { id in
+            guard self.live[id] == nil else { return }
             self.table.modify(id) { job in
                 job.record.state = .queued
                 job.record.reason = "retry requested"
@@ -795,42 +815,48 @@ public actor Supervisor {
                 self.pending.records.append(job.record)
             }
         }
-        await self.reconcile()
-        return Self.reply(ids, "retrying")
     }
 
-    /// The answer to a job command: what it did, or that it named no job.
-    private static func reply(_ ids: [Int64], _ done: String) -> CommandReply {
-        CommandReply(ok: !ids.isEmpty, message: ids.isEmpty ? "no such job" : "\(done) \(ids.count) job(s)", jobs: ids)
-    }
-
-    /// Adds a one-shot download (`barge get` through the agent).
-    public func add(_ request: NewJobRequest) async -> CommandReply {
+    /// Adds a one-shot download (`barge get` through the agent). Its destination passes the rules of a manifest
+    /// entry (an allowed root, never inside the agent's state or manifest directory); a caller other than root and
+    /// the agent's user gets a file of their own, and only where they may create one.
+    public func add(_ request: NewJobRequest, by caller: ControlCaller = .agent) async -> CommandReply {
         let destination = request.destination
         guard case .success(let normal) = PathRules.normalize(destination), normal == destination else {
-            return CommandReply(ok: false, message: "the destination must be an absolute path without . or ..")
+            return .refused(.invalidRequest, "the destination must be an absolute path without . or ..")
         }
-        guard self.config.isAllowed(path: destination) else {
-            return CommandReply(
-                ok: false,
-                message:
-                    "\(destination) is outside the allowed roots (\(self.config.allowedRoots.joined(separator: ", ")))"
-            )
+        if let problem = self.config.pathProblem(destination) {
+            return .refused(.invalidRequest, problem.message(path: destination))
         }
         let scheme = request.url.prefix { $0 != ":" }.lowercased()
         guard self.config.allowedSchemes.contains(scheme) else {
-            return CommandReply(ok: false, message: "the scheme '\(scheme)' is not allowed by the agent config")
+            return .refused(.invalidRequest, "the scheme '\(scheme)' is not allowed by the agent config")
+        }
+        if !caller.writesAsAgent {
+            guard geteuid() == 0 else {
+                return .refused(
+                    .forbidden,
+                    "this agent does not run as root and cannot write files for uid \(caller.uid)"
+                )
+            }
+            let directory = PathRules.directory(of: destination)
+            let name = PathRules.fileName(of: destination)
+            let (uid, gid) = (caller.uid, caller.gid)
+            let status = await offThePool { CBargeLinux_may_create_as(directory, name, uid, gid) }
+            guard status == 0 else {
+                return .refused(
+                    .forbidden,
+                    "uid \(caller.uid) may not create \(destination): \(String(cString: strerror(status)))"
+                )
+            }
         }
         if let existing = self.table.id(forDestination: destination) {
-            return CommandReply(
-                ok: false,
-                message: "\(destination) already belongs to job \(existing)",
-                jobs: [existing]
-            )
+            return .refused(.conflict, "\(destination) already belongs to job \(existing)", jobs: [existing])
         }
         var policy = TransferPolicy()
         policy.priority = request.priority.flatMap(Priority.init(rawValue:)) ?? .foreground
         policy.network = .any
+        policy.owner = caller.fileOwner
         if let rate = request.maxRate { policy.maxRate = .limited(ByteRate(bytesPerSecond: rate)) }
         let spec = JobSpec(
             manifest: nil,
@@ -851,7 +877,7 @@ public actor Supervisor {
             await self.reconcile()
             return CommandReply(ok: true, message: "job \(id) added", jobs: [id])
         } catch {
-            return CommandReply(ok: false, message: "cannot store the job: \(error)")
+            return .refused(.failed, "cannot store the job: \(error)")
         }
     }
 

@@ -139,6 +139,9 @@ public final class JobStore: Sendable {
                 table.column("digest", .text).notNull()
                 table.column("stored_at", .double).notNull()
             }
+            // A one-shot job's owner (`uid:gid` of the local user who added it through the control socket): its
+            // file is theirs, and they may control it.
+            try db.alter(table: "job") { table in table.add(column: "owner", .text) }
         }
         return migrator
     }
@@ -213,6 +216,10 @@ public final class JobStore: Sendable {
         var policy = TransferPolicy()
         policy.priority = Priority(rawValue: row["priority"]) ?? .normal
         if let rate: Int64 = row["max_rate"] { policy.maxRate = .limited(ByteRate(bytesPerSecond: UInt64(rate))) }
+        if let owner: String = row["owner"], !owner.isEmpty {
+            let parts = owner.split(separator: ":", maxSplits: 1).map(String.init)
+            policy.owner = FileOwner(user: parts[0], group: parts.count > 1 ? parts[1] : nil)
+        }
         let urlsJSON: String = row["urls"]
         let urls = (try? JSONDecoder().decode([String].self, from: Data(urlsJSON.utf8))) ?? []
         let spec = JobSpec(
@@ -281,13 +288,15 @@ public final class JobStore: Sendable {
             var ids: [Int64] = []
             let insert = try db.cachedStatement(
                 sql: """
-                    INSERT INTO job (destination, manifest, urls, sha256, size, priority, max_rate, state, reason)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO job (destination, manifest, urls, sha256, size, priority, max_rate, state, reason, owner)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """
             )
             for job in batch.inserts {
                 try insert.execute(
-                    arguments: Self.specArguments(job.spec) + [job.record.state.rawValue, job.record.reason]
+                    arguments: Self.specArguments(job.spec) + [
+                        job.record.state.rawValue, job.record.reason, job.spec.policy.owner?.description,
+                    ]
                 )
                 ids.append(db.lastInsertedRowID)
             }

@@ -12,6 +12,10 @@
 #include <spawn.h>
 #include <pthread.h>
 #include <string.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include "CBargeLinux.h"
 
 int CBargeLinux_spawn_close_from(posix_spawn_file_actions_t *actions, int from) {
@@ -133,4 +137,86 @@ int CBargeLinux_name_this_thread(const char *name) {
     strncpy(kept, name, sizeof kept - 1);
     kept[sizeof kept - 1] = 0;
     return pthread_setname_np(pthread_self(), kept);
+}
+
+_Static_assert(sizeof(struct ucred) == sizeof(CBargeLinux_ucred), "ucred layout");
+
+struct may_create_check {
+    const char *directory;
+    const char *name;
+    uid_t uid;
+    gid_t gid;
+    gid_t groups[256];
+    int count;
+    int result;
+};
+
+static void *may_create_thread(void *argument) {
+    struct may_create_check *check = argument;
+    // This thread's file-access identity only; it ends with the thread.
+    if (syscall(SYS_setgroups, (size_t)check->count, check->groups) != 0) {
+        check->result = errno;
+        return NULL;
+    }
+    syscall(SYS_setfsgid, check->gid);
+    syscall(SYS_setfsuid, check->uid);
+    if ((uid_t)syscall(SYS_setfsuid, -1) != check->uid || (gid_t)syscall(SYS_setfsgid, -1) != check->gid) {
+        check->result = EPERM;
+        return NULL;
+    }
+    int fd = open(check->directory, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        close(fd);
+    } else if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
+        // No unnamed files on this file system: ask the kernel with the same identity.
+        if (faccessat(AT_FDCWD, check->directory, W_OK | X_OK, AT_EACCESS) != 0) {
+            check->result = errno;
+            return NULL;
+        }
+    } else {
+        check->result = errno;
+        return NULL;
+    }
+    if (check->name != NULL) {
+        struct stat directory, entry;
+        if (stat(check->directory, &directory) != 0) {
+            check->result = errno;
+            return NULL;
+        }
+        int dirfd = open(check->directory, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0) {
+            check->result = errno;
+            return NULL;
+        }
+        int found = fstatat(dirfd, check->name, &entry, AT_SYMLINK_NOFOLLOW);
+        close(dirfd);
+        if (found == 0 && (directory.st_mode & S_ISVTX) && entry.st_uid != check->uid
+            && directory.st_uid != check->uid) {
+            check->result = EPERM;
+            return NULL;
+        }
+    }
+    check->result = 0;
+    return NULL;
+}
+
+int CBargeLinux_may_create_as(const char *directory, const char *name, uid_t uid, gid_t gid) {
+    struct may_create_check check = {.directory = directory, .name = name, .uid = uid, .gid = gid, .result = EIO};
+    check.groups[0] = gid;
+    check.count = 1;
+    struct passwd entry, *found = NULL;
+    char buffer[4096];
+    if (getpwuid_r(uid, &entry, buffer, sizeof buffer, &found) == 0 && found != NULL) {
+        int count = 256;
+        if (getgrouplist(found->pw_name, gid, check.groups, &count) >= 0) {
+            check.count = count;
+        } else {
+            check.count = 256;  // more groups than fit: the first 256 (refusing is never wrong here)
+        }
+    }
+    pthread_t thread;
+    int started = pthread_create(&thread, NULL, may_create_thread, &check);
+    if (started != 0) return started;
+    pthread_join(thread, NULL);
+    return check.result;
 }

@@ -223,11 +223,33 @@ public struct CommandReply: Codable, Hashable, Sendable {
     public var message: String
     /// The jobs it touched.
     public var jobs: [Int64]
+    /// Why it was refused (nil when carried out).
+    public var error: Refusal?
 
-    /// Creates a reply.
-    public init(ok: Bool, message: String, jobs: [Int64] = []) {
+    /// Why a command was refused; the control API's HTTP status follows from it.
+    public enum Refusal: String, Codable, Hashable, Sendable {
+        /// The request named no job (404).
+        case noSuchJob = "no-such-job"
+        /// The caller may not do this (403): another user's job, or an agent-wide command.
+        case forbidden
+        /// The request is wrong as written (400): a destination outside the rules, a malformed body.
+        case invalidRequest = "invalid-request"
+        /// The destination already belongs to a job (409).
+        case conflict
+        /// The agent could not carry it out (500): its store failed.
+        case failed
+    }
+
+    /// A reply: carried out when `error` is nil.
+    public init(ok: Bool, message: String, jobs: [Int64] = [], error: Refusal? = nil) {
         self.ok = ok
         self.message = message
         self.jobs = jobs
+        self.error = ok ? nil : (error ?? .invalidRequest)
+    }
+
+    /// A refusal.
+    public static func refused(_ error: Refusal, _ message: String, jobs: [Int64] = []) -> CommandReply {
+        CommandReply(ok: false, message: message, jobs: jobs, error: error)
     }
 }

@@ -35,6 +35,9 @@ public struct AgentConfig: Hashable, Sendable {
     /// The known-hosts file that `sftp://` and `scp://` servers' host keys are checked against (an unknown or
     /// changed key is refused).
     public var sshKnownHosts: String
+    /// The group (name or gid) whose members may control every job through the control socket, as root and the
+    /// agent's own user may; other local users read the status and control only the jobs they added.
+    public var adminGroup: String?
 
     /// Schemes a manifest may name at all; `allowed-schemes` picks from these.
     public static let knownSchemes = ["http", "https", "file", "sftp", "ftp", "ftps", "smb", "smbs"]
@@ -82,6 +85,40 @@ public struct AgentConfig: Hashable, Sendable {
     /// Whether `path` (absolute, normalised) lies below one of the allowed roots.
     public func isAllowed(path: String) -> Bool {
         self.allowedRoots.contains { root in PathRules.isPath(path, below: root) }
+    }
+
+    /// Why a local path (absolute, normalised) may not be written or read by a transfer, or nil: it must lie below
+    /// an allowed root and never inside the agent's own state or manifest directory. The same rules hold for a
+    /// manifest entry and for a job added through the control socket.
+    public func pathProblem(_ path: String) -> PathProblem? {
+        guard self.isAllowed(path: path) else { return .outsideAllowedRoots(self.allowedRoots) }
+        if PathRules.isPath(path, below: self.stateDirectory) { return .insideStateDirectory(self.stateDirectory) }
+        if PathRules.isPath(path, below: self.manifestDirectory) {
+            return .insideManifestDirectory(self.manifestDirectory)
+        }
+        return nil
+    }
+
+    /// Why a local path is refused (``AgentConfig/pathProblem(_:)``).
+    public enum PathProblem: Hashable, Sendable {
+        /// Below none of the allowed roots (listed).
+        case outsideAllowedRoots([String])
+        /// Inside the agent's state directory (its database).
+        case insideStateDirectory(String)
+        /// Inside the drop-in directory.
+        case insideManifestDirectory(String)
+
+        /// What is wrong, for people, about `path`.
+        public func message(path: String) -> String {
+            switch self {
+            case .outsideAllowedRoots(let roots):
+                "'\(path)' is outside the allowed roots (\(roots.joined(separator: ", ")))"
+            case .insideStateDirectory(let directory):
+                "'\(path)' lies inside barge's own state directory \(directory)"
+            case .insideManifestDirectory(let directory):
+                "'\(path)' lies inside barge's own manifest directory \(directory)"
+            }
+        }
     }
 }
 

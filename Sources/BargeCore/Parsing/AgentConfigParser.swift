@@ -28,7 +28,7 @@ public struct AgentConfigParser: Sendable {
 
     static let keys = [
         "version", "manifests", "state-dir", "control-socket", "allowed-roots", "allowed-schemes", "concurrency",
-        "bandwidth", "networks", "yield", "hooks", "proxy", "ssh-known-hosts",
+        "bandwidth", "networks", "yield", "hooks", "proxy", "ssh-known-hosts", "admin-group",
     ]
 
     /// Parses `text`, the content of the config file at `path`.
@@ -80,6 +80,14 @@ public struct AgentConfigParser: Sendable {
                 config.yield = Self.yield(value, into: &source) ?? config.yield
             case "hooks":
                 config.hooks = ManifestParser.hooks(value, into: &source) ?? config.hooks
+            case "admin-group":
+                if let group = source.string(value, "admin-group") {
+                    if group.isEmpty || group.contains(where: { $0 == ":" || $0 == "/" || $0.isWhitespace }) {
+                        source.error(value, "'admin-group' must be a group name or a numeric gid, such as barge-admin")
+                    } else {
+                        config.adminGroup = group
+                    }
+                }
             case "proxy":
                 if let proxy = source.string(value, "proxy") {
                     if let problem = URLRules.problem(with: proxy, allowedSchemes: ["http", "https"]) {

@@ -360,17 +360,21 @@ public struct ManifestParser: Sendable {
             path = normalized
         }
         let checked = glob ? PathRules.literalPrefix(ofGlob: path) : path
-        guard self.config.isAllowed(path: checked) else {
+        switch self.config.pathProblem(checked) {
+        case nil:
+            break
+        case .outsideAllowedRoots(let roots):
             source.error(
                 node,
-                "'\(key)' path '\(path)' is outside the allowed roots (\(self.config.allowedRoots.joined(separator: ", ")));"
+                "'\(key)' path '\(path)' is outside the allowed roots (\(roots.joined(separator: ", ")));"
                     + " move it below one of them or add a root to 'allowed-roots' in barge.yaml"
             )
             return nil
-        }
-        for (name, directory) in [("state", self.config.stateDirectory), ("manifest", self.config.manifestDirectory)]
-        where PathRules.isPath(checked, below: directory) {
-            source.error(node, "'\(key)' path '\(path)' lies inside barge's own \(name) directory \(directory)")
+        case .insideStateDirectory(let directory):
+            source.error(node, "'\(key)' path '\(path)' lies inside barge's own state directory \(directory)")
+            return nil
+        case .insideManifestDirectory(let directory):
+            source.error(node, "'\(key)' path '\(path)' lies inside barge's own manifest directory \(directory)")
             return nil
         }
         return path

@@ -72,4 +72,20 @@ int CBargeLinux_open_unnamed(int dirfd, unsigned int mode);
 // there: linkat with AT_EMPTY_PATH, else through /proc/self/fd. 0, or -1 with errno (EEXIST: the name is taken).
 int CBargeLinux_link_open_file(int fd, int dirfd, const char *name);
 
+// Whether the user `uid` (primary group `gid`, with the supplementary groups the user database gives that user)
+// may create a file in `directory` and, when `name` is not NULL and names an entry there, replace that entry (a
+// sticky directory keeps other users' files). Checked by trying: on a thread of its own, which takes those ids for
+// file access only (setfsuid/setfsgid and setgroups through the raw system calls, which change the calling
+// thread alone; glibc's setgroups would change every thread), opens an unnamed file in the directory and lets it
+// go. Swift cannot start such a thread with a raw identity, and no other thread's identity ever changes. Blocks
+// for a user database look-up: call it off the cooperative pool. 0, or an errno (EACCES, EPERM, ENOENT, ...).
+int CBargeLinux_may_create_as(const char *directory, const char *name, uid_t uid, gid_t gid);
+
+// The peer of a connected Unix domain socket (SO_PEERCRED's struct ucred, which needs _GNU_SOURCE).
+typedef struct {
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+} CBargeLinux_ucred;
+
 #endif
