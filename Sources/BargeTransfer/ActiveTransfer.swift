@@ -128,6 +128,16 @@ final class ActiveTransfer {
     static let verbose = getenv("BARGE_CURL_VERBOSE").map { String(cString: $0) == "1" } ?? false
 
     var currentSource: String { self.request.sources[self.sourceIndex] }
+    /// Where the current source redirected to (the engine follows redirects itself, ``RedirectPolicy``).
+    var redirectedURL: String?
+    /// Redirects followed from the current source.
+    var redirects = 0
+    /// The URL the current attempt asks for.
+    var attemptURL: String { self.redirectedURL ?? self.currentSource }
+    /// Whether the current attempt goes to the origin the entry names (its headers and credentials go only there).
+    var attemptIsAtSourceOrigin: Bool {
+        self.redirectedURL.map { RedirectPolicy.sameOrigin($0, self.currentSource) } ?? true
+    }
     var received: UInt64 { self.partial?.length ?? 0 }
     var errorDetail: String { String(cString: self.errorBuffer) }
 
@@ -137,7 +147,7 @@ final class ActiveTransfer {
     ///
     /// - Throws: ``TransferFailure`` when the partial cannot be opened or an option is refused.
     func configureAttempt(firstAttempt: Bool) throws(TransferFailure) {
-        let url = self.currentSource
+        let url = self.attemptURL
         let scheme = url.prefix { $0 != ":" }.lowercased()
         self.isHTTP = scheme == "http" || scheme == "https"
         guard let partial = self.partial else { throw TransferFailure(.transient, "the partial file is not open") }
@@ -213,13 +223,10 @@ final class ActiveTransfer {
         )
         let schemes = self.request.allowedSchemes.joined(separator: ",")
         try self.set(CURLOPT_PROTOCOLS_STR, schemes)
-        var redirectSchemes = self.request.allowedSchemes
-        if scheme == "https", !self.request.allowInsecureRedirect {
-            redirectSchemes.removeAll { $0 == "http" }
-        }
-        try self.set(CURLOPT_REDIR_PROTOCOLS_STR, redirectSchemes.joined(separator: ","))
-        try self.set(CURLOPT_FOLLOWLOCATION, 1)
-        try self.set(CURLOPT_MAXREDIRS, self.request.maxRedirects)
+        // Redirects are followed by the engine (RedirectPolicy): it checks where each leads and keeps the entry's
+        // headers and credentials for its own origin, which libcurl's following does not.
+        try self.set(CURLOPT_FOLLOWLOCATION, 0)
+        try self.set(CURLOPT_SSLVERSION, 6)  // CURL_SSLVERSION_TLSv1_2: TLS 1.2 at least
         try self.set(CURLOPT_CONNECTTIMEOUT_MS, Int(self.request.connectTimeout * 1000))
         try self.set(CURLOPT_TCP_KEEPALIVE, 1)
         try self.set(CURLOPT_BUFFERSIZE, self.bufferSize)
@@ -240,11 +247,12 @@ final class ActiveTransfer {
             try self.set(CURLOPT_SSH_KNOWNHOSTS, knownHosts)
             try self.set(CURLOPT_SSH_AUTH_TYPES, 1)  // CURLSSH_AUTH_PUBLICKEY
         }
-        try self.configureCredentials()
+        let atSourceOrigin = self.attemptIsAtSourceOrigin
+        if atSourceOrigin { try self.configureCredentials() }
 
         curl_slist_free_all(self.headerList)
         self.headerList = nil
-        var headers = self.request.headers.map { "\($0.name): \($0.value)" }
+        var headers = atSourceOrigin ? self.request.headers.map { "\($0.name): \($0.value)" } : []
         if self.isHTTP {
             if self.decodeContent {
                 try self.set(CURLOPT_ACCEPT_ENCODING, "")

@@ -648,6 +648,8 @@ final class EngineLoop: @unchecked Sendable {
             }
         case 200...299:
             self.complete(transfer)
+        case 301, 302, 303, 307, 308:
+            self.followRedirect(transfer)
         default:
             let retryAfter = FailureClassifier.retryAfter(
                 transfer.responseHeaders[.retryAfter],
@@ -661,16 +663,36 @@ final class EngineLoop: @unchecked Sendable {
     }
 
     private func failure(for transfer: ActiveTransfer, code: CURLcode) -> TransferFailure {
-        if code == CURLE_UNSUPPORTED_PROTOCOL, (300...399).contains(transfer.status),
-            let location = transfer.responseHeaders[.location], location.lowercased().hasPrefix("http:"),
-            transfer.currentSource.lowercased().hasPrefix("https:")
-        {
-            return TransferFailure(
-                .permanent,
-                "refused a redirect from https to http (\(location)); the entry must allow insecure redirects"
-            )
+        FailureClassifier.failure(code: code, url: transfer.currentSource, detail: transfer.errorDetail)
+    }
+
+    /// Follows a redirect the attempt ended with, where ``RedirectPolicy`` lets it lead.
+    private func followRedirect(_ transfer: ActiveTransfer) {
+        var location: UnsafeMutablePointer<CChar>?
+        _ = barge_easy_getinfo_string(transfer.easy, CURLINFO_REDIRECT_URL, &location)
+        guard let target = location.map({ String(cString: $0) }), !target.isEmpty else {
+            let host = FailureClassifier.host(of: transfer.attemptURL)
+            self.failOver(transfer, TransferFailure(.permanent, "\(host) sent a redirect without a location"))
+            return
         }
-        return FailureClassifier.failure(code: code, url: transfer.currentSource, detail: transfer.errorDetail)
+        if let refusal = RedirectPolicy.refusal(
+            from: transfer.attemptURL,
+            to: target,
+            allowInsecure: transfer.request.allowInsecureRedirect
+        ) {
+            self.failOver(transfer, TransferFailure(.permanent, refusal))
+            return
+        }
+        guard transfer.redirects < transfer.request.maxRedirects else {
+            self.failOver(
+                transfer,
+                TransferFailure(.permanent, "too many redirects from \(transfer.currentSource) (a redirect loop?)")
+            )
+            return
+        }
+        transfer.redirects += 1
+        transfer.redirectedURL = target
+        self.beginAttempt(transfer, first: false)
     }
 
     /// Hands a received file on to be written out and checked (the write queue), then put in place (the commit
@@ -822,6 +844,8 @@ final class EngineLoop: @unchecked Sendable {
         transfer.failures.append(failure)
         if transfer.sourceIndex + 1 < transfer.request.sources.count {
             transfer.sourceIndex += 1
+            transfer.redirectedURL = nil
+            transfer.redirects = 0
             transfer.restarts = 0
             transfer.decodeContent = false
             self.beginAttempt(transfer, first: false)

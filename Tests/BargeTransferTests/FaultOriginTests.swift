@@ -162,6 +162,45 @@ struct FaultOriginTests {
         #expect(self.scratch.read("moved.bin") == content)
     }
 
+    /// A hostile origin cannot turn a download into a read of a local file, whatever the entry's schemes allow.
+    @Test func aRedirectToAFileURLIsRefusedEvenWithFileAllowed() async throws {
+        for target in ["file:///etc/passwd", "ftp://127.0.0.1/x", "sftp://127.0.0.1/x", "smb://127.0.0.1/x/y"] {
+            var behaviour = FaultOrigin.Behaviour()
+            behaviour.redirectTo = target
+            let path = "/to-\(RedirectPolicy.scheme(of: target))"
+            let url = self.origin.serve(path, content: [1, 2, 3], behaviour: behaviour)
+            var request = self.request(url, "passwd-\(RedirectPolicy.scheme(of: target))")
+            request.allowedSchemes = AgentConfig.knownSchemes
+            let (outcome, _) = await fetch(request)
+            let failure = try #require(outcome.failure, "\(target): \(outcome)")
+            #expect(failure.kind == .permanent)
+            #expect(failure.reason.hasPrefix("refused a redirect to \(RedirectPolicy.scheme(of: target))://"), "\(failure)")
+            #expect(!FileManager.default.fileExists(atPath: request.destination))
+        }
+    }
+
+    /// The entry's headers go to its own origin, through a redirect there too, and never to another origin.
+    @Test func headersStayWithTheirOrigin() async throws {
+        let other = try FaultOrigin()
+        let content = TestContent.bytes(count: 3000, seed: 39)
+        let elsewhere = other.serve("/elsewhere", content: content)
+        let home = self.origin.serve("/home-target", content: content)
+        var away = FaultOrigin.Behaviour()
+        away.redirectTo = elsewhere
+        var near = FaultOrigin.Behaviour()
+        near.redirectTo = home
+        for (path, behaviour) in [("/to-elsewhere", away), ("/to-home", near)] {
+            var request = self.request(self.origin.serve(path, content: [], behaviour: behaviour), "h\(path.count).bin")
+            request.headers = [HTTPHeader(name: "X-Token", value: "secret-value")]
+            let (outcome, _) = await fetch(request)
+            #expect(outcome.completed != nil, "\(outcome)")
+            #expect(self.origin.served(path).first?.headers["x-token"] == "secret-value")
+        }
+        #expect(other.served("/elsewhere").count == 1)
+        #expect(other.served("/elsewhere").first?.headers["x-token"] == nil)
+        #expect(self.origin.served("/home-target").first?.headers["x-token"] == "secret-value")
+    }
+
     @Test func aSlowDripCompletes() async throws {
         let content = TestContent.bytes(count: 20_000, seed: 38)
         var behaviour = FaultOrigin.Behaviour()
