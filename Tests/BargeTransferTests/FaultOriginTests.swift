@@ -174,7 +174,8 @@ struct FaultOriginTests {
             let (outcome, _) = await fetch(request)
             let failure = try #require(outcome.failure, "\(target): \(outcome)")
             #expect(failure.kind == .permanent)
-            #expect(failure.reason.hasPrefix("refused a redirect to \(RedirectPolicy.scheme(of: target))://"), "\(failure)")
+            let scheme = RedirectPolicy.scheme(of: target)
+            #expect(failure.reason.hasPrefix("refused a redirect to \(scheme)://"), "\(failure)")
             #expect(!FileManager.default.fileExists(atPath: request.destination))
         }
     }
