@@ -13,6 +13,8 @@ struct LiveTransfer: Sendable {
     /// A stop was asked; the state the plan gave it stands when the transfer ends.
     var stopping = false
     var received: UInt64 = 0
+    /// Where its first response started (the offset it resumed from).
+    var startOffset: UInt64?
     var bytesPerSecond: Double = 0
     var rate: RateLimit?
 }
@@ -563,6 +565,7 @@ public actor Supervisor {
                 // Started over (a changed file, a server without ranges): an older round's checkpoint is void.
                 job.record.offset = min(job.record.offset, response.offset)
                 running.received = response.offset
+                if running.startOffset == nil { running.startOffset = response.offset }
                 self.pending.records.append(job.record)
             case .progress(let progress):
                 running.received = progress.received
@@ -575,7 +578,9 @@ public actor Supervisor {
                 ended = true
                 self.byTransfer.removeValue(forKey: report.id)
                 job.isRunning = false
-                self.finish(&job, outcome, wasStopping: running.stopping, now: now)
+                // Progress: the transfer ended further on than it began (its last checkpoint is applied by now).
+                let progressed = max(running.received, job.record.offset) > (running.startOffset ?? .max)
+                self.finish(&job, outcome, wasStopping: running.stopping, progressed: progressed, now: now)
                 self.pending.records.append(job.record)
             }
             if job.isRunning { self.live[id] = running } else { self.live.removeValue(forKey: id) }
@@ -584,7 +589,13 @@ public actor Supervisor {
         return ended
     }
 
-    private func finish(_ job: inout JobView, _ outcome: TransferOutcome, wasStopping: Bool, now: Double) {
+    private func finish(
+        _ job: inout JobView,
+        _ outcome: TransferOutcome,
+        wasStopping: Bool,
+        progressed: Bool,
+        now: Double
+    ) {
         let id = job.record.id
         switch outcome {
         case .completed(let done):
@@ -633,26 +644,31 @@ public actor Supervisor {
             }
             self.scheduleRefresh(&job, now: now)
         case .failed(let failure):
-            job.record.attempts += 1
-            let first = job.record.firstFailureAt ?? now
-            job.record.firstFailureAt = first
             let policy = job.spec.policy.retry
-            if failure.kind == .permanent || now - first >= Double(policy.giveUpAfter.seconds) {
+            let verdict = RetryVerdict(
+                policy: policy,
+                attempts: job.record.attempts,
+                firstFailureAt: job.record.firstFailureAt,
+                progressed: progressed,
+                permanent: failure.kind == .permanent,
+                retryAfter: failure.retryAfter.map { TimeSpan(seconds: Int64($0.rounded(.up))) },
+                now: now,
+                jitter: Double.random(in: 0..<1)
+            )
+            job.record.attempts = verdict.attempts
+            job.record.firstFailureAt = verdict.firstFailureAt
+            if let retryAt = verdict.retryAt {
+                job.record.state = .transientError
+                job.record.dueAt = retryAt
+                let delay = TimeSpan(seconds: Int64((retryAt - now).rounded()))
+                job.record.reason = "retry in \(delay): \(failure.reason)"
+            } else {
                 job.record.state = .error
                 job.record.reason =
                     failure.kind == .permanent
-                    ? failure.reason : "gave up after \(policy.giveUpAfter): \(failure.reason)"
+                    ? failure.reason : "gave up after \(policy.giveUpAfter) without progress: \(failure.reason)"
                 job.record.dueAt = nil
                 self.runHooks(for: job, complete: false, reason: job.record.reason)
-            } else {
-                let delay = RetrySchedule(minimumDelay: policy.minDelay).delay(
-                    attempt: job.record.attempts,
-                    retryAfter: failure.retryAfter.map { TimeSpan(seconds: Int64($0.rounded(.up))) },
-                    jitter: Double.random(in: 0..<1)
-                )
-                job.record.state = .transientError
-                job.record.dueAt = now + delay
-                job.record.reason = "retry in \(TimeSpan(seconds: Int64(delay.rounded()))): \(failure.reason)"
             }
             self.pending.history.append(
                 (

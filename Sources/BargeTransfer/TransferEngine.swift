@@ -854,8 +854,10 @@ final class EngineLoop: @unchecked Sendable {
         if let partial = transfer.partial {
             if partial.lostWriteBack {
                 partial.discard()  // what is on disk is not what arrived
-            } else {
-                try? partial.keepForResume()  // keep what arrived: the next run resumes from it
+            } else if (try? partial.sync()) != nil, partial.length > 0 {
+                // Keep what arrived, durably, and say so: the next run resumes from here, not from an older
+                // checkpoint (a link that drops every few MiB still makes progress).
+                transfer.continuation.yield(.checkpoint(offset: partial.length))
             }
         }
         let failures = transfer.failures

@@ -89,6 +89,30 @@ struct FailClosedTests {
         #expect(agent.stop() == 0)
     }
 
+    /// The agent keeps going while each attempt makes progress: every connection dropped after 1 MiB, and the
+    /// 8 MiB file arrives with each byte served once (a failed attempt's bytes are kept as a checkpoint).
+    @Test func aServerDroppingEveryConnectionStillDeliversTheFile() async throws {
+        let origin = try FaultOrigin()
+        let content = TestContent.bytes(count: 8 << 20, seed: 45)
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.dropAfter = 1 << 20
+        behaviour.faultyRequests = 1000
+        let url = origin.serve("/dropping", content: content, behaviour: behaviour)
+        let agent = try AgentUnderTest()
+        try agent.scratch.write(
+            "manifests.d/10-drops.yaml",
+            "version: 1\ndownload:\n  - url: \(url)\n    dest: \(agent.output)/d.bin\n"
+                + "    retry: {min-delay: 1h, give-up-after: 1h}\n"
+        )
+        try await agent.start()
+        #expect(await eventually(timeout: 60) { Self.mirrored(agent, 1) }, "\(String(describing: try? agent.status()))")
+        #expect(agent.scratch.read("out/d.bin") == content)
+        let served = origin.served("/dropping")
+        #expect(served.count == 8)
+        #expect(served.map(\.bodyBytes).reduce(0, +) == content.count)
+        #expect(agent.stop() == 0)
+    }
+
     /// A manifest that is invalid when the agent starts runs its last good version, stored in an earlier run.
     @Test func anInvalidManifestKeepsItsLastGoodVersionAcrossARestart() async throws {
         let nginx = try NginxServer()

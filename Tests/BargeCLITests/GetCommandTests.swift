@@ -47,6 +47,25 @@ struct GetCommandTests {
         #expect(last.bytes == content.count - kept)
     }
 
+    /// Retries count attempts without progress: every connection dropped after 1 MiB, 3 retries allowed, and the
+    /// 8 MiB file still arrives, each byte served once.
+    @Test func aServerDroppingEveryConnectionStillDeliversTheFile() throws {
+        let origin = try FaultOrigin()
+        let content = TestContent.bytes(count: 8 << 20, seed: 64)
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.dropAfter = 1 << 20
+        behaviour.faultyRequests = 1000
+        let url = origin.serve("/dropping", content: content, behaviour: behaviour)
+        let result = try BargeCommand.run([
+            "get", "--foreground", "--retries", "3", url, self.scratch.path + "/dropping.bin",
+        ])
+        #expect(result.status == 0, "\(result.standardError)")
+        #expect(self.scratch.read("dropping.bin") == content)
+        let served = origin.served("/dropping")
+        #expect(served.count == 8)
+        #expect(served.map(\.bodyBytes).reduce(0, +) == content.count)
+    }
+
     @Test func aWrongHashFailsWithTheReason() throws {
         let url = try self.nginx.serve("small.bin", bytes: TestContent.bytes(count: 10_000, seed: 61))
         let result = try BargeCommand.run([

@@ -30,3 +30,64 @@ public struct RetrySchedule: Hashable, Sendable {
         return max(jittered, Double(retryAfter?.seconds ?? 0))
     }
 }
+
+/// What follows a failed transfer: when to try again, or to give up. Pure: the clock and the random fraction are
+/// passed in.
+///
+/// Like BITS's no-progress timeout, the give-up clock and the back-off count only failures without progress: a
+/// transfer that moved its offset forward before it failed starts a new run (tried again after
+/// ``RetryPolicy/afterProgressDelay``), so a server that drops every connection after a while still delivers the
+/// whole file, while one that never sends a byte is given up after the policy's `giveUpAfter`.
+public struct RetryVerdict: Hashable, Sendable {
+    /// Failures in a row without progress, this one included (0 when this attempt made progress).
+    public var attempts: Int
+    /// When the current run of failures without progress began.
+    public var firstFailureAt: Double
+    /// When to try again (epoch seconds); nil: give up.
+    public var retryAt: Double?
+
+    /// Decides what follows a failure at `now`.
+    ///
+    /// - Parameters:
+    ///   - attempts: failures in a row without progress before this one.
+    ///   - firstFailureAt: when that run began (nil: there was none).
+    ///   - progressed: whether the failed transfer moved the offset forward.
+    ///   - permanent: whether the failure is permanent (never retried).
+    ///   - retryAfter: the server's `Retry-After`, a floor for the delay.
+    ///   - jitter: a random fraction in 0..<1.
+    public init(
+        policy: RetryPolicy,
+        attempts: Int,
+        firstFailureAt: Double?,
+        progressed: Bool,
+        permanent: Bool,
+        retryAfter: TimeSpan?,
+        now: Double,
+        jitter: Double
+    ) {
+        self.attempts = progressed ? 0 : attempts + 1
+        self.firstFailureAt = progressed ? now : (firstFailureAt ?? now)
+        guard !permanent, now - self.firstFailureAt < Double(policy.giveUpAfter.seconds) || progressed else {
+            self.retryAt = nil
+            return
+        }
+        let delay =
+            progressed
+            ? max(
+                Double(RetryPolicy.afterProgressDelay.seconds) * (1 + min(max(jitter, 0), 1) / 2),
+                Double(retryAfter?.seconds ?? 0)
+            )
+            : RetrySchedule(minimumDelay: policy.minDelay).delay(
+                attempt: self.attempts,
+                retryAfter: retryAfter,
+                jitter: jitter
+            )
+        self.retryAt = now + delay
+    }
+}
+
+extension RetryPolicy {
+    /// The wait before a failed transfer that made progress is tried again (a dropped connection on a flaky link:
+    /// the next attempt resumes where this one stopped).
+    public static let afterProgressDelay = TimeSpan(seconds: 1)
+}

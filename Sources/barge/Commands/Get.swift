@@ -38,7 +38,7 @@ struct Get: AsyncParsableCommand {
     @Option(name: .customLong("header"), help: "An extra request header, 'Name: value' (repeatable).")
     var headers: [String] = []
 
-    @Option(help: "How many times a transient failure is retried.")
+    @Option(help: "How many transient failures in a row without progress are retried.")
     var retries = 5
 
     @Flag(help: "Download in this process even when an agent runs.")
@@ -68,15 +68,21 @@ struct Get: AsyncParsableCommand {
             let handle = engine.start(request)
             let signals = interrupted.watch { engine.cancel(handle.id) }
             var outcome: TransferOutcome = .cancelled
+            var startOffset: UInt64?
+            var reached: UInt64 = 0
             for await event in handle.events {
                 switch event {
                 case .started(let url, let offset):
                     progress.started(url: url, offset: offset)
+                    if startOffset == nil { startOffset = offset }
                 case .progress(let value):
                     progress.update(value)
+                    reached = max(reached, value.received)
+                case .checkpoint(let offset):
+                    reached = max(reached, offset)
                 case .finished(let result):
                     outcome = result
-                case .response, .checkpoint:
+                case .response:
                     break
                 }
             }
@@ -93,7 +99,8 @@ struct Get: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("interrupted; run the same command again to resume\n".utf8))
                 throw ExitCode(130)
             case .failed(let failure):
-                attempt += 1
+                // Retries count attempts without progress: one that moved the offset forward starts the count again.
+                attempt = reached > (startOffset ?? .max) ? 1 : attempt + 1
                 guard failure.kind == .transient, attempt <= self.retries else {
                     FileHandle.standardError.write(Data("barge: \(failure.reason)\n".utf8))
                     throw ExitCode(1)
