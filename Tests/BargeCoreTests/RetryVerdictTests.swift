@@ -6,7 +6,8 @@ import Testing
 struct RetryVerdictTests {
     let policy = RetryPolicy(minDelay: TimeSpan(seconds: 60), giveUpAfter: .hours(1))
 
-    func verdict(attempts: Int, first: Double?, progressed: Bool, permanent: Bool = false, now: Double) -> RetryVerdict {
+    func verdict(attempts: Int, first: Double?, progressed: Bool, permanent: Bool = false, now: Double) -> RetryVerdict
+    {
         RetryVerdict(
             policy: self.policy,
             attempts: attempts,
