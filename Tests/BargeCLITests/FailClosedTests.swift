@@ -113,6 +113,43 @@ struct FailClosedTests {
         #expect(agent.stop() == 0)
     }
 
+    /// The trust error's advice (`chmod go-w`) is taken at once, with no other edit of the file.
+    @Test func aPermissionFixIsSeenWithoutAnotherEdit() async throws {
+        let nginx = try NginxServer()
+        let agent = try AgentUnderTest()
+        let url = try nginx.serve("trust.bin", bytes: TestContent.bytes(count: 2000, seed: 46))
+        let path = try agent.scratch.write(
+            "manifests.d/10-trust.yaml",
+            "version: 1\ndownload:\n  - url: \(url)\n    dest: \(agent.output)/trust.bin\n",
+            mode: 0o666
+        )
+        try await agent.start()
+        let refused = try #require(try agent.status().manifests.first)
+        #expect(refused.state == "invalid")
+        #expect(refused.errors.joined().contains("chmod go-w"), "\(refused.errors)")
+        #expect(chmod(path, 0o644) == 0)
+        #expect(await eventually(timeout: 3) { Self.mirrored(agent, 1) }, "\(String(describing: try? agent.status()))")
+        #expect(agent.stop() == 0)
+    }
+
+    /// An agent that cannot bind its control socket says so and exits 1 (systemd never hears READY=1).
+    @Test func anAgentThatCannotBindItsSocketExitsNonZero() async throws {
+        let scratch = try ScratchDirectory()
+        try scratch.write("not-a-directory", "")
+        try scratch.write(
+            "barge.yaml",
+            """
+            manifests: \(scratch.path)/manifests.d
+            state-dir: \(scratch.path)/state
+            control-socket: \(scratch.path)/not-a-directory/barge.sock
+            allowed-roots: [\(scratch.path)/out]
+            """
+        )
+        let result = try BargeCommand.run(["agent", "--config", scratch.path + "/barge.yaml"])
+        #expect(result.status == 1)
+        #expect(result.standardError.contains("not-a-directory"), "\(result.standardError)")
+    }
+
     /// A manifest that is invalid when the agent starts runs its last good version, stored in an earlier run.
     @Test func anInvalidManifestKeepsItsLastGoodVersionAcrossARestart() async throws {
         let nginx = try NginxServer()

@@ -20,14 +20,14 @@ struct YAMLSource {
             // and `no` stay words, and `0644` stays octal text), and no regular expression runs per scalar.
             return try Yams.compose(yaml: text, .basic)
         } catch let error as YamlError {
-            self.report(error)
+            self.report(error, text: text)
         } catch {
             self.diagnostics.append(.error(at: .start(of: self.file), "cannot read YAML: \(error)"))
         }
         return nil
     }
 
-    private mutating func report(_ error: YamlError) {
+    private mutating func report(_ error: YamlError, text: String) {
         switch error {
         case .scanner(let context, let problem, let mark, _),
             .parser(let context, let problem, let mark, _),
@@ -35,13 +35,24 @@ struct YAMLSource {
             let detail = context.map { "\(problem) \($0.text)" } ?? problem
             self.diagnostics.append(.error(at: self.location(mark), "YAML syntax: \(detail)"))
         case .duplicatedKeysInMapping(let duplicates, let context):
-            let names = duplicates.map { "'\($0)'" }.joined(separator: ", ")
-            self.diagnostics.append(
-                .error(
-                    at: self.location(context.mark),
-                    "key \(names) appears more than once in this mapping; keep one of them"
+            // Yams gives the first occurrence of the first duplicated key; the line to delete is the later one.
+            let first = self.location(context.mark)
+            if duplicates.count == 1, let key = duplicates.first,
+                let second = Self.laterOccurrence(of: key, after: first, in: text)
+            {
+                self.diagnostics.append(
+                    .error(
+                        at: SourceLocation(file: self.file, line: second.line, column: second.column),
+                        "key '\(key)' appears more than once in this mapping (first at line \(first.line), column "
+                            + "\(first.column)); delete one of them"
+                    )
                 )
-            )
+            } else {
+                let names = duplicates.map { "'\($0)'" }.joined(separator: ", ")
+                self.diagnostics.append(
+                    .error(at: first, "key \(names) appears more than once in this mapping; keep one of them")
+                )
+            }
         case .reader(let problem, _, _, _):
             self.diagnostics.append(.error(at: .start(of: self.file), "not readable as UTF-8 text: \(problem)"))
         case .dataCouldNotBeDecoded:
@@ -49,6 +60,32 @@ struct YAMLSource {
         case .no, .memory, .writer, .emitter, .representer:
             self.diagnostics.append(.error(at: .start(of: self.file), "cannot read YAML: \(error)"))
         }
+    }
+
+    /// Where `key` stands again in the block mapping whose key at `first` it repeats: the next line at the same
+    /// indentation that starts with the key (plain or quoted) and a colon, before the mapping ends (a line indented
+    /// less). Nil when it cannot be told (a flow mapping, a key written another way).
+    static func laterOccurrence(
+        of key: String,
+        after first: SourceLocation,
+        in text: String
+    ) -> (line: Int, column: Int)? {
+        var number = 0
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            number += 1
+            guard number > first.line else { continue }
+            let indent = line.prefix { $0 == " " }.count
+            let rest = line.dropFirst(indent)
+            if rest.isEmpty || rest.hasPrefix("#") { continue }
+            if indent + 1 < first.column { return nil }  // the mapping ended
+            guard indent + 1 == first.column else { continue }
+            for written in [key, "\"\(key)\"", "'\(key)'"] where rest.hasPrefix(written) {
+                if rest.dropFirst(written.count).drop(while: { $0 == " " }).hasPrefix(":") {
+                    return (number, indent + 1)
+                }
+            }
+        }
+        return nil
     }
 
     func location(_ mark: Mark?) -> SourceLocation {
