@@ -115,6 +115,10 @@ public actor Supervisor {
     /// How often an unreadable drop-in directory is read again (the watcher also tells when it comes back).
     static let directoryRetryInterval: Duration = .seconds(5)
     private var pending = JobStore.Batch()
+    /// Destinations of one-shot jobs being added (the actor takes other work while the store writes them).
+    private var destinationsBeingAdded: Set<String> = []
+    /// The batch being written now (one at a time).
+    private var storeWrite: Task<Void, Never>?
     /// The validators of the batch being written now (the actor takes other work while the store writes).
     private var validatorsBeingWritten: [(id: Int64, validators: MirrorValidators)] = []
     private var timer: Task<Void, Never>?
@@ -329,7 +333,7 @@ public actor Supervisor {
         self.remove(removed) { manifest in manifest.flatMap { next[$0]?.prune ?? before[$0]?.prune } ?? false }
         var inserts: [StoredJob] = []
         var new: [(destination: String, spec: JobSpec)] = []
-        for (destination, spec) in desired {
+        for (destination, spec) in desired where !self.destinationsBeingAdded.contains(destination) {
             if let id = self.table.id(forDestination: destination) {
                 self.update(id, to: spec)
             } else {
@@ -346,15 +350,11 @@ public actor Supervisor {
             var batch = JobStore.Batch()
             batch.inserts = inserts
             await self.flush()
-            do {
-                let ids = try await self.store.apply(batch)
-                for (id, stored) in zip(ids, inserts) {
-                    var record = stored.record
-                    record.id = id
-                    self.table.insert(JobView(spec: stored.spec, record: record, isRunning: false))
-                }
-            } catch {
-                Log.error("cannot store new jobs: \(error)")
+            let ids = await self.write(batch)
+            for (id, stored) in zip(ids, inserts) {
+                var record = stored.record
+                record.id = id
+                self.table.insert(JobView(spec: stored.spec, record: record, isRunning: false))
             }
         }
         if !self.specsFromStoreOnly.isEmpty {
@@ -719,21 +719,61 @@ public actor Supervisor {
         for command in commands { self.hooks.run(command, environment: environment, as: owner) }
     }
 
-    /// Writes what changed since the last write, in one transaction.
+    /// Writes what changed since the last write, in one transaction, after any write still under way: batches
+    /// reach the store one at a time, in order.
     private func flush() async {
+        while let current = self.storeWrite {
+            await current.value
+            if self.storeWrite == current { self.storeWrite = nil }
+        }
         guard !self.pending.isEmpty else { return }
         let batch = self.pending
         self.pending = JobStore.Batch()
         self.validatorsBeingWritten += batch.validators
-        defer {
-            self.validatorsBeingWritten.removeFirst(min(batch.validators.count, self.validatorsBeingWritten.count))
-        }
-        do {
-            try await self.store.apply(batch)
-        } catch {
-            Log.error("cannot write the store: \(error)")
-        }
+        let write = Task { _ = await self.write(batch) }
+        self.storeWrite = write
+        await write.value
+        if self.storeWrite == write { self.storeWrite = nil }
+        self.validatorsBeingWritten.removeFirst(min(batch.validators.count, self.validatorsBeingWritten.count))
     }
+
+    /// Writes one batch, trying again a few times over some seconds (a busy or briefly full disk); a store that
+    /// still refuses it stops the agent loudly (exit status 75) rather than run on with state it cannot keep.
+    /// The store and the partials are crash-safe, so a restart resumes from the last write that held.
+    @discardableResult
+    private func write(_ batch: JobStore.Batch) async -> [Int64] {
+        var delay = Self.storeRetryDelay
+        for attempt in 1...Self.storeAttempts {
+            do {
+                let ids = try await self.store.apply(batch)
+                if attempt > 1 { Log.info("the state database took the changes on try \(attempt)") }
+                return ids
+            } catch {
+                if JobStore.isRefusal(error) {
+                    // A bug, not a disk: say so, and keep running with what the store has.
+                    Log.error("the state database refused a batch: \(error)")
+                    return []
+                }
+                guard attempt < Self.storeAttempts else {
+                    Log.error(
+                        "cannot write the state database after \(attempt) tries; stopping (it resumes from its last "
+                            + "good state when restarted): \(error)"
+                    )
+                    self.notifier?.send("STATUS=cannot write the state database: \(error)")
+                    exit(75)  // EX_TEMPFAIL: systemd's Restart=on-failure brings it back
+                }
+                Log.error("cannot write the state database (try \(attempt) of \(Self.storeAttempts)): \(error)")
+                try? await Task.sleep(for: delay)
+                delay *= 4
+            }
+        }
+        return []
+    }
+
+    /// How often a batch is tried before the agent stops, and the first wait between tries (then 4 times longer
+    /// each: about 8.5 s in all).
+    static let storeAttempts = 5
+    static let storeRetryDelay: Duration = .milliseconds(100)
 
     // MARK: Commands
 
@@ -869,6 +909,10 @@ public actor Supervisor {
         if let existing = self.table.id(forDestination: destination) {
             return .refused(.conflict, "\(destination) already belongs to job \(existing)", jobs: [existing])
         }
+        guard self.destinationsBeingAdded.insert(destination).inserted else {
+            return .refused(.conflict, "\(destination) is being added by another request")
+        }
+        defer { self.destinationsBeingAdded.remove(destination) }
         var policy = TransferPolicy()
         policy.priority = request.priority.flatMap(Priority.init(rawValue:)) ?? .foreground
         policy.network = .any
@@ -886,15 +930,11 @@ public actor Supervisor {
         record.reason = "new"
         batch.inserts = [StoredJob(spec: spec, record: record)]
         await self.flush()
-        do {
-            guard let id = try await self.store.apply(batch).first else { throw CancellationError() }
-            record.id = id
-            self.table.insert(JobView(spec: spec, record: record, isRunning: false))
-            await self.reconcile()
-            return CommandReply(ok: true, message: "job \(id) added", jobs: [id])
-        } catch {
-            return .refused(.failed, "cannot store the job: \(error)")
-        }
+        guard let id = await self.write(batch).first else { return .refused(.failed, "cannot store the job") }
+        record.id = id
+        self.table.insert(JobView(spec: spec, record: record, isRunning: false))
+        await self.reconcile()
+        return CommandReply(ok: true, message: "job \(id) added", jobs: [id])
     }
 
     // MARK: Status

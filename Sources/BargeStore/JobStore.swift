@@ -367,6 +367,12 @@ public final class JobStore: Sendable {
         }
     }
 
+    /// Whether `error` is a batch refused for what it says (a destination already stored, a constraint), which
+    /// trying again cannot change, rather than the database failing to take it.
+    public static func isRefusal(_ error: any Error) -> Bool {
+        (error as? DatabaseError)?.resultCode == .SQLITE_CONSTRAINT
+    }
+
     /// Whether two specs differ in nothing the store keeps (the rest of a manifest job's policy comes from its
     /// manifest on every load).
     public static func storesSameSpec(_ a: JobSpec, _ b: JobSpec) -> Bool {
