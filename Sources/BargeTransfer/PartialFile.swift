@@ -92,6 +92,12 @@ final class PartialFile: @unchecked Sendable {
             (self.descriptor, self.sizeWhenOpened, self.isUnnamed) = (-1, 0, true)
         } else {
             var (descriptor, size) = try self.directory.openFile(partialName)
+            do {
+                try SafeDirectory.lock(descriptor, path: self.directory.path + "/" + partialName)
+            } catch {
+                close(descriptor)
+                throw error
+            }
             if !resumable, size > 0 {
                 // Not this transfer's to resume: start it over.
                 guard ftruncate(descriptor, 0) == 0 else {
@@ -379,15 +385,23 @@ final class PartialFile: @unchecked Sendable {
         guard self.descriptor < 0 else { return }
         let mode = finalMode.flatMap { Self.umaskKeeps($0) ? mode_t($0) : nil }
         if let unnamed = self.directory.openUnnamedFile(mode: mode ?? 0o600) {
+            // Nobody else can open it yet: the lock is free, and is held once it has a name.
+            _ = flock(unnamed, LOCK_EX | LOCK_NB)
             self.descriptor = unnamed
             self.createdMode = mode
             self.applyReservation()
             return
         }
         let (descriptor, size) = try self.directory.openFile(self.partialName)
+        do {
+            try SafeDirectory.lock(descriptor, path: self.directory.path + "/" + self.partialName)
+        } catch {
+            close(descriptor)
+            throw error
+        }
         self.descriptor = descriptor
         self.isUnnamed = false
-        if size > 0 {  // made by someone else meanwhile: start it over
+        if size > 0 {  // left by a run that is gone (its lock is free): start it over
             try systemCall("truncate", self.partialName) { ftruncate(descriptor, 0) }
         }
         self.applyReservation()
@@ -656,7 +670,15 @@ final class PartialFile: @unchecked Sendable {
         guard self.isUnnamed else { return }
         var error = self.directory.link(self.descriptor, as: name)
         if error == EEXIST, name == self.partialName {
-            try self.directory.remove(name)
+            // A partial left there since the open: replaced if it is stale, never while another transfer holds it.
+            guard self.directory.removePartial(name) else {
+                throw BargeSystemError(
+                    errno: EBUSY,
+                    function: "lock",
+                    subject: self.directory.path + "/" + name,
+                    explanation: "another transfer is writing it"
+                )
+            }
             error = self.directory.link(self.descriptor, as: name)
         }
         guard error == 0 else {

@@ -122,6 +122,39 @@ final class SafeDirectory: Sendable {
         CBargeLinux_link_open_file(descriptor, self.descriptor, name) == 0 ? 0 : errno
     }
 
+    /// Takes the lock of an open partial: an exclusive `flock` on its open file, never waiting. One destination
+    /// has at most one transfer: another transfer (in this process or another, a `barge get --foreground` beside
+    /// the agent, a second agent) that opens the same partial finds it taken and neither writes nor removes it.
+    /// The lock goes with the descriptor (close-on-exec, so hooks never inherit it).
+    ///
+    /// - Throws: `EBUSY` ("another transfer is writing it") when another open file holds it.
+    static func lock(_ descriptor: Int32, path: String) throws(BargeSystemError) {
+        while flock(descriptor, LOCK_EX | LOCK_NB) == -1 {
+            let error = errno
+            if error == EINTR { continue }
+            if error == EWOULDBLOCK {
+                throw BargeSystemError(
+                    errno: EBUSY,
+                    function: "lock",
+                    subject: path,
+                    explanation: "another transfer is writing it"
+                )
+            }
+            throw BargeSystemError(errno: error, function: "lock", subject: path)
+        }
+    }
+
+    /// Removes the partial `name` unless another transfer holds its lock (``lock(_:path:)``); returns whether it
+    /// is gone. Its lock is taken first and held while it is unlinked.
+    @discardableResult
+    func removePartial(_ name: String) -> Bool {
+        let descriptor = Glibc.openat(self.descriptor, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { return errno == ENOENT || (try? self.remove(name)) != nil }
+        defer { close(descriptor) }
+        guard (try? Self.lock(descriptor, path: self.path + "/" + name)) != nil else { return false }
+        return (try? self.remove(name)) != nil
+    }
+
     /// Removes `name` if it exists.
     func remove(_ name: String) throws(BargeSystemError) {
         if unlinkat(self.descriptor, name, 0) == -1, errno != ENOENT {
@@ -182,7 +215,7 @@ public enum PartialFiles {
         guard let directory = try? SafeDirectory.open(PathRules.directory(of: destination), create: false) else {
             return
         }
-        try? directory.remove(name)
+        directory.removePartial(name)
     }
 
     /// Removes a mirrored file (its manifest said `prune`), without following a symbolic link on the way.

@@ -150,6 +150,28 @@ struct FailClosedTests {
         #expect(result.standardError.contains("not-a-directory"), "\(result.standardError)")
     }
 
+    /// A `barge get --foreground` beside the agent, onto the file the agent is fetching, neither writes nor
+    /// removes the agent's partial; the agent's file arrives whole.
+    @Test func aForegroundGetBesideTheAgentNeverWritesItsPartial() async throws {
+        let nginx = try NginxServer(rateLimit: "500k")
+        let agent = try AgentUnderTest()
+        let content = TestContent.bytes(count: 3 << 20, seed: 47)
+        let url = try nginx.serve("shared.bin", bytes: content)
+        try agent.scratch.write(
+            "manifests.d/10-shared.yaml",
+            "version: 1\ndownload:\n  - url: \(url)\n    dest: \(agent.output)/shared.bin\n"
+        )
+        try await agent.start()
+        let partial = agent.output + "/.shared.bin.barge-partial"
+        #expect(await eventually { FileManager.default.fileExists(atPath: partial) })
+        let result = try agent.barge(["get", "--foreground", "--retries", "0", url, agent.output + "/shared.bin"])
+        #expect(result.status == 1)
+        #expect(result.standardError.contains("another transfer is writing it"), "\(result.standardError)")
+        #expect(await eventually(timeout: 30) { Self.mirrored(agent, 1) })
+        #expect(agent.scratch.read("out/shared.bin") == content)
+        #expect(agent.stop() == 0)
+    }
+
     /// A manifest that is invalid when the agent starts runs its last good version, stored in an earlier run.
     @Test func anInvalidManifestKeepsItsLastGoodVersionAcrossARestart() async throws {
         let nginx = try NginxServer()

@@ -16,6 +16,42 @@ struct NginxInteropTests {
         self.scratch = try ScratchDirectory()
     }
 
+    /// One destination has at most one transfer: a second one (another engine, as a `barge get --foreground`
+    /// beside the agent would be) finds the first one's partial locked, and neither writes nor removes it.
+    @Test func aSecondTransferToOneDestinationNeverWritesTheFirstOnesPartial() async throws {
+        let slow = try NginxServer(rateLimit: "200k")
+        let content = TestContent.bytes(count: 1_500_000, seed: 17)
+        let url = try slow.serve("one.bin", bytes: content)
+        let destination = self.scratch.path + "/one.bin"
+        let partial = self.scratch.path + "/.one.bin.barge-partial"
+        var request = TransferRequest(sources: [url], destination: destination)
+        request.checkpointInterval = 128 << 10
+        let engine = TransferEngine()
+        let first = engine.start(request)
+        // Named at its first checkpoint.
+        #expect(await eventually { FileManager.default.fileExists(atPath: partial) })
+        for resumable in [true, false] {
+            var second = TransferRequest(sources: [url], destination: destination)
+            second.mayHaveEarlierPartial = resumable
+            second.expectedSize = UInt64(content.count)  // large: it would name its partial too
+            let (outcome, _) = await fetch(second, engine: TransferEngine())
+            let failure = try #require(outcome.failure, "\(outcome)")
+            #expect(failure.kind == .transient)
+            #expect(failure.reason.contains("another transfer is writing it"), "\(failure)")
+            #expect(FileManager.default.fileExists(atPath: partial))
+        }
+        PartialFiles.remove(for: destination)  // the agent removing a job's partial: not while it is written
+        #expect(FileManager.default.fileExists(atPath: partial))
+        var outcome: TransferOutcome = .cancelled
+        for await event in first.events { if case .finished(let result) = event { outcome = result } }
+        #expect(outcome.completed != nil, "\(outcome)")
+        #expect(self.scratch.read("one.bin") == content)
+        // The first transfer got the whole file in one response; the second, not resumable, had started on its
+        // own unnamed file and stopped when it came to name it.
+        let served = slow.served("/one.bin").map(\.bytes)
+        #expect(served.filter { $0 == content.count }.count == 1 && served.count <= 2, "\(served)")
+    }
+
     @Test func downloadsVerifiesAndCommits() async throws {
         let content = TestContent.bytes(count: 3_000_000, seed: 7)
         let url = try self.nginx.serve("a.bin", bytes: content)
