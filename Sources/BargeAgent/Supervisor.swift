@@ -13,6 +13,8 @@ struct LiveTransfer: Sendable {
     /// A stop was asked; the state the plan gave it stands when the transfer ends.
     var stopping = false
     var received: UInt64 = 0
+    /// The engine gave it a connection (until then it waits in the engine's queue).
+    var admitted = false
     /// Where its first response started (the offset it resumed from).
     var startOffset: UInt64?
     var bytesPerSecond: Double = 0
@@ -184,7 +186,7 @@ public actor Supervisor {
         // The engine has delivered its last reports (checkpoints, cancellations) to the stream; take them now.
         self.reporter.finish()
         for await batch in self.reports { self.apply(batch) }
-        for view in self.table.views where view.record.state.isRunning {
+        for view in self.table.views where view.record.state.isRunning || view.isRunning {
             self.table.modify(view.record.id) { view in
                 view.record.state = .queued
                 view.record.reason = "agent stopped"
@@ -388,7 +390,7 @@ public actor Supervisor {
         // person's answer to its error or cancellation: try again.
         let edited = contentChanged || !fromStoreOnly
         job.spec = spec
-        if contentChanged, !job.record.state.isRunning {
+        if contentChanged, !job.isRunning {
             job.record.state = .queued
             job.record.reason = "manifest changed"
             job.record.dueAt = nil
@@ -441,7 +443,8 @@ public actor Supervisor {
             now: LocalTime(epochSeconds: now, utcOffset: offset.tm_gmtoff),
             network: self.network,
             limits: self.config.concurrency,
-            bandwidth: BandwidthTimetable(self.config.bandwidth)
+            bandwidth: BandwidthTimetable(self.config.bandwidth),
+            backlog: ReconcileFacts.backlog(for: self.config.concurrency)
         )
         let plan = Reconciler.plan(self.table.views, facts: facts)
         for id in plan.stop {
@@ -499,8 +502,9 @@ public actor Supervisor {
         let transfer = self.engine.start(request, reportingTo: self.reporter)
         self.live[id] = LiveTransfer(transfer: transfer, received: job.record.offset)
         job.isRunning = true
-        job.record.state = .connecting
-        job.record.reason = "connecting to \(Self.host(of: job.spec.url))"
+        job.isAdmitted = false
+        job.record.state = .queued
+        job.record.reason = "waiting for a connection to \(Self.host(of: job.spec.url))"
         job.record.lastStartedAt = now
         self.byTransfer[transfer] = id
         self.table.replace(job)
@@ -555,7 +559,16 @@ public actor Supervisor {
             }
             switch report.event {
             case .started:
-                break
+                // The engine gave it a connection (it waited there since it was handed over).
+                if !job.isAdmitted {
+                    job.isAdmitted = true
+                    running.admitted = true
+                    if !running.stopping {
+                        job.record.state = .connecting
+                        job.record.reason = "connecting to \(Self.host(of: job.spec.url))"
+                        self.pending.records.append(job.record)
+                    }
+                }
             case .response(let response):
                 if !running.stopping {
                     job.record.state = .transferring
@@ -578,6 +591,7 @@ public actor Supervisor {
                 ended = true
                 self.byTransfer.removeValue(forKey: report.id)
                 job.isRunning = false
+                job.isAdmitted = false
                 // Progress: the transfer ended further on than it began (its last checkpoint is applied by now).
                 let progressed = max(running.received, job.record.offset) > (running.startOffset ?? .max)
                 self.finish(&job, outcome, wasStopping: running.stopping, progressed: progressed, now: now)
@@ -678,7 +692,7 @@ public actor Supervisor {
             )
         case .cancelled:
             // Stopped by a plan (its new state is already set) or by the agent stopping.
-            if !wasStopping, job.record.state.isRunning {
+            if !wasStopping, job.record.state.isRunning || job.record.state == .queued {
                 job.record.state = .queued
                 job.record.reason = "interrupted"
             }
@@ -994,7 +1008,7 @@ public actor Supervisor {
             maxTransfers: self.config.concurrency.total,
             maxPerHost: self.config.concurrency.perHost,
             globalRate: self.globalRate.description,
-            running: self.byTransfer.count,
+            running: self.live.values.count { $0.admitted },
             nextWake: self.wakeAt,
             lastReconcileSeconds: self.lastReconcileSeconds,
             manifestDirectoryProblem: self.directoryProblem

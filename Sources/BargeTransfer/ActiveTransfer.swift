@@ -78,8 +78,6 @@ final class ActiveTransfer {
     /// Ask for (and decode) compressed content: set after a server compressed a body we asked identity for.
     var decodeContent = false
     var restarts = 0
-    /// Cancelled while still waiting for a connection slot.
-    var cancelledBeforeStart = false
     var transferred: UInt64 = 0
     var sinceCheckpoint: UInt64 = 0
     var inMulti = false
@@ -128,6 +126,10 @@ final class ActiveTransfer {
     static let verbose = getenv("BARGE_CURL_VERBOSE").map { String(cString: $0) == "1" } ?? false
 
     var currentSource: String { self.request.sources[self.sourceIndex] }
+    /// The host the transfer was admitted for (its first source's): its connection counts against that host.
+    lazy var admissionHost: String = FailureClassifier.host(of: self.request.sources.first ?? "")
+    /// Whether it counts against its host's connections now (admitted, and not yet handed to be committed).
+    var holdsConnection = false
     /// Where the current source redirected to (the engine follows redirects itself, ``RedirectPolicy``).
     var redirectedURL: String?
     /// Redirects followed from the current source.

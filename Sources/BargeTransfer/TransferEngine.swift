@@ -207,11 +207,14 @@ final class EngineLoop: @unchecked Sendable {
     /// Commands for the next pass; `stopped` once the loop has ended (its multi handle is gone).
     private let pending = Mutex<(commands: [EngineCommand], stopped: Bool)>(([], false))
     private var transfers: [TransferID: ActiveTransfer] = [:]
-    /// Started transfers waiting for a connection slot (libcurl would queue them too, but every queued handle
-    /// would cost a scan in each loop iteration).
-    private var waiting: [ActiveTransfer?] = []
-    private var waitingStart = 0
+    /// Started transfers waiting for a connection, admitted by priority and only while their host has a free
+    /// connection (libcurl never queues one: its wait would count as a stall, and every queued handle would cost
+    /// a scan in each loop iteration).
+    private var waiting = AdmissionQueue<ActiveTransfer>()
+    /// Admitted transfers holding a connection, by the host they were admitted for.
+    private var connectionsPerHost: [String: Int] = [:]
     private let maximumActive: Int
+    private let maximumPerHost: Int
     private let pacer: GlobalPacer
     private let directories = DirectoryCache()
     private let easyHandles: EasyHandlePool
@@ -262,12 +265,15 @@ final class EngineLoop: @unchecked Sendable {
     init(limits: Concurrency, pacer: GlobalPacer, commitPacing: CommitPacing, maximumAwaitingCommit: Int) {
         self.pacer = pacer
         self.maximumActive = limits.total
+        self.maximumPerHost = limits.perHost
         self.maximumAwaitingCommit = maximumAwaitingCommit
         self.commitPacing = commitPacing
         self.easyHandles = EasyHandlePool(capacity: limits.total)
         self.multi = curl_multi_init()!
         _ = barge_multi_setopt_long(self.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, limits.total)
-        _ = barge_multi_setopt_long(self.multi, CURLMOPT_MAX_HOST_CONNECTIONS, limits.perHost)
+        // No per-host limit in libcurl: Barge's admission keeps it (AdmissionQueue), so libcurl never holds a
+        // transfer back, where its wait would run into the stall timeout.
+        _ = barge_multi_setopt_long(self.multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0)
         // Keep as many idle connections as may run at once (libcurl's default follows the handles added, which
         // shrinks as transfers finish and closes connections the next files would reuse).
         _ = barge_multi_setopt_long(self.multi, CURLMOPT_MAXCONNECTS, limits.total)
@@ -351,7 +357,7 @@ final class EngineLoop: @unchecked Sendable {
         }
         self.commitEverything()  // verified files go into place before the engine stops
         for transfer in self.transfers.values { self.stop(transfer, outcome: .cancelled, discard: false) }
-        for case let transfer? in self.waiting[self.waitingStart...] where !transfer.cancelledBeforeStart {
+        for transfer in self.waiting.removeAll() {
             transfer.continuation.yield(.finished(.cancelled))
             transfer.continuation.finish()
         }
@@ -372,7 +378,7 @@ final class EngineLoop: @unchecked Sendable {
     }
 
     /// Transfers started but not yet admitted (some may be cancelled already).
-    private var hasWaiting: Bool { self.waitingStart < self.waiting.count }
+    private var hasWaiting: Bool { !self.waiting.isEmpty }
 
     /// Received files not yet placed (each holds an open file).
     private var awaitingCommit: Int {
@@ -386,31 +392,40 @@ final class EngineLoop: @unchecked Sendable {
             || (self.hasWaiting && self.awaitingCommit < self.maximumAwaitingCommit)
     }
 
-    /// Moves waiting transfers into the multi handle while there are free slots.
+    /// Moves waiting transfers into the multi handle while there are free connections, in all and to their hosts.
     private func admitWaiting() {
         // Files waiting for their commit hold no connection: they do not count against the limit, but those not
         // yet placed count against their own bound.
         let awaitingCommit = self.awaitingCommit
         let committing = awaitingCommit + self.placed.count
         while self.transfers.count - committing < self.maximumActive, awaitingCommit < self.maximumAwaitingCommit,
-            self.hasWaiting
+            let transfer = self.waiting.next(where: { self.connectionsPerHost[$0, default: 0] < self.maximumPerHost })
         {
-            let transfer = self.waiting[self.waitingStart]!
-            self.waiting[self.waitingStart] = nil  // the engine no longer holds it once it finishes
-            self.waitingStart += 1
-            guard !transfer.cancelledBeforeStart else { continue }
             self.transfers[transfer.id] = transfer
+            self.takeConnection(transfer)
             self.prepare(transfer)
         }
-        if !self.hasWaiting {
-            self.waiting.removeAll(keepingCapacity: true)
-            self.waitingStart = 0
-        }
+    }
+
+    /// Counts an admitted transfer against its host's connections.
+    private func takeConnection(_ transfer: ActiveTransfer) {
+        guard !transfer.holdsConnection else { return }
+        transfer.holdsConnection = true
+        self.connectionsPerHost[transfer.admissionHost, default: 0] += 1
+    }
+
+    /// Gives a transfer's connection back to its host (its file goes to be committed, or it ended).
+    private func releaseConnection(_ transfer: ActiveTransfer) {
+        guard transfer.holdsConnection else { return }
+        transfer.holdsConnection = false
+        let host = transfer.admissionHost
+        let left = self.connectionsPerHost[host, default: 1] - 1
+        self.connectionsPerHost[host] = left > 0 ? left : nil
     }
 
     /// A transfer not yet admitted, by id.
     private func waitingTransfer(_ id: TransferID) -> ActiveTransfer? {
-        self.waiting[self.waitingStart...].lazy.compactMap { $0 }.first { $0.id == id && !$0.cancelledBeforeStart }
+        self.waiting.first { $0.id == id }
     }
 
     /// Applies a command; returns true when the loop must stop.
@@ -421,7 +436,7 @@ final class EngineLoop: @unchecked Sendable {
             if case .shared(_, let reporter) = transfer.continuation {
                 self.reporters[ObjectIdentifier(reporter)] = reporter
             }
-            self.waiting.append(transfer)
+            self.waiting.append(transfer, host: transfer.admissionHost, priority: transfer.request.priority)
         case .pause(let id):
             if let transfer = self.waitingTransfer(id) { transfer.userPaused = true }
             guard let transfer = self.transfers[id], !transfer.userPaused else { break }
@@ -440,8 +455,7 @@ final class EngineLoop: @unchecked Sendable {
                 if transfer.isPreparing, discard { self.discardWhenPrepared.insert(id) }
                 self.readyToCommit.removeAll { $0.0 === transfer }
                 self.stop(transfer, outcome: .cancelled, discard: discard)
-            } else if let transfer = self.waitingTransfer(id) {
-                transfer.cancelledBeforeStart = true
+            } else if let transfer = self.waiting.remove(where: { $0.id == id }) {
                 transfer.continuation.yield(.finished(.cancelled))
                 transfer.continuation.finish()
             }
@@ -583,6 +597,7 @@ final class EngineLoop: @unchecked Sendable {
     }
 
     private func beginAttempt(_ transfer: ActiveTransfer, first: Bool) {
+        self.takeConnection(transfer)  // again, after a commit that failed
         if transfer.partial?.needsReplacing ?? true {
             // A fresh start (the next mirror after wrong content): a new partial.
             transfer.partial = nil
@@ -706,6 +721,7 @@ final class EngineLoop: @unchecked Sendable {
         _ = barge_easy_getinfo_string(transfer.easy, CURLINFO_EFFECTIVE_URL, &effective)
         let url = effective.map { String(cString: $0) } ?? transfer.currentSource
         transfer.releaseEasyHandle()
+        self.releaseConnection(transfer)
         let file = FileToCommit(
             partial: partial,
             mode: transfer.request.mode,
@@ -885,6 +901,7 @@ final class EngineLoop: @unchecked Sendable {
 
     private func finish(_ transfer: ActiveTransfer, _ outcome: TransferOutcome) {
         self.detach(transfer)
+        self.releaseConnection(transfer)
         // Back to the pool here: the last reference may be the starting caller's, on its thread.
         transfer.releaseEasyHandle()
         if case .failed = outcome, let partial = transfer.partial, partial.isDiscarded || partial.length == 0 {

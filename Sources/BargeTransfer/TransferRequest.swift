@@ -104,6 +104,8 @@ public struct TransferRequest: Sendable {
     public var checkpointInterval: UInt64?
     /// A per-transfer cap.
     public var maxRate: RateLimit = .off
+    /// Where the transfer stands in the engine's line for a connection: higher priorities are admitted first.
+    public var priority: Priority = .foreground
     /// No byte for this long → the attempt fails as stalled.
     public var stallTimeout: Double = 60
     /// Connection set-up limit.
@@ -141,6 +143,7 @@ extension TransferRequest {
     /// The request for a job: its sources, checks and policy, with the agent config's schemes and proxy.
     public init(spec: JobSpec, config: AgentConfig) {
         self.init(sources: spec.urls, destination: spec.destination)
+        self.priority = spec.policy.priority
         self.expectedSize = spec.size
         self.sha256 = spec.sha256
         self.headers = spec.policy.headers
@@ -150,6 +153,7 @@ extension TransferRequest {
         self.allowedSchemes = config.allowedSchemes
         self.proxy = config.proxy
         self.sshKnownHosts = config.sshKnownHosts
+        self.stallTimeout = Double(config.stallTimeout.seconds)
     }
 }
 

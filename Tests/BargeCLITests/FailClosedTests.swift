@@ -172,6 +172,41 @@ struct FailClosedTests {
         #expect(agent.stop() == 0)
     }
 
+    /// Barge's own admission keeps the per-host limit: with one connection to the host, 20 files wait their turn
+    /// as `queued` (never failed as stalled, though each waits far longer than the stall timeout) and arrive in
+    /// one connection at a time.
+    @Test func aHostLimitOfOneQueuesTwentyFilesAndFailsNone() async throws {
+        let origin = try FaultOrigin()
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.dripBytesPerTick = 10_000  // every 50 ms: 0.3 s a file
+        behaviour.faultyRequests = 1000
+        let agent = try AgentUnderTest(extraConfig: "concurrency: {total: 8, per-host: 1}\nstall-timeout: 1s")
+        var manifest = "version: 1\ndownload:\n"
+        var contents: [String: [UInt8]] = [:]
+        for index in 0..<20 {
+            let content = TestContent.bytes(count: 60_000, seed: UInt64(800 + index))
+            contents["q\(index).bin"] = content
+            let url = origin.serve("/q\(index)", content: content, behaviour: behaviour)
+            manifest += "  - url: \(url)\n    dest: \(agent.output)/q\(index).bin\n"
+        }
+        try agent.scratch.write("manifests.d/10-queue.yaml", manifest)
+        try await agent.start()
+        #expect(
+            await eventually {
+                (try? agent.status())?.jobs.contains { $0.reason.hasPrefix("waiting for a connection") } == true
+            }
+        )
+        #expect(
+            await eventually(timeout: 60) { Self.mirrored(agent, 20) },
+            "\(String(describing: try? agent.status()))"
+        )
+        let jobs = try agent.status().jobs
+        #expect(jobs.allSatisfy { $0.attempts == 0 }, "\(jobs.filter { $0.attempts > 0 })")
+        for (name, content) in contents { #expect(agent.scratch.read("out/" + name) == content) }
+        #expect(origin.peakConnections == 1)
+        #expect(agent.stop() == 0)
+    }
+
     /// A manifest that is invalid when the agent starts runs its last good version, stored in an earlier run.
     @Test func anInvalidManifestKeepsItsLastGoodVersionAcrossARestart() async throws {
         let nginx = try NginxServer()

@@ -194,6 +194,65 @@ func facts(total: Int = 2, network: NetworkView = .unmonitored, at seconds: Doub
         }
     }
 
+    /// With a backlog, the engine gets more jobs than it may connect, in rank order, and a job waiting there
+    /// preempts a connected lower one only where that frees a connection it can take.
+    @Test func theEngineGetsABacklogAndPreemptionFreesOnlyUsableConnections() {
+        var limits = Concurrency()
+        limits.total = 2
+        limits.perHost = 1
+        func facts(backlog: Int) -> ReconcileFacts {
+            ReconcileFacts(now: LocalTime(epochSeconds: monday), limits: limits, backlog: backlog)
+        }
+        let queued = (1...10).map { job(Int64($0), $0 == 7 ? .high : .normal) }
+        let plan = Reconciler.plan(queued, facts: facts(backlog: 3))
+        #expect(plan.start == [7, 1, 2, 3, 4])
+        #expect(plan.changes.map(\.id) == [5, 6, 8, 9, 10])
+        #expect(plan.changes.allSatisfy { $0.reason == "waiting for a free slot (2 of 2 running)" })
+
+        func on(_ host: String, _ view: JobView, admitted: Bool) -> JobView {
+            var view = view
+            view.spec.urls = ["https://\(host)/\(view.record.id)"]
+            view.isRunning = true
+            view.isAdmitted = admitted
+            return view
+        }
+        // A high job waits for host a, which a low job holds: that one makes room, not the low job on host b.
+        let sameHost = Reconciler.plan(
+            [
+                on("a", job(1, .low), admitted: true), on("b", job(2, .low), admitted: true),
+                on("a", job(3, .high), admitted: false),
+            ],
+            facts: facts(backlog: 3)
+        )
+        #expect(sameHost.stop == [1])
+        // A high job waiting for host a, which a job of its own level holds: stopping the low job on b frees nothing
+        // it can use.
+        let busyHost = Reconciler.plan(
+            [
+                on("a", job(1, .high), admitted: true), on("b", job(2, .low), admitted: true),
+                on("a", job(3, .high), admitted: false),
+            ],
+            facts: facts(backlog: 3)
+        )
+        #expect(busyHost.stop.isEmpty)
+        // Every connection taken, the high job's host free: the lowest connected job makes room.
+        let full = Reconciler.plan(
+            [
+                on("a", job(1, .normal), admitted: true), on("b", job(2, .low), admitted: true),
+                on("c", job(3, .high), admitted: false),
+            ],
+            facts: facts(backlog: 3)
+        )
+        #expect(full.stop == [2])
+        // A free connection: the engine admits the waiting job by itself.
+        limits.total = 3
+        let room = Reconciler.plan(
+            [on("a", job(1, .low), admitted: true), on("c", job(3, .high), admitted: false)],
+            facts: facts(backlog: 3)
+        )
+        #expect(room.stop.isEmpty && room.start.isEmpty)
+    }
+
     static let networks: [NetworkView] = [
         .unmonitored, .offline, .online(cost: .metered, roaming: false), .online(cost: .unmetered, roaming: false),
         .online(cost: .metered, roaming: true),
@@ -238,6 +297,7 @@ func facts(total: Int = 2, network: NetworkView = .unmonitored, at seconds: Doub
             let applied = views.map { view -> JobView in
                 var next = view
                 next.isRunning = running.contains(view.record.id)
+                next.isAdmitted = next.isRunning  // without a backlog, whatever runs is connected
                 if next.isRunning { next.record.state = .transferring }
                 if let change = changes[view.record.id] {
                     next.record.state = change.state

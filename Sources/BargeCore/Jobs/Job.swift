@@ -285,13 +285,16 @@ public struct JobView: Hashable, Sendable {
     public var spec: JobSpec
     /// Its persistent state.
     public var record: JobRecord
-    /// Whether the engine runs a transfer for it now.
+    /// Whether the engine has a transfer for it now (connected, or waiting in the engine for a connection).
     public var isRunning: Bool
+    /// Whether its transfer has a connection (the engine admitted it); false while it waits in the engine.
+    public var isAdmitted: Bool
 
     /// Creates a view.
-    public init(spec: JobSpec, record: JobRecord, isRunning: Bool) {
+    public init(spec: JobSpec, record: JobRecord, isRunning: Bool, isAdmitted: Bool? = nil) {
         self.spec = spec
         self.record = record
         self.isRunning = isRunning
+        self.isAdmitted = isAdmitted ?? isRunning
     }
 }

@@ -44,19 +44,28 @@ public struct ReconcileFacts: Hashable, Sendable {
     public var limits: Concurrency
     /// The global bandwidth timetable.
     public var bandwidth: BandwidthTimetable
+    /// How many jobs beyond `limits.total` are handed to the engine to wait there for a connection, so that one
+    /// that ends is replaced at once by the engine (which admits by priority) instead of after a report and a new
+    /// plan. 0: only as many as may run.
+    public var backlog: Int
 
     /// Creates facts.
     public init(
         now: LocalTime,
         network: NetworkView = .unmonitored,
         limits: Concurrency = Concurrency(),
-        bandwidth: BandwidthTimetable = BandwidthTimetable([])
+        bandwidth: BandwidthTimetable = BandwidthTimetable([]),
+        backlog: Int = 0
     ) {
         self.now = now
         self.network = network
         self.limits = limits
         self.bandwidth = bandwidth
+        self.backlog = backlog
     }
+
+    /// The backlog the agent keeps for `limits`: four jobs per connection, at least 32.
+    public static func backlog(for limits: Concurrency) -> Int { max(32, 4 * limits.total) }
 }
 
 /// A job's new waiting state and its reason.
@@ -103,9 +112,13 @@ public struct ReconcilePlan: Hashable, Sendable {
 /// 2. due later (a retry, a refresh) → stays as it is, woken at the due time;
 /// 3. the network's cost is not allowed → suspended ("waiting for an unmetered network");
 /// 4. outside every time window → suspended ("waiting for window 22:00-06:00"), woken when one opens or closes;
-/// 5. otherwise eligible. Eligible jobs are ranked by priority (foreground, high, normal, low), then running ones
-///    before waiting ones of the same level (no thrashing), then least recently started (round robin), and the
-///    first `limits.total` run. A waiting higher-priority job preempts a running lower one.
+/// 5. otherwise eligible. Eligible jobs are ranked by priority (foreground, high, normal, low), then connected
+///    ones before those waiting in the engine before the rest of the same level (no thrashing), then least
+///    recently started (round robin). The first `limits.total` are the ones that should be connected; they and
+///    the next `backlog` are handed to the engine, which admits them by priority as connections free up. A
+///    connected job outside the first `limits.total` is stopped only when a higher-priority one among them waits
+///    in the engine for a connection its host could give it (a job that waits for its host's connections would
+///    gain nothing from it).
 public enum Reconciler {
     /// Plans the next step.
     public static func plan(_ jobs: [JobView], facts: ReconcileFacts) -> ReconcilePlan {
@@ -160,6 +173,7 @@ public enum Reconciler {
             if a.spec.policy.priority != b.spec.policy.priority {
                 return a.spec.policy.priority > b.spec.policy.priority
             }
+            if a.isAdmitted != b.isAdmitted { return a.isAdmitted }
             if a.isRunning != b.isRunning { return a.isRunning }
             let aStarted = a.record.lastStartedAt ?? -.infinity
             let bStarted = b.record.lastStartedAt ?? -.infinity
@@ -167,26 +181,54 @@ public enum Reconciler {
             return a.record.id < b.record.id
         }
         let slots = max(0, facts.limits.total)
-        let chosen = eligible.prefix(slots)
+        let connected = eligible.prefix(slots)
+        var handed = Array(eligible.prefix(slots + max(0, facts.backlog)))
+        // A connected job keeps its connection, unless a higher one waits in the engine for a connection that
+        // only stopping it can free: its host's (the host is full), or any (every connection is taken).
+        var perHost: [Substring: Int] = [:]
+        var connectedCount = 0
+        for index in handed where jobs[index].isAdmitted {
+            perHost[Self.host(of: jobs[index].spec.url), default: 0] += 1
+            connectedCount += 1
+        }
+        var preempted: Set<Int> = []
+        for index in handed where jobs[index].isRunning && !jobs[index].isAdmitted {
+            let waiting = jobs[index]
+            let host = Self.host(of: waiting.spec.url)
+            let hostFull = perHost[host, default: 0] >= facts.limits.perHost
+            guard hostFull || connectedCount >= slots else { continue }  // the engine admits it by itself
+            // The lowest connected job below it (on its host, when the host is full), the last in rank.
+            let victim = handed.last { candidate in
+                let job = jobs[candidate]
+                return job.isAdmitted && !preempted.contains(candidate)
+                    && job.spec.policy.priority < waiting.spec.policy.priority
+                    && (!hostFull || Self.host(of: job.spec.url) == host)
+            }
+            guard let victim else { continue }
+            preempted.insert(victim)
+            perHost[Self.host(of: jobs[victim].spec.url), default: 1] -= 1
+            perHost[host, default: 0] += 1
+        }
+        handed.removeAll { preempted.contains($0) }
         var runningPerPriority: [Priority: Int] = [:]
-        for index in chosen { runningPerPriority[jobs[index].spec.policy.priority, default: 0] += 1 }
-        for index in chosen {
+        for index in connected { runningPerPriority[jobs[index].spec.policy.priority, default: 0] += 1 }
+        for index in handed {
             let job = jobs[index]
             if !job.isRunning { plan.start.append(job.record.id) }
             var rate = job.spec.policy.maxRate
             let priority = job.spec.policy.priority
             if let shared = bandwidthRule?.perPriority[priority]?.rate {
-                let share = RateLimit.limited(
-                    ByteRate(bytesPerSecond: max(1, shared.bytesPerSecond / UInt64(runningPerPriority[priority]!)))
-                )
+                let sharing = UInt64(max(1, runningPerPriority[priority] ?? 0))
+                let share = RateLimit.limited(ByteRate(bytesPerSecond: max(1, shared.bytesPerSecond / sharing)))
                 rate = rate.tighter(than: share)
             }
             plan.rates[job.record.id] = rate
         }
-        let running = chosen.count
-        for index in eligible.dropFirst(slots) {
+        let running = connected.count
+        let waitingForSlot = eligible.dropFirst(handed.count + preempted.count) + preempted.sorted()
+        for index in waitingForSlot {
             let job = jobs[index]
-            let higher = chosen.filter { jobs[$0].spec.policy.priority > job.spec.policy.priority }.count
+            let higher = connected.filter { jobs[$0].spec.policy.priority > job.spec.policy.priority }.count
             let reason =
                 higher == running && higher > 0
                 ? "waiting: \(higher) higher-priority transfer\(higher == 1 ? "" : "s") running"
@@ -195,6 +237,15 @@ public enum Reconciler {
         }
         plan.wakeAt = wake.isFinite ? wake : nil
         return plan
+    }
+}
+
+extension Reconciler {
+    /// The host (and port) of a URL, as the per-host limit counts it.
+    static func host(of url: String) -> Substring {
+        guard let start = url.firstRange(of: "://")?.upperBound else { return Substring(url) }
+        let authority = url[start...].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        return authority.split(separator: "@").last ?? authority
     }
 }
 

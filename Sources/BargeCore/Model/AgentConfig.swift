@@ -38,6 +38,9 @@ public struct AgentConfig: Hashable, Sendable {
     /// The group (name or gid) whose members may control every job through the control socket, as root and the
     /// agent's own user may; other local users read the status and control only the jobs they added.
     public var adminGroup: String?
+    /// A transfer that receives nothing for this long (while it is not paused or waiting for a connection) fails
+    /// its attempt as stalled, a transient error.
+    public var stallTimeout = TimeSpan(seconds: 60)
 
     /// Schemes a manifest may name at all; `allowed-schemes` picks from these.
     public static let knownSchemes = ["http", "https", "file", "sftp", "ftp", "ftps", "smb", "smbs"]

@@ -29,6 +29,7 @@ public struct AgentConfigParser: Sendable {
     static let keys = [
         "version", "manifests", "state-dir", "control-socket", "allowed-roots", "allowed-schemes", "concurrency",
         "bandwidth", "networks", "yield", "hooks", "proxy", "ssh-known-hosts", "admin-group",
+        "stall-timeout",
     ]
 
     /// Parses `text`, the content of the config file at `path`.
@@ -80,6 +81,14 @@ public struct AgentConfigParser: Sendable {
                 config.yield = Self.yield(value, into: &source) ?? config.yield
             case "hooks":
                 config.hooks = ManifestParser.hooks(value, into: &source) ?? config.hooks
+            case "stall-timeout":
+                if let span = source.unit(value, "stall-timeout", TimeSpan.init(parsing:)) {
+                    if span.seconds < 1 {
+                        source.error(value, "'stall-timeout' must be at least 1s")
+                    } else {
+                        config.stallTimeout = span
+                    }
+                }
             case "admin-group":
                 if let group = source.string(value, "admin-group") {
                     if group.isEmpty || group.contains(where: { $0 == ":" || $0 == "/" || $0.isWhitespace }) {
