@@ -19,7 +19,7 @@ public enum Agent {
         let supervisor = try Supervisor(config: config, configPath: configPath, notifier: notifier)
         try await supervisor.start()
         let watcher = try ManifestWatcher(directory: config.manifestDirectory) {
-            Task { await supervisor.reloadManifests() }
+            supervisor.manifestsMayHaveChanged()
         }
         let access = await offThePool { ControlAccess.resolve(group: config.adminGroup) }
         let server = ControlServer(path: config.controlSocket, supervisor: supervisor, access: access)

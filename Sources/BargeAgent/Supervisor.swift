@@ -34,6 +34,8 @@ struct LoadedManifest: Sendable {
     let digest: String?
     /// A valid manifest's text, when it differs from the last good version stored (nil otherwise).
     let newGoodText: String?
+    /// The file's owner (its hooks run as them); the agent's own user when it cannot be told.
+    let owner: (uid: UInt32, gid: UInt32)
 
     init(_ parsed: ParsedManifest, storedDigest: String? = nil) {
         self.id = parsed.id
@@ -44,6 +46,8 @@ struct LoadedManifest: Sendable {
         }
         self.hooks = parsed.manifest?.hooks
         self.prune = parsed.manifest?.prune
+        var info = stat()
+        self.owner = stat(parsed.path, &info) == 0 ? (info.st_uid, info.st_gid) : (geteuid(), getegid())
         if parsed.isValid, let text = parsed.text {
             let digest = SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
             self.digest = digest
@@ -71,6 +75,7 @@ struct LoadedManifest: Sendable {
         self.prune = parsed.manifest?.prune
         self.digest = nil
         self.newGoodText = nil
+        self.owner = current.owner
     }
 }
 
@@ -100,6 +105,13 @@ public actor Supervisor {
     let engine: TransferEngine
     private let reporter: TransferReporter
     private let reports: AsyncStream<[TransferReport]>
+    /// Every event comes through here; ``run(_:)`` takes them in order, a burst at a time.
+    nonisolated let inbox = SupervisorInbox()
+    /// The loop that takes the inbox's events, and the task that forwards the engine's reports to it.
+    private var loop: Task<Void, Never>?
+    private var forwarder: Task<Void, Never>?
+    /// Set by ``stop()``: nothing new starts.
+    private var stopping = false
     /// Every job, compactly (an agent holds 100,000s); the reconciler reads its array as it is.
     private var table = JobTable()
     /// The jobs that run now.
@@ -121,8 +133,6 @@ public actor Supervisor {
     private var destinationsBeingAdded: Set<String> = []
     /// The batch being written now (one at a time).
     private var storeWrite: Task<Void, Never>?
-    /// The validators of the batch being written now (the actor takes other work while the store writes).
-    private var validatorsBeingWritten: [(id: Int64, validators: MirrorValidators)] = []
     private var timer: Task<Void, Never>?
     private var wakeAt: Double?
     private var globalRate: RateLimit = .off
@@ -132,6 +142,12 @@ public actor Supervisor {
     /// Told of state changes (systemd's STATUS=).
     private let notifier: SystemdNotifier?
     var network: NetworkView = .unmonitored
+    /// Where removed jobs' partials and pruned files are unlinked, in order, off the cooperative threads (a
+    /// manifest of 100,000 entries removed is 100,000 unlinks). A partial that a new transfer holds by then is
+    /// left alone: its lock says it is not the old one's.
+    static let cleanup = DispatchQueue(label: "barge.cleanup", qos: .utility)
+    /// Owners named by entries, resolved through the user database (off the cooperative threads) once each.
+    private var resolvedOwners: [FileOwner: (uid: UInt32, gid: UInt32)?] = [:]
     /// Bytes between checkpoints: the most a killed agent fetches again.
     public static let checkpointInterval: UInt64 = 8 << 20
 
@@ -169,23 +185,74 @@ public actor Supervisor {
         self.table = JobTable(views)
         self.specsFromStoreOnly = Set(views.lazy.map(\.record.id))
         views = []
-        await self.reloadManifests()
-        let reports = self.reports
-        Task { [weak self] in
-            for await batch in reports { await self?.handle(batch) }
+        await self.readManifests()
+        await self.reconcile()
+        let (reports, inbox) = (self.reports, self.inbox)
+        self.forwarder = Task {
+            for await batch in reports { inbox.post(.reports(batch)) }
         }
+        self.loop = Task { await self.run() }
+    }
+
+    /// Takes the inbox's events until it is finished: each time everything that waits, coalesced
+    /// (``SupervisorWork``), carried out, then planned once. One event's work never interleaves with another's.
+    private func run() async {
+        while let events = await self.inbox.next() {
+            await self.process(SupervisorWork(events))
+        }
+    }
+
+    private func process(_ work: SupervisorWork) async {
+        for batch in work.reports { self.apply(batch) }
+        var replies: [(CheckedContinuation<CommandReply, Never>, CommandReply)] = []
+        for (command, caller, reply) in work.commands {
+            replies.append((reply, await self.perform(command, by: caller)))
+        }
+        if work.readsManifests { await self.readManifests() }
+        if work.needsReconcile, !self.stopping { await self.reconcile() } else { await self.flush() }
+        for (reply, answer) in replies { reply.resume(returning: answer) }
+        for waiter in work.manifestWaiters { waiter.resume() }
+    }
+
+    private func perform(_ command: SupervisorCommand, by caller: ControlCaller) async -> CommandReply {
+        switch command {
+        case .suspend(let selection): self.suspendJobs(selection, by: caller)
+        case .resume(let selection): self.resumeJobs(selection, by: caller)
+        case .cancel(let selection): self.cancelJobs(selection, by: caller)
+        case .retry(let selection): self.retryJobs(selection, by: caller)
+        case .add(let request): await self.addJob(request, by: caller)
+        }
+    }
+
+    /// Sends a command through the inbox and waits for its answer.
+    private nonisolated func send(_ command: SupervisorCommand, by caller: ControlCaller) async -> CommandReply {
+        await withCheckedContinuation { reply in self.inbox.post(.command(command, by: caller, reply: reply)) }
+    }
+
+    /// Tells the supervisor that the drop-in directory may have changed (the watcher); returns at once.
+    public nonisolated func manifestsMayHaveChanged() { self.inbox.post(.manifestsChanged(done: nil)) }
+
+    /// Reads the drop-in directory again and brings the jobs in line: new entries become jobs, changed ones are
+    /// updated, removed ones are cancelled (their partials removed, finished files left in place). A manifest
+    /// that turned invalid keeps its last good version. Returns once done.
+    public nonisolated func reloadManifests() async {
+        await withCheckedContinuation { done in self.inbox.post(.manifestsChanged(done: done)) }
     }
 
     /// Stops every transfer (each checkpoints its partial), writes the last state, and ends the engine.
     public func stop() async {
+        self.stopping = true
         self.timer?.cancel()
         self.directoryRetry?.cancel()
         self.notifier?.send("STOPPING=1")
         for running in self.live.values { self.engine.cancel(running.transfer) }
         await self.engine.shutdown()
-        // The engine has delivered its last reports (checkpoints, cancellations) to the stream; take them now.
+        // The engine has delivered its last reports (checkpoints, cancellations) to the stream: they reach the
+        // inbox, whose loop takes them (and answers what else waits) before it ends.
         self.reporter.finish()
-        for await batch in self.reports { self.apply(batch) }
+        await self.forwarder?.value
+        self.inbox.finish()
+        await self.loop?.value
         for view in self.table.views where view.record.state.isRunning || view.isRunning {
             self.table.modify(view.record.id) { view in
                 view.record.state = .queued
@@ -199,13 +266,10 @@ public actor Supervisor {
 
     // MARK: Manifests
 
-    /// Reads the drop-in directory again and brings the jobs in line: new entries become jobs, changed ones are
-    /// updated, removed ones are cancelled (their partials removed, finished files left in place). A manifest
-    /// that turned invalid keeps its last good version.
-    public func reloadManifests() async {
+    /// Reads the drop-in directory and brings the jobs in line (the plan follows).
+    private func readManifests() async {
         await self.syncManifests()
         self.table.compact()
-        await self.reconcile()
         // Parsing left freed memory in every allocator arena (its temporaries are gone now): give it back.
         _ = CBargeLinux_malloc_trim()
     }
@@ -216,7 +280,7 @@ public actor Supervisor {
         let storedDigests = self.manifestDigests
         // Each file's entries become compact specs as soon as it is parsed and checked, and the parsed entries go:
         // 100,000s of them never sit in memory together.
-        let result = await Task.detached { () -> Result<[LoadedManifest], ManifestLoader.PathError> in
+        let result = await offThePool { () -> Result<[LoadedManifest], ManifestLoader.PathError> in
             var loaded: [LoadedManifest] = []
             do throws(ManifestLoader.PathError) {
                 try loader.forEach(paths: [directory]) { parsed in
@@ -226,7 +290,7 @@ public actor Supervisor {
                 return .failure(error)
             }
             return .success(loaded)
-        }.value
+        }
         let loaded: [LoadedManifest]
         switch result {
         case .failure(let error):
@@ -252,8 +316,7 @@ public actor Supervisor {
         // the valid ones: a destination another manifest now claims is theirs).
         var standIns: [LoadedManifest] = []
         for manifest in loaded {
-            var info = stat()
-            let owner = stat(manifest.path, &info) == 0 ? (info.st_uid, info.st_gid) : (geteuid(), getegid())
+            let owner = manifest.owner
             let previous = self.manifests[manifest.id]
             var goodVersionStoredAt = previous?.goodVersionStoredAt
             var standIn: LoadedManifest?
@@ -286,9 +349,9 @@ public actor Supervisor {
                     version = nil
                 }
                 if let version {
-                    let restored = await Task.detached {
+                    let restored = await offThePool {
                         LoadedManifest(restoring: version, current: manifest, loader: loader)
-                    }.value
+                    }
                     standIns.append(restored)
                     standIn = restored
                     goodVersionStoredAt = version.storedAt
@@ -375,10 +438,10 @@ public actor Supervisor {
         }
     }
 
-    private func retryDirectory() async {
+    private func retryDirectory() {
         self.directoryRetry = nil
         guard self.directoryProblem != nil else { return }
-        await self.reloadManifests()
+        self.manifestsMayHaveChanged()
     }
 
     private func update(_ id: Int64, to spec: JobSpec) {
@@ -412,13 +475,15 @@ public actor Supervisor {
         for job in self.table.remove(ids) {
             let id = job.record.id
             if job.record.completedAt != nil, prunes(job.spec.manifest) {
-                PartialFiles.removeDestination(job.spec.destination)
+                let destination = job.spec.destination
+                Self.cleanup.async { PartialFiles.removeDestination(destination) }
             }
             if let running = self.live.removeValue(forKey: id) {
                 self.byTransfer.removeValue(forKey: running.transfer)
                 self.engine.cancel(running.transfer, discardPartial: true)
             } else {
-                PartialFiles.remove(for: job.spec.destination)
+                let destination = job.spec.destination
+                Self.cleanup.async { PartialFiles.remove(for: destination) }
             }
             self.pending.deletions.append(id)
         }
@@ -463,7 +528,9 @@ public actor Supervisor {
             self.globalRate = plan.globalRate
             self.engine.setGlobalRate(plan.globalRate)
         }
-        for id in plan.start { self.begin(id, now: now) }
+        let validators = await self.validatorsForStarting(plan.start)
+        await self.resolveOwners(of: plan.start)
+        for id in plan.start { self.begin(id, now: now, validators: validators[id]) }
         for (id, rate) in plan.rates {
             guard let running = self.live[id], running.rate != rate else { continue }
             self.live[id]!.rate = rate
@@ -474,7 +541,30 @@ public actor Supervisor {
         self.notifier?.send("STATUS=\(self.summary)")
     }
 
-    private func begin(_ id: Int64, now: Double) {
+    /// The stored validators of the jobs about to start that have any, in one read of the store (on its own
+    /// threads), after what waits to be written is written.
+    private func validatorsForStarting(_ ids: [Int64]) async -> [Int64: MirrorValidators] {
+        let stored = ids.filter { self.table[$0]?.record.hasValidators == true }
+        guard !stored.isEmpty else { return [:] }
+        await self.flush()
+        do {
+            return try await self.store.validators(of: stored)
+        } catch {
+            Log.error("cannot read the validators of \(stored.count) job(s) (they are fetched whole): \(error)")
+            return [:]
+        }
+    }
+
+    /// Resolves, off the cooperative threads, the owners named by the jobs about to start that were not seen yet.
+    private func resolveOwners(of ids: [Int64]) async {
+        let unseen = Set(ids.compactMap { self.table[$0]?.spec.policy.owner }).filter { self.resolvedOwners[$0] == nil }
+        guard !unseen.isEmpty else { return }
+        let resolved = await offThePool { unseen.map { ($0, OwnerResolver.resolve($0)) } }
+        for (owner, ids) in resolved { self.resolvedOwners[owner] = .some(ids) }
+        if self.resolvedOwners.count > 4096 { self.resolvedOwners.removeAll() }  // a bound; resolved again
+    }
+
+    private func begin(_ id: Int64, now: Double, validators held: MirrorValidators?) {
         guard var job = self.table[id] else { return }
         var request = TransferRequest(spec: job.spec, config: self.config)
         request.resumeOffset = job.record.offset
@@ -482,14 +572,13 @@ public actor Supervisor {
         // one-shot job (`barge get` through the agent) may pick up what a standalone `barge get` left.
         request.mayHaveEarlierPartial = job.record.lastStartedAt != nil || job.spec.isOneShot
         request.checkpointInterval = Self.checkpointInterval
-        if job.record.hasValidators {
-            let held = self.validators(of: id)
+        if job.record.hasValidators, let held {
             if job.record.state == .upToDate || held.etag != nil || held.lastModified != nil {
                 request.currentValidators = Validators(etag: held.etag, lastModified: held.lastModified)
             }
         }
         if let owner = job.spec.policy.owner {
-            guard let resolved = OwnerResolver.resolve(owner) else {
+            guard let resolved = self.resolvedOwners[owner] ?? OwnerResolver.resolve(owner) else {
                 // Never write as the agent's own user what the manifest meant for another.
                 job.record.state = .invalid
                 job.record.reason = "owner '\(owner)' does not exist on this machine"
@@ -511,18 +600,6 @@ public actor Supervisor {
         self.pending.records.append(job.record)
     }
 
-    /// A mirrored copy's validators: the ones waiting to be written, else the store's.
-    private func validators(of id: Int64) -> MirrorValidators {
-        if let waiting = self.pending.validators.last(where: { $0.id == id }) { return waiting.validators }
-        if let writing = self.validatorsBeingWritten.last(where: { $0.id == id }) { return writing.validators }
-        do {
-            return try self.store.validators(of: id)
-        } catch {
-            Log.error("cannot read the validators of job \(id): \(error)")
-            return MirrorValidators()
-        }
-    }
-
     /// Keeps exactly one timer, for the next due instant.
     private func schedule(_ instant: Double?) {
         guard instant != self.wakeAt else { return }
@@ -530,23 +607,15 @@ public actor Supervisor {
         self.wakeAt = instant
         guard let instant else { return }
         let delay = max(0, instant - Date().timeIntervalSince1970)
-        self.timer = Task { [weak self] in
+        let inbox = self.inbox
+        self.timer = Task {
             try? await Task.sleep(for: .milliseconds(Int(delay * 1000) + 5))
             guard !Task.isCancelled else { return }
-            await self?.timerFired()
+            inbox.post(.timer)
         }
     }
 
-    private func timerFired() async {
-        self.wakeAt = nil
-        await self.reconcile()
-    }
-
     // MARK: Transfer reports
-
-    private func handle(_ batch: [TransferReport]) async {
-        if self.apply(batch) { await self.reconcile() } else { await self.flush() }
-    }
 
     /// Applies the engine's reports to the jobs; returns whether a transfer ended (which frees a slot).
     @discardableResult
@@ -651,10 +720,7 @@ public actor Supervisor {
             job.record.attempts = 0
             job.record.firstFailureAt = nil
             if validators.etag != nil || validators.lastModified != nil {
-                var held = self.validators(of: id)
-                held.etag = validators.etag ?? held.etag
-                held.lastModified = validators.lastModified ?? held.lastModified
-                self.pending.validators.append((id, held))
+                self.pending.refreshedValidators.append((id, validators.etag, validators.lastModified))
             }
             self.scheduleRefresh(&job, now: now)
         case .failed(let failure):
@@ -743,12 +809,10 @@ public actor Supervisor {
         guard !self.pending.isEmpty else { return }
         let batch = self.pending
         self.pending = JobStore.Batch()
-        self.validatorsBeingWritten += batch.validators
         let write = Task { _ = await self.write(batch) }
         self.storeWrite = write
         await write.value
         if self.storeWrite == write { self.storeWrite = nil }
-        self.validatorsBeingWritten.removeFirst(min(batch.validators.count, self.validatorsBeingWritten.count))
     }
 
     /// Writes one batch, trying again a few times over some seconds (a busy or briefly full disk); a store that
@@ -825,17 +889,20 @@ public actor Supervisor {
         by caller: ControlCaller,
         done: String,
         _ body: (Int64) -> Void
-    ) async -> CommandReply {
+    ) -> CommandReply {
         let (ids, refusal) = self.select(selection, by: caller)
         if let refusal { return refusal }
         for id in ids { body(id) }
-        await self.reconcile()
         return CommandReply(ok: true, message: "\(done) \(ids.count) job(s)", jobs: ids)
     }
 
     /// Suspends jobs until resumed.
-    public func suspend(_ selection: Selection, by caller: ControlCaller = .agent) async -> CommandReply {
-        await self.command(selection, by: caller, done: "suspended") { id in
+    public nonisolated func suspend(_ selection: Selection, by caller: ControlCaller = .agent) async -> CommandReply {
+        await self.send(.suspend(selection), by: caller)
+    }
+
+    private func suspendJobs(_ selection: Selection, by caller: ControlCaller) -> CommandReply {
+        self.command(selection, by: caller, done: "suspended") { id in
             self.table.modify(id) { job in
                 job.record.userSuspended = true
                 self.pending.records.append(job.record)
@@ -844,8 +911,12 @@ public actor Supervisor {
     }
 
     /// Resumes suspended jobs.
-    public func resume(_ selection: Selection, by caller: ControlCaller = .agent) async -> CommandReply {
-        await self.command(selection, by: caller, done: "resumed") { id in
+    public nonisolated func resume(_ selection: Selection, by caller: ControlCaller = .agent) async -> CommandReply {
+        await self.send(.resume(selection), by: caller)
+    }
+
+    private func resumeJobs(_ selection: Selection, by caller: ControlCaller) -> CommandReply {
+        self.command(selection, by: caller, done: "resumed") { id in
             self.table.modify(id) { job in
                 job.record.userSuspended = false
                 self.pending.records.append(job.record)
@@ -855,14 +926,21 @@ public actor Supervisor {
 
     /// Cancels jobs: the transfer stops and its partial is removed; a mirrored job stays cancelled until retried
     /// or its manifest entry changes.
-    public func cancel(_ selection: Selection, by caller: ControlCaller = .agent) async -> CommandReply {
-        await self.command(selection, by: caller, done: "cancelled") { id in
+    public nonisolated func cancel(_ selection: Selection, by caller: ControlCaller = .agent) async -> CommandReply {
+        await self.send(.cancel(selection), by: caller)
+    }
+
+    private func cancelJobs(_ selection: Selection, by caller: ControlCaller) -> CommandReply {
+        self.command(selection, by: caller, done: "cancelled") { id in
             if let running = self.live[id] {
                 self.live[id]!.stopping = true
                 self.engine.cancel(running.transfer, discardPartial: true)
             }
             self.table.modify(id) { job in
-                if !job.isRunning { PartialFiles.remove(for: job.spec.destination) }
+                if !job.isRunning {
+                    let destination = job.spec.destination
+                    Self.cleanup.async { PartialFiles.remove(for: destination) }
+                }
                 job.record.state = .cancelled
                 job.record.reason = "cancelled by user"
                 job.record.offset = 0
@@ -873,8 +951,12 @@ public actor Supervisor {
     }
 
     /// Makes jobs due now: failed, cancelled, waiting for a retry or up to date alike.
-    public func retry(_ selection: Selection, by caller: ControlCaller = .agent) async -> CommandReply {
-        await self.command(selection, by: caller, done: "retrying") { id in
+    public nonisolated func retry(_ selection: Selection, by caller: ControlCaller = .agent) async -> CommandReply {
+        await self.send(.retry(selection), by: caller)
+    }
+
+    private func retryJobs(_ selection: Selection, by caller: ControlCaller) -> CommandReply {
+        self.command(selection, by: caller, done: "retrying") { id in
             guard self.live[id] == nil else { return }
             self.table.modify(id) { job in
                 job.record.state = .queued
@@ -890,7 +972,11 @@ public actor Supervisor {
     /// Adds a one-shot download (`barge get` through the agent). Its destination passes the rules of a manifest
     /// entry (an allowed root, never inside the agent's state or manifest directory); a caller other than root and
     /// the agent's user gets a file of their own, and only where they may create one.
-    public func add(_ request: NewJobRequest, by caller: ControlCaller = .agent) async -> CommandReply {
+    public nonisolated func add(_ request: NewJobRequest, by caller: ControlCaller = .agent) async -> CommandReply {
+        await self.send(.add(request), by: caller)
+    }
+
+    private func addJob(_ request: NewJobRequest, by caller: ControlCaller) async -> CommandReply {
         let destination = request.destination
         guard case .success(let normal) = PathRules.normalize(destination), normal == destination else {
             return .refused(.invalidRequest, "the destination must be an absolute path without . or ..")
@@ -947,7 +1033,6 @@ public actor Supervisor {
         guard let id = await self.write(batch).first else { return .refused(.failed, "cannot store the job") }
         record.id = id
         self.table.insert(JobView(spec: spec, record: record, isRunning: false))
-        await self.reconcile()
         return CommandReply(ok: true, message: "job \(id) added", jobs: [id])
     }
 

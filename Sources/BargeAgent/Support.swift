@@ -1,5 +1,6 @@
 import BargeCore
 import CBargeLinux
+import Dispatch
 import Foundation
 import Glibc
 import Logging
@@ -88,27 +89,65 @@ public final class SystemdNotifier: Sendable {
 final class HookRunner: Sendable {
     /// How long a hook may run.
     static let timeLimit: Double = 60
+    /// Hooks that run at once; later ones wait their turn (a burst of 2,000 completions never forks 2,000
+    /// processes at once).
+    static let concurrentHooks = 4
+    /// Hooks that may wait for a turn; past this a hook is dropped, and the log says so.
+    static let waitingHooks = 1000
     /// Hooks running now (each leads its own process group).
     private let running = Mutex<Set<pid_t>>([])
+    /// Hooks waiting for a turn or running.
+    private let queued = Mutex(0)
+    /// Where hooks are started, off the agent's cooperative threads (fork is no call for them).
+    private let queue = DispatchQueue(label: "barge.hooks")
+    private let turns = DispatchSemaphore(value: HookRunner.concurrentHooks)
 
     /// Ends every running hook and its children (the agent is stopping).
     func terminateAll() {
         for pid in self.running.withLock({ $0 }) { kill(-pid, SIGTERM) }
     }
 
+    /// Runs a hook when its turn comes; returns at once.
     func run(_ argv: [String], environment: [String: String], as owner: (uid: UInt32, gid: UInt32)) {
         guard let program = argv.first else { return }
+        let admitted = self.queued.withLock { count in
+            guard count < Self.concurrentHooks + Self.waitingHooks else { return false }
+            count += 1
+            return true
+        }
+        guard admitted else {
+            Log.error("hook \(program) dropped: \(Self.waitingHooks) hooks already wait for a turn")
+            return
+        }
+        self.queue.async {
+            self.turns.wait()
+            self.start(argv, environment: environment, as: owner)
+        }
+    }
+
+    /// A hook's turn is over.
+    private func done() {
+        self.queued.withLock { $0 -= 1 }
+        self.turns.signal()
+    }
+
+    private func start(_ argv: [String], environment: [String: String], as owner: (uid: UInt32, gid: UInt32)) {
+        let program = argv[0]
         var variables = ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"]
         variables += environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         let changeIdentity = geteuid() == 0 && (owner.uid != 0 || owner.gid != 0)
         let pid = Self.spawn(argv, variables, owner: owner, changeIdentity: changeIdentity)
         guard pid > 0 else {
             Log.error("hook \(program) could not start: \(String(cString: strerror(errno)))")
+            self.done()
             return
         }
         self.running.withLock { _ = $0.insert(pid) }
         Thread.detachNewThread { [self] in
-            defer { self.running.withLock { _ = $0.remove(pid) } }
+            defer {
+                self.running.withLock { _ = $0.remove(pid) }
+                self.done()
+            }
             let started = Date()
             var status: Int32 = 0
             while true {

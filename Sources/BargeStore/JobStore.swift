@@ -199,6 +199,21 @@ public final class JobStore: Sendable {
         }
     }
 
+    /// The mirrored copies' validators of several jobs, in one read (on GRDB's own threads).
+    public func validators(of ids: [Int64]) async throws -> [Int64: MirrorValidators] {
+        try await self.pool.read { db in
+            var found: [Int64: MirrorValidators] = [:]
+            let statement = try db.cachedStatement(
+                sql: "SELECT etag, last_modified, content_sha256 FROM job WHERE id = ?"
+            )
+            for id in ids {
+                guard let row = try Row.fetchOne(statement, arguments: [id]) else { continue }
+                found[id] = MirrorValidators(etag: row[0], lastModified: row[1], contentSHA256: row[2])
+            }
+            return found
+        }
+    }
+
     /// A job's history, newest first.
     public func history(of id: Int64) async throws -> [JobHistoryEntry] {
         try await self.pool.read { db in
@@ -260,6 +275,9 @@ public final class JobStore: Sendable {
         public var records: [JobRecord] = []
         /// New validators of mirrored copies.
         public var validators: [(id: Int64, validators: MirrorValidators)] = []
+        /// Validators a server sent again with a `304 Not Modified`: each replaces the stored one of its kind, the
+        /// rest (the content's hash) stays.
+        public var refreshedValidators: [(id: Int64, etag: String?, lastModified: String?)] = []
         /// Jobs removed (their manifest entry is gone).
         public var deletions: [Int64] = []
         /// History lines.
@@ -275,7 +293,8 @@ public final class JobStore: Sendable {
         /// Whether there is nothing to write.
         public var isEmpty: Bool {
             self.inserts.isEmpty && self.specs.isEmpty && self.records.isEmpty && self.deletions.isEmpty
-                && self.history.isEmpty && self.validators.isEmpty && self.manifestVersions.isEmpty
+                && self.history.isEmpty && self.validators.isEmpty && self.refreshedValidators.isEmpty
+                && self.manifestVersions.isEmpty
                 && self.manifestRemovals.isEmpty
         }
     }
@@ -333,6 +352,12 @@ public final class JobStore: Sendable {
                 try updateValidators.execute(arguments: [
                     validators.etag, validators.lastModified, validators.contentSHA256, id,
                 ])
+            }
+            let refresh = try db.cachedStatement(
+                sql: "UPDATE job SET etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified) WHERE id = ?"
+            )
+            for (id, etag, lastModified) in batch.refreshedValidators {
+                try refresh.execute(arguments: [etag, lastModified, id])
             }
             let delete = try db.cachedStatement(sql: "DELETE FROM job WHERE id = ?")
             for id in batch.deletions { try delete.execute(arguments: [id]) }
