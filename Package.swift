@@ -137,6 +137,12 @@ let package = Package(
             dependencies: ["BargeCore", "BargeTransfer", "BargeTestSupport", "CBargeLinux"],
             swiftSettings: swiftSettings
         ),
+        // The agent's parts without I/O: the inbox, the coalescing, the pure steps of the supervisor.
+        .testTarget(
+            name: "BargeAgentTests",
+            dependencies: ["BargeAgent", "BargeCore", "BargeStore", "BargeTransfer"],
+            swiftSettings: swiftSettings
+        ),
         // End-to-end tests: run the built `barge` binary.
         .testTarget(
             name: "BargeCLITests",

@@ -679,103 +679,21 @@ public actor Supervisor {
         progressed: Bool,
         now: Double
     ) {
+        let effects = JobOutcome(
+            applying: outcome,
+            to: &job,
+            wasStopping: wasStopping,
+            progressed: progressed,
+            now: now,
+            jitter: (Double.random(in: 0..<1), Double.random(in: 0..<1))
+        )
         let id = job.record.id
-        switch outcome {
-        case .completed(let done):
-            job.record.offset = 0
-            job.record.attempts = 0
-            job.record.firstFailureAt = nil
-            job.record.completedAt = now
-            job.record.hasValidators = true
-            self.pending.validators.append(
-                (
-                    id,
-                    MirrorValidators(
-                        etag: done.validators.etag,
-                        lastModified: done.validators.lastModified,
-                        contentSHA256: done.sha256
-                    )
-                )
-            )
-            job.record.totalBytes = done.size
-            // Nothing transferred: the file was found complete (a kill came between its placing and its record).
-            let detail =
-                done.transferred == 0 && done.size > 0
-                ? "already had all \(ByteCount(done.size).humanReadable)"
-                : "fetched \(ByteCount(done.transferred).humanReadable) from \(Self.host(of: done.url))"
-            if job.spec.isOneShot {
-                job.record.state = .complete
-                job.record.reason = detail
-            } else {
-                self.scheduleRefresh(&job, now: now)
-            }
-            self.pending.history.append(
-                (
-                    job.record.id,
-                    JobHistoryEntry(at: now, state: job.record.state.rawValue, detail: detail, bytes: done.transferred)
-                )
-            )
-            self.runHooks(for: job, complete: true, reason: detail)
-        case .notModified(let validators):
-            job.record.attempts = 0
-            job.record.firstFailureAt = nil
-            if validators.etag != nil || validators.lastModified != nil {
-                self.pending.refreshedValidators.append((id, validators.etag, validators.lastModified))
-            }
-            self.scheduleRefresh(&job, now: now)
-        case .failed(let failure):
-            let policy = job.spec.policy.retry
-            let verdict = RetryVerdict(
-                policy: policy,
-                attempts: job.record.attempts,
-                firstFailureAt: job.record.firstFailureAt,
-                progressed: progressed,
-                permanent: failure.kind == .permanent,
-                retryAfter: failure.retryAfter.map { TimeSpan(seconds: Int64($0.rounded(.up))) },
-                now: now,
-                jitter: Double.random(in: 0..<1)
-            )
-            job.record.attempts = verdict.attempts
-            job.record.firstFailureAt = verdict.firstFailureAt
-            if let retryAt = verdict.retryAt {
-                job.record.state = .transientError
-                job.record.dueAt = retryAt
-                let delay = TimeSpan(seconds: Int64((retryAt - now).rounded()))
-                job.record.reason = "retry in \(delay): \(failure.reason)"
-            } else {
-                job.record.state = .error
-                job.record.reason =
-                    failure.kind == .permanent
-                    ? failure.reason : "gave up after \(policy.giveUpAfter) without progress: \(failure.reason)"
-                job.record.dueAt = nil
-                self.runHooks(for: job, complete: false, reason: job.record.reason)
-            }
-            self.pending.history.append(
-                (
-                    job.record.id,
-                    JobHistoryEntry(at: now, state: job.record.state.rawValue, detail: failure.reason, bytes: 0)
-                )
-            )
-        case .cancelled:
-            // Stopped by a plan (its new state is already set) or by the agent stopping.
-            if !wasStopping, job.record.state.isRunning || job.record.state == .queued {
-                job.record.state = .queued
-                job.record.reason = "interrupted"
-            }
+        if let validators = effects.validators { self.pending.validators.append((id, validators)) }
+        if let refreshed = effects.refreshedValidators {
+            self.pending.refreshedValidators.append((id, refreshed.etag, refreshed.lastModified))
         }
-    }
-
-    /// Up to date until the next check (its reason is derived from the due time when shown).
-    private func scheduleRefresh(_ job: inout JobView, now: Double) {
-        job.record.state = .upToDate
-        job.record.reason = ""
-        switch job.spec.policy.refresh {
-        case .never:
-            job.record.dueAt = nil
-        case .every(let interval):
-            // ±10 % jitter, so a fleet that synced together does not come back together.
-            job.record.dueAt = now + Double(interval.seconds) * Double.random(in: 0.9...1.1)
-        }
+        if let history = effects.history { self.pending.history.append((id, history)) }
+        if let hook = effects.hook { self.runHooks(for: job, complete: hook.complete, reason: hook.reason) }
     }
 
     private func runHooks(for job: JobView, complete: Bool, reason: String) {

@@ -1,0 +1,118 @@
+import BargeCore
+import BargeStore
+import BargeTransfer
+
+/// How a transfer's end changes its job, and what the supervisor must do about it: the supervisor's outcome step,
+/// pure (the clock and the random fractions are passed in), so every rule is tested without a store or engine.
+struct JobOutcome {
+    /// Validators of the mirrored copy to store.
+    var validators: MirrorValidators?
+    /// Validators a `304` sent again (each replaces the stored one of its kind).
+    var refreshedValidators: (etag: String?, lastModified: String?)?
+    /// A line for the job's history.
+    var history: JobHistoryEntry?
+    /// Hooks to run: on completion (true) or on error (false), with the reason.
+    var hook: (complete: Bool, reason: String)?
+
+    /// Applies `outcome` to `job`.
+    ///
+    /// - Parameters:
+    ///   - wasStopping: a plan or the agent asked the transfer to stop (its new state is already set).
+    ///   - progressed: the transfer ended further on than it began (``RetryVerdict``).
+    ///   - jitter: random fractions in 0..<1, for the retry delay and the refresh interval.
+    init(
+        applying outcome: TransferOutcome,
+        to job: inout JobView,
+        wasStopping: Bool,
+        progressed: Bool,
+        now: Double,
+        jitter: (retry: Double, refresh: Double)
+    ) {
+        switch outcome {
+        case .completed(let done):
+            job.record.offset = 0
+            job.record.attempts = 0
+            job.record.firstFailureAt = nil
+            job.record.completedAt = now
+            job.record.hasValidators = true
+            job.record.totalBytes = done.size
+            self.validators = MirrorValidators(
+                etag: done.validators.etag,
+                lastModified: done.validators.lastModified,
+                contentSHA256: done.sha256
+            )
+            // Nothing transferred: the file was found complete (a kill came between its placing and its record).
+            let detail =
+                done.transferred == 0 && done.size > 0
+                ? "already had all \(ByteCount(done.size).humanReadable)"
+                : "fetched \(ByteCount(done.transferred).humanReadable) from \(Supervisor.host(of: done.url))"
+            if job.spec.isOneShot {
+                job.record.state = .complete
+                job.record.reason = detail
+            } else {
+                Self.scheduleRefresh(&job, now: now, jitter: jitter.refresh)
+            }
+            self.history = JobHistoryEntry(
+                at: now,
+                state: job.record.state.rawValue,
+                detail: detail,
+                bytes: done.transferred
+            )
+            self.hook = (true, detail)
+        case .notModified(let validators):
+            job.record.attempts = 0
+            job.record.firstFailureAt = nil
+            if validators.etag != nil || validators.lastModified != nil {
+                self.refreshedValidators = (validators.etag, validators.lastModified)
+            }
+            Self.scheduleRefresh(&job, now: now, jitter: jitter.refresh)
+        case .failed(let failure):
+            let policy = job.spec.policy.retry
+            let verdict = RetryVerdict(
+                policy: policy,
+                attempts: job.record.attempts,
+                firstFailureAt: job.record.firstFailureAt,
+                progressed: progressed,
+                permanent: failure.kind == .permanent,
+                retryAfter: failure.retryAfter.map { TimeSpan(seconds: Int64($0.rounded(.up))) },
+                now: now,
+                jitter: jitter.retry
+            )
+            job.record.attempts = verdict.attempts
+            job.record.firstFailureAt = verdict.firstFailureAt
+            if let retryAt = verdict.retryAt {
+                job.record.state = .transientError
+                job.record.dueAt = retryAt
+                let delay = TimeSpan(seconds: Int64((retryAt - now).rounded()))
+                job.record.reason = "retry in \(delay): \(failure.reason)"
+            } else {
+                job.record.state = .error
+                job.record.reason =
+                    failure.kind == .permanent
+                    ? failure.reason : "gave up after \(policy.giveUpAfter) without progress: \(failure.reason)"
+                job.record.dueAt = nil
+                self.hook = (false, job.record.reason)
+            }
+            self.history = JobHistoryEntry(at: now, state: job.record.state.rawValue, detail: failure.reason, bytes: 0)
+        case .cancelled:
+            // Stopped by a plan (its new state is already set) or by the agent stopping.
+            if !wasStopping, job.record.state.isRunning || job.record.state == .queued {
+                job.record.state = .queued
+                job.record.reason = "interrupted"
+            }
+        }
+    }
+
+    /// Up to date until the next check (its reason is derived from the due time when shown), ±10 % jitter so a
+    /// fleet that synced together does not come back together.
+    static func scheduleRefresh(_ job: inout JobView, now: Double, jitter: Double) {
+        job.record.state = .upToDate
+        job.record.reason = ""
+        switch job.spec.policy.refresh {
+        case .never:
+            job.record.dueAt = nil
+        case .every(let interval):
+            job.record.dueAt = now + Double(interval.seconds) * (0.9 + 0.2 * min(max(jitter, 0), 1))
+        }
+    }
+}
