@@ -3,6 +3,7 @@ import BargeTestSupport
 import BargeTransfer
 import Foundation
 import Glibc
+import Synchronization
 import Testing
 
 /// The engine against a real nginx: Range, If-Range, ETag, 304 and 416 exactly as production servers do them.
@@ -223,6 +224,9 @@ struct NginxInteropTests {
         #expect(elapsed >= 1.3, "1.5 MB at 1 MB/s took \(elapsed)s")
     }
 
+    /// A paused transfer receives nothing (beyond what was already on its way, a buffer at most) until resumed,
+    /// then finishes whole. Progress is reported only when bytes arrive, so every report before the resume
+    /// shows what arrived while paused.
     @Test func pauseStopsTheBytesAndResumeFinishes() async throws {
         let content = TestContent.bytes(count: 2_000_000, seed: 17)
         let url = try self.nginx.serve("j.bin", bytes: content)
@@ -230,8 +234,10 @@ struct NginxInteropTests {
         request.maxRate = .limited(ByteRate(bytesPerSecond: 1_000_000))
         let engine = TransferEngine()
         let handle = engine.start(request)
+        let resumed = ResumedFlag()
         var pausedAt: UInt64?
-        var afterPause: [UInt64] = []
+        var whilePaused: [UInt64] = []
+        var afterResume: [UInt64] = []
         for await event in handle.events {
             switch event {
             case .progress(let progress):
@@ -239,19 +245,32 @@ struct NginxInteropTests {
                     pausedAt = progress.received
                     engine.pause(handle.id)
                     Task {
+                        // The window in which nothing may arrive (at the cap, 800 kB would).
                         try await Task.sleep(for: .milliseconds(800))
+                        resumed.value.withLock { $0 = true }
                         engine.resume(handle.id)
                     }
                 } else if pausedAt != nil {
-                    afterPause.append(progress.received)
+                    if resumed.value.withLock({ $0 }) {
+                        afterResume.append(progress.received)
+                    } else {
+                        whilePaused.append(progress.received)
+                    }
                 }
             case .finished(let outcome):
                 #expect(outcome.completed != nil)
             default: break
             }
         }
+        let paused = try #require(pausedAt)
+        #expect((whilePaused.max() ?? paused) <= paused + 256 * 1024, "\(paused): \(whilePaused)")
+        #expect(!afterResume.isEmpty)
         #expect(self.scratch.read("j.bin") == content)
-        #expect(pausedAt != nil)
+    }
+
+    /// Set by the task that resumes the paused transfer, just before it does.
+    final class ResumedFlag: Sendable {
+        let value = Mutex(false)
     }
 
     @Test func cancelKeepsOrDiscardsThePartial() async throws {
