@@ -15,6 +15,8 @@ struct LiveTransfer: Sendable {
     var received: UInt64 = 0
     /// The engine gave it a connection (until then it waits in the engine's queue).
     var admitted = false
+    /// Paused by a plan (held back by the user, the network or a window), since then.
+    var pausedSince: Double?
     /// Where its first response started (the offset it resumed from).
     var startOffset: UInt64?
     var bytesPerSecond: Double = 0
@@ -148,6 +150,9 @@ public actor Supervisor {
     static let cleanup = DispatchQueue(label: "barge.cleanup", qos: .utility)
     /// Owners named by entries, resolved through the user database (off the cooperative threads) once each.
     private var resolvedOwners: [FileOwner: (uid: UInt32, gid: UInt32)?] = [:]
+    /// How long a transfer held back by the user, the network or its window stays paused in the engine (its
+    /// connection and partial kept: a short flap costs nothing) before it is stopped and checkpointed.
+    static let pauseGrace: Double = 30
     /// Bytes between checkpoints: the most a killed agent fetches again.
     public static let checkpointInterval: UInt64 = 8 << 20
 
@@ -509,13 +514,27 @@ public actor Supervisor {
             network: self.network,
             limits: self.config.concurrency,
             bandwidth: BandwidthTimetable(self.config.bandwidth),
-            backlog: ReconcileFacts.backlog(for: self.config.concurrency)
+            backlog: ReconcileFacts.backlog(for: self.config.concurrency),
+            paused: self.live.reduce(into: [:]) { paused, entry in
+                if let since = entry.value.pausedSince { paused[entry.key] = since }
+            },
+            pauseGrace: Self.pauseGrace
         )
         let plan = Reconciler.plan(self.table.views, facts: facts)
         for id in plan.stop {
             guard let running = self.live[id], !running.stopping else { continue }
             self.live[id]!.stopping = true
             self.engine.cancel(running.transfer)
+        }
+        for id in plan.pause {
+            guard let running = self.live[id], !running.stopping, running.pausedSince == nil else { continue }
+            self.live[id]!.pausedSince = now
+            self.engine.pause(running.transfer)
+        }
+        for id in plan.resume {
+            guard let running = self.live[id], !running.stopping, running.pausedSince != nil else { continue }
+            self.live[id]!.pausedSince = nil
+            self.engine.resume(running.transfer)
         }
         for change in plan.changes {
             self.table.modify(change.id) { job in
@@ -632,14 +651,14 @@ public actor Supervisor {
                 if !job.isAdmitted {
                     job.isAdmitted = true
                     running.admitted = true
-                    if !running.stopping {
+                    if !running.stopping, running.pausedSince == nil {
                         job.record.state = .connecting
                         job.record.reason = "connecting to \(Self.host(of: job.spec.url))"
                         self.pending.records.append(job.record)
                     }
                 }
             case .response(let response):
-                if !running.stopping {
+                if !running.stopping, running.pausedSince == nil {
                     job.record.state = .transferring
                     job.record.reason = "transferring from \(Self.host(of: job.spec.url))"
                 }

@@ -253,6 +253,41 @@ func facts(total: Int = 2, network: NetworkView = .unmonitored, at seconds: Doub
         #expect(room.stop.isEmpty && room.start.isEmpty)
     }
 
+    /// A connected transfer that the network holds back is paused, not stopped, for the grace: a flap costs
+    /// nothing; allowed again it resumes where it was; held longer it is stopped.
+    @Test func aHeldBackTransferPausesForTheGraceThenStops() {
+        let metered = NetworkView.online(cost: .metered, roaming: false)
+        func facts(_ network: NetworkView, paused: [Int64: Double] = [:], at now: Double = monday) -> ReconcileFacts {
+            ReconcileFacts(now: LocalTime(epochSeconds: now), network: network, paused: paused, pauseGrace: 30)
+        }
+        let running = job(1, running: true, network: .unmetered)
+        let held = Reconciler.plan([running], facts: facts(metered))
+        #expect(held.pause == [1] && held.stop.isEmpty)
+        #expect(
+            held.changes == [
+                JobStateChange(id: 1, state: .suspended, reason: "waiting for an unmetered network (metered now)")
+            ]
+        )
+        #expect(held.wakeAt == monday + 30)
+        var paused = running
+        paused.record.state = .suspended
+        paused.record.reason = "waiting for an unmetered network (metered now)"
+        // Still held within the grace: nothing changes (level-triggered).
+        let still = Reconciler.plan([paused], facts: facts(metered, paused: [1: monday - 10]))
+        #expect(still.pause.isEmpty && still.stop.isEmpty && still.changes.isEmpty)
+        // Allowed again: it resumes where it was.
+        let back = Reconciler.plan([paused], facts: facts(.unmonitored, paused: [1: monday - 10]))
+        #expect(back.resume == [1] && back.start.isEmpty && back.stop.isEmpty)
+        #expect(back.changes.map(\.state) == [.transferring])
+        // Held past the grace: stopped.
+        let late = Reconciler.plan([paused], facts: facts(metered, paused: [1: monday - 31]))
+        #expect(late.stop == [1])
+        // A person's suspend stops it at once.
+        var suspended = running
+        suspended.record.userSuspended = true
+        #expect(Reconciler.plan([suspended], facts: facts(.unmonitored)).stop == [1])
+    }
+
     static let networks: [NetworkView] = [
         .unmonitored, .offline, .online(cost: .metered, roaming: false), .online(cost: .unmetered, roaming: false),
         .online(cost: .metered, roaming: true),

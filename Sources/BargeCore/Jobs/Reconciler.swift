@@ -48,6 +48,11 @@ public struct ReconcileFacts: Hashable, Sendable {
     /// that ends is replaced at once by the engine (which admits by priority) instead of after a report and a new
     /// plan. 0: only as many as may run.
     public var backlog: Int
+    /// The running jobs the engine holds paused, and since when (epoch seconds).
+    public var paused: [Int64: Double]
+    /// How long a running job held back by the user, the network or its window stays paused (its connection
+    /// and partial kept, so a short flap costs nothing) before it is stopped; nil: stopped at once.
+    public var pauseGrace: Double?
 
     /// Creates facts.
     public init(
@@ -55,13 +60,17 @@ public struct ReconcileFacts: Hashable, Sendable {
         network: NetworkView = .unmonitored,
         limits: Concurrency = Concurrency(),
         bandwidth: BandwidthTimetable = BandwidthTimetable([]),
-        backlog: Int = 0
+        backlog: Int = 0,
+        paused: [Int64: Double] = [:],
+        pauseGrace: Double? = nil
     ) {
         self.now = now
         self.network = network
         self.limits = limits
         self.bandwidth = bandwidth
         self.backlog = backlog
+        self.paused = paused
+        self.pauseGrace = pauseGrace
     }
 
     /// The backlog the agent keeps for `limits`: four jobs per connection, at least 32.
@@ -89,8 +98,14 @@ public struct JobStateChange: Hashable, Sendable {
 public struct ReconcilePlan: Hashable, Sendable {
     /// Jobs to start, highest priority first.
     public var start: [Int64] = []
-    /// Running jobs to stop (suspended, preempted); their waiting state is in `changes`.
+    /// Running jobs to stop (suspended for longer than the pause grace, preempted); their waiting state is in
+    /// `changes`.
     public var stop: [Int64] = []
+    /// Running jobs to pause where they are (held back by the user, the network or a window): the engine keeps
+    /// their connection and partial; their waiting state is in `changes`.
+    public var pause: [Int64] = []
+    /// Paused jobs to resume (allowed again); their running state is in `changes`.
+    public var resume: [Int64] = []
     /// New states of jobs that do not run (only those that differ from the record).
     public var changes: [JobStateChange] = []
     /// The rate cap of every job that runs after the plan (started or kept).
@@ -108,10 +123,12 @@ public struct ReconcilePlan: Hashable, Sendable {
 /// every event (a manifest, a transfer's end, a command, the network, its one timer) and applies the plan.
 ///
 /// The rules, in order, for each job that has not ended:
-/// 1. suspended by the user → suspended;
+/// 1. suspended by the user → suspended (a running transfer is stopped);
 /// 2. due later (a retry, a refresh) → stays as it is, woken at the due time;
 /// 3. the network's cost is not allowed → suspended ("waiting for an unmetered network");
-/// 4. outside every time window → suspended ("waiting for window 22:00-06:00"), woken when one opens or closes;
+/// 4. outside every time window → suspended ("waiting for window 22:00-06:00"), woken when one opens or closes.
+///    A transfer held back by 3 or 4 while connected is paused where it is (connection and partial kept) for up
+///    to `pauseGrace`, resumed if allowed again by then, else stopped;
 /// 5. otherwise eligible. Eligible jobs are ranked by priority (foreground, high, normal, low), then connected
 ///    ones before those waiting in the engine before the rest of the same level (no thrashing), then least
 ///    recently started (round robin). The first `limits.total` are the ones that should be connected; they and
@@ -130,11 +147,31 @@ public enum Reconciler {
         if let next = facts.bandwidth.nextChange(after: facts.now) { wake = next }
         plan.globalRate = bandwidthRule?.total ?? .off
 
-        func hold(_ index: Int, _ state: JobState, _ reason: String) {
+        /// Holds a job back; a running one that may wait where it is (`pausable`: the network or a window, which
+        /// often come back soon) is paused for up to the grace, not stopped. A person's suspend stops it.
+        func hold(_ index: Int, _ state: JobState, _ reason: String, pausable: Bool = false) {
             let job = jobs[index]
-            if job.isRunning { plan.stop.append(job.record.id) }
-            if job.isRunning || job.record.state != state || job.record.reason != reason {
-                plan.changes.append(JobStateChange(id: job.record.id, state: state, reason: reason))
+            let id = job.record.id
+            var staysPaused = false
+            if job.isRunning {
+                if pausable, job.isAdmitted, let grace = facts.pauseGrace {
+                    if let since = facts.paused[id] {
+                        if now - since >= grace {
+                            plan.stop.append(id)
+                        } else {
+                            staysPaused = true
+                            wake = min(wake, since + grace)
+                        }
+                    } else {
+                        plan.pause.append(id)
+                        wake = min(wake, now + grace)
+                    }
+                } else {
+                    plan.stop.append(id)
+                }
+            }
+            if (job.isRunning && !staysPaused) || job.record.state != state || job.record.reason != reason {
+                plan.changes.append(JobStateChange(id: id, state: state, reason: reason))
             }
         }
 
@@ -153,14 +190,14 @@ public enum Reconciler {
                 continue
             }
             if let refusal = facts.network.refusal(for: job.spec.policy.network) {
-                hold(index, .suspended, refusal)
+                hold(index, .suspended, refusal, pausable: true)
                 continue
             }
             let windows = job.spec.policy.windows
             if !windows.isEmpty {
                 if let change = windows.nextChange(after: facts.now) { wake = min(wake, change) }
                 if !windows.allowsTransfer(at: facts.now) {
-                    hold(index, .suspended, "waiting for window \(windows.summary)")
+                    hold(index, .suspended, "waiting for window \(windows.summary)", pausable: true)
                     continue
                 }
             }
@@ -215,6 +252,13 @@ public enum Reconciler {
         for index in handed {
             let job = jobs[index]
             if !job.isRunning { plan.start.append(job.record.id) }
+            if job.isRunning, facts.paused[job.record.id] != nil {
+                plan.resume.append(job.record.id)
+                let host = Self.host(of: job.spec.url)
+                plan.changes.append(
+                    JobStateChange(id: job.record.id, state: .transferring, reason: "transferring from \(host)")
+                )
+            }
             var rate = job.spec.policy.maxRate
             let priority = job.spec.policy.priority
             if let shared = bandwidthRule?.perPriority[priority]?.rate {
