@@ -314,107 +314,44 @@ public actor Supervisor {
             }
             loaded = manifests
         }
-        var next: [String: KnownManifest] = [:]
-        var desired: [String: JobSpec] = [:]
-        desired.reserveCapacity(loaded.reduce(0) { $0 + ($1.specs?.count ?? 0) })
-        // Invalid manifests with no good version in this run stand in with their stored last good version (after
-        // the valid ones: a destination another manifest now claims is theirs).
-        var standIns: [LoadedManifest] = []
-        for manifest in loaded {
-            let owner = manifest.owner
-            let previous = self.manifests[manifest.id]
-            var goodVersionStoredAt = previous?.goodVersionStoredAt
-            var standIn: LoadedManifest?
-            if let specs = manifest.specs {
-                for spec in specs { desired[spec.destination] = spec }
-                goodVersionStoredAt = nil
-                if let digest = manifest.digest { self.manifestDigests[manifest.id] = digest }
-                if let text = manifest.newGoodText, let digest = manifest.digest {
-                    self.pending.manifestVersions.append(
-                        ManifestVersion(
-                            id: manifest.id,
-                            path: manifest.path,
-                            text: text,
-                            digest: digest,
-                            storedAt: Date().timeIntervalSince1970
-                        )
-                    )
-                }
-            } else if previous?.hasGoodVersion == true {
-                // Invalid now: its jobs are its last good version, and they keep running.
-                for view in self.table.views where view.spec.manifest == manifest.id {
-                    desired[view.spec.destination] = view.spec
-                }
-            } else if storedDigests[manifest.id] != nil {
-                let version: ManifestVersion?
-                do {
-                    version = try await self.store.manifestVersion(manifest.id)
-                } catch {
-                    Log.error("cannot read the last good version of \(manifest.id) (its jobs are kept): \(error)")
-                    version = nil
-                }
-                if let version {
-                    let restored = await offThePool {
-                        LoadedManifest(restoring: version, current: manifest, loader: loader)
-                    }
-                    standIns.append(restored)
-                    standIn = restored
-                    goodVersionStoredAt = version.storedAt
-                }
+        // Invalid manifests with no good version in this run stand in with their stored last good version.
+        var standIns: [String: (manifest: LoadedManifest, storedAt: Double)] = [:]
+        for manifest in loaded
+        where manifest.specs == nil && self.manifests[manifest.id]?.hasGoodVersion != true
+            && storedDigests[manifest.id] != nil
+        {
+            let version: ManifestVersion?
+            do {
+                version = try await self.store.manifestVersion(manifest.id)
+            } catch {
+                Log.error("cannot read the last good version of \(manifest.id) (its jobs are kept): \(error)")
+                version = nil
             }
-            // Jobs the store holds for an invalid manifest with nothing to stand in for it stay as they are.
-            let keepsStoredJobs =
-                manifest.specs == nil && standIn?.specs == nil
-                && self.table.views.contains { $0.spec.manifest == manifest.id }
-            if keepsStoredJobs {
-                for view in self.table.views where view.spec.manifest == manifest.id {
-                    desired[view.spec.destination] = view.spec
-                }
-            }
-            next[manifest.id] = KnownManifest(
-                path: manifest.path,
-                hasGoodVersion: manifest.specs != nil || previous?.hasGoodVersion == true || standIn?.specs != nil
-                    || keepsStoredJobs,
-                goodVersionStoredAt: goodVersionStoredAt,
-                hooks: manifest.hooks ?? standIn?.hooks ?? previous?.hooks ?? Hooks(),
-                prune: manifest.prune ?? standIn?.prune ?? previous?.prune ?? false,
-                errors: manifest.errors,
-                owner: owner
-            )
+            guard let version else { continue }
+            let restored = await offThePool { LoadedManifest(restoring: version, current: manifest, loader: loader) }
+            standIns[manifest.id] = (restored, version.storedAt)
         }
-        for standIn in standIns {
-            for spec in standIn.specs ?? [] where desired[spec.destination] == nil { desired[spec.destination] = spec }
-        }
-        // A manifest whose file is gone takes its stored last good version with it.
-        let present = Set(loaded.map(\.id))
-        for id in self.manifestDigests.keys where !present.contains(id) {
-            self.manifestDigests.removeValue(forKey: id)
-            self.pending.manifestRemovals.append(id)
-        }
-        let before = self.manifests
-        self.manifests = next
-
-        var removed: Set<Int64> = []
-        for view in self.table.views where view.spec.manifest != nil && desired[view.spec.destination] == nil {
-            removed.insert(view.record.id)
-        }
-        // A manifest that said `prune` (its current version, or its last one when it was deleted) takes the
-        // mirrored files of removed entries with it.
-        self.remove(removed) { manifest in manifest.flatMap { next[$0]?.prune ?? before[$0]?.prune } ?? false }
-        var inserts: [StoredJob] = []
-        var new: [(destination: String, spec: JobSpec)] = []
-        for (destination, spec) in desired where !self.destinationsBeingAdded.contains(destination) {
-            if let id = self.table.id(forDestination: destination) {
-                self.update(id, to: spec)
-            } else {
-                new.append((destination, spec))
-            }
-        }
+        let diff = ManifestDiff(
+            loaded: loaded,
+            standIns: standIns,
+            previous: self.manifests,
+            jobs: self.table.views,
+            jobIDs: { self.table.id(forDestination: $0) },
+            digests: self.manifestDigests,
+            excluding: self.destinationsBeingAdded,
+            now: Date().timeIntervalSince1970
+        )
+        self.manifests = diff.known
+        self.manifestDigests = diff.digests
+        self.pending.manifestVersions += diff.versionsToStore
+        self.pending.manifestRemovals += diff.versionsToDrop
+        self.remove(diff.removed)
+        for (id, spec) in diff.kept { self.update(id, to: spec) }
         // New jobs get their ids in destination order.
-        for (_, spec) in new.sorted(by: { $0.destination < $1.destination }) {
+        let inserts = diff.added.map { spec in
             var record = JobRecord(id: 0)
             record.reason = "new"
-            inserts.append(StoredJob(spec: spec, record: record))
+            return StoredJob(spec: spec, record: record)
         }
         if !inserts.isEmpty {
             var batch = JobStore.Batch()
@@ -475,19 +412,19 @@ public actor Supervisor {
         if !JobStore.storesSameSpec(previous, spec) { self.pending.specs.append((id, spec)) }
     }
 
-    /// Removes jobs whose entries are gone; `prunes` tells, by manifest, whether their mirrored files go too.
-    private func remove(_ ids: Set<Int64>, prunes: (String?) -> Bool) {
-        for job in self.table.remove(ids) {
+    /// Removes jobs whose entries are gone, each with whether its mirrored file goes too.
+    private func remove(_ removals: [(id: Int64, prunes: Bool)]) {
+        let prunes = Dictionary(removals.map { ($0.id, $0.prunes) }, uniquingKeysWith: { $1 })
+        for job in self.table.remove(Set(prunes.keys)) {
             let id = job.record.id
-            if job.record.completedAt != nil, prunes(job.spec.manifest) {
-                let destination = job.spec.destination
+            let destination = job.spec.destination
+            if job.record.completedAt != nil, prunes[id] == true {
                 Self.cleanup.async { PartialFiles.removeDestination(destination) }
             }
             if let running = self.live.removeValue(forKey: id) {
                 self.byTransfer.removeValue(forKey: running.transfer)
                 self.engine.cancel(running.transfer, discardPartial: true)
             } else {
-                let destination = job.spec.destination
                 Self.cleanup.async { PartialFiles.remove(for: destination) }
             }
             self.pending.deletions.append(id)

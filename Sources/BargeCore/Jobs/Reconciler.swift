@@ -73,8 +73,10 @@ public struct ReconcileFacts: Hashable, Sendable {
         self.pauseGrace = pauseGrace
     }
 
-    /// The backlog the agent keeps for `limits`: four jobs per connection, at least 32.
-    public static func backlog(for limits: Concurrency) -> Int { max(32, 4 * limits.total) }
+    /// The backlog the agent keeps for `limits`: sixteen jobs per connection, at least 128 (a burst of small
+    /// files on a fast link finishes a file per connection every millisecond or two; the engine must not run dry
+    /// before the next plan, which follows the engine's next report batch).
+    public static func backlog(for limits: Concurrency) -> Int { max(128, 16 * limits.total) }
 }
 
 /// A job's new waiting state and its reason.
