@@ -2,26 +2,37 @@
 # Agent burst benchmark: how long `barge agent` takes to mirror a manifest of many small files from a local nginx,
 # beside the engine alone (`barge-bench download`) on the same files in the same run.
 #
-#   scripts/bench/agent-burst.sh [--files N] [--runs N] [--limits "8/4 16/16 64/16"]
+#   scripts/bench/agent-burst.sh [--files N] [--runs N] [--limits "8/4 16/16 64/16"] [--fresh-fs [--mkfs-options O]]
+#       [--compare BIN_DIR]
 #
 # For each concurrency limit (total/per-host) and each run: an empty output directory and state, `barge agent`
 # started on one manifest of N entries (default 2,000 files of 16 KiB), and the time from the start until every file
 # is in place and until `barge status` shows every job up to date; every file is then checked with sha256sum.
 # Prints the median of the runs (default 3). The output of a run is moved aside, not deleted (see transfer.sh: on
-# ext4 without a journal, files created right after as many were deleted are made far more slowly).
+# ext4 without a journal, files created right after as many were deleted are made far more slowly). With
+# --fresh-fs (root) each run writes to an ext4 made afresh instead (lib/freshfs.sh). --compare BIN_DIR adds rows for
+# another build's barge (an earlier commit's `scripts/build-release.sh` output), taking turns with this one.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=lib/origin.sh
 source scripts/bench/lib/origin.sh
+# shellcheck source=lib/freshfs.sh
+source scripts/bench/lib/freshfs.sh
 
 files=2000
 runs=3
 limits="8/4 16/16 64/16"
+fresh_fs=false
+mkfs_options=""
+compare=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --files) files=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
         --limits) limits=$2; shift 2 ;;
+        --fresh-fs) fresh_fs=true; shift ;;
+        --mkfs-options) mkfs_options=$2; shift 2 ;;
+        --compare) compare=$2; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -35,12 +46,14 @@ agent_pid=""
 cleanup() {
     [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null || true
     [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
+    freshfs_cleanup "$work/out"
     rm -rf --one-file-system "$work" || true
     sync
 }
 trap cleanup EXIT
 
-mkdir -p "$work/root" "$work/aside"
+mkdir -p "$work/root" "$work/aside" "$work/out"
+if $fresh_fs; then freshfs_setup "$work" $(( files / 16 + 512 )); fi
 for i in $(seq 1 "$files"); do head -c 16384 /dev/urandom > "$work/root/$i.bin"; done
 (cd "$work/root" && sha256sum ./*.bin | sort -k2) > "$work/expected.sha256"
 start_origin "$work" 1.bin
@@ -59,9 +72,13 @@ for i in $(seq 1 "$files"); do printf 'http://127.0.0.1:%s/%s.bin\t%s/out/%s.bin
 now() { date +%s%N; }
 moved=0
 fresh_output() {
-    if [ -d "$work/out" ]; then moved=$((moved + 1)); mv "$work/out" "$work/aside/$moved"; fi
     rm -rf "$work/state"
-    mkdir -p "$work/out"
+    if $fresh_fs; then
+        freshfs_make "$work/out" "$mkfs_options"
+    else
+        if [ -d "$work/out" ]; then moved=$((moved + 1)); mv "$work/out" "$work/aside/$moved"; fi
+        mkdir -p "$work/out"
+    fi
     sync
     sleep 1
 }
@@ -90,26 +107,35 @@ control-socket: $work/barge.sock
 allowed-roots: [$work/out]
 concurrency: {total: $total, per-host: $per_host}
 EOF
-    placed_times=()
-    done_times=()
+    builds=("$bin")
+    [ -n "$compare" ] && builds+=("$compare")
+    declare -A placed_times=() done_times=()
     for _ in $(seq 1 "$runs"); do
-        fresh_output
-        began=$(now)
-        "$bin/barge" agent --config "$work/barge.yaml" 2>"$work/agent.log" &
-        agent_pid=$!
-        until [ "$(find "$work/out" -maxdepth 1 -name '*.bin' | wc -l)" -ge "$files" ]; do sleep 0.01; done
-        placed_times+=($(( $(now) - began )))
-        until [ "$("$bin/barge" status --json --config "$work/barge.yaml" 2>/dev/null | grep -o '"up-to-date"' | wc -l)" -ge "$files" ]; do
-            sleep 0.01
+        for build in "${builds[@]}"; do  # the builds take turns, so drift in the machine's speed hits both alike
+            fresh_output
+            began=$(now)
+            "$build/barge" agent --config "$work/barge.yaml" 2>"$work/agent.log" &
+            agent_pid=$!
+            until [ "$(find "$work/out" -maxdepth 1 -name '*.bin' | wc -l)" -ge "$files" ]; do sleep 0.01; done
+            placed_times[$build]+="$(( $(now) - began )) "
+            until [ "$("$build/barge" status --json --config "$work/barge.yaml" 2>/dev/null | grep -o '"up-to-date"' | wc -l)" -ge "$files" ]; do
+                sleep 0.01
+            done
+            done_times[$build]+="$(( $(now) - began )) "
+            kill -TERM "$agent_pid"
+            wait "$agent_pid" || true
+            agent_pid=""
+            verify || { echo "the agent's files differ from the origin's" >&2; exit 1; }
         done
-        done_times+=($(( $(now) - began )))
-        kill -TERM "$agent_pid"
-        wait "$agent_pid" || true
-        agent_pid=""
-        verify || { echo "the agent's files differ from the origin's" >&2; exit 1; }
     done
-    printf '%-34s %12s %14s\n' "barge agent, $total in all, $per_host per host" \
-        "$(printf '%s\n' "${placed_times[@]}" | median) s" "$(printf '%s\n' "${done_times[@]}" | median) s"
+    for build in "${builds[@]}"; do
+        label="barge agent, $total in all, $per_host per host"
+        [ "$build" != "$bin" ] && label="  the same, $build"
+        # shellcheck disable=SC2086 # the times are words
+        printf '%-34s %12s %14s\n' "$label" "$(printf '%s\n' ${placed_times[$build]} | median) s" \
+            "$(printf '%s\n' ${done_times[$build]} | median) s"
+    done
+    unset placed_times done_times
 done
 echo
 echo "the agent's times include its start (loading the manifest, creating the jobs in its store)"

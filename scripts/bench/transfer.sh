@@ -21,6 +21,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=lib/origin.sh
 source scripts/bench/lib/origin.sh
+# shellcheck source=lib/freshfs.sh
+source scripts/bench/lib/freshfs.sh
 
 runs=3
 small_runs=9
@@ -53,13 +55,9 @@ bin=$(scripts/build-release.sh barge barge-bench 2>/dev/null) || { scripts/build
 work=$(mktemp -d /var/tmp/barge-bench-XXXXXX)
 chmod 755 "$work"
 nginx_pid=""
-loop_device=""
 cleanup() {
     [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
-    if [ -n "$loop_device" ]; then
-        if mountpoint -q "$work/out"; then umount "$work/out" || umount -l "$work/out" || true; fi
-        losetup -d "$loop_device" || true
-    fi
+    freshfs_cleanup "$work/out"
     rm -rf --one-file-system "$work" || true
     sync  # the freed inodes' table blocks written: new files skip them for a minute, not six (see reset_out)
 }
@@ -67,14 +65,7 @@ trap cleanup EXIT
 
 echo "preparing data in $work ($large_mib MiB file, $small × 16 KiB files)…" >&2
 mkdir -p "$work/root/small" "$work/out" "$work/aside"
-if $fresh_fs; then
-    # Allocated once (not sparse), and mkfs told not to discard it: each run then writes to the same blocks of
-    # the machine's file system instead of allocating them again.
-    fallocate -l $(( large_mib + small / 16 + 1024 ))M "$work/fs.img"
-    loop_device=$(losetup -f --direct-io=on --show "$work/fs.img")
-    [ "$(cat "/sys/block/${loop_device#/dev/}/loop/dio" 2>/dev/null)" = 1 ] ||
-        echo "warning: $loop_device does not use direct I/O: its writes go through the page cache twice" >&2
-fi
+if $fresh_fs; then freshfs_setup "$work" $(( large_mib + small / 16 + 1024 )); fi
 head -c $((large_mib * 1024 * 1024)) /dev/urandom > "$work/root/large.bin"
 large_sha=$(sha256sum "$work/root/large.bin" | cut -d' ' -f1)
 for i in $(seq 1 "$small"); do head -c 16384 /dev/urandom > "$work/root/small/$i.bin"; done
@@ -104,11 +95,7 @@ verify_small() { (cd "$work/out/small" && sha256sum ./*.bin | sort -k2) | cmp -s
 runs_done=0
 reset_out() {
     if $fresh_fs; then
-        mountpoint -q "$work/out" && umount "$work/out"
-        # shellcheck disable=SC2086 # the options are words
-        # Inode tables and journal written now, not by a kernel thread in the background during the runs.
-        mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard $mkfs_options "$loop_device"
-        mount "$loop_device" "$work/out"
+        freshfs_make "$work/out" "$mkfs_options"
         mkdir -p "$work/out/small"
         sync
         sleep 1
