@@ -738,26 +738,10 @@ public actor Supervisor {
     /// The jobs `selection` names that `caller` may control, or the refusal: a job that does not exist, another
     /// user's job, or a whole manifest for a caller who does not administer the agent.
     private func select(_ selection: Selection, by caller: ControlCaller) -> (ids: [Int64], refusal: CommandReply?) {
-        let ids: [Int64]
-        switch selection {
-        case .jobs(let named):
-            ids = named.filter { self.table.position(of: $0) != nil }
-        case .manifest(let name):
-            guard caller.isAdministrator else {
-                return ([], .refused(.forbidden, "only an administrator of the agent may control a manifest's jobs"))
-            }
-            ids = self.table.views.filter { $0.spec.manifest == name }.map(\.record.id)
-        }
-        guard !ids.isEmpty else { return ([], .refused(.noSuchJob, "no such job")) }
-        let others = ids.filter { id in self.table[id].map { !caller.mayControl($0) } ?? true }
-        guard others.isEmpty else {
-            let list = others.map(String.init).joined(separator: ", ")
-            return ([], .refused(.forbidden, "job \(list) belongs to another user", jobs: others))
-        }
-        return (ids, nil)
+        JobSelection.select(selection, by: caller, in: self.table)
     }
 
-    /// Runs `body` on the jobs that `selection` names once `caller` may control them, then reconciles.
+    /// Runs `body` on the jobs that `selection` names once `caller` may control them (the plan follows).
     private func command(
         _ selection: Selection,
         by caller: ControlCaller,
