@@ -103,8 +103,8 @@ struct KnownManifest {
 public actor Supervisor {
     let configPath: String?
     let config: AgentConfig
-    let store: JobStore
-    let engine: TransferEngine
+    let store: any JobPersistence
+    let engine: any TransferControl
     private let reporter: TransferReporter
     private let reports: AsyncStream<[TransferReport]>
     /// Every event comes through here; ``run(_:)`` takes them in order, a burst at a time.
@@ -158,11 +158,28 @@ public actor Supervisor {
 
     /// Opens the store and starts the engine; call ``start()`` next.
     public init(config: AgentConfig, configPath: String?, notifier: SystemdNotifier? = nil) throws {
+        self.init(
+            config: config,
+            configPath: configPath,
+            notifier: notifier,
+            store: try JobStore(directory: config.stateDirectory),
+            engine: TransferEngine(limits: config.concurrency)
+        )
+    }
+
+    /// A supervisor over a given store and engine (the tests' doubles).
+    init(
+        config: AgentConfig,
+        configPath: String?,
+        notifier: SystemdNotifier?,
+        store: any JobPersistence,
+        engine: any TransferControl
+    ) {
         self.config = config
         self.configPath = configPath
-        self.store = try JobStore(directory: config.stateDirectory)
-        self.engine = TransferEngine(limits: config.concurrency)
-        (self.reports, self.reporter) = self.engine.makeReportStream()
+        self.store = store
+        self.engine = engine
+        (self.reports, self.reporter) = engine.makeReportStream()
         self.hooks = HookRunner()
         self.notifier = notifier
     }

@@ -1,0 +1,49 @@
+import BargeCore
+import BargeStore
+import BargeTransfer
+
+/// What the supervisor asks of the transfer engine: ``TransferEngine`` in the agent, a recording double in the
+/// tests of the plan's application.
+protocol TransferControl: Sendable {
+    /// A report stream for the transfers started with it.
+    func makeReportStream() -> (reports: AsyncStream<[TransferReport]>, reporter: TransferReporter)
+    /// Starts a transfer, reporting to `reporter`.
+    func start(_ request: TransferRequest, reportingTo reporter: TransferReporter) -> TransferID
+    /// Pauses a transfer where it is.
+    func pause(_ id: TransferID)
+    /// Resumes a paused transfer.
+    func resume(_ id: TransferID)
+    /// Stops a transfer, keeping its partial unless `discardPartial`.
+    func cancel(_ id: TransferID, discardPartial: Bool)
+    /// Changes a transfer's rate cap.
+    func setRate(_ id: TransferID, _ limit: RateLimit)
+    /// Changes the budget all transfers share.
+    func setGlobalRate(_ limit: RateLimit)
+    /// Stops every transfer and the engine.
+    func shutdown() async
+}
+
+extension TransferEngine: TransferControl {}
+
+extension TransferControl {
+    /// Stops a transfer and keeps its partial.
+    func cancel(_ id: TransferID) { self.cancel(id, discardPartial: false) }
+}
+
+/// What the supervisor asks of its store: ``JobStore`` in the agent, a double in memory in the tests.
+protocol JobPersistence: Sendable {
+    /// Every job.
+    func jobs() async throws -> [StoredJob]
+    /// The digests of the stored last good manifest versions.
+    func manifestDigests() async throws -> [String: String]
+    /// A manifest's stored last good version.
+    func manifestVersion(_ id: String) async throws -> ManifestVersion?
+    /// The mirrored copies' validators of these jobs.
+    func validators(of ids: [Int64]) async throws -> [Int64: MirrorValidators]
+    /// Applies a batch in one transaction; returns the ids of its inserts.
+    @discardableResult func apply(_ batch: JobStore.Batch) async throws -> [Int64]
+    /// Gives back the memory of caches filled by a large read.
+    func releaseMemory()
+}
+
+extension JobStore: JobPersistence {}

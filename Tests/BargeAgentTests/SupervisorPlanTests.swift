@@ -1,0 +1,141 @@
+import BargeCore
+import BargeStore
+import Foundation
+import Synchronization
+import Testing
+
+@testable import BargeAgent
+@testable import BargeTransfer
+
+/// The engine as the supervisor sees it, recording what it is asked; reports are fed by the test.
+final class RecordingEngine: TransferControl {
+    enum Call: Equatable, Sendable {
+        case start(String)
+        case pause(UInt64)
+        case resume(UInt64)
+        case cancel(UInt64, discard: Bool)
+    }
+
+    let calls = Mutex<[Call]>([])
+    private let nextID = Mutex<UInt64>(0)
+    private let stream: AsyncStream<[TransferReport]>
+    let reporter: TransferReporter
+
+    init() {
+        let (stream, continuation) = AsyncStream<[TransferReport]>.makeStream()
+        self.stream = stream
+        self.reporter = TransferReporter(continuation)
+    }
+
+    var recorded: [Call] { self.calls.withLock { $0 } }
+
+    func makeReportStream() -> (reports: AsyncStream<[TransferReport]>, reporter: TransferReporter) {
+        (self.stream, self.reporter)
+    }
+
+    func start(_ request: TransferRequest, reportingTo reporter: TransferReporter) -> TransferID {
+        self.calls.withLock { $0.append(.start(request.destination)) }
+        return TransferID(
+            self.nextID.withLock {
+                $0 += 1
+                return $0
+            }
+        )
+    }
+
+    func pause(_ id: TransferID) { self.calls.withLock { $0.append(.pause(id.rawValue)) } }
+    func resume(_ id: TransferID) { self.calls.withLock { $0.append(.resume(id.rawValue)) } }
+    func cancel(_ id: TransferID, discardPartial: Bool) {
+        self.calls.withLock { $0.append(.cancel(id.rawValue, discard: discardPartial)) }
+    }
+    func setRate(_ id: TransferID, _ limit: RateLimit) {}
+    func setGlobalRate(_ limit: RateLimit) {}
+    func shutdown() async {}
+
+    /// Delivers events as the engine would (one batch).
+    func report(_ events: [(UInt64, TransferEvent)]) {
+        for (id, event) in events { self.reporter.collect(TransferID(id), event) }
+        self.reporter.deliverAll()
+    }
+}
+
+/// A store in memory: what was written, and ids for inserts.
+actor MemoryStore: JobPersistence {
+    private(set) var batches: [JobStore.Batch] = []
+    private var nextID: Int64 = 0
+
+    func jobs() async throws -> [StoredJob] { [] }
+    func manifestDigests() async throws -> [String: String] { [:] }
+    func manifestVersion(_ id: String) async throws -> ManifestVersion? { nil }
+    func validators(of ids: [Int64]) async throws -> [Int64: MirrorValidators] { [:] }
+    func apply(_ batch: JobStore.Batch) async throws -> [Int64] {
+        self.batches.append(batch)
+        return batch.inserts.map { _ in
+            self.nextID += 1
+            return self.nextID
+        }
+    }
+    nonisolated func releaseMemory() {}
+
+    var histories: [String] { self.batches.flatMap { $0.history.map(\.entry.state) } }
+}
+
+/// The supervisor's plan applied to an engine and a store behind their protocols: no socket, no transfer.
+@Suite("Supervisor with doubles", .serialized)
+struct SupervisorPlanTests {
+    static func supervisor() -> (Supervisor, RecordingEngine, MemoryStore) {
+        var config = AgentConfig.defaults(scope: .system)
+        config.manifestDirectory = "/nonexistent/barge-test-manifests.d"  // unreadable: every job kept, none made
+        config.allowedRoots = ["/srv"]
+        let engine = RecordingEngine()
+        let store = MemoryStore()
+        let supervisor = Supervisor(config: config, configPath: nil, notifier: nil, store: store, engine: engine)
+        return (supervisor, engine, store)
+    }
+
+    @Test func anAddedJobStartsAndCompletesFromTheEnginesReports() async throws {
+        let (supervisor, engine, store) = Self.supervisor()
+        try await supervisor.start()
+        let reply = await supervisor.add(NewJobRequest(url: "https://o.test/f", destination: "/srv/f"))
+        #expect(reply.ok, "\(reply)")
+        #expect(engine.recorded == [.start("/srv/f")])
+        var job = try #require(await supervisor.status().jobs.first)
+        #expect(job.state == "queued" && job.reason == "waiting for a connection to o.test")
+        engine.report([(1, .started(url: "https://o.test/f", offset: 0))])
+        #expect(await eventually { await supervisor.status().jobs.first?.state == "connecting" })
+        let done = CompletedTransfer(url: "https://o.test/f", size: 3, validators: Validators(), transferred: 3)
+        engine.report([(1, .finished(.completed(done)))])
+        #expect(await eventually { await supervisor.status().jobs.first?.state == "complete" })
+        job = try #require(await supervisor.status().jobs.first)
+        #expect(job.reason == "fetched 3 B from o.test")
+        #expect(await store.histories == ["complete"])
+        await supervisor.stop()
+    }
+
+    @Test func aCancelDiscardsThePartialAndASuspendStops() async throws {
+        let (supervisor, engine, _) = Self.supervisor()
+        try await supervisor.start()
+        _ = await supervisor.add(NewJobRequest(url: "https://o.test/a", destination: "/srv/a"))
+        _ = await supervisor.add(NewJobRequest(url: "https://o.test/b", destination: "/srv/b"))
+        engine.report([
+            (1, .started(url: "https://o.test/a", offset: 0)), (2, .started(url: "https://o.test/b", offset: 0)),
+        ])
+        #expect(await eventually { await supervisor.status().jobs.allSatisfy { $0.state == "connecting" } })
+        #expect(await supervisor.cancel(.jobs([1])).ok)
+        #expect(await supervisor.suspend(.jobs([2])).ok)
+        #expect(engine.recorded.suffix(2) == [.cancel(1, discard: true), .cancel(2, discard: false)])
+        let states = await supervisor.status().jobs.map(\.state)
+        #expect(states == ["cancelled", "suspended"])
+        await supervisor.stop()
+    }
+
+    /// Polls an async condition until it holds or the deadline passes (the supervisor takes reports on its own).
+    func eventually(timeout: Double = 5, _ condition: () async -> Bool) async -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(2))  // a poll with a deadline, not synchronisation
+        }
+        return await condition()
+    }
+}
