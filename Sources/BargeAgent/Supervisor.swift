@@ -231,7 +231,13 @@ public actor Supervisor {
             replies.append((reply, await self.perform(command, by: caller)))
         }
         if work.readsManifests { await self.readManifests() }
-        if work.needsReconcile, !self.stopping { await self.reconcile() } else { await self.flush() }
+        // Transfers that succeeded while the engine still holds half its backlog need no plan yet: it gives their
+        // connections to the jobs waiting there, and a plan over every job for each batch of small files would
+        // cost the burst more than it gains.
+        let backlogHolds =
+            self.live.count >= self.config.concurrency.total + ReconcileFacts.backlog(for: self.config.concurrency) / 2
+        let planWaits = work.onlySuccessesEnded && backlogHolds
+        if work.needsReconcile, !planWaits, !self.stopping { await self.reconcile() } else { await self.flush() }
         for (reply, answer) in replies { reply.resume(returning: answer) }
         for waiter in work.manifestWaiters { waiter.resume() }
     }

@@ -53,6 +53,21 @@ struct SupervisorWork: Sendable {
         }
     }
 
+    /// Whether nothing but transfers that succeeded calls for a plan: then, while the engine still holds a
+    /// backlog of started jobs, the plan can wait (the engine gives the freed connections to its backlog itself).
+    var onlySuccessesEnded: Bool {
+        !self.readsManifests && !self.timerFired && self.commands.isEmpty
+            && self.reports.allSatisfy { batch in
+                batch.allSatisfy { report in
+                    switch report.event {
+                    case .finished(.completed), .finished(.notModified): true
+                    case .finished: false
+                    case .started, .response, .progress, .checkpoint: true
+                    }
+                }
+            }
+    }
+
     /// Whether the jobs must be planned again: anything but progress (a transfer that ended frees its slot).
     var needsReconcile: Bool {
         self.readsManifests || self.timerFired || !self.commands.isEmpty

@@ -34,6 +34,14 @@ struct SupervisorInboxTests {
         #expect(SupervisorWork([.timer]).needsReconcile)
     }
 
+    @Test func onlySuccessesMayWaitForThePlan() {
+        let done = CompletedTransfer(url: "https://o.test/f", size: 1, validators: Validators(), transferred: 1)
+        #expect(SupervisorWork([.reports([Self.report(1, .finished(.completed(done)))])]).onlySuccessesEnded)
+        let failed = TransferOutcome.failed(TransferFailure(.transient, "reset"))
+        #expect(!SupervisorWork([.reports([Self.report(1, .finished(failed))])]).onlySuccessesEnded)
+        #expect(!SupervisorWork([.reports([Self.report(1, .finished(.completed(done)))]), .timer]).onlySuccessesEnded)
+    }
+
     @Test func theLoopTakesEverythingThatWaitedAtOnce() async {
         let inbox = SupervisorInbox()
         inbox.post(.timer)
