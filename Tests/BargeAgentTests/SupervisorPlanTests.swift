@@ -129,6 +129,29 @@ struct SupervisorPlanTests {
         await supervisor.stop()
     }
 
+    /// A cancel that reaches the engine once the file's commit has begun cannot stop it: the engine reports the
+    /// file complete, and the job says so (with its history line); one that came in time leaves it cancelled,
+    /// and nothing claims a file.
+    @Test func aCancelDuringTheCommitIsReportedAsWhatHappened() async throws {
+        let (supervisor, engine, store) = Self.supervisor()
+        try await supervisor.start()
+        _ = await supervisor.add(NewJobRequest(url: "https://o.test/late", destination: "/srv/late"))
+        _ = await supervisor.add(NewJobRequest(url: "https://o.test/early", destination: "/srv/early"))
+        engine.report([
+            (1, .started(url: "https://o.test/late", offset: 0)), (2, .started(url: "https://o.test/early", offset: 0)),
+        ])
+        #expect(await eventually { await supervisor.status().jobs.allSatisfy { $0.state == "connecting" } })
+        #expect(await supervisor.cancel(.jobs([1, 2])).ok)
+        let done = CompletedTransfer(url: "https://o.test/late", size: 5, validators: Validators(), transferred: 5)
+        engine.report([(1, .finished(.completed(done))), (2, .finished(.cancelled))])
+        #expect(await eventually { await supervisor.status().jobs.first { $0.id == 1 }?.state == "complete" })
+        let jobs = await supervisor.status().jobs
+        #expect(jobs.first { $0.id == 1 }?.reason == "fetched 5 B from o.test")
+        #expect(jobs.first { $0.id == 2 }?.state == "cancelled")
+        #expect(await store.histories == ["complete"])
+        await supervisor.stop()
+    }
+
     /// Polls an async condition until it holds or the deadline passes (the supervisor takes reports on its own).
     func eventually(timeout: Double = 5, _ condition: () async -> Bool) async -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
