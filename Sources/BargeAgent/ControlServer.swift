@@ -31,11 +31,15 @@ struct ControlServer: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         // A private directory beside the socket's (so the rename stays on one file system), entered by the agent
         // only, holds the socket until its mode is set.
-        let staging = directory + "/.barge-bind-\(getpid())"
-        rmdir(staging)
-        guard mkdir(staging, 0o700) == 0 || errno == EEXIST else {
-            throw ControlSocketError(path: self.path, reason: "mkdir \(staging): \(String(cString: strerror(errno)))")
+        // mkdtemp: a new directory of a random name, mode 0700, never one that someone else made beforehand.
+        var template = Array((directory + "/.barge-bind-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw ControlSocketError(
+                path: self.path,
+                reason: "mkdtemp in \(directory): \(String(cString: strerror(errno)))"
+            )
         }
+        let staging = String(cString: made)
         defer { rmdir(staging) }
         let bound = staging + "/barge.sock"
         let access = self.access
