@@ -15,13 +15,16 @@ public enum Agent {
         CBargeLinux_tune_malloc()
         _ = CBargeLinux_raise_descriptor_limit()  // files gathering for group commit stay open
         let notifier = SystemdNotifier()
-        try FileManager.default.createDirectory(atPath: config.manifestDirectory, withIntermediateDirectories: true)
+        // The drop-in directory is not created: a missing one is a problem to report and wait out (a configuration
+        // tool swapping it), never an empty directory that would prune every job.
         let supervisor = try Supervisor(config: config, configPath: configPath, notifier: notifier)
         try await supervisor.start()
         let watcher = try ManifestWatcher(directory: config.manifestDirectory) {
             supervisor.manifestsMayHaveChanged()
         }
-        let access = await offThePool { ControlAccess.resolve(group: config.adminGroup) }
+        // Without `admin-group`, the agent's own group administers it (systemd's Group=barge), unless that is root's.
+        let adminGroup = config.adminGroup ?? (getegid() != 0 ? String(getegid()) : nil)
+        let access = await offThePool { ControlAccess.resolve(group: adminGroup) }
         let server = ControlServer(path: config.controlSocket, supervisor: supervisor, access: access)
         let bound: ControlServer.Server
         do {

@@ -178,7 +178,8 @@ struct ControlServer: Sendable {
             let query = Self.query(of: head.uri)
             let snapshot = await self.supervisor.statusSnapshot(
                 job: query["job"].flatMap { Int64($0) },
-                manifest: query["manifest"]
+                manifest: query["manifest"],
+                for: caller
             )
             return (.ok, .streamed(Self.statusJSON(snapshot), large: snapshot.count > Self.statusPage))
         }
@@ -212,7 +213,7 @@ struct ControlServer: Sendable {
             return (.ok, (try? encoder.encode(await self.supervisor.agentStatus())) ?? Data())
         }
         if head.method == .GET, parts.count == 3, parts[0] == "v1", parts[1] == "jobs", let id = Int64(parts[2]) {
-            guard let job = await self.supervisor.status(job: id).jobs.first else {
+            guard let job = await self.supervisor.status(job: id, for: caller).jobs.first else {
                 return reply(.refused(.noSuchJob, "no such job"))
             }
             return (.ok, (try? encoder.encode(job)) ?? Data())

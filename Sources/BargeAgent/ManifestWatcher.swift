@@ -30,7 +30,8 @@ final class ManifestWatcher: @unchecked Sendable {
     )
     private static let parentMask = UInt32(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB)
 
-    /// Starts watching `directory` (which must exist now); `changed` runs on a private queue.
+    /// Starts watching `directory`, which may be missing now (its parent is watched for it; the agent also reads
+    /// it again every few seconds while it cannot); `changed` runs on a private queue.
     init(directory: String, changed: @escaping @Sendable () -> Void) throws {
         let descriptor = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard descriptor >= 0 else { throw WatchError(reason: "inotify_init1: \(String(cString: strerror(errno)))") }
@@ -39,14 +40,14 @@ final class ManifestWatcher: @unchecked Sendable {
         self.name = PathRules.fileName(of: trimmed)
         self.descriptor = descriptor
         let parent = PathRules.directory(of: trimmed)
-        self.directoryWatch = inotify_add_watch(descriptor, trimmed, Self.directoryMask)
-        guard self.directoryWatch >= 0 else {
+        self.directoryWatch = inotify_add_watch(descriptor, trimmed, Self.directoryMask | UInt32(IN_ONLYDIR))
+        // Without the parent's watch a missing or replaced directory is seen only by the agent's periodic retry.
+        self.parentWatch = inotify_add_watch(descriptor, parent, Self.parentMask | UInt32(IN_ONLYDIR))
+        guard self.directoryWatch >= 0 || self.parentWatch >= 0 else {
             let reason = String(cString: strerror(errno))
             close(descriptor)
-            throw WatchError(reason: "cannot watch \(trimmed): \(reason)")
+            throw WatchError(reason: "cannot watch \(trimmed) or its parent: \(reason)")
         }
-        // Without the parent's watch a replaced directory is seen only by the agent's periodic retry.
-        self.parentWatch = inotify_add_watch(descriptor, parent, Self.parentMask | UInt32(IN_ONLYDIR))
         self.source = DispatchSource.makeReadSource(fileDescriptor: descriptor, queue: self.queue)
         let buffer = UnsafeMutableRawPointer.allocate(
             byteCount: 64 * 1024,

@@ -17,8 +17,10 @@ struct LiveTransfer: Sendable {
     var admitted = false
     /// Paused by a plan (held back by the user, the network or a window), since then.
     var pausedSince: Double?
-    /// Where its first response started (the offset it resumed from).
-    var startOffset: UInt64?
+    /// The bytes kept for the job when the transfer began (its checkpoint): progress is going past them, not
+    /// merely past where an attempt started (an attempt that starts over from zero and fails at the same place
+    /// again made none).
+    var startOffset: UInt64 = 0
     var bytesPerSecond: Double = 0
     var rate: RateLimit?
 }
@@ -130,6 +132,10 @@ public actor Supervisor {
     private var directoryRetry: Task<Void, Never>?
     /// How often an unreadable drop-in directory is read again (the watcher also tells when it comes back).
     static let directoryRetryInterval: Duration = .seconds(5)
+    /// How long a drop-in directory found empty while manifests' jobs exist keeps them (a replacement under way).
+    static let emptyDirectoryGrace: Double = 10
+    /// Since when the drop-in directory has held no manifest while their jobs exist.
+    private var emptySince: Double?
     private var pending = JobStore.Batch()
     /// Destinations of one-shot jobs being added (the actor takes other work while the store writes them).
     private var destinationsBeingAdded: Set<String> = []
@@ -150,6 +156,8 @@ public actor Supervisor {
     static let cleanup = DispatchQueue(label: "barge.cleanup", qos: .utility)
     /// Owners named by entries, resolved through the user database (off the cooperative threads) once each.
     private var resolvedOwners: [FileOwner: (uid: UInt32, gid: UInt32)?] = [:]
+    /// Unfinished one-shot jobs a local user who does not administer the agent may have at once.
+    static let jobsPerUser = 100
     /// How long a transfer held back by the user, the network or its window stays paused in the engine (its
     /// connection and partial kept: a short flap costs nothing) before it is stopped and checkpointed.
     static let pauseGrace: Double = 30
@@ -331,6 +339,24 @@ public actor Supervisor {
             self.scheduleDirectoryRetry()
             return
         case .success(let manifests):
+            // A directory that holds no manifest while manifests' jobs exist may be one being replaced (`rm -rf`
+            // and a copy, an empty one renamed in first): its jobs stay until it has been empty for a while.
+            let manifestJobs = manifests.isEmpty ? self.table.views.count { $0.spec.manifest != nil } : 0
+            if manifestJobs > 0 {
+                let now = Date().timeIntervalSince1970
+                let since = self.emptySince ?? now
+                self.emptySince = since
+                if now - since < Self.emptyDirectoryGrace {
+                    let problem =
+                        "it holds no manifest; the \(manifestJobs) jobs of its manifests are kept for "
+                        + "\(Int(Self.emptyDirectoryGrace))s in case it is being replaced"
+                    if self.directoryProblem != problem { Log.error("the manifest directory \(directory): \(problem)") }
+                    self.directoryProblem = problem
+                    self.scheduleDirectoryRetry(after: .seconds(Self.emptyDirectoryGrace - (now - since) + 0.1))
+                    return
+                }
+            }
+            self.emptySince = nil
             if self.directoryProblem != nil {
                 Log.info("the manifest directory \(directory) is readable again")
                 self.directoryProblem = nil
@@ -394,10 +420,10 @@ public actor Supervisor {
     }
 
     /// Reads the drop-in directory again after a while, until it can be read.
-    private func scheduleDirectoryRetry() {
+    private func scheduleDirectoryRetry(after delay: Duration = Supervisor.directoryRetryInterval) {
         guard self.directoryRetry == nil else { return }
         self.directoryRetry = Task { [weak self] in
-            try? await Task.sleep(for: Self.directoryRetryInterval)
+            try? await Task.sleep(for: delay)
             guard !Task.isCancelled else { return }
             await self?.retryDirectory()
         }
@@ -509,7 +535,18 @@ public actor Supervisor {
         }
         let validators = await self.validatorsForStarting(plan.start)
         await self.resolveOwners(of: plan.start)
-        for id in plan.start { self.begin(id, now: now, validators: validators[id]) }
+        let refused = await self.checkUsersDestinations(plan.start)
+        for id in plan.start {
+            if let reason = refused[id] {
+                self.table.modify(id) { job in
+                    job.record.state = .invalid
+                    job.record.reason = reason
+                    self.pending.records.append(job.record)
+                }
+                continue
+            }
+            self.begin(id, now: now, validators: validators[id])
+        }
         for (id, rate) in plan.rates {
             guard let running = self.live[id], running.rate != rate else { continue }
             self.live[id]!.rate = rate
@@ -531,6 +568,35 @@ public actor Supervisor {
         } catch {
             Log.error("cannot read the validators of \(stored.count) job(s) (they are fetched whole): \(error)")
             return [:]
+        }
+    }
+
+    /// Checks again, with each user's own ids (off the cooperative threads), that the one-shot jobs about to start
+    /// for local users may still create their files: what they could do when they added a job may have changed
+    /// since (a file another user made there since, a directory's mode). Returns the refused, with why.
+    private func checkUsersDestinations(_ ids: [Int64]) async -> [Int64: String] {
+        let checks: [(id: Int64, destination: String, uid: UInt32, gid: UInt32)] = ids.compactMap { id in
+            guard let job = self.table[id], job.spec.isOneShot, let owner = job.spec.policy.owner,
+                let (uid, gid) = Self.numericOwner(owner)
+            else { return nil }
+            return (id, job.spec.destination, uid, gid)
+        }
+        guard !checks.isEmpty else { return [:] }
+        return await offThePool {
+            var refused: [Int64: String] = [:]
+            for check in checks {
+                let status = CBargeLinux_may_create_as(
+                    PathRules.directory(of: check.destination),
+                    PathRules.fileName(of: check.destination),
+                    check.uid,
+                    check.gid
+                )
+                if status != 0 {
+                    refused[check.id] =
+                        "uid \(check.uid) may no longer create \(check.destination): \(String(cString: strerror(status)))"
+                }
+            }
+            return refused
         }
     }
 
@@ -568,7 +634,7 @@ public actor Supervisor {
             request.owner = resolved
         }
         let transfer = self.engine.start(request, reportingTo: self.reporter)
-        self.live[id] = LiveTransfer(transfer: transfer, received: job.record.offset)
+        self.live[id] = LiveTransfer(transfer: transfer, received: job.record.offset, startOffset: job.record.offset)
         job.isRunning = true
         job.isAdmitted = false
         job.record.state = .queued
@@ -626,7 +692,6 @@ public actor Supervisor {
                 // Started over (a changed file, a server without ranges): an older round's checkpoint is void.
                 job.record.offset = min(job.record.offset, response.offset)
                 running.received = response.offset
-                if running.startOffset == nil { running.startOffset = response.offset }
                 self.pending.records.append(job.record)
             case .progress(let progress):
                 running.received = progress.received
@@ -641,7 +706,7 @@ public actor Supervisor {
                 job.isRunning = false
                 job.isAdmitted = false
                 // Progress: the transfer ended further on than it began (its last checkpoint is applied by now).
-                let progressed = max(running.received, job.record.offset) > (running.startOffset ?? .max)
+                let progressed = job.record.offset > running.startOffset
                 self.finish(&job, outcome, wasStopping: running.stopping, progressed: progressed, now: now)
                 self.pending.records.append(job.record)
             }
@@ -692,7 +757,9 @@ public actor Supervisor {
             "BARGE_REASON": reason,
             "BARGE_BYTES": String(job.record.totalBytes ?? 0),
         ]
-        let owner = manifest?.owner ?? (geteuid(), getegid())
+        // A manifest's hooks run as the manifest's owner; a one-shot job added by a local user runs them as that user
+        // (its URL and destination are theirs to choose); the agent's own jobs as the agent.
+        let owner = manifest?.owner ?? job.spec.policy.owner.flatMap(Self.numericOwner) ?? (geteuid(), getegid())
         for command in commands { self.hooks.run(command, environment: environment, as: owner) }
     }
 
@@ -865,9 +932,24 @@ public actor Supervisor {
         if let problem = self.config.pathProblem(destination) {
             return .refused(.invalidRequest, problem.message(path: destination))
         }
-        let scheme = request.url.prefix { $0 != ":" }.lowercased()
-        guard self.config.allowedSchemes.contains(scheme) else {
-            return .refused(.invalidRequest, "the scheme '\(scheme)' is not allowed by the agent config")
+        // Another local user's job reads with the agent's identity: only from the network (never file://, nor a
+        // share or server the agent's own keys open), and by the rules of a manifest entry's URL.
+        let schemes =
+            caller.isAdministrator && caller.writesAsAgent
+            ? self.config.allowedSchemes : self.config.allowedSchemes.filter { $0 == "http" || $0 == "https" }
+        if let problem = URLRules.problem(with: request.url, allowedSchemes: schemes) {
+            return .refused(.invalidRequest, problem)
+        }
+        if !caller.isAdministrator {
+            let theirs = self.table.views.count {
+                $0.spec.isOneShot && caller.mayControl($0) && !$0.record.state.isTerminal
+            }
+            guard theirs < Self.jobsPerUser else {
+                return .refused(
+                    .forbidden,
+                    "uid \(caller.uid) already has \(theirs) unfinished jobs (at most \(Self.jobsPerUser))"
+                )
+            }
         }
         if !caller.writesAsAgent {
             guard geteuid() == 0 else {
@@ -920,13 +1002,20 @@ public actor Supervisor {
     // MARK: Status
 
     /// Everything `barge status` shows; `job` or `manifest` narrows the jobs (and manifests) reported.
-    public func status(job: Int64? = nil, manifest: String? = nil) -> StatusReport {
-        self.statusSnapshot(job: job, manifest: manifest).report
+    public func status(job: Int64? = nil, manifest: String? = nil, for viewer: ControlCaller = .agent) -> StatusReport {
+        self.statusSnapshot(job: job, manifest: manifest, for: viewer).report
     }
 
     /// The status at this instant, to be turned into JSON off the actor a page at a time (the job array is
     /// shared with the table until the table changes).
-    public func statusSnapshot(job: Int64? = nil, manifest: String? = nil) -> StatusSnapshot {
+    ///
+    /// A `viewer` who does not administer the agent sees other users' and the manifests' URLs without their user
+    /// information, query and fragment (where tokens hide).
+    public func statusSnapshot(
+        job: Int64? = nil,
+        manifest: String? = nil,
+        for viewer: ControlCaller = .agent
+    ) -> StatusSnapshot {
         let now = Date().timeIntervalSince1970
         var perManifest: [String: Int] = [:]
         for job in self.table.views { if let manifest = job.spec.manifest { perManifest[manifest, default: 0] += 1 } }
@@ -957,7 +1046,8 @@ public actor Supervisor {
             manifests: manifests,
             views: selected,
             live: self.live,
-            now: now
+            now: now,
+            viewer: viewer
         )
     }
 
@@ -981,7 +1071,12 @@ public actor Supervisor {
         )
     }
 
-    fileprivate static func jobStatus(_ job: JobView, live: [Int64: LiveTransfer], now: Double) -> JobStatus {
+    fileprivate static func jobStatus(
+        _ job: JobView,
+        live: [Int64: LiveTransfer],
+        now: Double,
+        viewer: ControlCaller
+    ) -> JobStatus {
         let running = job.isRunning ? live[job.record.id] : nil
         let mirrored =
             job.record.state == .upToDate || job.record.state == .complete
@@ -995,7 +1090,7 @@ public actor Supervisor {
             id: job.record.id,
             manifest: job.spec.manifest,
             destination: job.spec.destination,
-            url: job.spec.url,
+            url: viewer.mayControl(job) ? job.spec.url : Self.redacted(job.spec.url),
             state: job.record.state.rawValue,
             reason: job.record.statusReason(now: now),
             priority: job.spec.policy.priority.rawValue,
@@ -1018,6 +1113,23 @@ public actor Supervisor {
         return parts.isEmpty ? "no jobs" : parts.joined(separator: ", ")
     }
 
+    /// A URL without user information, query and fragment: `https://host/path`.
+    static func redacted(_ url: String) -> String {
+        guard let start = url.firstRange(of: "://")?.upperBound else { return url }
+        let rest = url[start...]
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        let authority = rest[..<authorityEnd]
+        let host = authority.split(separator: "@").last ?? authority
+        let path = rest[authorityEnd...].prefix { $0 != "?" && $0 != "#" }
+        return String(url[..<start]) + String(host) + String(path)
+    }
+
+    /// A one-shot job's owner as written by the control socket (`uid:gid`), without a user database look-up.
+    static func numericOwner(_ owner: FileOwner) -> (uid: UInt32, gid: UInt32)? {
+        guard let uid = UInt32(owner.user) else { return nil }
+        return (uid, owner.group.flatMap(UInt32.init) ?? uid)
+    }
+
     static func host(of url: String) -> String {
         guard let start = url.range(of: "://")?.upperBound else { return url }
         let rest = url[start...]
@@ -1036,13 +1148,14 @@ public struct StatusSnapshot: Sendable {
     fileprivate let views: [JobView]
     fileprivate let live: [Int64: LiveTransfer]
     fileprivate let now: Double
+    fileprivate let viewer: ControlCaller
 
     /// How many jobs.
     public var count: Int { self.views.count }
 
     /// The status of the jobs in `range`.
     public func jobs(_ range: Range<Int>) -> [JobStatus] {
-        self.views[range].map { Supervisor.jobStatus($0, live: self.live, now: self.now) }
+        self.views[range].map { Supervisor.jobStatus($0, live: self.live, now: self.now, viewer: self.viewer) }
     }
 
     /// The whole report.

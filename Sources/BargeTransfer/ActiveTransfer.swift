@@ -235,8 +235,11 @@ final class ActiveTransfer {
         try self.set(CURLOPT_SSL_VERIFYPEER, 1)
         try self.set(CURLOPT_SSL_VERIFYHOST, 2)
         if let caFile = self.request.tls.caFile { try self.set(CURLOPT_CAINFO, caFile) }
-        if let certificate = self.request.tls.clientCertificate { try self.set(CURLOPT_SSLCERT, certificate) }
-        if let key = self.request.tls.clientKey { try self.set(CURLOPT_SSLKEY, key) }
+        // A client certificate is a credential too: presented to the entry's own origin only.
+        if self.attemptIsAtSourceOrigin {
+            if let certificate = self.request.tls.clientCertificate { try self.set(CURLOPT_SSLCERT, certificate) }
+            if let key = self.request.tls.clientKey { try self.set(CURLOPT_SSLKEY, key) }
+        }
         if let proxy = self.request.proxy { try self.set(CURLOPT_PROXY, proxy) }
         if scheme == "sftp" || scheme == "scp" {
             // The host key is checked against the known-hosts file: an unknown or changed key is refused.
@@ -630,7 +633,8 @@ struct PreparedPartial: Sendable {
                     destination: request.destination,
                     directories: directories,
                     hashing: request.hashesContent,
-                    resumable: request.mayHaveEarlierPartial
+                    resumable: request.mayHaveEarlierPartial,
+                    owner: request.owner?.uid
                 )
             )
         } catch {

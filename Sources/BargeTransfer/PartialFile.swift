@@ -73,6 +73,25 @@ final class PartialFile: @unchecked Sendable {
     /// its partial gone can tell that the destination is that finished file (``finishedEarlier(for:)``).
     static let contentAttribute = "user.barge.content"
 
+    /// The user a placed file goes to (a job added by a local user), whose partials may be theirs.
+    private let owner: UInt32?
+
+    /// Refuses a partial that barge did not make for this job: one with other names (a hard link someone planted
+    /// to make the agent truncate, write and hand over another file) or of another owner than the agent's user or
+    /// the job's (someone else's file in a shared directory).
+    static func checkOwnPartial(_ descriptor: Int32, path: String, owner: UInt32?) throws(BargeSystemError) {
+        var info = stat()
+        try systemCall("fstat", path) { fstat(descriptor, &info) }
+        guard info.st_nlink <= 1, info.st_uid == geteuid() || info.st_uid == owner else {
+            throw BargeSystemError(
+                errno: EPERM,
+                function: "open",
+                subject: path,
+                explanation: "not a partial barge made (owner uid \(info.st_uid), \(info.st_nlink) links): remove it"
+            )
+        }
+    }
+
     /// The partial's name for a destination file name.
     static func partialName(for name: String) -> String { ".\(name).barge-partial" }
 
@@ -82,7 +101,14 @@ final class PartialFile: @unchecked Sendable {
     /// Opens (creating if needed) the partial for `destination`, creating missing directories. `hashing`: keep
     /// the content's SHA-256. `resumable`: look for a partial an earlier run left (see
     /// ``TransferRequest/mayHaveEarlierPartial``).
-    init(destination: String, directories: DirectoryCache, hashing: Bool, resumable: Bool) throws(BargeSystemError) {
+    init(
+        destination: String,
+        directories: DirectoryCache,
+        hashing: Bool,
+        resumable: Bool,
+        owner: UInt32? = nil
+    ) throws(BargeSystemError) {
+        self.owner = owner
         let directoryPath = PathRules.directory(of: destination)
         self.name = PathRules.fileName(of: destination)
         self.directory = try directories.open(directoryPath)
@@ -94,6 +120,7 @@ final class PartialFile: @unchecked Sendable {
             var (descriptor, size) = try self.directory.openFile(partialName)
             do {
                 try SafeDirectory.lock(descriptor, path: self.directory.path + "/" + partialName)
+                try Self.checkOwnPartial(descriptor, path: self.directory.path + "/" + partialName, owner: owner)
             } catch {
                 close(descriptor)
                 throw error
@@ -395,6 +422,7 @@ final class PartialFile: @unchecked Sendable {
         let (descriptor, size) = try self.directory.openFile(self.partialName)
         do {
             try SafeDirectory.lock(descriptor, path: self.directory.path + "/" + self.partialName)
+            try Self.checkOwnPartial(descriptor, path: self.directory.path + "/" + self.partialName, owner: self.owner)
         } catch {
             close(descriptor)
             throw error

@@ -456,6 +456,12 @@ final class EngineLoop: @unchecked Sendable {
                 self.readyToCommit.removeAll { $0.0 === transfer }
                 self.stop(transfer, outcome: .cancelled, discard: discard)
             } else if let transfer = self.waiting.remove(where: { $0.id == id }) {
+                if discard {
+                    // Never opened here, but a partial an earlier run left for it may be there: it goes too (unless
+                    // another transfer holds it).
+                    let destination = transfer.request.destination
+                    Self.prepareQueue.async { PartialFiles.remove(for: destination) }
+                }
                 transfer.continuation.yield(.finished(.cancelled))
                 transfer.continuation.finish()
             }

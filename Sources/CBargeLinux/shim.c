@@ -12,6 +12,7 @@
 #include <spawn.h>
 #include <pthread.h>
 #include <string.h>
+#include <stdlib.h>
 #include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -168,11 +169,21 @@ static void *may_create_thread(void *argument) {
     if (fd >= 0) {
         close(fd);
     } else if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
-        // No unnamed files on this file system: ask the kernel with the same identity.
-        if (faccessat(AT_FDCWD, check->directory, W_OK | X_OK, AT_EACCESS) != 0) {
+        // No unnamed files on this file system (NFS, CIFS, FUSE): create a named one with the same identity and
+        // remove it. Not faccessat: without faccessat2 (before Linux 5.8) it checks as the real uid, root.
+        char probe[4096];
+        int written = snprintf(probe, sizeof probe, "%s/.barge-access-XXXXXX", check->directory);
+        if (written < 0 || (size_t)written >= sizeof probe) {
+            check->result = ENAMETOOLONG;
+            return NULL;
+        }
+        int made = mkostemp(probe, O_CLOEXEC);
+        if (made < 0) {
             check->result = errno;
             return NULL;
         }
+        unlink(probe);
+        close(made);
     } else {
         check->result = errno;
         return NULL;

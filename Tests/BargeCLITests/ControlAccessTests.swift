@@ -100,7 +100,7 @@ struct ControlAccessTests {
         let small = try nginx.serve("small.bin", bytes: TestContent.bytes(count: 4000, seed: 52))
         try agent.scratch.write(
             "manifests.d/10-root.yaml",
-            "version: 1\ndownload:\n  - url: \(slow)\n    dest: \(agent.output)/root.bin\n"
+            "version: 1\ndownload:\n  - url: \(slow)?token=secret\n    dest: \(agent.output)/root.bin\n"
         )
         try await agent.start()
         let rootJob = try #require(try agent.status().jobs.first)
@@ -108,6 +108,9 @@ struct ControlAccessTests {
         let (statusCode, statusBody) = try user.request("GET", "/v1/status", socket: agent.socket)
         #expect(statusCode == 200)
         #expect(statusBody.contains("root.bin"))
+        // Other users' URLs without their query (where tokens hide); the agent's own view has it.
+        #expect(!statusBody.contains("token=secret"))
+        #expect(try agent.status().jobs.first?.url.hasSuffix("?token=secret") == true)
 
         // Not where they may not write (the output directory is root's, mode 0755).
         let refused = try user.request(

@@ -67,6 +67,19 @@ struct FailClosedTests {
         #expect(await eventually { problem() == nil })
         try everythingKept("back")
 
+        // Removed and made again, empty, then filled (`rm -rf` and a copy): nothing is lost meanwhile.
+        let copy = agent.scratch.path + "/manifests.copy"
+        try FileManager.default.copyItem(atPath: agent.manifests, toPath: copy)
+        try FileManager.default.removeItem(atPath: agent.manifests)
+        try FileManager.default.createDirectory(atPath: agent.manifests, withIntermediateDirectories: false)
+        #expect(await eventually { problem()?.contains("holds no manifest") == true }, "\(agent.log)")
+        try everythingKept("emptied")
+        for name in try FileManager.default.contentsOfDirectory(atPath: copy) {
+            try FileManager.default.copyItem(atPath: copy + "/" + name, toPath: agent.manifests + "/" + name)
+        }
+        #expect(await eventually { problem() == nil })
+        try everythingKept("filled again")
+
         // Replaced: a new directory with the same manifests and one more is swapped in by two renames.
         let fresh = agent.scratch.path + "/manifests.new"
         try FileManager.default.copyItem(atPath: agent.manifests, toPath: fresh)

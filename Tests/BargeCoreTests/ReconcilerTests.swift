@@ -253,6 +253,27 @@ func facts(total: Int = 2, network: NetworkView = .unmonitored, at seconds: Doub
         #expect(room.stop.isEmpty && room.start.isEmpty)
     }
 
+    /// One host's long list never takes the engine from the others: connected jobs elsewhere keep their
+    /// connections (the long list could not use them: its host is full), and each host's waiting jobs are capped.
+    @Test func aLongListForOneHostStopsNothingElsewhere() {
+        var limits = Concurrency()
+        limits.total = 8
+        limits.perHost = 4
+        func on(_ host: String, _ view: JobView) -> JobView {
+            var view = view
+            view.spec.urls = ["https://\(host)/\(view.record.id)"]
+            return view
+        }
+        var jobs = (1...200).map { on("a", job(Int64($0), .normal)) }
+        jobs += (201...204).map { on("b", job(Int64($0), .low, running: true)) }
+        let plan = Reconciler.plan(
+            jobs,
+            facts: ReconcileFacts(now: LocalTime(epochSeconds: monday), limits: limits, backlog: 128)
+        )
+        #expect(plan.stop.isEmpty)
+        #expect(plan.start.count == 64)  // host a's share of the waiting: 16 per connection it may have
+    }
+
     /// A connected transfer that the network holds back is paused, not stopped, for the grace: a flap costs
     /// nothing; allowed again it resumes where it was; held longer it is stopped.
     @Test func aHeldBackTransferPausesForTheGraceThenStops() {

@@ -221,7 +221,30 @@ public enum Reconciler {
         }
         let slots = max(0, facts.limits.total)
         let connected = eligible.prefix(slots)
-        var handed = Array(eligible.prefix(slots + max(0, facts.backlog)))
+        var handed: [Int]
+        if facts.backlog > 0 {
+            // Connected jobs keep their connections (only the preemption below stops one: stopping a job whose
+            // place a higher one could not take would leave its connection idle); the others are handed in rank
+            // order up to the backlog, each host's at most 16 per connection it may have, so that one host's long
+            // list never keeps the others' jobs from the engine.
+            handed = []
+            var waitingPerHost: [Substring: Int] = [:]
+            let hostShare = max(1, facts.limits.perHost) * 16
+            for index in eligible {
+                let job = jobs[index]
+                if job.isAdmitted {
+                    handed.append(index)
+                    continue
+                }
+                guard handed.count < slots + facts.backlog else { continue }
+                let host = Self.host(of: job.spec.url)
+                guard waitingPerHost[host, default: 0] < hostShare else { continue }
+                waitingPerHost[host, default: 0] += 1
+                handed.append(index)
+            }
+        } else {
+            handed = Array(eligible.prefix(slots))
+        }
         // A connected job keeps its connection, unless a higher one waits in the engine for a connection that
         // only stopping it can free: its host's (the host is full), or any (every connection is taken).
         var perHost: [Substring: Int] = [:]
@@ -271,7 +294,8 @@ public enum Reconciler {
             plan.rates[job.record.id] = rate
         }
         let running = connected.count
-        let waitingForSlot = eligible.dropFirst(handed.count + preempted.count) + preempted.sorted()
+        let handedSet = Set(handed)
+        let waitingForSlot = eligible.filter { !handedSet.contains($0) }  // the preempted ones among them
         for index in waitingForSlot {
             let job = jobs[index]
             let higher = connected.filter { jobs[$0].spec.policy.priority > job.spec.policy.priority }.count

@@ -64,17 +64,20 @@ struct Get: AsyncParsableCommand {
         let progress = ProgressPrinter(destination: request.destination)
         let interrupted = InterruptFlag()
         var attempt = 0
+        // The most the partial held after any attempt: progress is going past it (an attempt that starts over
+        // from zero and fails at the same place again made none).
+        var best: UInt64?
         while true {
             let handle = engine.start(request)
             let signals = interrupted.watch { engine.cancel(handle.id) }
             var outcome: TransferOutcome = .cancelled
-            var startOffset: UInt64?
             var reached: UInt64 = 0
             for await event in handle.events {
                 switch event {
                 case .started(let url, let offset):
                     progress.started(url: url, offset: offset)
-                    if startOffset == nil { startOffset = offset }
+                    if best == nil { best = offset }
+                    reached = max(reached, offset)
                 case .progress(let value):
                     progress.update(value)
                     reached = max(reached, value.received)
@@ -100,7 +103,8 @@ struct Get: AsyncParsableCommand {
                 throw ExitCode(130)
             case .failed(let failure):
                 // Retries count attempts without progress: one that moved the offset forward starts the count again.
-                attempt = reached > (startOffset ?? .max) ? 1 : attempt + 1
+                attempt = reached > (best ?? .max) ? 1 : attempt + 1
+                best = max(best ?? 0, reached)
                 guard failure.kind == .transient, attempt <= self.retries else {
                     FileHandle.standardError.write(Data("barge: \(failure.reason)\n".utf8))
                     throw ExitCode(1)
