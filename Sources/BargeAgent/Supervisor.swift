@@ -116,6 +116,8 @@ public actor Supervisor {
     private var forwarder: Task<Void, Never>?
     /// Set by ``stop()``: nothing new starts.
     private var stopping = false
+    /// How many jobs the engine held after the last plan (connected and waiting there).
+    private var handedAtLastPlan = 0
     /// Every job, compactly (an agent holds 100,000s); the reconciler reads its array as it is.
     private var table = JobTable()
     /// The jobs that run now.
@@ -243,7 +245,7 @@ public actor Supervisor {
         // connections to the jobs waiting there, and a plan over every job for each batch of small files would
         // cost the burst more than it gains.
         let backlogHolds =
-            self.live.count >= self.config.concurrency.total + ReconcileFacts.backlog(for: self.config.concurrency) / 2
+            self.handedAtLastPlan > self.config.concurrency.total && self.live.count * 2 >= self.handedAtLastPlan
         let planWaits = work.onlySuccessesEnded && backlogHolds
         if work.needsReconcile, !planWaits, !self.stopping { await self.reconcile() } else { await self.flush() }
         for (reply, answer) in replies { reply.resume(returning: answer) }
@@ -553,6 +555,7 @@ public actor Supervisor {
             self.engine.setRate(running.transfer, rate)
         }
         self.schedule(plan.wakeAt)
+        self.handedAtLastPlan = self.live.count
         await self.flush()
         self.notifier?.send("STATUS=\(self.summary)")
     }

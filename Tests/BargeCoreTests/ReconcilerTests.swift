@@ -271,7 +271,7 @@ func facts(total: Int = 2, network: NetworkView = .unmonitored, at seconds: Doub
             facts: ReconcileFacts(now: LocalTime(epochSeconds: monday), limits: limits, backlog: 128)
         )
         #expect(plan.stop.isEmpty)
-        #expect(plan.start.count == 64)  // host a's share of the waiting: 16 per connection it may have
+        #expect(plan.start.count == 128)  // host a's share of the waiting: 32 per connection it may have
     }
 
     /// A connected transfer that the network holds back is paused, not stopped, for the grace: a flap costs

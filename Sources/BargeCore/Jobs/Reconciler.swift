@@ -225,11 +225,11 @@ public enum Reconciler {
         if facts.backlog > 0 {
             // Connected jobs keep their connections (only the preemption below stops one: stopping a job whose
             // place a higher one could not take would leave its connection idle); the others are handed in rank
-            // order up to the backlog, each host's at most 16 per connection it may have, so that one host's long
+            // order up to the backlog, each host's at most 32 per connection it may have, so that one host's long
             // list never keeps the others' jobs from the engine.
             handed = []
             var waitingPerHost: [Substring: Int] = [:]
-            let hostShare = max(1, facts.limits.perHost) * 16
+            let hostShare = max(1, facts.limits.perHost) * 32
             for index in eligible {
                 let job = jobs[index]
                 if job.isAdmitted {
