@@ -33,13 +33,13 @@ struct ControlServer: Sendable {
         // only, holds the socket until its mode is set.
         // mkdtemp: a new directory of a random name, mode 0700, never one that someone else made beforehand.
         var template = Array((directory + "/.barge-bind-XXXXXX").utf8CString)
-        guard let made = mkdtemp(&template) else {
+        guard mkdtemp(&template) != nil else {
             throw ControlSocketError(
                 path: self.path,
                 reason: "mkdtemp in \(directory): \(String(cString: strerror(errno)))"
             )
         }
-        let staging = String(cString: made)
+        let staging = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
         defer { rmdir(staging) }
         let bound = staging + "/barge.sock"
         let access = self.access

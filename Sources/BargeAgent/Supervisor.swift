@@ -338,6 +338,7 @@ public actor Supervisor {
                 Log.error("cannot read the manifest directory (every job is kept as it is): \(error)")
             }
             self.directoryProblem = error.description
+            self.emptySince = nil  // a directory that comes back empty gets its whole grace
             self.scheduleDirectoryRetry()
             return
         case .success(let manifests):
