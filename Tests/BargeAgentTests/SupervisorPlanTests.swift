@@ -115,12 +115,7 @@ struct SupervisorPlanTests {
     @Test func aCancelDiscardsThePartialAndASuspendStops() async throws {
         let (supervisor, engine, _) = Self.supervisor()
         try await supervisor.start()
-        _ = await supervisor.add(NewJobRequest(url: "https://o.test/a", destination: "/srv/a"))
-        _ = await supervisor.add(NewJobRequest(url: "https://o.test/b", destination: "/srv/b"))
-        engine.report([
-            (1, .started(url: "https://o.test/a", offset: 0)), (2, .started(url: "https://o.test/b", offset: 0)),
-        ])
-        #expect(await eventually { await supervisor.status().jobs.allSatisfy { $0.state == "connecting" } })
+        #expect(await self.connect(["a", "b"], supervisor, engine))
         #expect(await supervisor.cancel(.jobs([1])).ok)
         #expect(await supervisor.suspend(.jobs([2])).ok)
         #expect(engine.recorded.suffix(2) == [.cancel(1, discard: true), .cancel(2, discard: false)])
@@ -135,12 +130,7 @@ struct SupervisorPlanTests {
     @Test func aCancelDuringTheCommitIsReportedAsWhatHappened() async throws {
         let (supervisor, engine, store) = Self.supervisor()
         try await supervisor.start()
-        _ = await supervisor.add(NewJobRequest(url: "https://o.test/late", destination: "/srv/late"))
-        _ = await supervisor.add(NewJobRequest(url: "https://o.test/early", destination: "/srv/early"))
-        engine.report([
-            (1, .started(url: "https://o.test/late", offset: 0)), (2, .started(url: "https://o.test/early", offset: 0)),
-        ])
-        #expect(await eventually { await supervisor.status().jobs.allSatisfy { $0.state == "connecting" } })
+        #expect(await self.connect(["late", "early"], supervisor, engine))
         #expect(await supervisor.cancel(.jobs([1, 2])).ok)
         let done = CompletedTransfer(url: "https://o.test/late", size: 5, validators: Validators(), transferred: 5)
         engine.report([(1, .finished(.completed(done))), (2, .finished(.cancelled))])
@@ -150,6 +140,15 @@ struct SupervisorPlanTests {
         #expect(jobs.first { $0.id == 2 }?.state == "cancelled")
         #expect(await store.histories == ["complete"])
         await supervisor.stop()
+    }
+
+    /// Adds a one-shot job per name (ids 1, 2, …) and has the engine connect them; returns whether all connected.
+    func connect(_ names: [String], _ supervisor: Supervisor, _ engine: RecordingEngine) async -> Bool {
+        for name in names {
+            _ = await supervisor.add(NewJobRequest(url: "https://o.test/\(name)", destination: "/srv/\(name)"))
+        }
+        engine.report(names.enumerated().map { (UInt64($0 + 1), .started(url: "https://o.test/\($1)", offset: 0)) })
+        return await self.eventually { await supervisor.status().jobs.allSatisfy { $0.state == "connecting" } }
     }
 
     /// Polls an async condition until it holds or the deadline passes (the supervisor takes reports on its own).

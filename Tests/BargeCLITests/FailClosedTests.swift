@@ -105,12 +105,7 @@ struct FailClosedTests {
     /// The agent keeps going while each attempt makes progress: every connection dropped after 1 MiB, and the
     /// 8 MiB file arrives with each byte served once (a failed attempt's bytes are kept as a checkpoint).
     @Test func aServerDroppingEveryConnectionStillDeliversTheFile() async throws {
-        let origin = try FaultOrigin()
-        let content = TestContent.bytes(count: 8 << 20, seed: 45)
-        var behaviour = FaultOrigin.Behaviour()
-        behaviour.dropAfter = 1 << 20
-        behaviour.faultyRequests = 1000
-        let url = origin.serve("/dropping", content: content, behaviour: behaviour)
+        let (origin, content, url) = try FaultOrigin.droppingEveryMiB(seed: 45)
         let agent = try AgentUnderTest()
         try agent.scratch.write(
             "manifests.d/10-drops.yaml",

@@ -50,12 +50,7 @@ struct GetCommandTests {
     /// Retries count attempts without progress: every connection dropped after 1 MiB, 3 retries allowed, and the
     /// 8 MiB file still arrives, each byte served once.
     @Test func aServerDroppingEveryConnectionStillDeliversTheFile() throws {
-        let origin = try FaultOrigin()
-        let content = TestContent.bytes(count: 8 << 20, seed: 64)
-        var behaviour = FaultOrigin.Behaviour()
-        behaviour.dropAfter = 1 << 20
-        behaviour.faultyRequests = 1000
-        let url = origin.serve("/dropping", content: content, behaviour: behaviour)
+        let (origin, content, url) = try FaultOrigin.droppingEveryMiB(seed: 64)
         let result = try BargeCommand.run([
             "get", "--foreground", "--retries", "3", url, self.scratch.path + "/dropping.bin",
         ])
@@ -94,5 +89,17 @@ struct GetCommandTests {
         let result = try BargeCommand.run(["get", "ftp://127.0.0.1/x", self.scratch.path + "/x"])
         #expect(result.status == 2)
         #expect(result.standardError.contains("scheme 'ftp' is not allowed"))
+    }
+}
+
+extension FaultOrigin {
+    /// An origin serving 8 MiB at `/dropping` that drops every connection after 1 MiB of it.
+    static func droppingEveryMiB(seed: UInt64) throws -> (FaultOrigin, [UInt8], String) {
+        let origin = try FaultOrigin()
+        let content = TestContent.bytes(count: 8 << 20, seed: seed)
+        var behaviour = FaultOrigin.Behaviour()
+        behaviour.dropAfter = 1 << 20
+        behaviour.faultyRequests = 1000
+        return (origin, content, origin.serve("/dropping", content: content, behaviour: behaviour))
     }
 }
