@@ -45,7 +45,7 @@ struct JobOutcome {
             let detail =
                 done.transferred == 0 && done.size > 0
                 ? "already had all \(ByteCount(done.size).humanReadable)"
-                : "fetched \(ByteCount(done.transferred).humanReadable) from \(Supervisor.host(of: done.url))"
+                : "fetched \(ByteCount(done.transferred).humanReadable) from \(URLRules.host(of: done.url))"
             if job.spec.isOneShot {
                 job.record.state = .complete
                 job.record.reason = detail

@@ -143,6 +143,8 @@ public actor Supervisor {
     private var destinationsBeingAdded: Set<String> = []
     /// The batch being written now (one at a time).
     private var storeWrite: Task<Void, Never>?
+    /// The highest job id given so far.
+    private var lastJobID: Int64 = 0
     private var timer: Task<Void, Never>?
     private var wakeAt: Double?
     private var globalRate: RateLimit = .off
@@ -213,12 +215,14 @@ public actor Supervisor {
             }
         }
         self.manifestDigests = try await self.store.manifestDigests()
+        self.lastJobID = try await self.store.lastJobID()
         self.store.releaseMemory()
         self.table = JobTable(views)
         self.specsFromStoreOnly = Set(views.lazy.map(\.record.id))
         views = []
         await self.readManifests()
         await self.reconcile()
+        self.writeBehind()
         let (reports, inbox) = (self.reports, self.inbox)
         self.forwarder = Task {
             for await batch in reports { inbox.post(.reports(batch)) }
@@ -247,7 +251,10 @@ public actor Supervisor {
         let backlogHolds =
             self.handedAtLastPlan > self.config.concurrency.total && self.live.count * 2 >= self.handedAtLastPlan
         let planWaits = work.onlySuccessesEnded && backlogHolds
-        if work.needsReconcile, !planWaits, !self.stopping { await self.reconcile() } else { await self.flush() }
+        if work.needsReconcile, !planWaits, !self.stopping { await self.reconcile() }
+        // What changed is written behind the loop (the next events need not wait for the disk), except when someone
+        // waits for an answer: that comes once its changes are stored.
+        if replies.isEmpty, work.manifestWaiters.isEmpty { self.writeBehind() } else { await self.flush() }
         for (reply, answer) in replies { reply.resume(returning: answer) }
         for waiter in work.manifestWaiters { waiter.resume() }
     }
@@ -399,22 +406,14 @@ public actor Supervisor {
         self.pending.manifestRemovals += diff.versionsToDrop
         self.remove(diff.removed)
         for (id, spec) in diff.kept { self.update(id, to: spec) }
-        // New jobs get their ids in destination order.
-        let inserts = diff.added.map { spec in
-            var record = JobRecord(id: 0)
+        // New jobs get their ids in destination order, here: they may start before the batch that inserts them is
+        // written (it is written before any later change of theirs; a crash before then loses nothing the manifest
+        // does not make again).
+        for spec in diff.added {
+            var record = JobRecord(id: self.nextJobID())
             record.reason = "new"
-            return StoredJob(spec: spec, record: record)
-        }
-        if !inserts.isEmpty {
-            var batch = JobStore.Batch()
-            batch.inserts = inserts
-            await self.flush()
-            let ids = await self.write(batch)
-            for (id, stored) in zip(ids, inserts) {
-                var record = stored.record
-                record.id = id
-                self.table.insert(JobView(spec: stored.spec, record: record, isRunning: false))
-            }
+            self.pending.inserts.append(StoredJob(spec: spec, record: record))
+            self.table.insert(JobView(spec: spec, record: record, isRunning: false))
         }
         if !self.specsFromStoreOnly.isEmpty {
             // Every manifest job's spec now comes from its manifest; a fresh set gives back the table's space.
@@ -557,7 +556,6 @@ public actor Supervisor {
         }
         self.schedule(plan.wakeAt)
         self.handedAtLastPlan = self.live.count
-        await self.flush()
         self.notifier?.send("STATUS=\(self.summary)")
     }
 
@@ -642,7 +640,7 @@ public actor Supervisor {
         job.isRunning = true
         job.isAdmitted = false
         job.record.state = .queued
-        job.record.reason = "waiting for a connection to \(Self.host(of: job.spec.url))"
+        job.record.reason = "waiting for a connection to \(job.spec.host)"
         job.record.lastStartedAt = now
         self.byTransfer[transfer] = id
         self.table.replace(job)
@@ -681,22 +679,25 @@ public actor Supervisor {
                 if !job.isAdmitted {
                     job.isAdmitted = true
                     running.admitted = true
+                    // Not written: a restart makes every running state `queued` again.
                     if !running.stopping, running.pausedSince == nil {
                         job.record.state = .connecting
-                        job.record.reason = "connecting to \(Self.host(of: job.spec.url))"
-                        self.pending.records.append(job.record)
+                        job.record.reason = "connecting to \(job.spec.host)"
                     }
                 }
             case .response(let response):
                 if !running.stopping, running.pausedSince == nil {
                     job.record.state = .transferring
-                    job.record.reason = "transferring from \(Self.host(of: job.spec.url))"
+                    job.record.reason = "transferring from \(job.spec.host)"
                 }
                 job.record.totalBytes = response.totalSize ?? job.record.totalBytes
-                // Started over (a changed file, a server without ranges): an older round's checkpoint is void.
-                job.record.offset = min(job.record.offset, response.offset)
                 running.received = response.offset
-                self.pending.records.append(job.record)
+                // Started over (a changed file, a server without ranges): an older round's checkpoint is void, and
+                // the store must know. The rest of a response is the running state a restart resets anyway.
+                if response.offset < job.record.offset {
+                    job.record.offset = response.offset
+                    self.pending.records.append(job.record)
+                }
             case .progress(let progress):
                 running.received = progress.received
                 running.bytesPerSecond = progress.bytesPerSecond
@@ -767,20 +768,29 @@ public actor Supervisor {
         for command in commands { self.hooks.run(command, environment: environment, as: owner) }
     }
 
-    /// Writes what changed since the last write, in one transaction, after any write still under way: batches
-    /// reach the store one at a time, in order.
-    private func flush() async {
-        while let current = self.storeWrite {
-            await current.value
-            if self.storeWrite == current { self.storeWrite = nil }
-        }
-        guard !self.pending.isEmpty else { return }
+    /// Starts writing what changed since the last write, in one transaction, unless a write is under way (whose end
+    /// starts the next): batches reach the store one at a time, in order, while the supervisor goes on.
+    private func writeBehind() {
+        guard self.storeWrite == nil, !self.pending.isEmpty else { return }
         let batch = self.pending
         self.pending = JobStore.Batch()
-        let write = Task { _ = await self.write(batch) }
-        self.storeWrite = write
-        await write.value
-        if self.storeWrite == write { self.storeWrite = nil }
+        self.storeWrite = Task {
+            _ = await self.write(batch)
+            self.storeWrite = nil
+            self.writeBehind()
+        }
+    }
+
+    /// Writes everything that changed so far, and returns once it is stored.
+    private func flush() async {
+        self.writeBehind()
+        while let current = self.storeWrite { await current.value }
+    }
+
+    /// The id for a new job: the next after the highest ever given (the store keeps that across restarts).
+    private func nextJobID() -> Int64 {
+        self.lastJobID += 1
+        return self.lastJobID
     }
 
     /// Writes one batch, trying again a few times over some seconds (a busy or briefly full disk); a store that
@@ -993,12 +1003,11 @@ public actor Supervisor {
             policy: policy
         )
         var batch = JobStore.Batch()
-        var record = JobRecord(id: 0)
+        var record = JobRecord(id: self.nextJobID())
         record.reason = "new"
         batch.inserts = [StoredJob(spec: spec, record: record)]
         await self.flush()
         guard let id = await self.write(batch).first else { return .refused(.failed, "cannot store the job") }
-        record.id = id
         self.table.insert(JobView(spec: spec, record: record, isRunning: false))
         return CommandReply(ok: true, message: "job \(id) added", jobs: [id])
     }
@@ -1134,12 +1143,6 @@ public actor Supervisor {
         return (uid, owner.group.flatMap(UInt32.init) ?? uid)
     }
 
-    static func host(of url: String) -> String {
-        guard let start = url.range(of: "://")?.upperBound else { return url }
-        let rest = url[start...]
-        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
-        return String(authority.split(separator: "@").last ?? authority)
-    }
 }
 
 /// The agent's status at one instant: the header and manifests, and the selected jobs, each turned into a

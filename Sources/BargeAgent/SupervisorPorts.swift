@@ -34,6 +34,8 @@ extension TransferControl {
 protocol JobPersistence: Sendable {
     /// Every job.
     func jobs() async throws -> [StoredJob]
+    /// The highest job id ever given.
+    func lastJobID() async throws -> Int64
     /// The digests of the stored last good manifest versions.
     func manifestDigests() async throws -> [String: String]
     /// A manifest's stored last good version.

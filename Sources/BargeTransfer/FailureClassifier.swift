@@ -1,3 +1,4 @@
+import BargeCore
 internal import CCurl
 import Glibc
 
@@ -81,19 +82,7 @@ enum FailureClassifier {
     }
 
     /// `host:port` of a URL, for messages.
-    static func host(of url: String) -> String {
-        // On the UTF-8 view (the delimiters are ASCII): the engine routes every new transfer by its host.
-        let bytes = url.utf8
-        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")), bytes[colon...].starts(with: "://".utf8) else {
-            return url
-        }
-        let rest = bytes[bytes.index(colon, offsetBy: 3)...]
-        let end = rest.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }
-        let authority = rest[..<(end ?? rest.endIndex)]
-        let start =
-            authority.lastIndex(of: UInt8(ascii: "@")).map { authority.index(after: $0) } ?? authority.startIndex
-        return start == authority.endIndex ? "this machine" : String(url[start..<authority.endIndex])
-    }
+    static func host(of url: String) -> String { URLRules.host(of: url) }
 
     /// Parses `Retry-After`: seconds, or an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`), then relative to `now`
     /// (seconds since 1970).

@@ -281,10 +281,14 @@ case "download":
         parallel: option("--parallel", default: 16),
         threads: CommandLine.arguments.contains("--threads") ? option("--threads", default: 1) : nil
     )
+case "wait-files":
+    guard CommandLine.arguments.count >= 5, let count = Int(CommandLine.arguments[3]) else { exit(2) }
+    try waitForFiles(in: CommandLine.arguments[2], count: count, suffix: CommandLine.arguments[4])
 default:
     print("usage: barge-bench manifests [--files N] [--entries-per-file N] [--runs N]")
     print("       barge-bench download LIST [--parallel N] [--threads N]")
     print("       barge-bench reconcile [--entries N] [--runs N]")
     print("       barge-bench agent-state DIR [--entries N]")
+    print("       barge-bench wait-files DIR COUNT SUFFIX")
     exit(2)
 }

@@ -65,14 +65,16 @@ actor MemoryStore: JobPersistence {
     private var nextID: Int64 = 0
 
     func jobs() async throws -> [StoredJob] { [] }
+    func lastJobID() async throws -> Int64 { self.nextID }
     func manifestDigests() async throws -> [String: String] { [:] }
     func manifestVersion(_ id: String) async throws -> ManifestVersion? { nil }
     func validators(of ids: [Int64]) async throws -> [Int64: MirrorValidators] { [:] }
     func apply(_ batch: JobStore.Batch) async throws -> [Int64] {
         self.batches.append(batch)
-        return batch.inserts.map { _ in
-            self.nextID += 1
-            return self.nextID
+        return batch.inserts.map { job in
+            let id = job.record.id == 0 ? self.nextID + 1 : job.record.id
+            self.nextID = max(self.nextID, id)
+            return id
         }
     }
     nonisolated func releaseMemory() {}

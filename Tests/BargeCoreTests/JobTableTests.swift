@@ -26,6 +26,22 @@ import Testing
         #expect(SharedHeadText("/a/b") != SharedHeadText("/c/b"))
     }
 
+    /// A spec's host comes from the shared head of its URL where that holds the whole authority, else from the
+    /// whole URL: the same as ``URLRules/host(of:)`` either way.
+    @Test func specsNameTheirURLsHost() {
+        let cases = [
+            ("https://user@h.example:99/a?b", "h.example:99"), ("file:///srv/x", "this machine"),
+            ("http://h.example", "h.example"), ("http://h.example?x=/y", "h.example"),
+            ("http://u@h.example/", "h.example"), ("https://h.example/a/b/c.bin", "h.example"),
+            ("http://[::1]:8080/x", "[::1]:8080"), ("not a url", "not a url"),
+        ]
+        for (url, host) in cases {
+            #expect(URLRules.host(of: url) == host, "\(url)")
+            #expect(JobSpec(manifest: nil, urls: [url], destination: "/d").host == host, "\(url)")
+        }
+        #expect(JobSpec(manifest: nil, urls: [], destination: "/d").host == "")
+    }
+
     @Test func specsKeepWhatTheyAreGiven() {
         var spec = JobSpec(
             manifest: "models",

@@ -264,14 +264,14 @@ func facts(total: Int = 2, network: NetworkView = .unmonitored, at seconds: Doub
             view.spec.urls = ["https://\(host)/\(view.record.id)"]
             return view
         }
-        var jobs = (1...200).map { on("a", job(Int64($0), .normal)) }
-        jobs += (201...204).map { on("b", job(Int64($0), .low, running: true)) }
+        var jobs = (1...400).map { on("a", job(Int64($0), .normal)) }
+        jobs += (401...404).map { on("b", job(Int64($0), .low, running: true)) }
         let plan = Reconciler.plan(
             jobs,
-            facts: ReconcileFacts(now: LocalTime(epochSeconds: monday), limits: limits, backlog: 128)
+            facts: ReconcileFacts(now: LocalTime(epochSeconds: monday), limits: limits, backlog: 512)
         )
         #expect(plan.stop.isEmpty)
-        #expect(plan.start.count == 128)  // host a's share of the waiting: 32 per connection it may have
+        #expect(plan.start.count == 256)  // host a's share of the waiting: 64 per connection it may have
     }
 
     /// A connected transfer that the network holds back is paused, not stopped, for the grace: a flap costs

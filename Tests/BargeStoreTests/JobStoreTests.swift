@@ -101,6 +101,48 @@ import Testing
         #expect(try await store.history(of: id).isEmpty)
     }
 
+    /// The agent gives ids itself: the store keeps a given one, counts on from the highest ever given (a deleted
+    /// job's id is never given again), and of several records of one job in a batch writes the last.
+    @Test func givenIdsAreKeptAndNeverGivenTwice() async throws {
+        let path = self.scratch.path + "/state"
+        do {
+            let store = try JobStore(directory: path)
+            #expect(try await store.lastJobID() == 0)
+            var batch = JobStore.Batch()
+            batch.inserts = [
+                StoredJob(spec: spec("a"), record: JobRecord(id: 7)),
+                StoredJob(spec: spec("b"), record: JobRecord(id: 0)),
+            ]
+            #expect(try await store.apply(batch) == [7, 8])
+            var changes = JobStore.Batch()
+            for state in [JobState.connecting, .transferring, .upToDate] {
+                var record = JobRecord(id: 7)
+                record.state = state
+                changes.records.append(record)
+            }
+            changes.deletions = [8]
+            try await store.apply(changes)
+        }
+        let reopened = try JobStore(directory: path)
+        #expect(try await reopened.lastJobID() == 8)
+        #expect(try await reopened.jobs().map(\.record.state) == [.upToDate])
+    }
+
+    /// The URLs column is JSON the store writes itself: whatever a URL holds comes back as it was.
+    @Test func urlsComeBackAsTheyWent() async throws {
+        let urls = [
+            "https://a.test/q?x=\"y\"", "https://b.test/back\\slash", "https://c.test/tab\there\u{1}\u{1f}",
+            "https://d.test/é/😀", "https://e.test/plain",
+        ]
+        let store = try JobStore(directory: self.scratch.path + "/state")
+        var batch = JobStore.Batch()
+        batch.inserts = [
+            StoredJob(spec: JobSpec(manifest: nil, urls: urls, destination: "/srv/u"), record: JobRecord(id: 0))
+        ]
+        try await store.apply(batch)
+        #expect(try await store.jobs().first?.spec.urls == urls)
+    }
+
     @Test func oneDestinationIsOneJob() async throws {
         let store = try JobStore(directory: self.scratch.path + "/state")
         var batch = JobStore.Batch()

@@ -116,11 +116,6 @@ struct PureLogicTests {
         #expect(FailureClassifier.retryAfter(nil, now: 0) == nil)
     }
 
-    @Test func hostsForMessages() {
-        #expect(FailureClassifier.host(of: "https://user@h.example:99/a?b") == "h.example:99")
-        #expect(FailureClassifier.host(of: "file:///srv/x") == "this machine")
-    }
-
     @Test func validatorsForIfRange() {
         #expect(Validators(etag: "\"abc\"", lastModified: "d").ifRange == "\"abc\"")
         #expect(Validators(etag: "W/\"abc\"", lastModified: "d").ifRange == "d")

@@ -20,6 +20,12 @@ public struct SharedHeadText: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { self.text }
 
+    /// The URL's `host:port` (``URLRules/host(of:)``), found once per shared head rather than once per call.
+    public var urlHost: String {
+        if let host = self.head?.urlHost { return host }
+        return URLRules.host(of: self.text)
+    }
+
     /// Whether this is `text`, byte for byte (as paths are), without building the whole string.
     public func equals(_ text: Substring) -> Bool {
         let (head, tail) = Self.split(text)
@@ -54,8 +60,14 @@ public struct SharedHeadText: Hashable, Sendable, CustomStringConvertible {
 /// An immutable string shared by every holder of an equal one, while the intern table keeps it.
 final class InternedText: Sendable, Hashable {
     let text: String
+    /// The host of a URL whose authority the text holds whole (it goes past the `//`), else nil.
+    let urlHost: String?
 
-    private init(_ text: String) { self.text = text }
+    private init(_ text: String) {
+        self.text = text
+        let afterScheme = text.firstRange(of: "://")?.upperBound
+        self.urlHost = afterScheme.map { text[$0...].contains("/") } == true ? URLRules.host(of: text) : nil
+    }
 
     /// The shared instance for `text`.
     static func make(_ text: Substring) -> InternedText {

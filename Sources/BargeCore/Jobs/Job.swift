@@ -95,6 +95,9 @@ public struct JobSpec: Hashable, Sendable {
     /// The first source.
     public var url: String { self.firstURL?.text ?? "" }
 
+    /// The first source's `host:port` (``URLRules/host(of:)``): the key of the per-host limits.
+    public var host: String { self.firstURL?.urlHost ?? "" }
+
     /// The local path (the job's key: one job per destination).
     public var destination: String {
         get { self.destinationText.text }

@@ -73,10 +73,11 @@ public struct ReconcileFacts: Hashable, Sendable {
         self.pauseGrace = pauseGrace
     }
 
-    /// The backlog the agent keeps for `limits`: sixteen jobs per connection, at least 128 (a burst of small
-    /// files on a fast link finishes a file per connection every millisecond or two; the engine must not run dry
-    /// before the next plan, which follows the engine's next report batch).
-    public static func backlog(for limits: Concurrency) -> Int { max(128, 16 * limits.total) }
+    /// The backlog the agent keeps for `limits`: 64 jobs per connection, at least 256 (a burst of small files on a
+    /// fast link finishes a file per connection every millisecond or two; the engine must not run dry before the
+    /// next plan, and fewer plans leave it more of the machine). A waiting transfer holds no connection and no
+    /// buffer in the engine, only its request.
+    public static func backlog(for limits: Concurrency) -> Int { max(256, 64 * limits.total) }
 }
 
 /// A job's new waiting state and its reason.
@@ -225,11 +226,11 @@ public enum Reconciler {
         if facts.backlog > 0 {
             // Connected jobs keep their connections (only the preemption below stops one: stopping a job whose
             // place a higher one could not take would leave its connection idle); the others are handed in rank
-            // order up to the backlog, each host's at most 32 per connection it may have, so that one host's long
+            // order up to the backlog, each host's at most 64 per connection it may have, so that one host's long
             // list never keeps the others' jobs from the engine.
             handed = []
-            var waitingPerHost: [Substring: Int] = [:]
-            let hostShare = max(1, facts.limits.perHost) * 32
+            var waitingPerHost: [String: Int] = [:]
+            let hostShare = max(1, facts.limits.perHost) * 64
             for index in eligible {
                 let job = jobs[index]
                 if job.isAdmitted {
@@ -237,7 +238,7 @@ public enum Reconciler {
                     continue
                 }
                 guard handed.count < slots + facts.backlog else { continue }
-                let host = Self.host(of: job.spec.url)
+                let host = job.spec.host
                 guard waitingPerHost[host, default: 0] < hostShare else { continue }
                 waitingPerHost[host, default: 0] += 1
                 handed.append(index)
@@ -247,16 +248,16 @@ public enum Reconciler {
         }
         // A connected job keeps its connection, unless a higher one waits in the engine for a connection that
         // only stopping it can free: its host's (the host is full), or any (every connection is taken).
-        var perHost: [Substring: Int] = [:]
+        var perHost: [String: Int] = [:]
         var connectedCount = 0
         for index in handed where jobs[index].isAdmitted {
-            perHost[Self.host(of: jobs[index].spec.url), default: 0] += 1
+            perHost[jobs[index].spec.host, default: 0] += 1
             connectedCount += 1
         }
         var preempted: Set<Int> = []
         for index in handed where jobs[index].isRunning && !jobs[index].isAdmitted {
             let waiting = jobs[index]
-            let host = Self.host(of: waiting.spec.url)
+            let host = waiting.spec.host
             let hostFull = perHost[host, default: 0] >= facts.limits.perHost
             guard hostFull || connectedCount >= slots else { continue }  // the engine admits it by itself
             // The lowest connected job below it (on its host, when the host is full), the last in rank.
@@ -264,11 +265,11 @@ public enum Reconciler {
                 let job = jobs[candidate]
                 return job.isAdmitted && !preempted.contains(candidate)
                     && job.spec.policy.priority < waiting.spec.policy.priority
-                    && (!hostFull || Self.host(of: job.spec.url) == host)
+                    && (!hostFull || job.spec.host == host)
             }
             guard let victim else { continue }
             preempted.insert(victim)
-            perHost[Self.host(of: jobs[victim].spec.url), default: 1] -= 1
+            perHost[jobs[victim].spec.host, default: 1] -= 1
             perHost[host, default: 0] += 1
         }
         handed.removeAll { preempted.contains($0) }
@@ -279,7 +280,7 @@ public enum Reconciler {
             if !job.isRunning { plan.start.append(job.record.id) }
             if job.isRunning, facts.paused[job.record.id] != nil {
                 plan.resume.append(job.record.id)
-                let host = Self.host(of: job.spec.url)
+                let host = job.spec.host
                 plan.changes.append(
                     JobStateChange(id: job.record.id, state: .transferring, reason: "transferring from \(host)")
                 )
@@ -307,15 +308,6 @@ public enum Reconciler {
         }
         plan.wakeAt = wake.isFinite ? wake : nil
         return plan
-    }
-}
-
-extension Reconciler {
-    /// The host (and port) of a URL, as the per-host limit counts it.
-    static func host(of url: String) -> Substring {
-        guard let start = url.firstRange(of: "://")?.upperBound else { return Substring(url) }
-        let authority = url[start...].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
-        return authority.split(separator: "@").last ?? authority
     }
 }
 

@@ -3,6 +3,22 @@ import Foundation
 /// Rules for remote URLs in manifests: parseable, a known scheme that the agent config allows, a host where the
 /// scheme needs one, and no password (secrets belong in `auth` files).
 public enum URLRules {
+    /// `host:port` of a URL as written (without user info): the key of the per-host limits, and how messages name
+    /// a server; "this machine" for a URL without a host (`file:///…`).
+    public static func host(of url: String) -> String {
+        // On the UTF-8 view (the delimiters are ASCII): every new transfer is routed by its host.
+        let bytes = url.utf8
+        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")), bytes[colon...].starts(with: "://".utf8) else {
+            return url
+        }
+        let rest = bytes[bytes.index(colon, offsetBy: 3)...]
+        let end = rest.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }
+        let authority = rest[..<(end ?? rest.endIndex)]
+        let start =
+            authority.lastIndex(of: UInt8(ascii: "@")).map { authority.index(after: $0) } ?? authority.startIndex
+        return start == authority.endIndex ? "this machine" : String(url[start..<authority.endIndex])
+    }
+
     /// The problem with `text` as a source or target URL, or nil when it is usable.
     ///
     /// - Parameters:
