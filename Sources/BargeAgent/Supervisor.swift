@@ -536,6 +536,7 @@ public actor Supervisor {
             self.engine.setGlobalRate(plan.globalRate)
         }
         let validators = await self.validatorsForStarting(plan.start)
+        var wakeAt = plan.wakeAt
         await self.resolveOwners(of: plan.start)
         let refused = await self.checkUsersDestinations(plan.start)
         for id in plan.start {
@@ -547,31 +548,44 @@ public actor Supervisor {
                 }
                 continue
             }
-            self.begin(id, now: now, validators: validators[id])
+            if validators == nil, self.table[id]?.record.hasValidators == true {
+                // Fail closed: without its stored validators a mirrored copy would be fetched whole (or its
+                // conditional refresh lost); it waits for the store instead.
+                let retry = now + Self.validatorsRetryDelay
+                wakeAt = min(wakeAt ?? retry, retry)
+                self.table.modify(id) { job in
+                    job.record.reason = "cannot read its stored validators; trying again"
+                }
+                continue
+            }
+            self.begin(id, now: now, validators: validators?[id])
         }
         for (id, rate) in plan.rates {
             guard let running = self.live[id], running.rate != rate else { continue }
             self.live[id]!.rate = rate
             self.engine.setRate(running.transfer, rate)
         }
-        self.schedule(plan.wakeAt)
+        self.schedule(wakeAt)
         self.handedAtLastPlan = self.live.count
         self.notifier?.send("STATUS=\(self.summary)")
     }
 
     /// The stored validators of the jobs about to start that have any, in one read of the store (on its own
-    /// threads), after what waits to be written is written.
-    private func validatorsForStarting(_ ids: [Int64]) async -> [Int64: MirrorValidators] {
+    /// threads), after what waits to be written is written; nil when the store cannot be read.
+    private func validatorsForStarting(_ ids: [Int64]) async -> [Int64: MirrorValidators]? {
         let stored = ids.filter { self.table[$0]?.record.hasValidators == true }
         guard !stored.isEmpty else { return [:] }
         await self.flush()
         do {
             return try await self.store.validators(of: stored)
         } catch {
-            Log.error("cannot read the validators of \(stored.count) job(s) (they are fetched whole): \(error)")
-            return [:]
+            Log.error("cannot read the validators of \(stored.count) job(s) (they wait for the store): \(error)")
+            return nil
         }
     }
+
+    /// How long jobs whose stored validators could not be read wait before the store is read again.
+    static let validatorsRetryDelay: Double = 5
 
     /// Checks again, with each user's own ids (off the cooperative threads), that the one-shot jobs about to start
     /// for local users may still create their files: what they could do when they added a job may have changed

@@ -63,12 +63,25 @@ final class RecordingEngine: TransferControl {
 actor MemoryStore: JobPersistence {
     private(set) var batches: [JobStore.Batch] = []
     private var nextID: Int64 = 0
+    private let stored: [StoredJob]
+    /// Reading validators fails while set.
+    private var validatorsFail = false
 
-    func jobs() async throws -> [StoredJob] { [] }
+    init(jobs: [StoredJob] = []) {
+        self.stored = jobs
+        self.nextID = jobs.map(\.record.id).max() ?? 0
+    }
+
+    func failValidators(_ fail: Bool) { self.validatorsFail = fail }
+
+    func jobs() async throws -> [StoredJob] { self.stored }
     func lastJobID() async throws -> Int64 { self.nextID }
     func manifestDigests() async throws -> [String: String] { [:] }
     func manifestVersion(_ id: String) async throws -> ManifestVersion? { nil }
-    func validators(of ids: [Int64]) async throws -> [Int64: MirrorValidators] { [:] }
+    func validators(of ids: [Int64]) async throws -> [Int64: MirrorValidators] {
+        if self.validatorsFail { throw CocoaError(.fileReadUnknown) }
+        return Dictionary(uniqueKeysWithValues: ids.map { ($0, MirrorValidators(etag: "\"e\"")) })
+    }
     func apply(_ batch: JobStore.Batch) async throws -> [Int64] {
         self.batches.append(batch)
         return batch.inserts.map { job in
@@ -85,14 +98,37 @@ actor MemoryStore: JobPersistence {
 /// The supervisor's plan applied to an engine and a store behind their protocols: no socket, no transfer.
 @Suite("Supervisor with doubles", .serialized)
 struct SupervisorPlanTests {
-    static func supervisor() -> (Supervisor, RecordingEngine, MemoryStore) {
+    static func supervisor(store: MemoryStore = MemoryStore()) -> (Supervisor, RecordingEngine, MemoryStore) {
         var config = AgentConfig.defaults(scope: .system)
         config.manifestDirectory = "/nonexistent/barge-test-manifests.d"  // unreadable: every job kept, none made
         config.allowedRoots = ["/srv"]
         let engine = RecordingEngine()
-        let store = MemoryStore()
         let supervisor = Supervisor(config: config, configPath: nil, notifier: nil, store: store, engine: engine)
         return (supervisor, engine, store)
+    }
+
+    /// Fail closed: a job whose stored validators cannot be read does not start (it would fetch its copy whole);
+    /// it waits, saying why, and starts once the store answers. Jobs without validators start meanwhile.
+    @Test func aJobWhoseValidatorsCannotBeReadWaitsForThem() async throws {
+        var record = JobRecord(id: 1)
+        record.hasValidators = true
+        let store = MemoryStore(jobs: [
+            StoredJob(spec: JobSpec(manifest: nil, urls: ["https://o.test/a"], destination: "/srv/a"), record: record),
+            StoredJob(
+                spec: JobSpec(manifest: nil, urls: ["https://o.test/b"], destination: "/srv/b"),
+                record: JobRecord(id: 2)
+            ),
+        ])
+        await store.failValidators(true)
+        let (supervisor, engine, _) = Self.supervisor(store: store)
+        try await supervisor.start()
+        #expect(engine.recorded == [.start("/srv/b")])
+        let waiting = try #require(await supervisor.status(job: 1).jobs.first)
+        #expect(waiting.state == "queued" && waiting.reason.contains("cannot read its stored validators"))
+        await store.failValidators(false)
+        #expect(await supervisor.resume(.jobs([1])).ok)
+        #expect(engine.recorded == [.start("/srv/b"), .start("/srv/a")])
+        await supervisor.stop()
     }
 
     @Test func anAddedJobStartsAndCompletesFromTheEnginesReports() async throws {
