@@ -1113,13 +1113,15 @@ public actor Supervisor {
         let rate = running.map { $0.bytesPerSecond.isFinite ? $0.bytesPerSecond : 0 }
         let eta: Double? =
             (rate ?? 0) > 0 && total != nil && total! > bytes ? Double(total! - bytes) / rate! : nil
+        let mayControl = viewer.mayControl(job)
+        let reason = job.record.statusReason(now: now)
         return JobStatus(
             id: job.record.id,
             manifest: job.spec.manifest,
             destination: job.spec.destination,
-            url: viewer.mayControl(job) ? job.spec.url : Self.redacted(job.spec.url),
+            url: mayControl ? job.spec.url : Self.redacted(job.spec.url),
             state: job.record.state.rawValue,
-            reason: job.record.statusReason(now: now),
+            reason: mayControl ? reason : Self.redactingURLs(in: reason),
             priority: job.spec.policy.priority.rawValue,
             bytes: bytes,
             total: total,
@@ -1149,6 +1151,17 @@ public actor Supervisor {
         let host = authority.split(separator: "@").last ?? authority
         let path = rest[authorityEnd...].prefix { $0 != "?" && $0 != "#" }
         return String(url[..<start]) + String(host) + String(path)
+    }
+
+    /// `text` with every URL in it ``redacted(_:)``: a reason names the URL that failed, or where a redirect led.
+    static func redactingURLs(in text: String) -> String {
+        guard text.contains("://") else { return text }
+        return text.replacing(/[A-Za-z][A-Za-z0-9+.\-]*:\/\/[^\s'"<>]+/) { match in
+            // Punctuation that ends the sentence is not part of the URL.
+            let url = match.output
+            let end = url.lastIndex { !".,;:)".contains($0) }.map(url.index(after:)) ?? url.startIndex
+            return Self.redacted(String(url[..<end])) + url[end...]
+        }
     }
 
     /// A one-shot job's owner as written by the control socket (`uid:gid`), without a user database look-up.

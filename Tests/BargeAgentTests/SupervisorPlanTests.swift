@@ -131,6 +131,19 @@ struct SupervisorPlanTests {
         await supervisor.stop()
     }
 
+    /// Another user's job is shown without secrets a URL may carry, in its reason as in its URL.
+    @Test func reasonsShownToOthersLoseTheirURLsSecrets() {
+        #expect(
+            Supervisor.redactingURLs(in: "HTTP 403 from https://u:p@h.test/a/b?token=s3cret#x, retry in 5m")
+                == "HTTP 403 from https://h.test/a/b, retry in 5m"
+        )
+        #expect(
+            Supervisor.redactingURLs(in: "redirected to 'http://h.test:8080/c?sig=1' (http://x.test/d?k=2).")
+                == "redirected to 'http://h.test:8080/c' (http://x.test/d)."
+        )
+        #expect(Supervisor.redactingURLs(in: "connection refused by h.test") == "connection refused by h.test")
+    }
+
     @Test func anAddedJobStartsAndCompletesFromTheEnginesReports() async throws {
         let (supervisor, engine, store) = Self.supervisor()
         try await supervisor.start()
