@@ -540,7 +540,15 @@ public actor Supervisor {
         await self.resolveOwners(of: plan.start)
         let refused = await self.checkUsersDestinations(plan.start)
         for id in plan.start {
-            if let reason = refused[id] {
+            if let (status, reason) = refused[id] {
+                guard Self.deniesCreation(status) else {
+                    // The check could not tell (an I/O error, no memory, the directory missing for now): the job
+                    // neither starts nor fails; it is checked again.
+                    let retry = now + Self.startRetryDelay
+                    wakeAt = min(wakeAt ?? retry, retry)
+                    self.table.modify(id) { job in job.record.reason = reason + "; checking again" }
+                    continue
+                }
                 self.table.modify(id) { job in
                     job.record.state = .invalid
                     job.record.reason = reason
@@ -551,7 +559,7 @@ public actor Supervisor {
             if validators == nil, self.table[id]?.record.hasValidators == true {
                 // Fail closed: without its stored validators a mirrored copy would be fetched whole (or its
                 // conditional refresh lost); it waits for the store instead.
-                let retry = now + Self.validatorsRetryDelay
+                let retry = now + Self.startRetryDelay
                 wakeAt = min(wakeAt ?? retry, retry)
                 self.table.modify(id) { job in
                     job.record.reason = "cannot read its stored validators; trying again"
@@ -584,13 +592,14 @@ public actor Supervisor {
         }
     }
 
-    /// How long jobs whose stored validators could not be read wait before the store is read again.
-    static let validatorsRetryDelay: Double = 5
+    /// How long a job waits for what could not be read or checked before it starts (its stored validators, whether
+    /// its user may create its file) before that is tried again.
+    static let startRetryDelay: Double = 5
 
     /// Checks again, with each user's own ids (off the cooperative threads), that the one-shot jobs about to start
     /// for local users may still create their files: what they could do when they added a job may have changed
     /// since (a file another user made there since, a directory's mode). Returns the refused, with why.
-    private func checkUsersDestinations(_ ids: [Int64]) async -> [Int64: String] {
+    private func checkUsersDestinations(_ ids: [Int64]) async -> [Int64: (status: Int32, reason: String)] {
         let checks: [(id: Int64, destination: String, uid: UInt32, gid: UInt32)] = ids.compactMap { id in
             guard let job = self.table[id], job.spec.isOneShot, let owner = job.spec.policy.owner,
                 let (uid, gid) = Self.numericOwner(owner)
@@ -599,7 +608,7 @@ public actor Supervisor {
         }
         guard !checks.isEmpty else { return [:] }
         return await offThePool {
-            var refused: [Int64: String] = [:]
+            var refused: [Int64: (status: Int32, reason: String)] = [:]
             for check in checks {
                 let status = CBargeLinux_may_create_as(
                     PathRules.directory(of: check.destination),
@@ -608,12 +617,18 @@ public actor Supervisor {
                     check.gid
                 )
                 if status != 0 {
-                    refused[check.id] =
-                        "uid \(check.uid) may no longer create \(check.destination): \(String(cString: strerror(status)))"
+                    let error = String(cString: strerror(status))
+                    refused[check.id] = (status, "uid \(check.uid) may no longer create \(check.destination): \(error)")
                 }
             }
             return refused
         }
+    }
+
+    /// Whether a failed check that a user may create a file (its errno) says they may not, for good: not an error
+    /// of the check itself, which is tried again.
+    static func deniesCreation(_ status: Int32) -> Bool {
+        [EACCES, EPERM, EEXIST, ELOOP, ENOTDIR, EISDIR, EROFS].contains(status)
     }
 
     /// Resolves, off the cooperative threads, the owners named by the jobs about to start that were not seen yet.

@@ -131,6 +131,15 @@ struct SupervisorPlanTests {
         await supervisor.stop()
     }
 
+    /// A user's job whose destination check fails is refused for good only when the answer is "may not"; an
+    /// error of the check itself leaves it waiting to be checked again.
+    @Test func onlyADenialRefusesAUsersJob() {
+        for denial in [EACCES, EPERM, EEXIST, ELOOP, EROFS] { #expect(Supervisor.deniesCreation(denial), "\(denial)") }
+        for passing in [EIO, ENOMEM, EAGAIN, ENOENT, EMFILE] {
+            #expect(!Supervisor.deniesCreation(passing), "\(passing)")
+        }
+    }
+
     /// Another user's job is shown without secrets a URL may carry, in its reason as in its URL.
     @Test func reasonsShownToOthersLoseTheirURLsSecrets() {
         #expect(
