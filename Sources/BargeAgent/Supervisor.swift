@@ -947,7 +947,21 @@ public actor Supervisor {
     }
 
     private func retryJobs(_ selection: Selection, by caller: ControlCaller) -> CommandReply {
-        self.command(selection, by: caller, done: "retrying") { id in
+        if !caller.isAdministrator {
+            // A retry makes finished jobs unfinished again: it stays within the user's number, as an add does.
+            let (ids, refusal) = self.select(selection, by: caller)
+            if let refusal { return refusal }
+            let reopened = ids.count { self.table[$0]?.record.state.isTerminal == true }
+            let theirs = self.unfinishedJobs(of: caller)
+            if reopened > 0, theirs + reopened > Self.jobsPerUser {
+                return .refused(
+                    .forbidden,
+                    "uid \(caller.uid) has \(theirs) unfinished jobs; retrying \(reopened) more would pass "
+                        + "\(Self.jobsPerUser)"
+                )
+            }
+        }
+        return self.command(selection, by: caller, done: "retrying") { id in
             guard self.live[id] == nil else { return }
             self.table.modify(id) { job in
                 job.record.state = .queued
@@ -958,6 +972,11 @@ public actor Supervisor {
                 self.pending.records.append(job.record)
             }
         }
+    }
+
+    /// How many one-shot jobs a local user added that are not finished.
+    private func unfinishedJobs(of caller: ControlCaller) -> Int {
+        self.table.views.count { $0.spec.isOneShot && caller.mayControl($0) && !$0.record.state.isTerminal }
     }
 
     /// Adds a one-shot download (`barge get` through the agent). Its destination passes the rules of a manifest
@@ -984,9 +1003,7 @@ public actor Supervisor {
             return .refused(.invalidRequest, problem)
         }
         if !caller.isAdministrator {
-            let theirs = self.table.views.count {
-                $0.spec.isOneShot && caller.mayControl($0) && !$0.record.state.isTerminal
-            }
+            let theirs = self.unfinishedJobs(of: caller)
             guard theirs < Self.jobsPerUser else {
                 return .refused(
                     .forbidden,

@@ -140,6 +140,30 @@ struct SupervisorPlanTests {
         }
     }
 
+    /// A local user's retry stays within their number of unfinished jobs, as an add does.
+    @Test func aUsersRetryStaysWithinTheirNumberOfJobs() async throws {
+        let user = ControlCaller(uid: 4242, gid: 4242, pid: 1, isAdministrator: false)
+        var policy = TransferPolicy()
+        policy.owner = FileOwner(user: "4242", group: "4242")
+        func stored(_ id: Int64, _ state: JobState) -> StoredJob {
+            var record = JobRecord(id: id)
+            record.state = state
+            record.userSuspended = state == .suspended  // never started: no destination check, no transfer
+            let spec = JobSpec(manifest: nil, urls: ["https://o.test/\(id)"], destination: "/srv/\(id)", policy: policy)
+            return StoredJob(spec: spec, record: record)
+        }
+        let jobs = (1...Int64(Supervisor.jobsPerUser)).map { stored($0, .suspended) } + [stored(1000, .error)]
+        let (supervisor, _, _) = Self.supervisor(store: MemoryStore(jobs: jobs))
+        try await supervisor.start()
+        let refused = await supervisor.retry(.jobs([1000]), by: user)
+        #expect(!refused.ok && refused.error == .forbidden, "\(refused)")
+        #expect(try #require(await supervisor.status(job: 1000).jobs.first).state == "error")
+        #expect(await supervisor.cancel(.jobs([1]), by: user).ok)
+        #expect(await supervisor.retry(.jobs([1000]), by: user).ok)
+        #expect(try #require(await supervisor.status(job: 1000).jobs.first).state != "error")
+        await supervisor.stop()
+    }
+
     /// Another user's job is shown without secrets a URL may carry, in its reason as in its URL.
     @Test func reasonsShownToOthersLoseTheirURLsSecrets() {
         #expect(
