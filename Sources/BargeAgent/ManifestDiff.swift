@@ -31,6 +31,8 @@ struct ManifestDiff {
     ///   - previous: the manifests as known before.
     ///   - digests: the stored versions' digests before.
     ///   - excluding: destinations being added as one-shot jobs right now (left alone).
+    ///   - holdingAbsent: the directory was just missing, unreadable or empty, and may still be being filled
+    ///     again: a manifest absent from it keeps its jobs (and its stored version) for now.
     init(
         loaded: [LoadedManifest],
         standIns: [String: (manifest: LoadedManifest, storedAt: Double)],
@@ -39,6 +41,7 @@ struct ManifestDiff {
         jobIDs: (String) -> Int64?,
         digests: [String: String],
         excluding: Set<String> = [],
+        holdingAbsent: Bool = false,
         now: Double
     ) {
         self.digests = digests
@@ -95,9 +98,17 @@ struct ManifestDiff {
                 desired[spec.destination] = spec
             }
         }
-        // A manifest whose file is gone takes its stored last good version with it.
         let present = Set(loaded.map(\.id))
-        for id in self.digests.keys.sorted() where !present.contains(id) {
+        if holdingAbsent {
+            for (id, views) in jobsOf where !present.contains(id) {
+                for view in views where desired[view.spec.destination] == nil {
+                    desired[view.spec.destination] = view.spec
+                }
+                if let earlier = previous[id] { self.known[id] = earlier }
+            }
+        }
+        // A manifest whose file is gone takes its stored last good version with it.
+        for id in self.digests.keys.sorted() where !present.contains(id) && !holdingAbsent {
             self.digests.removeValue(forKey: id)
             self.versionsToDrop.append(id)
         }

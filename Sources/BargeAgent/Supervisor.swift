@@ -138,6 +138,9 @@ public actor Supervisor {
     static let emptyDirectoryGrace: Double = 10
     /// Since when the drop-in directory has held no manifest while their jobs exist.
     private var emptySince: Double?
+    /// Until when manifests absent from the drop-in directory keep their jobs: it was just missing, unreadable or
+    /// empty, and may be being filled again a file at a time.
+    private var unsettledUntil: Double?
     private var pending = JobStore.Batch()
     /// Destinations of one-shot jobs being added (the actor takes other work while the store writes them).
     private var destinationsBeingAdded: Set<String> = []
@@ -346,6 +349,7 @@ public actor Supervisor {
             }
             self.directoryProblem = error.description
             self.emptySince = nil  // a directory that comes back empty gets its whole grace
+            self.unsettledUntil = Date().timeIntervalSince1970 + Self.emptyDirectoryGrace
             self.scheduleDirectoryRetry()
             return
         case .success(let manifests):
@@ -356,6 +360,7 @@ public actor Supervisor {
                 let now = Date().timeIntervalSince1970
                 let since = self.emptySince ?? now
                 self.emptySince = since
+                self.unsettledUntil = since + Self.emptyDirectoryGrace
                 if now - since < Self.emptyDirectoryGrace {
                     let problem =
                         "it holds no manifest; the \(manifestJobs) jobs of its manifests are kept for "
@@ -372,6 +377,17 @@ public actor Supervisor {
                 self.directoryProblem = nil
             }
             loaded = manifests
+            let now = Date().timeIntervalSince1970
+            if let until = self.unsettledUntil {
+                if now < until {
+                    self.directoryProblem =
+                        "it was missing, unreadable or empty just now; manifests absent from it keep their jobs "
+                        + "until \(Int(until - now) + 1)s have passed"
+                    self.scheduleDirectoryRetry(after: .seconds(until - now + 0.1))
+                } else {
+                    self.unsettledUntil = nil
+                }
+            }
         }
         // Invalid manifests with no good version in this run stand in with their stored last good version.
         var standIns: [String: (manifest: LoadedManifest, storedAt: Double)] = [:]
@@ -398,6 +414,7 @@ public actor Supervisor {
             jobIDs: { self.table.id(forDestination: $0) },
             digests: self.manifestDigests,
             excluding: self.destinationsBeingAdded,
+            holdingAbsent: self.unsettledUntil != nil,
             now: Date().timeIntervalSince1970
         )
         self.manifests = diff.known

@@ -46,7 +46,8 @@ struct ManifestDiffTests {
         jobs: [JobView],
         previous: [String: KnownManifest] = [:],
         standIns: [String: (manifest: LoadedManifest, storedAt: Double)] = [:],
-        digests: [String: String] = [:]
+        digests: [String: String] = [:],
+        holdingAbsent: Bool = false
     ) -> ManifestDiff {
         let ids = Dictionary(uniqueKeysWithValues: jobs.map { ($0.spec.destination, $0.record.id) })
         return ManifestDiff(
@@ -56,6 +57,7 @@ struct ManifestDiffTests {
             jobs: jobs,
             jobIDs: { ids[$0] },
             digests: digests,
+            holdingAbsent: holdingAbsent,
             now: 100
         )
     }
@@ -70,6 +72,21 @@ struct ManifestDiffTests {
         #expect(diff.removed.map(\.id) == [1] && diff.removed.first?.prunes == true)
         #expect(diff.known["a"]?.hasGoodVersion == true)
         #expect(diff.versionsToStore.map(\.id) == ["a"])
+    }
+
+    /// A directory filled again a file at a time after it was missing or empty: while that may go on, a manifest not
+    /// back yet keeps its jobs and its stored version; once it has settled, a manifest still absent loses them.
+    @Test func aManifestNotBackYetKeepsItsJobsWhileTheDirectoryIsRefilled() {
+        let jobs = [Self.job(1, "a", "a"), Self.job(2, "b", "b")]
+        let loaded = [Self.manifest("a", Self.entries(["a"]))]
+        let previous = Self.diff(loaded + [Self.manifest("b", Self.entries(["b"], prune: true))], jobs: jobs).known
+        let digests = ["a": "1", "b": "2"]
+        let holding = Self.diff(loaded, jobs: jobs, previous: previous, digests: digests, holdingAbsent: true)
+        #expect(holding.removed.isEmpty && holding.versionsToDrop.isEmpty)
+        #expect(Set(holding.kept.map(\.id)) == [1, 2] && holding.known["b"]?.prune == true)
+        let settled = Self.diff(loaded, jobs: jobs, previous: previous, digests: digests)
+        #expect(settled.removed.map(\.id) == [2] && settled.removed.first?.prunes == true)
+        #expect(settled.versionsToDrop == ["b"])
     }
 
     @Test func anInvalidManifestKeepsItsJobs() {
