@@ -22,16 +22,24 @@ final class ManifestWatcher: @unchecked Sendable {
     /// The watch on the directory now at `directory` (-1: none, it is missing).
     private var directoryWatch: Int32 = -1
     private var parentWatch: Int32 = -1
+    /// While the parent is missing too (nothing to watch), the watches are tried again on this timer.
+    private var retry: (any DispatchSourceTimer)?
+    private let changed: @Sendable () -> Void
+    /// How often watches are tried again while the directory's parent is missing.
+    static let retryInterval: DispatchTimeInterval = .seconds(5)
     /// How long a burst of events is gathered.
     static let settleDelay: DispatchTimeInterval = .milliseconds(50)
     private static let directoryMask = UInt32(
         IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_ATTRIB | IN_DELETE_SELF
             | IN_MOVE_SELF
     )
-    private static let parentMask = UInt32(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB)
+    private static let parentMask = UInt32(
+        IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF
+    )
 
     /// Starts watching `directory`, which may be missing now (its parent is watched for it; the agent also reads
-    /// it again every few seconds while it cannot); `changed` runs on a private queue.
+    /// it again every few seconds while it cannot), and so may its parent (the watches are tried again every few
+    /// seconds until they hold); `changed` runs on a private queue.
     init(directory: String, changed: @escaping @Sendable () -> Void) throws {
         let descriptor = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard descriptor >= 0 else { throw WatchError(reason: "inotify_init1: \(String(cString: strerror(errno)))") }
@@ -39,15 +47,7 @@ final class ManifestWatcher: @unchecked Sendable {
         self.directory = trimmed
         self.name = PathRules.fileName(of: trimmed)
         self.descriptor = descriptor
-        let parent = PathRules.directory(of: trimmed)
-        self.directoryWatch = inotify_add_watch(descriptor, trimmed, Self.directoryMask | UInt32(IN_ONLYDIR))
-        // Without the parent's watch a missing or replaced directory is seen only by the agent's periodic retry.
-        self.parentWatch = inotify_add_watch(descriptor, parent, Self.parentMask | UInt32(IN_ONLYDIR))
-        guard self.directoryWatch >= 0 || self.parentWatch >= 0 else {
-            let reason = String(cString: strerror(errno))
-            close(descriptor)
-            throw WatchError(reason: "cannot watch \(trimmed) or its parent: \(reason)")
-        }
+        self.changed = changed
         self.source = DispatchSource.makeReadSource(fileDescriptor: descriptor, queue: self.queue)
         let buffer = UnsafeMutableRawPointer.allocate(
             byteCount: 64 * 1024,
@@ -79,7 +79,37 @@ final class ManifestWatcher: @unchecked Sendable {
             close(descriptor)
             buffer.deallocate()
         }
+        self.queue.sync { _ = self.watch() }
         self.source.resume()
+    }
+
+    /// Adds what watches are missing; while the parent cannot be watched (it is missing too), tries again on a
+    /// timer, and tells `changed` once it can. Returns whether a watch was added. On the queue.
+    private func watch() -> Bool {
+        var added = false
+        if self.parentWatch < 0 {
+            // Without the parent's watch a missing or replaced directory is seen only by the agent's periodic retry.
+            let parent = PathRules.directory(of: self.directory)
+            self.parentWatch = inotify_add_watch(self.descriptor, parent, Self.parentMask | UInt32(IN_ONLYDIR))
+            added = self.parentWatch >= 0
+        }
+        if self.directoryWatch < 0 {
+            self.rewatchDirectory()
+            added = added || self.directoryWatch >= 0
+        }
+        if self.parentWatch >= 0 {
+            self.retry?.cancel()
+            self.retry = nil
+        } else if self.retry == nil {
+            let timer = DispatchSource.makeTimerSource(queue: self.queue)
+            timer.schedule(deadline: .now() + Self.retryInterval, repeating: Self.retryInterval)
+            timer.setEventHandler { [unowned self] in
+                if self.watch() { self.changed() }
+            }
+            timer.resume()
+            self.retry = timer
+        }
+        return added
     }
 
     /// Whether one event may change the manifests; moves the directory's watch when the directory was replaced.
@@ -89,6 +119,13 @@ final class ManifestWatcher: @unchecked Sendable {
             return true
         }
         if event.wd == self.parentWatch {
+            if event.mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 {
+                // The parent went too: watch again once it is back.
+                inotify_rm_watch(self.descriptor, self.parentWatch)
+                self.parentWatch = -1
+                _ = self.watch()
+                return false
+            }
             guard name == self.name else { return false }
             // The directory's name was created, renamed, removed or its mode changed: watch what has the name now.
             self.rewatchDirectory()
@@ -113,7 +150,13 @@ final class ManifestWatcher: @unchecked Sendable {
     }
 
     /// Stops watching.
-    func cancel() { self.source.cancel() }
+    func cancel() {
+        self.queue.sync {
+            self.retry?.cancel()
+            self.retry = nil
+        }
+        self.source.cancel()
+    }
 }
 
 /// The drop-in directory cannot be watched.

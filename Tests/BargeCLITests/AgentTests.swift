@@ -9,15 +9,27 @@ final class AgentUnderTest: @unchecked Sendable {
     let scratch: ScratchDirectory
     var process: Process?
     var configPath: String { self.scratch.path + "/barge.yaml" }
-    var manifests: String { self.scratch.path + "/manifests.d" }
+    var manifests: String { self.scratch.path + "/" + self.manifestsInScratch }
+    private let manifestsInScratch: String
     var output: String { self.scratch.path + "/out" }
     var socket: String { self.scratch.path + "/run/barge.sock" }
 
-    /// - Parameter rootIsScratch: the allowed root is the whole scratch directory (state and manifests included),
-    ///   not only `out`.
-    init(extraConfig: String = "", rootIsScratch: Bool = false) throws {
+    /// - Parameters:
+    ///   - rootIsScratch: the allowed root is the whole scratch directory (state and manifests included), not only
+    ///     `out`.
+    ///   - manifestsAt: the drop-in directory's path in the scratch directory.
+    ///   - makingManifests: whether the drop-in directory is made.
+    init(
+        extraConfig: String = "",
+        rootIsScratch: Bool = false,
+        manifestsAt: String = "manifests.d",
+        makingManifests: Bool = true
+    ) throws {
         self.scratch = try ScratchDirectory()
-        try FileManager.default.createDirectory(atPath: self.manifests, withIntermediateDirectories: true)
+        self.manifestsInScratch = manifestsAt
+        if makingManifests {
+            try FileManager.default.createDirectory(atPath: self.manifests, withIntermediateDirectories: true)
+        }
         try FileManager.default.createDirectory(atPath: self.output, withIntermediateDirectories: true)
         try self.scratch.write(
             "barge.yaml",

@@ -121,6 +121,33 @@ struct FailClosedTests {
         #expect(agent.stop() == 0)
     }
 
+    /// A drop-in directory whose parent is missing too when the agent starts: the agent runs and says so, takes the
+    /// directory when it is made, and from then on sees new manifests at once (its watches were added late).
+    @Test func aDirectoryWhoseParentIsMissingIsWatchedOnceItIsMade() async throws {
+        let nginx = try NginxServer()
+        let agent = try AgentUnderTest(manifestsAt: "etc/barge/manifests.d", makingManifests: false)
+        try await agent.start()
+        func problem() -> String? { (try? agent.status())?.agent.manifestDirectoryProblem }
+        #expect(problem()?.contains("No such file") == true, "\(agent.log)")
+        for index in 1...2 {
+            let url = try nginx.serve("p\(index).bin", bytes: TestContent.bytes(count: 3000, seed: UInt64(60 + index)))
+            if index == 2 {
+                // Once the directory has settled the agent no longer reads it on a timer: only the watch sees this.
+                #expect(await eventually(timeout: 20) { problem() == nil }, "\(agent.log)")
+            }
+            try agent.scratch.write(
+                "etc/barge/manifests.d/\(index)0-p.yaml",
+                "version: 1\ndownload:\n  - url: \(url)\n    dest: \(agent.output)/p\(index).bin\n"
+            )
+            let timeout: Double = index == 1 ? 15 : 3
+            #expect(
+                await eventually(timeout: timeout) { Self.mirrored(agent, index) },
+                "\(String(describing: try? agent.status()))"
+            )
+        }
+        #expect(agent.stop() == 0)
+    }
+
     /// The trust error's advice (`chmod go-w`) is taken at once, with no other edit of the file.
     @Test func aPermissionFixIsSeenWithoutAnotherEdit() async throws {
         let nginx = try NginxServer()
