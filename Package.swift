@@ -110,7 +110,9 @@ let package = Package(
         ),
         .testTarget(
             name: "BargeStoreTests",
-            dependencies: ["BargeCore", "BargeStore", "BargeTestSupport"],
+            dependencies: [
+                "BargeCore", "BargeStore", "BargeTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -153,7 +153,7 @@ public final class JobStore: Sendable {
         try await self.pool.read { db in
             var jobs: [StoredJob] = []
             let rows = try Row.fetchCursor(db, sql: "SELECT * FROM job ORDER BY id")
-            while let row = try rows.next() { jobs.append(Self.job(from: row)) }
+            while let row = try rows.next() { jobs.append(try Self.job(from: row)) }
             return jobs
         }
     }
@@ -237,7 +237,7 @@ public final class JobStore: Sendable {
         }
     }
 
-    private static func job(from row: Row) -> StoredJob {
+    private static func job(from row: Row) throws(UnreadableJob) -> StoredJob {
         var policy = TransferPolicy()
         policy.priority = Priority(rawValue: row["priority"]) ?? .normal
         if let rate: Int64 = row["max_rate"] { policy.maxRate = .limited(ByteRate(bytesPerSecond: UInt64(rate))) }
@@ -246,7 +246,10 @@ public final class JobStore: Sendable {
             policy.owner = FileOwner(user: parts[0], group: parts.count > 1 ? parts[1] : nil)
         }
         let urlsJSON: String = row["urls"]
-        let urls = (try? JSONDecoder().decode([String].self, from: Data(urlsJSON.utf8))) ?? []
+        // Fail closed: a job whose sources cannot be read is not a job without sources.
+        guard let urls = try? JSONDecoder().decode([String].self, from: Data(urlsJSON.utf8)), !urls.isEmpty else {
+            throw UnreadableJob(id: row["id"], column: "urls", value: urlsJSON)
+        }
         let spec = JobSpec(
             manifest: row["manifest"],
             urls: urls,
@@ -271,6 +274,21 @@ public final class JobStore: Sendable {
             (row["etag"] as String?) != nil || (row["last_modified"] as String?) != nil
             || (row["content_sha256"] as String?) != nil
         return StoredJob(spec: spec, record: record)
+    }
+
+    /// A stored job that cannot be read as one; the agent stops rather than run without it.
+    public struct UnreadableJob: Error, CustomStringConvertible {
+        /// The job's id.
+        public var id: Int64
+        /// The column that cannot be read.
+        public var column: String
+        /// What that column holds.
+        public var value: String
+
+        public var description: String {
+            "job \(self.id) in the state database has an unreadable \(self.column) (\(self.value.prefix(80))); "
+                + "restore the database from a backup or delete that row"
+        }
     }
 
     // MARK: Writing

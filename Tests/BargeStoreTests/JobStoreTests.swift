@@ -2,6 +2,7 @@ import BargeCore
 import BargeStore
 import BargeTestSupport
 import Foundation
+import GRDB
 import Testing
 
 @Suite("Job store") struct JobStoreTests {
@@ -141,6 +142,23 @@ import Testing
         ]
         try await store.apply(batch)
         #expect(try await store.jobs().first?.spec.urls == urls)
+    }
+
+    /// Fail closed: a row whose URLs cannot be read stops the read (and the agent), never becomes a job without
+    /// sources.
+    @Test func anUnreadableJobIsAnErrorNotAnEmptyOne() async throws {
+        let path = self.scratch.path + "/state"
+        do {
+            let store = try JobStore(directory: path)
+            var batch = JobStore.Batch()
+            batch.inserts = [StoredJob(spec: spec("a"), record: JobRecord(id: 0))]
+            try await store.apply(batch)
+        }
+        let database = try DatabaseQueue(path: path + "/barge.sqlite")
+        try await database.write { db in try db.execute(sql: "UPDATE job SET urls = '[\"https://a.test/x\"'") }
+        try database.close()
+        let reopened = try JobStore(directory: path)
+        await #expect(throws: JobStore.UnreadableJob.self) { try await reopened.jobs() }
     }
 
     @Test func oneDestinationIsOneJob() async throws {
