@@ -22,6 +22,10 @@ struct FailClosedTests {
         return paths
     }
 
+    /// How long a directory that was missing, unreadable or empty takes to count as settled again (the agent's
+    /// 10 s hold on removals, and a retry), with room to spare.
+    static let settles: Double = 25
+
     private static func mirrored(_ agent: AgentUnderTest, _ count: Int) -> Bool {
         (try? agent.status())?.jobs.filter { $0.state == "up-to-date" }.count == count
     }
@@ -55,7 +59,7 @@ struct FailClosedTests {
         let table = try agent.barge(["status"]).standardOutput
         #expect(table.contains("cannot read the manifest directory"), "\(table)")
         #expect(chmod(agent.manifests, 0o755) == 0)
-        #expect(await eventually { problem() == nil })
+        #expect(await eventually(timeout: Self.settles) { problem() == nil }, "\(agent.log)")
         try everythingKept("readable again")
 
         // Removed (renamed away), then back.
@@ -64,7 +68,7 @@ struct FailClosedTests {
         #expect(await eventually { problem()?.contains("No such file") == true })
         try everythingKept("missing")
         #expect(rename(away, agent.manifests) == 0)
-        #expect(await eventually { problem() == nil })
+        #expect(await eventually(timeout: Self.settles) { problem() == nil }, "\(agent.log)")
         try everythingKept("back")
 
         // Removed and made again, empty, then filled (`rm -rf` and a copy): nothing is lost meanwhile.
@@ -77,7 +81,7 @@ struct FailClosedTests {
         for name in try FileManager.default.contentsOfDirectory(atPath: copy) {
             try FileManager.default.copyItem(atPath: copy + "/" + name, toPath: agent.manifests + "/" + name)
         }
-        #expect(await eventually { problem() == nil })
+        #expect(await eventually(timeout: Self.settles) { problem() == nil }, "\(agent.log)")
         try everythingKept("filled again")
 
         // Replaced: a new directory with the same manifests and one more is swapped in by two renames.
