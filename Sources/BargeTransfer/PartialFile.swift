@@ -718,6 +718,15 @@ final class PartialFile: @unchecked Sendable {
         self.isUnnamed = false
     }
 
+    /// Closes the partial's file, and so gives up its lock, once no write is in flight: a transfer that stopped
+    /// leaves the partial free for the next one, which may start as soon as it hears of the stop.
+    func release() {
+        self.inFlight.wait()
+        guard self.descriptor >= 0 else { return }
+        close(self.descriptor)
+        self.descriptor = -1
+    }
+
     /// Removed from its directory by ``discard()``: a further attempt needs a new partial.
     private(set) var isDiscarded = false
 

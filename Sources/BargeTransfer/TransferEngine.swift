@@ -902,6 +902,8 @@ final class EngineLoop: @unchecked Sendable {
                 transfer.continuation.yield(.checkpoint(offset: partial.length))
             }
         }
+        // Its lock goes before its end is told: whoever starts the job again at once finds the partial free.
+        transfer.partial?.release()
         self.finish(transfer, outcome)
     }
 
