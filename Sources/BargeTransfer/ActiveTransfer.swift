@@ -127,7 +127,7 @@ final class ActiveTransfer {
 
     var currentSource: String { self.request.sources[self.sourceIndex] }
     /// The host the transfer was admitted for (its first source's): its connection counts against that host.
-    lazy var admissionHost: String = FailureClassifier.host(of: self.request.sources.first ?? "")
+    lazy var admissionHost: String = URLRules.host(of: self.request.sources.first ?? "")
     /// Whether it counts against its host's connections now (admitted, and not yet handed to be committed).
     var holdsConnection = false
     /// Where the current source redirected to (the engine follows redirects itself, ``RedirectPolicy``).
@@ -445,7 +445,7 @@ final class ActiveTransfer {
             if let expected = self.request.expectedSize, let total, !encoded, total != expected {
                 self.abortFailure = TransferFailure(
                     .permanent,
-                    "size mismatch: expected \(expected) bytes, \(FailureClassifier.host(of: self.currentSource)) has \(total)"
+                    "size mismatch: expected \(expected) bytes, \(URLRules.host(of: self.currentSource)) has \(total)"
                 )
                 return
             }

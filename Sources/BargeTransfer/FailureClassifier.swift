@@ -7,7 +7,7 @@ import Glibc
 enum FailureClassifier {
     /// The failure for a final HTTP status that is not a success.
     static func failure(status: Int, url: String, retryAfter: Double?) -> TransferFailure {
-        let host = Self.host(of: url)
+        let host = URLRules.host(of: url)
         switch status {
         case 404: return TransferFailure(.permanent, "not found: \(url) (HTTP 404)")
         case 410: return TransferFailure(.permanent, "gone: \(url) (HTTP 410)")
@@ -37,7 +37,7 @@ enum FailureClassifier {
 
     /// The failure for a libcurl error; `detail` is libcurl's error buffer.
     static func failure(code: CURLcode, url: String, detail: String) -> TransferFailure {
-        let host = Self.host(of: url)
+        let host = URLRules.host(of: url)
         let suffix = detail.isEmpty ? "" : " (\(detail))"
         switch code {
         case CURLE_COULDNT_RESOLVE_HOST:
@@ -80,9 +80,6 @@ enum FailureClassifier {
             return TransferFailure(.transient, "\(text) talking to \(host)\(suffix)")
         }
     }
-
-    /// `host:port` of a URL, for messages.
-    static func host(of url: String) -> String { URLRules.host(of: url) }
 
     /// Parses `Retry-After`: seconds, or an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`), then relative to `now`
     /// (seconds since 1970).

@@ -1,3 +1,5 @@
+import BargeCore
+
 /// The rules for the redirects the engine follows itself (libcurl's own following is off): where a redirect may
 /// lead, and what the next request keeps.
 ///
@@ -27,7 +29,7 @@ enum RedirectPolicy {
     /// Whether two URLs name the same origin: scheme, host and port (user information aside).
     static func sameOrigin(_ a: String, _ b: String) -> Bool {
         Self.scheme(of: a) == Self.scheme(of: b)
-            && FailureClassifier.host(of: a).lowercased() == FailureClassifier.host(of: b).lowercased()
+            && URLRules.host(of: a).lowercased() == URLRules.host(of: b).lowercased()
     }
 
     /// The URL's scheme, lowercase ("" when it has none).

@@ -103,7 +103,7 @@ public final class TransferEngine: Sendable {
         let (sequence, turn) = self.routing.withLock { state in
             defer { state.next += 1 }
             guard count > 1 else { return (state.next, UInt64(0)) }
-            let host = FailureClassifier.host(of: request.sources.first ?? "")
+            let host = URLRules.host(of: request.sources.first ?? "")
             if state.turns.count >= 1024 { state.turns.removeAll() }
             let turn = state.turns[host, default: 0]
             state.turns[host] = turn &+ 1
@@ -516,7 +516,7 @@ final class EngineLoop: @unchecked Sendable {
             if transfer.inMulti, !transfer.userPaused, transfer.pacedUntil == nil,
                 now - transfer.lastByteAt > transfer.request.stallTimeout
             {
-                let host = FailureClassifier.host(of: transfer.currentSource)
+                let host = URLRules.host(of: transfer.currentSource)
                 transfer.abortFailure = TransferFailure(
                     .transient,
                     "stalled: no data from \(host) for \(Int(transfer.request.stallTimeout))s"
@@ -634,7 +634,7 @@ final class EngineLoop: @unchecked Sendable {
                     transfer,
                     TransferFailure(
                         .transient,
-                        "\(FailureClassifier.host(of: transfer.currentSource)) keeps sending unusable ranges"
+                        "\(URLRules.host(of: transfer.currentSource)) keeps sending unusable ranges"
                     )
                 )
                 return
@@ -692,7 +692,7 @@ final class EngineLoop: @unchecked Sendable {
         var location: UnsafeMutablePointer<CChar>?
         _ = barge_easy_getinfo_string(transfer.easy, CURLINFO_REDIRECT_URL, &location)
         guard let target = location.map({ String(cString: $0) }), !target.isEmpty else {
-            let host = FailureClassifier.host(of: transfer.attemptURL)
+            let host = URLRules.host(of: transfer.attemptURL)
             self.failOver(transfer, TransferFailure(.permanent, "\(host) sent a redirect without a location"))
             return
         }
