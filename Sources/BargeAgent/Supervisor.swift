@@ -821,7 +821,7 @@ public actor Supervisor {
         let batch = self.pending
         self.pending = JobStore.Batch()
         self.storeWrite = Task {
-            _ = await self.write(batch)
+            await self.write(batch)
             self.storeWrite = nil
             self.writeBehind()
         }
@@ -841,21 +841,18 @@ public actor Supervisor {
 
     /// Writes one batch, trying again a few times over some seconds (a busy or briefly full disk); a store that
     /// still refuses it stops the agent loudly (exit status 75) rather than run on with state it cannot keep.
-    /// The store and the partials are crash-safe, so a restart resumes from the last write that held.
+    /// The store and the partials are crash-safe, so a restart resumes from the last write that held. A change the
+    /// store refuses alone (a bug, not a disk) is logged with its job; the rest of the batch is stored.
     @discardableResult
     private func write(_ batch: JobStore.Batch) async -> [Int64] {
         var delay = Self.storeRetryDelay
         for attempt in 1...Self.storeAttempts {
             do {
-                let ids = try await self.store.apply(batch)
+                let applied = try await self.store.apply(batch)
                 if attempt > 1 { Log.info("the state database took the changes on try \(attempt)") }
-                return ids
+                for refused in applied.refused { Log.error("the state database refused a change: \(refused)") }
+                return applied.ids
             } catch {
-                if JobStore.isRefusal(error) {
-                    // A bug, not a disk: say so, and keep running with what the store has.
-                    Log.error("the state database refused a batch: \(error)")
-                    return []
-                }
                 guard attempt < Self.storeAttempts else {
                     Log.error(
                         "cannot write the state database after \(attempt) tries; stopping (it resumes from its last "
@@ -1193,7 +1190,7 @@ public actor Supervisor {
 
     /// A URL without user information, query and fragment: `https://host/path`.
     static func redacted(_ url: String) -> String {
-        guard let start = url.firstRange(of: "://")?.upperBound else { return url }
+        guard let start = URLRules.authorityStart(of: url) else { return url }
         let rest = url[start...]
         let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
         let authority = rest[..<authorityEnd]
@@ -1205,10 +1202,11 @@ public actor Supervisor {
     /// `text` with every URL in it ``redacted(_:)``: a reason names the URL that failed, or where a redirect led.
     static func redactingURLs(in text: String) -> String {
         guard text.contains("://") else { return text }
-        return text.replacing(/[A-Za-z][A-Za-z0-9+.\-]*:\/\/[^\s'"<>]+/) { match in
-            // Punctuation that ends the sentence is not part of the URL.
+        // A query or fragment runs to the next white space whatever it holds (a quote in a token is still the token).
+        return text.replacing(/[A-Za-z][A-Za-z0-9+.\-]*:\/\/[^\s'"<>?#]+(?:[?#]\S*)?/) { match in
+            // Punctuation or a quote that ends the sentence is not part of the URL.
             let url = match.output
-            let end = url.lastIndex { !".,;:)".contains($0) }.map(url.index(after:)) ?? url.startIndex
+            let end = url.lastIndex { !".,;:)'\"".contains($0) }.map(url.index(after:)) ?? url.startIndex
             return Self.redacted(String(url[..<end])) + url[end...]
         }
     }

@@ -42,8 +42,8 @@ protocol JobPersistence: Sendable {
     func manifestVersion(_ id: String) async throws -> ManifestVersion?
     /// The mirrored copies' validators of these jobs.
     func validators(of ids: [Int64]) async throws -> [Int64: MirrorValidators]
-    /// Applies a batch in one transaction; returns the ids of its inserts.
-    @discardableResult func apply(_ batch: JobStore.Batch) async throws -> [Int64]
+    /// Applies a batch in one transaction; returns the ids of its inserts and the changes refused alone.
+    @discardableResult func apply(_ batch: JobStore.Batch) async throws -> JobStore.AppliedBatch
     /// Gives back the memory of caches filled by a large read.
     func releaseMemory()
 }

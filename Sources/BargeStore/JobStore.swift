@@ -327,12 +327,54 @@ public final class JobStore: Sendable {
         }
     }
 
-    /// Applies a batch; returns the ids given to its inserts, in order.
+    /// A change the store refused (a constraint: a destination already stored, a line for a job that is gone): a
+    /// bug in the caller, not a disk. The rest of its batch is stored all the same.
+    public struct RefusedChange: Sendable, CustomStringConvertible {
+        /// What the change was ("insert", "record", "history" …).
+        public var kind: String
+        /// The job it was for.
+        public var id: Int64
+        /// What SQLite said.
+        public var error: String
+
+        public var description: String { "\(self.kind) of job \(self.id): \(self.error)" }
+    }
+
+    /// What a batch did: the ids given to its inserts (in order, the refused ones left out) and the changes refused.
+    public struct AppliedBatch: Sendable {
+        /// The ids of the jobs inserted.
+        public var ids: [Int64] = []
+        /// The changes refused, each alone; everything else in the batch is stored.
+        public var refused: [RefusedChange] = []
+
+        /// Nothing applied yet.
+        public init() {}
+    }
+
+    /// Applies a batch in one transaction: first the deletions, then the rest, leaving out every change to a job the
+    /// batch deletes (a job added and removed, or a line written for it, before the write). A change the store
+    /// refuses is left out alone and reported, never the whole batch: a bug in one row never loses the others.
+    /// Throws only when the database cannot take the batch at all (then none of it is stored).
     @discardableResult
-    public func apply(_ batch: Batch) async throws -> [Int64] {
-        guard !batch.isEmpty else { return [] }
+    public func apply(_ batch: Batch) async throws -> AppliedBatch {
+        guard !batch.isEmpty else { return AppliedBatch() }
         return try await self.pool.write { db in
-            var ids: [Int64] = []
+            var applied = AppliedBatch()
+            /// Runs one statement; a constraint it breaks undoes that statement alone and is reported.
+            func run(_ statement: Statement, _ arguments: StatementArguments, _ kind: String, _ id: Int64) throws
+                -> Bool
+            {
+                do {
+                    try statement.execute(arguments: arguments)
+                    return true
+                } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                    applied.refused.append(RefusedChange(kind: kind, id: id, error: error.message ?? "\(error)"))
+                    return false
+                }
+            }
+            let deleted = Set(batch.deletions)
+            let delete = try db.cachedStatement(sql: "DELETE FROM job WHERE id = ?")
+            for id in batch.deletions { _ = try run(delete, [id], "deletion", id) }
             // A job with an id keeps it (the agent gave it); one with id 0 gets the next.
             let insert = try db.cachedStatement(
                 sql: """
@@ -340,21 +382,21 @@ public final class JobStore: Sendable {
                     owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """
             )
-            for job in batch.inserts {
-                try insert.execute(
-                    arguments: [job.record.id == 0 ? nil : job.record.id] + Self.specArguments(job.spec)
-                        + [job.record.state.rawValue, job.record.reason, job.spec.policy.owner?.description]
-                )
-                ids.append(db.lastInsertedRowID)
-            }
             let updateValidators = try db.cachedStatement(
                 sql: "UPDATE job SET etag = ?, last_modified = ?, content_sha256 = ? WHERE id = ?"
             )
-            for (id, job) in zip(ids, batch.inserts) {
-                guard let validators = job.validators else { continue }
-                try updateValidators.execute(arguments: [
-                    validators.etag, validators.lastModified, validators.contentSHA256, id,
-                ])
+            for job in batch.inserts where job.record.id == 0 || !deleted.contains(job.record.id) {
+                let arguments: StatementArguments =
+                    [job.record.id == 0 ? nil : job.record.id] + Self.specArguments(job.spec)
+                    + [job.record.state.rawValue, job.record.reason, job.spec.policy.owner?.description]
+                guard try run(insert, arguments, "insert", job.record.id) else { continue }
+                let id = db.lastInsertedRowID
+                applied.ids.append(id)
+                if let validators = job.validators {
+                    try updateValidators.execute(arguments: [
+                        validators.etag, validators.lastModified, validators.contentSHA256, id,
+                    ])
+                }
             }
             let updateSpec = try db.cachedStatement(
                 sql: """
@@ -362,8 +404,8 @@ public final class JobStore: Sendable {
                     max_rate = ? WHERE id = ?
                     """
             )
-            for (id, spec) in batch.specs {
-                try updateSpec.execute(arguments: Self.specArguments(spec) + [id])
+            for (id, spec) in batch.specs where !deleted.contains(id) {
+                _ = try run(updateSpec, Self.specArguments(spec) + [id], "spec", id)
             }
             let updateRecord = try db.cachedStatement(
                 sql: """
@@ -374,14 +416,15 @@ public final class JobStore: Sendable {
             // A job changes several times in a batch (queued, connecting, transferring, done): its last record
             // holds every column, so only that one is written.
             var written = Set<Int64>(minimumCapacity: batch.records.count)
-            for record in batch.records.reversed() where written.insert(record.id).inserted {
+            for record in batch.records.reversed() where !deleted.contains(record.id) {
+                guard written.insert(record.id).inserted else { continue }
                 try updateRecord.execute(arguments: [
                     record.state.rawValue, record.reason, record.userSuspended, record.attempts,
                     record.firstFailureAt, record.dueAt, record.lastStartedAt, record.completedAt,
                     Int64(clamping: record.offset), record.totalBytes.map { Int64(clamping: $0) }, record.id,
                 ])
             }
-            for (id, validators) in batch.validators {
+            for (id, validators) in batch.validators where !deleted.contains(id) {
                 try updateValidators.execute(arguments: [
                     validators.etag, validators.lastModified, validators.contentSHA256, id,
                 ])
@@ -389,11 +432,9 @@ public final class JobStore: Sendable {
             let refresh = try db.cachedStatement(
                 sql: "UPDATE job SET etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified) WHERE id = ?"
             )
-            for (id, etag, lastModified) in batch.refreshedValidators {
+            for (id, etag, lastModified) in batch.refreshedValidators where !deleted.contains(id) {
                 try refresh.execute(arguments: [etag, lastModified, id])
             }
-            let delete = try db.cachedStatement(sql: "DELETE FROM job WHERE id = ?")
-            for id in batch.deletions { try delete.execute(arguments: [id]) }
             let addHistory = try db.cachedStatement(
                 sql: "INSERT INTO history (job_id, at, state, detail, bytes) VALUES (?, ?, ?, ?, ?)"
             )
@@ -403,10 +444,11 @@ public final class JobStore: Sendable {
                     (SELECT id FROM history WHERE job_id = ? ORDER BY id DESC LIMIT \(Self.historyLength))
                     """
             )
-            for (id, entry) in batch.history {
-                try addHistory.execute(arguments: [
+            for (id, entry) in batch.history where !deleted.contains(id) {
+                let arguments: StatementArguments = [
                     id, entry.at, entry.state, entry.detail, Int64(clamping: entry.bytes),
-                ])
+                ]
+                guard try run(addHistory, arguments, "history", id) else { continue }
                 try trimHistory.execute(arguments: [id, id])
             }
             for version in batch.manifestVersions {
@@ -421,14 +463,8 @@ public final class JobStore: Sendable {
             for id in batch.manifestRemovals {
                 try db.execute(sql: "DELETE FROM manifest_version WHERE id = ?", arguments: [id])
             }
-            return ids
+            return applied
         }
-    }
-
-    /// Whether `error` is a batch refused for what it says (a destination already stored, a constraint), which
-    /// trying again cannot change, rather than the database failing to take it.
-    public static func isRefusal(_ error: any Error) -> Bool {
-        (error as? DatabaseError)?.resultCode == .SQLITE_CONSTRAINT
     }
 
     /// `strings` as a JSON array, written directly: `JSONEncoder` made most of the cost of inserting a burst of jobs.

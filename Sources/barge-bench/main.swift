@@ -254,7 +254,7 @@ func prepareAgentState(_ directory: String) async throws {
     let store = try JobStore(directory: directory + "/state")
     var batch = JobStore.Batch()
     batch.inserts = inserts
-    let ids = try await store.apply(batch)
+    let ids = try await store.apply(batch).ids
     var update = JobStore.Batch()
     update.records = zip(ids, inserts).map { id, job in
         var record = job.record

@@ -82,13 +82,15 @@ actor MemoryStore: JobPersistence {
         if self.validatorsFail { throw CocoaError(.fileReadUnknown) }
         return Dictionary(uniqueKeysWithValues: ids.map { ($0, MirrorValidators(etag: "\"e\"")) })
     }
-    func apply(_ batch: JobStore.Batch) async throws -> [Int64] {
+    func apply(_ batch: JobStore.Batch) async throws -> JobStore.AppliedBatch {
         self.batches.append(batch)
-        return batch.inserts.map { job in
+        var applied = JobStore.AppliedBatch()
+        applied.ids = batch.inserts.map { job in
             let id = job.record.id == 0 ? self.nextID + 1 : job.record.id
             self.nextID = max(self.nextID, id)
             return id
         }
+        return applied
     }
     nonisolated func releaseMemory() {}
 
@@ -173,6 +175,11 @@ struct SupervisorPlanTests {
         #expect(
             Supervisor.redactingURLs(in: "redirected to 'http://h.test:8080/c?sig=1' (http://x.test/d?k=2).")
                 == "redirected to 'http://h.test:8080/c' (http://x.test/d)."
+        )
+        // A quote inside a query is still the query: nothing after the "?" is shown.
+        #expect(
+            Supervisor.redactingURLs(in: "HTTP 404 for https://h.test/p?t=ab'cd\"ef next")
+                == "HTTP 404 for https://h.test/p next"
         )
         #expect(Supervisor.redactingURLs(in: "connection refused by h.test") == "connection refused by h.test")
     }

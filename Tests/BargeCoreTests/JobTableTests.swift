@@ -34,6 +34,8 @@ import Testing
             ("http://h.example", "h.example"), ("http://h.example?x=/y", "h.example"),
             ("http://u@h.example/", "h.example"), ("https://h.example/a/b/c.bin", "h.example"),
             ("http://[::1]:8080/x", "[::1]:8080"), ("not a url", "not a url"),
+            // "://" later than the scheme's ":" is not an authority: no host, whatever the shared head holds.
+            ("file:/srv/a://b/c", "file:/srv/a://b/c"),
         ]
         for (url, host) in cases {
             #expect(URLRules.host(of: url) == host, "\(url)")

@@ -34,7 +34,7 @@ import Testing
                 StoredJob(spec: spec("a"), record: JobRecord(id: 0)),
                 StoredJob(spec: spec("b", manifest: nil), record: JobRecord(id: 0)),
             ]
-            ids = try await store.apply(batch)
+            ids = try await store.apply(batch).ids
             #expect(ids.count == 2 && ids[0] != ids[1])
             var record = JobRecord(id: ids[0])
             record.state = .transientError
@@ -84,7 +84,7 @@ import Testing
         let store = try JobStore(directory: self.scratch.path + "/state")
         var batch = JobStore.Batch()
         batch.inserts = [StoredJob(spec: spec("a"), record: JobRecord(id: 0))]
-        let id = try #require(try await store.apply(batch).first)
+        let id = try #require(try await store.apply(batch).ids.first)
         var lines = JobStore.Batch()
         for index in 0..<(JobStore.historyLength + 5) {
             lines.history.append(
@@ -114,7 +114,7 @@ import Testing
                 StoredJob(spec: spec("a"), record: JobRecord(id: 7)),
                 StoredJob(spec: spec("b"), record: JobRecord(id: 0)),
             ]
-            #expect(try await store.apply(batch) == [7, 8])
+            #expect(try await store.apply(batch).ids == [7, 8])
             var changes = JobStore.Batch()
             for state in [JobState.connecting, .transferring, .upToDate] {
                 var record = JobRecord(id: 7)
@@ -161,15 +161,50 @@ import Testing
         await #expect(throws: JobStore.UnreadableJob.self) { try await reopened.jobs() }
     }
 
-    @Test func oneDestinationIsOneJob() async throws {
+    /// One destination is one job: a second insert of it is refused alone, reported with its job, and the rest of
+    /// the batch (the first insert, a history line) is stored all the same.
+    @Test func oneDestinationIsOneJobAndARefusalLosesNothingElse() async throws {
         let store = try JobStore(directory: self.scratch.path + "/state")
         var batch = JobStore.Batch()
         batch.inserts = [
-            StoredJob(spec: spec("a"), record: JobRecord(id: 0)), StoredJob(spec: spec("a"), record: JobRecord(id: 0)),
+            StoredJob(spec: spec("a"), record: JobRecord(id: 1)), StoredJob(spec: spec("a"), record: JobRecord(id: 2)),
         ]
-        await #expect(throws: (any Error).self) { try await store.apply(batch) }
-        // The failed batch wrote nothing: one transaction.
-        #expect(try await store.jobs().isEmpty)
+        batch.history = [(1, JobHistoryEntry(at: 1, state: "done", detail: "fetched", bytes: 3))]
+        let applied = try await store.apply(batch)
+        #expect(applied.ids == [1])
+        #expect(applied.refused.map(\.id) == [2])
+        #expect(applied.refused.map(\.kind) == ["insert"])
+        #expect(try await store.jobs().map(\.record.id) == [1])
+        #expect(try await store.history(of: 1).count == 1)
+    }
+
+    /// A batch written behind the agent holds whatever happened since the last write, in any order: a destination
+    /// removed and added again (a new job for it), a job added and removed, a history line of a job removed. The
+    /// deletions go first and nothing is written for a job the batch deletes, so none of it is refused.
+    @Test func aBatchWithRemovalsAndReAddsIsStoredWhole() async throws {
+        let store = try JobStore(directory: self.scratch.path + "/state")
+        var first = JobStore.Batch()
+        first.inserts = [StoredJob(spec: spec("a"), record: JobRecord(id: 1))]
+        try await store.apply(first)
+        var batch = JobStore.Batch()
+        batch.inserts = [
+            StoredJob(spec: spec("a"), record: JobRecord(id: 2)), StoredJob(spec: spec("b"), record: JobRecord(id: 3)),
+        ]
+        var record = JobRecord(id: 1)
+        record.state = .upToDate
+        batch.records = [record]
+        batch.history = [
+            (1, JobHistoryEntry(at: 1, state: "done", detail: "fetched", bytes: 3)),
+            (3, JobHistoryEntry(at: 2, state: "done", detail: "fetched", bytes: 3)),
+        ]
+        batch.deletions = [1, 3]
+        let applied = try await store.apply(batch)
+        #expect(applied.refused.isEmpty)
+        #expect(applied.ids == [2])
+        let jobs = try await store.jobs()
+        #expect(jobs.map(\.record.id) == [2])
+        #expect(jobs.map(\.spec.destination) == [spec("a").destination])
+        #expect(try await store.lastJobID() == 2)
     }
 
     @Test func theStoreDirectoryIsPrivate() throws {

@@ -65,8 +65,8 @@ final class InternedText: Sendable, Hashable {
 
     private init(_ text: String) {
         self.text = text
-        let afterScheme = text.firstRange(of: "://")?.upperBound
-        self.urlHost = afterScheme.map { text[$0...].contains("/") } == true ? URLRules.host(of: text) : nil
+        let authority = URLRules.authorityStart(of: text)
+        self.urlHost = authority.map { text[$0...].contains("/") } == true ? URLRules.host(of: text) : nil
     }
 
     /// The shared instance for `text`.

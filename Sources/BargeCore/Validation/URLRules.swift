@@ -7,16 +7,23 @@ public enum URLRules {
     /// a server; "this machine" for a URL without a host (`file:///…`).
     public static func host(of url: String) -> String {
         // On the UTF-8 view (the delimiters are ASCII): every new transfer is routed by its host.
-        let bytes = url.utf8
-        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")), bytes[colon...].starts(with: "://".utf8) else {
-            return url
-        }
-        let rest = bytes[bytes.index(colon, offsetBy: 3)...]
+        guard let afterScheme = Self.authorityStart(of: url) else { return url }
+        let rest = url.utf8[afterScheme...]
         let end = rest.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }
         let authority = rest[..<(end ?? rest.endIndex)]
         let start =
             authority.lastIndex(of: UInt8(ascii: "@")).map { authority.index(after: $0) } ?? authority.startIndex
         return start == authority.endIndex ? "this machine" : String(url[start..<authority.endIndex])
+    }
+
+    /// Where the authority of `url` begins: after the `://` that follows its scheme (the first ":"), or nil when it
+    /// has none (`file:/srv/a://b` has none: its first ":" is not followed by "//").
+    public static func authorityStart(of url: String) -> String.Index? {
+        let bytes = url.utf8
+        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")), bytes[colon...].starts(with: "://".utf8) else {
+            return nil
+        }
+        return bytes.index(colon, offsetBy: 3)
     }
 
     /// The problem with `text` as a source or target URL, or nil when it is usable.
