@@ -361,8 +361,13 @@ public final class JobStore: Sendable {
         return try await self.pool.write { db in
             var applied = AppliedBatch()
             /// Runs one statement; a constraint it breaks undoes that statement alone and is reported.
-            func run(_ statement: Statement, _ arguments: StatementArguments, _ kind: String, _ id: Int64) throws
-                -> Bool
+            func run(
+                _ statement: Statement,
+                _ arguments: StatementArguments,
+                _ kind: String,
+                _ id: Int64
+            )
+                throws -> Bool
             {
                 do {
                     try statement.execute(arguments: arguments)
