@@ -24,6 +24,8 @@ final class ManifestWatcher: @unchecked Sendable {
     private var parentWatch: Int32 = -1
     /// While the parent is missing too (nothing to watch), the watches are tried again on this timer.
     private var retry: (any DispatchSourceTimer)?
+    /// Set by ``cancel()``: nothing is watched or reported after it.
+    private var cancelled = false
     private let changed: @Sendable () -> Void
     /// How often watches are tried again while the directory's parent is missing.
     static let retryInterval: DispatchTimeInterval = .seconds(5)
@@ -54,6 +56,7 @@ final class ManifestWatcher: @unchecked Sendable {
             alignment: MemoryLayout<inotify_event>.alignment
         )
         self.source.setEventHandler { [unowned self] in
+            guard !self.cancelled else { return }
             var relevant = false
             while true {
                 let count = read(descriptor, buffer, 64 * 1024)
@@ -72,7 +75,7 @@ final class ManifestWatcher: @unchecked Sendable {
             self.pendingFlush = true
             self.queue.asyncAfter(deadline: .now() + Self.settleDelay) {
                 self.pendingFlush = false
-                changed()
+                if !self.cancelled { changed() }
             }
         }
         self.source.setCancelHandler {
@@ -86,12 +89,16 @@ final class ManifestWatcher: @unchecked Sendable {
     /// Adds what watches are missing; while the parent cannot be watched (it is missing too), tries again on a
     /// timer, and tells `changed` once it can. Returns whether a watch was added. On the queue.
     private func watch() -> Bool {
+        guard !self.cancelled else { return false }
         var added = false
         if self.parentWatch < 0 {
             // Without the parent's watch a missing or replaced directory is seen only by the agent's periodic retry.
             let parent = PathRules.directory(of: self.directory)
             self.parentWatch = inotify_add_watch(self.descriptor, parent, Self.parentMask | UInt32(IN_ONLYDIR))
             added = self.parentWatch >= 0
+            // A new parent (the old one renamed or removed) holds another directory under the name, or none: the
+            // old directory's watch, if any, follows the old inode.
+            if added { self.rewatchDirectory() }
         }
         if self.directoryWatch < 0 {
             self.rewatchDirectory()
@@ -115,16 +122,20 @@ final class ManifestWatcher: @unchecked Sendable {
     /// Whether one event may change the manifests; moves the directory's watch when the directory was replaced.
     private func isRelevant(_ event: inotify_event, name: String) -> Bool {
         if event.mask & UInt32(IN_Q_OVERFLOW) != 0 {
+            // Events were lost, a watch's end among them perhaps: watch whatever has the names now.
             self.rewatchDirectory()
+            _ = self.watch()
             return true
         }
         if event.wd == self.parentWatch {
             if event.mask & UInt32(IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 {
-                // The parent went too: watch again once it is back.
+                // The parent went (renamed or removed): watch whatever has its name now (the directory's watch
+                // moves too), or again once it is back; either way the manifests may have changed.
                 inotify_rm_watch(self.descriptor, self.parentWatch)
                 self.parentWatch = -1
+                self.rewatchDirectory()
                 _ = self.watch()
-                return false
+                return true
             }
             guard name == self.name else { return false }
             // The directory's name was created, renamed, removed or its mode changed: watch what has the name now.
@@ -149,13 +160,14 @@ final class ManifestWatcher: @unchecked Sendable {
         self.directoryWatch = watch
     }
 
-    /// Stops watching.
+    /// Stops watching: no callback starts after it returns.
     func cancel() {
         self.queue.sync {
+            self.cancelled = true
             self.retry?.cancel()
             self.retry = nil
+            self.source.cancel()
         }
-        self.source.cancel()
     }
 }
 

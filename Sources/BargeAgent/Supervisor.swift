@@ -131,6 +131,8 @@ public actor Supervisor {
     private var manifestDigests: [String: String] = [:]
     /// Why the drop-in directory cannot be read now (nil: it was read); nothing is removed while it is set.
     private var directoryProblem: String?
+    /// Whether the last read failed or found the directory empty (set until a read finds manifests again).
+    private var directoryFailed = false
     private var directoryRetry: Task<Void, Never>?
     /// How often an unreadable drop-in directory is read again (the watcher also tells when it comes back).
     static let directoryRetryInterval: Duration = .seconds(5)
@@ -348,6 +350,7 @@ public actor Supervisor {
                 Log.error("cannot read the manifest directory (every job is kept as it is): \(error)")
             }
             self.directoryProblem = error.description
+            self.directoryFailed = true
             self.emptySince = nil  // a directory that comes back empty gets its whole grace
             self.unsettledUntil = Date().timeIntervalSince1970 + Self.emptyDirectoryGrace
             self.scheduleDirectoryRetry()
@@ -367,15 +370,21 @@ public actor Supervisor {
                         + "\(Int(Self.emptyDirectoryGrace))s in case it is being replaced"
                     if self.directoryProblem != problem { Log.error("the manifest directory \(directory): \(problem)") }
                     self.directoryProblem = problem
+                    self.directoryFailed = true
                     self.scheduleDirectoryRetry(after: .seconds(Self.emptyDirectoryGrace - (now - since) + 0.1))
                     return
                 }
             }
             self.emptySince = nil
-            if self.directoryProblem != nil {
-                Log.info("the manifest directory \(directory) is readable again")
-                self.directoryProblem = nil
+            if self.directoryFailed {
+                Log.info(
+                    manifests.isEmpty
+                        ? "the manifest directory \(directory) stayed empty: its manifests are gone"
+                        : "the manifest directory \(directory) is readable again"
+                )
+                self.directoryFailed = false
             }
+            self.directoryProblem = nil
             loaded = manifests
             let now = Date().timeIntervalSince1970
             if let until = self.unsettledUntil {

@@ -70,7 +70,15 @@ final class AgentUnderTest: @unchecked Sendable {
     func status() throws -> StatusReport {
         let result = try BargeCommand.run(["status", "--json", "--config", self.configPath])
         guard result.status == 0 else { throw StatusError(message: result.standardError) }
-        return try JSONDecoder().decode(StatusReport.self, from: Data(result.standardOutput.utf8))
+        do {
+            return try JSONDecoder().decode(StatusReport.self, from: Data(result.standardOutput.utf8))
+        } catch {
+            let output = result.standardOutput
+            throw StatusError(
+                message: "\(error): \(output.utf8.count) bytes: \(output.prefix(200)) … \(output.suffix(200)); "
+                    + "stderr: \(result.standardError)"
+            )
+        }
     }
 
     func barge(_ arguments: [String]) throws -> BargeCommand.Result {
