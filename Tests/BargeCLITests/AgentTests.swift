@@ -277,6 +277,7 @@ struct AgentTests {
         #expect(curl.terminationStatus == 0)
         #expect(try JSONDecoder().decode(StatusReport.self, from: body).jobs.count == count)
         let one = try agent.barge(["status", "--json", String(status.jobs[1_234].id)])
+        try #require(one.status == 0, "\(one.standardError)")
         let single = try JSONDecoder().decode(StatusReport.self, from: Data(one.standardOutput.utf8))
         #expect(single.jobs.map(\.destination) == [status.jobs[1_234].destination])
         #expect(agent.stop() == 0)
