@@ -59,7 +59,7 @@ struct ManifestDiff {
                 goodVersionStoredAt = nil
                 if let digest = manifest.digest {
                     self.digests[manifest.id] = digest
-                    if let text = manifest.newGoodText {
+                    if let text = manifest.newGoodText, digests[manifest.id] != digest {
                         self.versionsToStore.append(
                             ManifestVersion(
                                 id: manifest.id,

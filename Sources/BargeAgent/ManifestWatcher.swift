@@ -93,8 +93,7 @@ final class ManifestWatcher: @unchecked Sendable {
         var added = false
         if self.parentWatch < 0 {
             // Without the parent's watch a missing or replaced directory is seen only by the agent's periodic retry.
-            let parent = PathRules.directory(of: self.directory)
-            self.parentWatch = inotify_add_watch(self.descriptor, parent, Self.parentMask | UInt32(IN_ONLYDIR))
+            self.rewatchParent()
             added = self.parentWatch >= 0
             // A new parent (the old one renamed or removed) holds another directory under the name, or none: the
             // old directory's watch, if any, follows the old inode.
@@ -123,6 +122,7 @@ final class ManifestWatcher: @unchecked Sendable {
     private func isRelevant(_ event: inotify_event, name: String) -> Bool {
         if event.mask & UInt32(IN_Q_OVERFLOW) != 0 {
             // Events were lost, a watch's end among them perhaps: watch whatever has the names now.
+            self.rewatchParent()
             self.rewatchDirectory()
             _ = self.watch()
             return true
@@ -153,11 +153,26 @@ final class ManifestWatcher: @unchecked Sendable {
 
     /// Points the directory's watch at the directory that has its name now (none while it is missing).
     private func rewatchDirectory() {
-        let watch = inotify_add_watch(self.descriptor, self.directory, Self.directoryMask | UInt32(IN_ONLYDIR))
-        if self.directoryWatch >= 0, watch != self.directoryWatch {
+        var watch = inotify_add_watch(self.descriptor, self.directory, Self.directoryMask | UInt32(IN_ONLYDIR))
+        if watch >= 0, watch == self.parentWatch {
+            // The name leads to the parent's own inode (a link swapped in): that is no drop-in directory to watch,
+            // and sharing the parent's watch would take its events. The parent's mask is put back.
+            self.rewatchParent()
+            watch = -1
+        }
+        if self.directoryWatch >= 0, watch != self.directoryWatch, self.directoryWatch != self.parentWatch {
             inotify_rm_watch(self.descriptor, self.directoryWatch)
         }
         self.directoryWatch = watch
+    }
+
+    /// Points the parent's watch at the directory that has the parent's path now (after an overflow, its rename
+    /// may have been lost).
+    private func rewatchParent() {
+        let parent = PathRules.directory(of: self.directory)
+        let watch = inotify_add_watch(self.descriptor, parent, Self.parentMask | UInt32(IN_ONLYDIR))
+        if self.parentWatch >= 0, watch != self.parentWatch { inotify_rm_watch(self.descriptor, self.parentWatch) }
+        self.parentWatch = watch
     }
 
     /// Stops watching: no callback starts after it returns.

@@ -36,12 +36,15 @@ struct LoadedManifest: Sendable {
     let prune: Bool?
     /// A digest of a valid manifest's text.
     let digest: String?
-    /// A valid manifest's text, when it differs from the last good version stored (nil otherwise).
+    /// A valid manifest's text, unless it is known to be the last good version stored (``ManifestDiff`` stores it
+    /// when its digest differs from the stored one).
     let newGoodText: String?
     /// The file's owner (its hooks run as them); the agent's own user when it cannot be told.
     let owner: (uid: UInt32, gid: UInt32)
 
-    init(_ parsed: ParsedManifest, storedDigest: String? = nil) {
+    /// `storedDigests`: the stored last good versions' digests, or nil while they are not known yet (the first read
+    /// runs while the store opens).
+    init(_ parsed: ParsedManifest, storedDigests: [String: String]? = nil) {
         self.id = parsed.id
         self.path = parsed.path
         self.errors = parsed.diagnostics.filter { $0.severity == .error }.map(\.description)
@@ -55,7 +58,7 @@ struct LoadedManifest: Sendable {
         if parsed.isValid, let text = parsed.text {
             let digest = SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
             self.digest = digest
-            self.newGoodText = digest == storedDigest ? nil : text
+            self.newGoodText = storedDigests.map { $0[parsed.id] == digest } == true ? nil : text
         } else {
             self.digest = nil
             self.newGoodText = nil
@@ -148,6 +151,8 @@ public actor Supervisor {
     private var destinationsBeingAdded: Set<String> = []
     /// The batch being written now (one at a time).
     private var storeWrite: Task<Void, Never>?
+    /// The drop-in directory's read started with the supervisor, until the first sync takes it.
+    private var firstRead: Task<DirectoryRead, Never>?
     /// The highest job id given so far.
     private var lastJobID: Int64 = 0
     private var timer: Task<Void, Never>?
@@ -173,14 +178,24 @@ public actor Supervisor {
     /// Bytes between checkpoints: the most a killed agent fetches again.
     public static let checkpointInterval: UInt64 = 8 << 20
 
-    /// Opens the store and starts the engine; call ``start()`` next.
+    /// Opens the store and starts the engine; call ``start()`` next. The drop-in directory is read (on another
+    /// core) while the store opens and its jobs load: a burst of new entries starts sooner.
     public init(config: AgentConfig, configPath: String?, notifier: SystemdNotifier? = nil) throws {
+        let firstRead = Task { await Self.readDirectory(config: config, storedDigests: nil) }
+        let store: JobStore
+        do {
+            store = try JobStore(directory: config.stateDirectory)
+        } catch {
+            firstRead.cancel()
+            throw error
+        }
         self.init(
             config: config,
             configPath: configPath,
             notifier: notifier,
-            store: try JobStore(directory: config.stateDirectory),
-            engine: TransferEngine(limits: config.concurrency)
+            store: store,
+            engine: TransferEngine(limits: config.concurrency),
+            firstRead: firstRead
         )
     }
 
@@ -190,8 +205,10 @@ public actor Supervisor {
         configPath: String?,
         notifier: SystemdNotifier?,
         store: any JobPersistence,
-        engine: any TransferControl
+        engine: any TransferControl,
+        firstRead: Task<DirectoryRead, Never>? = nil
     ) {
+        self.firstRead = firstRead
         self.config = config
         self.configPath = configPath
         self.store = store
@@ -324,22 +341,37 @@ public actor Supervisor {
         _ = CBargeLinux_malloc_trim()
     }
 
-    private func syncManifests() async {
-        let loader = ManifestLoader(config: self.config)
-        let directory = self.config.manifestDirectory
-        let storedDigests = self.manifestDigests
-        // Each file's entries become compact specs as soon as it is parsed and checked, and the parsed entries go:
-        // 100,000s of them never sit in memory together.
-        let result = await offThePool { () -> Result<[LoadedManifest], ManifestLoader.PathError> in
+    /// What one read of the drop-in directory found: its manifests, or why it could not be read.
+    typealias DirectoryRead = Result<[LoadedManifest], ManifestLoader.PathError>
+
+    /// Reads and parses the drop-in directory, off the cooperative threads. Each file's entries become compact specs
+    /// as soon as it is parsed and checked, and the parsed entries go: 100,000s of them never sit in memory together.
+    static func readDirectory(config: AgentConfig, storedDigests: [String: String]?) async -> DirectoryRead {
+        let loader = ManifestLoader(config: config)
+        return await offThePool { () -> DirectoryRead in
             var loaded: [LoadedManifest] = []
             do throws(ManifestLoader.PathError) {
-                try loader.forEach(paths: [directory]) { parsed in
-                    loaded.append(LoadedManifest(parsed, storedDigest: storedDigests[parsed.id]))
+                try loader.forEach(paths: [config.manifestDirectory]) { parsed in
+                    loaded.append(LoadedManifest(parsed, storedDigests: storedDigests))
                 }
             } catch {
                 return .failure(error)
             }
             return .success(loaded)
+        }
+    }
+
+    private func syncManifests() async {
+        let loader = ManifestLoader(config: self.config)
+        let directory = self.config.manifestDirectory
+        let storedDigests = self.manifestDigests
+        let result: DirectoryRead
+        if let firstRead = self.firstRead {
+            // Read while the store opened: the manifests at the start.
+            self.firstRead = nil
+            result = await firstRead.value
+        } else {
+            result = await Self.readDirectory(config: self.config, storedDigests: storedDigests)
         }
         let loaded: [LoadedManifest]
         switch result {
@@ -1203,7 +1235,7 @@ public actor Supervisor {
         let rest = url[start...]
         let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
         let authority = rest[..<authorityEnd]
-        let host = authority.split(separator: "@").last ?? authority
+        let host = authority.lastIndex(of: "@").map { authority[authority.index(after: $0)...] } ?? authority
         let path = rest[authorityEnd...].prefix { $0 != "?" && $0 != "#" }
         return String(url[..<start]) + String(host) + String(path)
     }
@@ -1211,8 +1243,9 @@ public actor Supervisor {
     /// `text` with every URL in it ``redacted(_:)``: a reason names the URL that failed, or where a redirect led.
     static func redactingURLs(in text: String) -> String {
         guard text.contains("://") else { return text }
-        // A query or fragment runs to the next white space whatever it holds (a quote in a token is still the token).
-        return text.replacing(/[A-Za-z][A-Za-z0-9+.\-]*:\/\/[^\s'"<>?#]+(?:[?#]\S*)?/) { match in
+        // A URL runs to the next white space whatever it holds (a quote is legal in a path, user or query): taking
+        // too much hides more of the sentence, taking too little would show a secret.
+        return text.replacing(/[A-Za-z][A-Za-z0-9+.\-]*:\/\/\S+/) { match in
             // Punctuation or a quote that ends the sentence is not part of the URL.
             let url = match.output
             let end = url.lastIndex { !".,;:)'\"".contains($0) }.map(url.index(after:)) ?? url.startIndex

@@ -327,8 +327,8 @@ public final class JobStore: Sendable {
         }
     }
 
-    /// A change the store refused (a constraint: a destination already stored, a line for a job that is gone): a
-    /// bug in the caller, not a disk. The rest of its batch is stored all the same.
+    /// A change the store refused (a destination already stored, a line for a job that is gone): a bug in the
+    /// caller, not a disk. The rest of its batch is stored all the same.
     public struct RefusedChange: Sendable, CustomStringConvertible {
         /// What the change was ("insert", "record", "history" …).
         public var kind: String
@@ -360,41 +360,44 @@ public final class JobStore: Sendable {
         guard !batch.isEmpty else { return AppliedBatch() }
         return try await self.pool.write { db in
             var applied = AppliedBatch()
-            /// Runs one statement; a constraint it breaks undoes that statement alone and is reported.
+            /// Runs one statement whose SQL leaves out (`OR IGNORE`, `WHERE EXISTS`) a row it may not write, rather
+            /// than fail: a failed statement cannot be run again (SQLite keeps its error until reset). A statement
+            /// that changed nothing is reported as refused.
             func run(
                 _ statement: Statement,
                 _ arguments: StatementArguments,
                 _ kind: String,
-                _ id: Int64
-            )
-                throws -> Bool
-            {
-                do {
-                    try statement.execute(arguments: arguments)
-                    return true
-                } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
-                    applied.refused.append(RefusedChange(kind: kind, id: id, error: error.message ?? "\(error)"))
-                    return false
-                }
+                _ id: Int64,
+                _ why: String
+            ) throws -> Bool {
+                try statement.execute(arguments: arguments)
+                guard db.changesCount == 0 else { return true }
+                applied.refused.append(RefusedChange(kind: kind, id: id, error: why))
+                return false
             }
-            let deleted = Set(batch.deletions)
+            // Jobs nothing more is written for: deleted by the batch, or whose insert was refused.
+            var skipped = Set(batch.deletions)
             let delete = try db.cachedStatement(sql: "DELETE FROM job WHERE id = ?")
-            for id in batch.deletions { _ = try run(delete, [id], "deletion", id) }
+            for id in batch.deletions { try delete.execute(arguments: [id]) }
             // A job with an id keeps it (the agent gave it); one with id 0 gets the next.
             let insert = try db.cachedStatement(
                 sql: """
-                    INSERT INTO job (id, destination, manifest, urls, sha256, size, priority, max_rate, state, reason,
+                    INSERT OR IGNORE INTO job (id, destination, manifest, urls, sha256, size, priority, max_rate, state, reason,
                     owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """
             )
             let updateValidators = try db.cachedStatement(
                 sql: "UPDATE job SET etag = ?, last_modified = ?, content_sha256 = ? WHERE id = ?"
             )
-            for job in batch.inserts where job.record.id == 0 || !deleted.contains(job.record.id) {
+            for job in batch.inserts where job.record.id == 0 || !skipped.contains(job.record.id) {
                 let arguments: StatementArguments =
                     [job.record.id == 0 ? nil : job.record.id] + Self.specArguments(job.spec)
                     + [job.record.state.rawValue, job.record.reason, job.spec.policy.owner?.description]
-                guard try run(insert, arguments, "insert", job.record.id) else { continue }
+                let why = "its id or destination is stored already"
+                guard try run(insert, arguments, "insert", job.record.id, why) else {
+                    skipped.insert(job.record.id)
+                    continue
+                }
                 let id = db.lastInsertedRowID
                 applied.ids.append(id)
                 if let validators = job.validators {
@@ -405,12 +408,13 @@ public final class JobStore: Sendable {
             }
             let updateSpec = try db.cachedStatement(
                 sql: """
-                    UPDATE job SET destination = ?, manifest = ?, urls = ?, sha256 = ?, size = ?, priority = ?,
-                    max_rate = ? WHERE id = ?
+                    UPDATE OR IGNORE job SET destination = ?, manifest = ?, urls = ?, sha256 = ?, size = ?,
+                    priority = ?, max_rate = ? WHERE id = ?
                     """
             )
-            for (id, spec) in batch.specs where !deleted.contains(id) {
-                _ = try run(updateSpec, Self.specArguments(spec) + [id], "spec", id)
+            for (id, spec) in batch.specs where !skipped.contains(id) {
+                let why = "no such job, or its new destination is another job's"
+                _ = try run(updateSpec, Self.specArguments(spec) + [id], "spec", id, why)
             }
             let updateRecord = try db.cachedStatement(
                 sql: """
@@ -421,7 +425,7 @@ public final class JobStore: Sendable {
             // A job changes several times in a batch (queued, connecting, transferring, done): its last record
             // holds every column, so only that one is written.
             var written = Set<Int64>(minimumCapacity: batch.records.count)
-            for record in batch.records.reversed() where !deleted.contains(record.id) {
+            for record in batch.records.reversed() where !skipped.contains(record.id) {
                 guard written.insert(record.id).inserted else { continue }
                 try updateRecord.execute(arguments: [
                     record.state.rawValue, record.reason, record.userSuspended, record.attempts,
@@ -429,7 +433,7 @@ public final class JobStore: Sendable {
                     Int64(clamping: record.offset), record.totalBytes.map { Int64(clamping: $0) }, record.id,
                 ])
             }
-            for (id, validators) in batch.validators where !deleted.contains(id) {
+            for (id, validators) in batch.validators where !skipped.contains(id) {
                 try updateValidators.execute(arguments: [
                     validators.etag, validators.lastModified, validators.contentSHA256, id,
                 ])
@@ -437,11 +441,14 @@ public final class JobStore: Sendable {
             let refresh = try db.cachedStatement(
                 sql: "UPDATE job SET etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified) WHERE id = ?"
             )
-            for (id, etag, lastModified) in batch.refreshedValidators where !deleted.contains(id) {
+            for (id, etag, lastModified) in batch.refreshedValidators where !skipped.contains(id) {
                 try refresh.execute(arguments: [etag, lastModified, id])
             }
             let addHistory = try db.cachedStatement(
-                sql: "INSERT INTO history (job_id, at, state, detail, bytes) VALUES (?, ?, ?, ?, ?)"
+                sql: """
+                    INSERT INTO history (job_id, at, state, detail, bytes) SELECT ?, ?, ?, ?, ?
+                    WHERE EXISTS (SELECT 1 FROM job WHERE id = ?)
+                    """
             )
             let trimHistory = try db.cachedStatement(
                 sql: """
@@ -449,11 +456,11 @@ public final class JobStore: Sendable {
                     (SELECT id FROM history WHERE job_id = ? ORDER BY id DESC LIMIT \(Self.historyLength))
                     """
             )
-            for (id, entry) in batch.history where !deleted.contains(id) {
+            for (id, entry) in batch.history where !skipped.contains(id) {
                 let arguments: StatementArguments = [
-                    id, entry.at, entry.state, entry.detail, Int64(clamping: entry.bytes),
+                    id, entry.at, entry.state, entry.detail, Int64(clamping: entry.bytes), id,
                 ]
-                guard try run(addHistory, arguments, "history", id) else { continue }
+                guard try run(addHistory, arguments, "history", id, "no such job") else { continue }
                 try trimHistory.execute(arguments: [id, id])
             }
             for version in batch.manifestVersions {

@@ -181,6 +181,13 @@ struct SupervisorPlanTests {
             Supervisor.redactingURLs(in: "HTTP 404 for https://h.test/p?t=ab'cd\"ef next")
                 == "HTTP 404 for https://h.test/p next"
         )
+        // A quote in a path or in the user information, and user information without a host.
+        #expect(
+            Supervisor.redactingURLs(in: "not found: https://cdn.test/Bob's%20notes.pdf?Sig=SECRET (HTTP 404)")
+                == "not found: https://cdn.test/Bob's%20notes.pdf (HTTP 404)"
+        )
+        #expect(Supervisor.redactingURLs(in: "https://tok'SECRET@h.test/f failed") == "https://h.test/f failed")
+        #expect(Supervisor.redactingURLs(in: "'https://SECRET@/file' has no host") == "'https:///file' has no host")
         #expect(Supervisor.redactingURLs(in: "connection refused by h.test") == "connection refused by h.test")
     }
 

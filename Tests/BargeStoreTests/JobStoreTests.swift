@@ -168,14 +168,22 @@ import Testing
         var batch = JobStore.Batch()
         batch.inserts = [
             StoredJob(spec: spec("a"), record: JobRecord(id: 1)), StoredJob(spec: spec("a"), record: JobRecord(id: 2)),
+            StoredJob(spec: spec("b"), record: JobRecord(id: 3)), StoredJob(spec: spec("c"), record: JobRecord(id: 4)),
         ]
-        batch.history = [(1, JobHistoryEntry(at: 1, state: "done", detail: "fetched", bytes: 3))]
+        var record = JobRecord(id: 2)
+        record.state = .upToDate
+        batch.records = [record]
+        // Lines for jobs that do not exist, each before a good one.
+        batch.history = [99, 1, 98, 1].map { ($0, JobHistoryEntry(at: 1, state: "done", detail: "fetched", bytes: 3)) }
         let applied = try await store.apply(batch)
-        #expect(applied.ids == [1])
-        #expect(applied.refused.map(\.id) == [2])
-        #expect(applied.refused.map(\.kind) == ["insert"])
-        #expect(try await store.jobs().map(\.record.id) == [1])
-        #expect(try await store.history(of: 1).count == 1)
+        #expect(applied.ids == [1, 3, 4])
+        #expect(applied.refused.map(\.id) == [2, 99, 98])
+        #expect(applied.refused.map(\.kind) == ["insert", "history", "history"])
+        let jobs = try await store.jobs()
+        #expect(jobs.map(\.record.id) == [1, 3, 4])
+        // The refused job's record did not land on the job that holds its destination.
+        #expect(jobs.map(\.record.state) == [.queued, .queued, .queued])
+        #expect(try await store.history(of: 1).count == 2)
     }
 
     /// A batch written behind the agent holds whatever happened since the last write, in any order: a destination
