@@ -127,6 +127,7 @@ struct ManifestDiff {
                 new.append(spec)
             }
         }
-        self.added = new.sorted { $0.destination < $1.destination }
+        // In destination order; each destination's text is built once (a spec keeps it compactly, in two parts).
+        self.added = new.map { (key: $0.destination, spec: $0) }.sorted { $0.key < $1.key }.map(\.spec)
     }
 }
