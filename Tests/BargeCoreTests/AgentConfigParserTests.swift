@@ -21,6 +21,7 @@ struct AgentConfigParserTests {
                 networks:
                   - {match: {interface: "wwan*"}, cost: metered}
                   - {match: {kind: tether}, cost: metered, roaming: false}
+                  - {match: {gateway: 192.168.8.1, gateway-mac: "AA:BB:CC:00:11:22"}, cost: metered}
                 yield: {enabled: false, capacity: 20Mbit/s}
                 hooks: {on-complete: [/usr/bin/true]}
                 proxy: http://127.0.0.1:3128
@@ -38,6 +39,9 @@ struct AgentConfigParserTests {
         #expect(config.bandwidth[0].perPriority[.normal] == .limited(ByteRate(bytesPerSecond: 4 << 20)))
         #expect(config.bandwidth[1].total == .off)
         #expect(config.networks[1] == NetworkRule(kind: .tether, cost: .metered, roaming: false))
+        #expect(
+            config.networks[2] == NetworkRule(gateway: "192.168.8.1", gatewayMAC: "aa:bb:cc:00:11:22", cost: .metered)
+        )
         #expect(config.yield.capacity == ByteRate(bytesPerSecond: 2_500_000))
         #expect(config.yield.enabled == false)
         #expect(config.hooks.onComplete == ["/usr/bin/true"])

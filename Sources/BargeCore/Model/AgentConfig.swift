@@ -195,9 +195,9 @@ public enum NetworkCost: String, CaseIterable, Hashable, Sendable, Codable {
     case metered
 }
 
-/// A kind of network interface, as the network monitor classifies it.
+/// A kind of network interface, as the network monitor classifies it (``UplinkClassifier/kind(of:)``).
 public enum InterfaceKind: String, CaseIterable, Hashable, Sendable, Codable {
-    case ethernet, wifi, wwan, tether, vpn, other
+    case ethernet, wifi, wwan, ppp, bluetooth, tether, vpn, other
 }
 
 /// A cost rule: uplinks that match get this cost and/or roaming flag.
@@ -206,15 +206,28 @@ public struct NetworkRule: Hashable, Sendable {
     public var interface: String?
     /// An interface kind; nil matches any kind.
     public var kind: InterfaceKind?
+    /// The uplink's gateway address (`192.168.8.1`, `fe80::1`); nil matches any.
+    public var gateway: String?
+    /// The gateway's link-layer address (`aa:bb:cc:dd:ee:ff`, compared without case); nil matches any.
+    public var gatewayMAC: String?
     /// The cost given to a matching uplink.
     public var cost: NetworkCost?
     /// Whether a matching uplink is roaming.
     public var roaming: Bool?
 
     /// Creates a rule.
-    public init(interface: String? = nil, kind: InterfaceKind? = nil, cost: NetworkCost? = nil, roaming: Bool? = nil) {
+    public init(
+        interface: String? = nil,
+        kind: InterfaceKind? = nil,
+        gateway: String? = nil,
+        gatewayMAC: String? = nil,
+        cost: NetworkCost? = nil,
+        roaming: Bool? = nil
+    ) {
         self.interface = interface
         self.kind = kind
+        self.gateway = gateway
+        self.gatewayMAC = gatewayMAC
         self.cost = cost
         self.roaming = roaming
     }

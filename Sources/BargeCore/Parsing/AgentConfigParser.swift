@@ -265,19 +265,28 @@ public struct AgentConfigParser: Sendable {
                 switch pair.key {
                 case "match":
                     sawMatch = true
-                    guard let conditions = source.knownPairs(pair.value, "'match'", allowed: ["interface", "kind"]),
+                    guard
+                        let conditions = source.knownPairs(
+                            pair.value,
+                            "'match'",
+                            allowed: ["interface", "kind", "gateway", "gateway-mac"]
+                        ),
                         !conditions.isEmpty
                     else {
                         if case .mapping = pair.value {
-                            source.error(pair.value, "'match' needs 'interface' (a name glob) or 'kind'")
+                            source.error(
+                                pair.value,
+                                "'match' needs 'interface' (a name glob), 'kind', 'gateway' or 'gateway-mac'"
+                            )
                         }
                         return nil
                     }
                     for condition in conditions {
-                        if condition.key == "interface" {
-                            rule.interface = source.string(condition.value, "interface")
-                        } else {
-                            rule.kind = source.choice(condition.value, "kind", as: InterfaceKind.self)
+                        switch condition.key {
+                        case "interface": rule.interface = source.string(condition.value, "interface")
+                        case "kind": rule.kind = source.choice(condition.value, "kind", as: InterfaceKind.self)
+                        case "gateway": rule.gateway = source.string(condition.value, "gateway")
+                        default: rule.gatewayMAC = source.string(condition.value, "gateway-mac")?.lowercased()
                         }
                     }
                 case "cost":

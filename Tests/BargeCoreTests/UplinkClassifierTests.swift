@@ -1,0 +1,130 @@
+import Testing
+
+@testable import BargeCore
+
+/// The uplink classifier over facts recorded from real interfaces (netlink's link type and kind, sysfs's uevent
+/// DEVTYPE, driver link and wireless directory).
+@Suite("Uplink classifier")
+struct UplinkClassifierTests {
+    /// One recorded interface and what the heuristics must make of it.
+    struct Recorded: Sendable, CustomTestStringConvertible {
+        var facts: InterfaceFacts
+        var kind: InterfaceKind
+        var cost: NetworkCost
+        var testDescription: String { self.facts.name }
+    }
+
+    static let recorded: [Recorded] = [
+        // A laptop's wired port (e1000e) and Wi-Fi (iwlwifi).
+        Recorded(facts: InterfaceFacts(name: "enp0s31f6", driver: "e1000e"), kind: .ethernet, cost: .unmetered),
+        Recorded(
+            facts: InterfaceFacts(name: "wlp2s0", deviceType: "wlan", driver: "iwlwifi", isWireless: true),
+            kind: .wifi,
+            cost: .unmetered
+        ),
+        // A Wi-Fi stick whose uevent has no DEVTYPE: the wireless directory tells.
+        Recorded(
+            facts: InterfaceFacts(name: "wlx00c0ca", driver: "rt2800usb", isWireless: true),
+            kind: .wifi,
+            cost: .unmetered
+        ),
+        // A Qualcomm modem in raw-IP mode, and one whose driver shows it as Ethernet.
+        Recorded(
+            facts: InterfaceFacts(name: "wwan0", linkType: 519, deviceType: "wwan", driver: "qmi_wwan"),
+            kind: .wwan,
+            cost: .metered
+        ),
+        Recorded(facts: InterfaceFacts(name: "wwp0s20u4i6", driver: "cdc_mbim"), kind: .wwan, cost: .metered),
+        Recorded(facts: InterfaceFacts(name: "mhi_hwip0", linkType: 519), kind: .wwan, cost: .metered),
+        // A PPP dial-up or 3G stick.
+        Recorded(facts: InterfaceFacts(name: "ppp0", linkType: 512), kind: .ppp, cost: .metered),
+        // Bluetooth PAN to a phone.
+        Recorded(
+            facts: InterfaceFacts(name: "bnep0", deviceType: "bluetooth", driver: "bnep"),
+            kind: .bluetooth,
+            cost: .metered
+        ),
+        // Android USB tethering (RNDIS, NCM) and an iPhone.
+        Recorded(facts: InterfaceFacts(name: "usb0", driver: "rndis_host"), kind: .tether, cost: .metered),
+        Recorded(facts: InterfaceFacts(name: "enx0a1b2c", driver: "cdc_ncm"), kind: .tether, cost: .metered),
+        Recorded(facts: InterfaceFacts(name: "eth1", driver: "ipheth"), kind: .tether, cost: .metered),
+        // VPNs: WireGuard and OpenVPN's tun (ARPHRD_NONE, like some modems: the link kind tells them apart).
+        Recorded(
+            facts: InterfaceFacts(name: "wg0", linkType: 65534, linkKind: "wireguard"),
+            kind: .vpn,
+            cost: .unmetered
+        ),
+        Recorded(facts: InterfaceFacts(name: "tun0", linkType: 65534, linkKind: "tun"), kind: .vpn, cost: .unmetered),
+        // A veth pair end (the tests' namespaces) is Ethernet to the kernel.
+        Recorded(facts: InterfaceFacts(name: "veth-wired", linkKind: "veth"), kind: .ethernet, cost: .unmetered),
+        // Something else: an InfiniBand port.
+        Recorded(facts: InterfaceFacts(name: "ib0", linkType: 32), kind: .other, cost: .unmetered),
+    ]
+
+    @Test(arguments: Self.recorded)
+    func theHeuristicsClassifyEveryKind(_ recorded: Recorded) {
+        let verdict = UplinkClassifier.classify(recorded.facts, rules: [])
+        #expect(verdict.kind == recorded.kind)
+        #expect(verdict.cost == recorded.cost)
+        guard case .heuristic(let reason) = verdict.costSource else {
+            Issue.record("the cost came from \(verdict.costSource), not the heuristics")
+            return
+        }
+        #expect(reason.hasPrefix(recorded.kind.rawValue + ": "))
+        #expect(verdict.roaming == false)
+    }
+
+    static let modem = InterfaceFacts(
+        name: "wwan0",
+        linkType: 519,
+        deviceType: "wwan",
+        gateway: "10.64.0.1",
+        gatewayMAC: "AA:BB:CC:00:11:22"
+    )
+
+    /// First match wins, for cost and roaming each: a later rule can still give roaming when an earlier one gave
+    /// only the cost.
+    @Test func rulesDecideBeforeTheHeuristicsFirstMatchEach() {
+        let rules = [
+            NetworkRule(interface: "eth*", cost: .metered),
+            NetworkRule(interface: "wwan*", cost: .unmetered),
+            NetworkRule(kind: .wwan, cost: .metered, roaming: false),
+            NetworkRule(interface: "wwan0", roaming: true),
+        ]
+        let verdict = UplinkClassifier.classify(Self.modem, rules: rules)
+        #expect(verdict.cost == .unmetered)
+        #expect(verdict.costSource == .rule(number: 2, matched: "wwan*"))
+        #expect(verdict.roaming == false)
+        #expect(verdict.roamingSource == .rule(number: 3, matched: "kind wwan"))
+        #expect(verdict.costSource.description == "rule 2 'wwan*'")
+    }
+
+    @Test func rulesMatchTheGatewayAndItsAddressWithoutCase() {
+        let byMAC = [NetworkRule(gatewayMAC: "aa:bb:cc:00:11:22", cost: .unmetered)]
+        #expect(UplinkClassifier.classify(Self.modem, rules: byMAC).cost == .unmetered)
+        let otherGateway = [NetworkRule(gateway: "10.64.0.2", cost: .unmetered)]
+        #expect(UplinkClassifier.classify(Self.modem, rules: otherGateway).cost == .metered)
+        let bothMustHold = [NetworkRule(interface: "wwan0", gateway: "10.64.0.2", cost: .unmetered)]
+        #expect(UplinkClassifier.classify(Self.modem, rules: bothMustHold).cost == .metered)
+    }
+
+    /// An override beats the rules, a rule beats NetworkManager, NetworkManager beats the heuristics; `auto` (nil)
+    /// leaves that part to the next source.
+    @Test func sourcesComeInOrder() {
+        let rules = [NetworkRule(interface: "wwan0", cost: .metered, roaming: true)]
+        let overridden = UplinkClassifier.classify(
+            Self.modem,
+            rules: rules,
+            override: UplinkOverride(cost: .unmetered),
+            networkManagerMetered: "yes"
+        )
+        #expect(overridden.cost == .unmetered && overridden.costSource == .override)
+        #expect(overridden.roaming == true && overridden.roamingSource == .rule(number: 1, matched: "wwan0"))
+        let ruled = UplinkClassifier.classify(Self.modem, rules: rules, networkManagerMetered: "no")
+        #expect(ruled.cost == .metered && ruled.costSource == .rule(number: 1, matched: "wwan0"))
+        let managed = UplinkClassifier.classify(Self.modem, rules: [], networkManagerMetered: "guess-no")
+        #expect(managed.cost == .unmetered && managed.costSource == .networkManager("guess-no"))
+        let unknown = UplinkClassifier.classify(Self.modem, rules: [], networkManagerMetered: "unknown")
+        #expect(unknown.cost == .metered && unknown.costSource == .heuristic("wwan: DEVTYPE=wwan"))
+    }
+}
