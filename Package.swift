@@ -39,6 +39,19 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        // libnl-3 and libnl-route-3: the netlink cache manager (links, addresses, routes).
+        .systemLibrary(
+            name: "CNetlink",
+            pkgConfig: "libnl-route-3.0",
+            providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
+        ),
+        // The network monitor: uplinks from netlink events, their facts from sysfs, their cost (BargeCore's
+        // classifier).
+        .target(
+            name: "BargeNetwork",
+            dependencies: ["BargeCore", "CNetlink"],
+            swiftSettings: swiftSettings
+        ),
         // Linux calls Swift's Glibc module leaves out (extended attributes, later SO_PEERCRED).
         .target(name: "CBargeLinux"),
         // The transfer engine: libcurl's multi interface on one thread, partial files, verification, commit.
@@ -83,6 +96,7 @@ let package = Package(
                 "BargeLoader",
                 "BargeTransfer",
                 "BargeAgent",
+                "BargeNetwork",
                 "CCurl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

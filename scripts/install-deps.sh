@@ -8,6 +8,7 @@ packages=(
     libsqlite3-dev          # the store (GRDB links the system SQLite)
     libyaml-dev             # YAML (Yams embeds libyaml; the headers are on the design card)
     pkg-config
+    iproute2                # the network tests' namespaces and veth pairs (ip netns, ip link)
     nginx-light openssl     # the tests' real HTTP(S) origin (started by the tests on 127.0.0.1, free ports)
     openssh-server vsftpd samba   # the tests' sftp://, ftp(s):// and smb:// servers (private configs, free ports)
 )

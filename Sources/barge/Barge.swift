@@ -14,7 +14,7 @@ struct Barge: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             AgentCommand.self, Status.self, Watch.self, Get.self, Suspend.self, Resume.self, Cancel.self, Retry.self,
-            Reload.self, Check.self,
+            Reload.self, Check.self, Net.self,
         ]
     )
 

@@ -1,0 +1,294 @@
+public import BargeCore
+internal import CNetlink
+import Foundation
+import Glibc
+
+/// An uplink: an interface that is up, has an address and carries a default route, with its verdict.
+public struct Uplink: Hashable, Sendable {
+    /// The interface's index.
+    public var index: Int32
+    /// What the kernel says about it.
+    public var facts: InterfaceFacts
+    /// The address families it has a default route and an address for.
+    public var families: Set<AddressFamily>
+    /// Its kind, cost and roaming, each with its source.
+    public var verdict: UplinkVerdict
+
+    /// An uplink.
+    public init(index: Int32, facts: InterfaceFacts, families: Set<AddressFamily>, verdict: UplinkVerdict) {
+        self.index = index
+        self.facts = facts
+        self.families = families
+        self.verdict = verdict
+    }
+}
+
+/// IPv4 or IPv6.
+public enum AddressFamily: String, Hashable, Sendable, Codable, Comparable {
+    case ipv4, ipv6
+
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// The uplinks at one instant, by interface name.
+public struct NetworkSnapshot: Hashable, Sendable {
+    /// Every uplink, in name order.
+    public var uplinks: [Uplink]
+
+    /// A snapshot.
+    public init(uplinks: [Uplink]) { self.uplinks = uplinks }
+}
+
+/// A netlink call that failed.
+public struct NetlinkError: Error, CustomStringConvertible {
+    /// What was being done.
+    public var call: String
+    /// libnl's error text.
+    public var reason: String
+    public var description: String { "netlink: \(self.call): \(self.reason)" }
+
+    static func check(_ code: Int32, _ call: String) throws(NetlinkError) {
+        guard code < 0 else { return }
+        throw NetlinkError(call: call, reason: String(cString: nl_geterror(code)))
+    }
+}
+
+/// Watches the kernel's links, addresses and routes through libnl-route-3's cache manager on a thread of its own,
+/// and reports the set of uplinks whenever it changes. It sleeps in `poll(2)` until the kernel sends an event: no
+/// timer, no polling. A burst of messages (a roam sends dozens) is read whole before the uplinks are worked out
+/// once.
+public final class NetworkMonitor: @unchecked Sendable {
+    private var manager: OpaquePointer?
+    private var links: OpaquePointer?
+    private var addresses: OpaquePointer?
+    private var routes: OpaquePointer?
+    /// The socket the caches are read again through (see ``refill()``).
+    private var dumps: OpaquePointer?
+    /// A pipe whose write end stops the thread.
+    private let wakeup: (read: Int32, write: Int32)
+    private let rules: [NetworkRule]
+    private let overrides: [String: UplinkOverride]
+    private let changed: @Sendable (NetworkSnapshot) -> Void
+    private var last: NetworkSnapshot?
+    private var thread: Thread?
+    private let done = DispatchSemaphore(value: 0)
+
+    /// Fills the caches from the kernel (so ``snapshot()`` answers at once); ``start()`` begins watching.
+    /// `changed` runs on the monitor's thread with each new set of uplinks, the first included.
+    public init(
+        rules: [NetworkRule],
+        overrides: [String: UplinkOverride] = [:],
+        changed: @escaping @Sendable (NetworkSnapshot) -> Void = { _ in }
+    ) throws(NetlinkError) {
+        self.rules = rules
+        self.overrides = overrides
+        self.changed = changed
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else { throw NetlinkError(call: "pipe", reason: String(cString: strerror(errno))) }
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        self.wakeup = (ends[0], ends[1])
+        do throws(NetlinkError) {
+            try NetlinkError.check(
+                nl_cache_mngr_alloc(nil, NETLINK_ROUTE, NL_AUTO_PROVIDE, &self.manager),
+                "nl_cache_mngr_alloc"
+            )
+            // Nothing to do per object: the uplinks are worked out once the whole burst is read.
+            let ignore: change_func_t = { _, _, _, _ in }
+            try NetlinkError.check(nl_cache_mngr_add(self.manager, "route/link", ignore, nil, &self.links), "links")
+            try NetlinkError.check(
+                nl_cache_mngr_add(self.manager, "route/addr", ignore, nil, &self.addresses),
+                "addresses"
+            )
+            try NetlinkError.check(nl_cache_mngr_add(self.manager, "route/route", ignore, nil, &self.routes), "routes")
+            self.dumps = nl_socket_alloc()
+            try NetlinkError.check(nl_connect(self.dumps, NETLINK_ROUTE), "nl_connect")
+        } catch {
+            self.release()
+            throw error
+        }
+    }
+
+    deinit { self.release() }
+
+    private func release() {
+        if let manager { nl_cache_mngr_free(manager) }
+        self.manager = nil
+        if let dumps { nl_socket_free(dumps) }
+        self.dumps = nil
+        close(self.wakeup.read)
+        close(self.wakeup.write)
+    }
+
+    /// Starts the monitor's thread; it reports the current uplinks first.
+    public func start() {
+        let thread = Thread { [self] in self.run() }
+        thread.name = "barge-netlink"
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Stops the thread and waits for it.
+    public func stop() {
+        guard self.thread != nil else { return }
+        var one: UInt8 = 1
+        _ = write(self.wakeup.write, &one, 1)
+        self.done.wait()
+        self.thread = nil
+    }
+
+    private func run() {
+        defer { self.done.signal() }
+        self.report()
+        var fds = [
+            pollfd(fd: nl_cache_mngr_get_fd(self.manager), events: Int16(POLLIN), revents: 0),
+            pollfd(fd: self.wakeup.read, events: Int16(POLLIN), revents: 0),
+        ]
+        while true {
+            let ready = poll(&fds, 2, -1)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            if fds[1].revents != 0 { return }
+            if fds[0].revents != 0 {
+                guard nl_cache_mngr_data_ready(self.manager) >= 0 else { return }
+                self.report()
+            }
+        }
+    }
+
+    /// Tells `changed` of the uplinks when they differ from the last ones told.
+    private func report() {
+        self.refill()
+        let now = self.snapshot()
+        guard now != self.last else { return }
+        self.last = now
+        self.changed(now)
+    }
+
+    /// Reads the three caches again from the kernel. The events say *that* something changed, but the caches they
+    /// keep are not the truth on their own: the kernel sends no event for the IPv4 routes it drops with a link that
+    /// goes down, and a veth pair made after the caches were filled left two objects of one link in the link cache
+    /// (the new state beside the old). A dump per burst of events costs little next to what a wrong uplink costs.
+    private func refill() {
+        for cache in [self.links, self.addresses, self.routes] { _ = nl_cache_refill(self.dumps, cache) }
+    }
+
+    /// The uplinks as the caches hold them now. On the monitor's thread once it runs (libnl takes no locks).
+    public func snapshot() -> NetworkSnapshot {
+        // Default routes of the main table: the interfaces they leave by, per family, and their gateways.
+        var defaults: [Int32: (families: Set<AddressFamily>, gateway: String?)] = [:]
+        Self.forEach(self.routes) { route in
+            guard rtnl_route_get_table(route) == RT_TABLE_MAIN.rawValue, rtnl_route_get_type(route) == RTN_UNICAST,
+                let destination = rtnl_route_get_dst(route), nl_addr_get_prefixlen(destination) == 0,
+                let family = Self.family(Int32(rtnl_route_get_family(route)))
+            else { return }
+            for index in 0..<rtnl_route_get_nnexthops(route) {
+                guard let hop = rtnl_route_nexthop_n(route, index) else { continue }
+                let interface = Int32(rtnl_route_nh_get_ifindex(hop))
+                var entry = defaults[interface] ?? ([], nil)
+                entry.families.insert(family)
+                if entry.gateway == nil, let gateway = rtnl_route_nh_get_gateway(hop) {
+                    entry.gateway = Self.text(of: gateway)
+                }
+                defaults[interface] = entry
+            }
+        }
+        // Addresses that reach beyond the link (scope universe), per interface and family.
+        var addressed: [Int32: Set<AddressFamily>] = [:]
+        Self.forEach(self.addresses) { address in
+            guard rtnl_addr_get_scope(address) == Int32(RT_SCOPE_UNIVERSE.rawValue),
+                let family = Self.family(rtnl_addr_get_family(address))
+            else { return }
+            addressed[rtnl_addr_get_ifindex(address), default: []].insert(family)
+        }
+        var uplinks: [Uplink] = []
+        var seen = Set<Int32>()
+        Self.forEach(self.links) { link in
+            let index = rtnl_link_get_ifindex(link)
+            // The cache can hold a link more than once (per family, or briefly an old object beside its new one).
+            guard let route = defaults[index], seen.insert(index).inserted else { return }
+            let families = route.families.intersection(addressed[index] ?? [])
+            let flags = rtnl_link_get_flags(link)
+            let operational = rtnl_link_get_operstate(link)
+            // Up, and with a carrier (IF_OPER_UP; IF_OPER_UNKNOWN for links that do not report it, like tun).
+            guard !families.isEmpty, flags & UInt32(IFF_UP.rawValue) != 0,
+                operational == UInt8(IF_OPER_UP) || operational == UInt8(IF_OPER_UNKNOWN)
+            else { return }
+            guard let namePointer = rtnl_link_get_name(link) else { return }
+            let name = String(cString: namePointer)
+            var facts = SysfsFacts.read(interface: name)
+            facts.linkType = UInt16(truncatingIfNeeded: rtnl_link_get_arptype(link))
+            facts.linkKind = rtnl_link_get_type(link).map { String(cString: $0) }
+            facts.gateway = route.gateway
+            let verdict = UplinkClassifier.classify(facts, rules: self.rules, override: self.overrides[name])
+            uplinks.append(Uplink(index: index, facts: facts, families: families, verdict: verdict))
+        }
+        return NetworkSnapshot(uplinks: uplinks.sorted { $0.facts.name < $1.facts.name })
+    }
+
+    private static func forEach(_ cache: OpaquePointer?, _ body: (OpaquePointer) -> Void) {
+        var object = nl_cache_get_first(cache)
+        while let current = object {
+            body(current)
+            object = nl_cache_get_next(current)
+        }
+    }
+
+    private static func family(_ value: Int32) -> AddressFamily? {
+        switch value {
+        case AF_INET: .ipv4
+        case AF_INET6: .ipv6
+        default: nil
+        }
+    }
+
+    private static func text(of address: OpaquePointer) -> String {
+        var buffer = [CChar](repeating: 0, count: 64)
+        let text = buffer.withUnsafeMutableBufferPointer { nl_addr2str(address, $0.baseAddress, 64) }
+        return text.map { String(cString: $0) } ?? ""
+    }
+}
+
+/// An interface's facts from sysfs (`/sys/class/net/NAME`): its uevent's DEVTYPE, its device's driver, whether it
+/// is wireless. What netlink says (link type, kind, gateway) is filled in by the monitor.
+public enum SysfsFacts {
+    /// Reads them; a missing file leaves its fact out.
+    public static func read(interface name: String, root: String = "/sys/class/net") -> InterfaceFacts {
+        let directory = root + "/" + name
+        var facts = InterfaceFacts(name: name)
+        if let uevent = try? String(contentsOfFile: directory + "/uevent", encoding: .utf8) {
+            for line in uevent.split(separator: "\n") where line.hasPrefix("DEVTYPE=") {
+                facts.deviceType = String(line.dropFirst("DEVTYPE=".count))
+            }
+        }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
+        let count = readlink(directory + "/device/driver", &buffer, buffer.count - 1)
+        if count > 0 {
+            let target = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            facts.driver = target.split(separator: "/").last.map(String.init)
+        }
+        facts.isWireless = access(directory + "/wireless", F_OK) == 0 || access(directory + "/phy80211", F_OK) == 0
+        return facts
+    }
+}
+
+extension NetworkSnapshot {
+    /// The snapshot as `barge net` reports it.
+    public var report: NetworkReport {
+        NetworkReport(
+            uplinks: self.uplinks.map { uplink in
+                NetworkReport.UplinkReport(
+                    name: uplink.facts.name,
+                    kind: uplink.verdict.kind.rawValue,
+                    cost: uplink.verdict.cost.rawValue,
+                    costSource: uplink.verdict.costSource.description,
+                    roaming: uplink.verdict.roaming,
+                    roamingSource: uplink.verdict.roamingSource.description,
+                    families: uplink.families.sorted().map(\.rawValue),
+                    gateway: uplink.facts.gateway
+                )
+            }
+        )
+    }
+}

@@ -1,0 +1,113 @@
+public import Foundation
+import Glibc
+
+/// A network namespace made for one test (`ip netns add`), with its own links, addresses and routes, deleted with
+/// everything in it when the value goes. Traffic in it never leaves the machine: it has only the links the test
+/// makes.
+public final class NetworkNamespace: @unchecked Sendable {
+    /// Its name (`barge-PID-N`).
+    public let name: String
+    private static let counter = AtomicCounter()
+
+    /// Whether namespaces can be made here: root, `ip` (iproute2), and the right to make one (tried once; a
+    /// container without CAP_SYS_ADMIN has not).
+    public static let isAvailable: Bool = {
+        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: NetworkNamespace.ip) else { return false }
+        let probe = "barge-probe-\(getpid())"
+        guard (try? NetworkNamespace.run(["netns", "add", probe])) != nil else { return false }
+        try? NetworkNamespace.run(["netns", "delete", probe])
+        return true
+    }()
+
+    /// `ip` itself.
+    public static var ip: String {
+        FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip"
+    }
+
+    /// Makes the namespace, with its loopback up.
+    public init() throws {
+        self.name = "barge-\(getpid())-\(Self.counter.next())"
+        try Self.run(["netns", "add", self.name])
+        try self.ip("link set lo up")
+    }
+
+    deinit { try? Self.run(["netns", "delete", self.name]) }
+
+    /// Runs `ip -n NAME WORDS…` (the words split on spaces); throws with its error output when it fails.
+    public func ip(_ words: String) throws {
+        try Self.run(["-n", self.name] + words.split(separator: " ").map(String.init))
+    }
+
+    /// A process that runs `command` inside the namespace (`ip netns exec`), not started.
+    public func process(_ command: [String]) -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.ip)
+        process.arguments = ["netns", "exec", self.name] + command
+        return process
+    }
+
+    /// A failed `ip` command.
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    private static func run(_ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.ip)
+        process.arguments = arguments
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw Failure(description: "ip \(arguments.joined(separator: " ")): \(text)")
+        }
+    }
+}
+
+/// Numbers for names, unique in the process.
+final class AtomicCounter: @unchecked Sendable {
+    private var value = 0
+    private let lock = NSLock()
+
+    func next() -> Int {
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        self.value += 1
+        return self.value
+    }
+}
+
+/// Lines a process writes to a pipe, gathered as they come.
+public final class LineCollector: @unchecked Sendable {
+    private var lines: [String] = []
+    private var partial = Data()
+    private let lock = NSLock()
+
+    /// Collects what `pipe` carries until it closes.
+    public init(_ pipe: Pipe) {
+        pipe.fileHandleForReading.readabilityHandler = { [self] handle in
+            let data = handle.availableData
+            self.lock.lock()
+            defer { self.lock.unlock() }
+            if data.isEmpty {
+                handle.readabilityHandler = nil
+                return
+            }
+            self.partial += data
+            while let newline = self.partial.firstIndex(of: UInt8(ascii: "\n")) {
+                self.lines.append(String(decoding: self.partial[..<newline], as: UTF8.self))
+                self.partial = Data(self.partial[self.partial.index(after: newline)...])
+            }
+        }
+    }
+
+    /// The whole lines so far.
+    public var all: [String] {
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        return self.lines
+    }
+}
