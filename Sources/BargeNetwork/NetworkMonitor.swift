@@ -227,6 +227,81 @@ public final class NetworkMonitor: @unchecked Sendable {
         return NetworkSnapshot(uplinks: uplinks.sorted { $0.facts.name < $1.facts.name })
     }
 
+    /// The interface traffic to `address` (a numeric IPv4 or IPv6 address) leaves by as the kernel routes it now,
+    /// policy routing included, with its verdict; nil when there is no route to it. The kernel is asked by
+    /// connecting a UDP socket, which sends nothing; its source address names the interface. Reads the caches: on
+    /// the monitor's thread once it runs.
+    public func egress(to address: String) -> Uplink? {
+        guard let source = Self.sourceAddress(to: address) else { return nil }
+        var index: Int32?
+        Self.forEach(self.addresses) { entry in
+            guard index == nil, let local = rtnl_addr_get_local(entry),
+                Int(nl_addr_get_len(local)) == source.count,
+                let bytes = nl_addr_get_binary_addr(local),
+                source.elementsEqual(UnsafeRawBufferPointer(start: bytes, count: source.count))
+            else { return }
+            index = rtnl_addr_get_ifindex(entry)
+        }
+        guard let index, let link = rtnl_link_get(self.links, index) else { return nil }
+        defer { rtnl_link_put(link) }
+        guard let namePointer = rtnl_link_get_name(link) else { return nil }
+        let name = String(cString: namePointer)
+        if let uplink = self.last?.uplinks.first(where: { $0.index == index }) { return uplink }
+        var facts = SysfsFacts.read(interface: name)
+        facts.linkType = UInt16(truncatingIfNeeded: rtnl_link_get_arptype(link))
+        facts.linkKind = rtnl_link_get_type(link).map { String(cString: $0) }
+        let family: AddressFamily = source.count == 4 ? .ipv4 : .ipv6
+        let verdict = UplinkClassifier.classify(facts, rules: self.rules, override: self.overrides[name])
+        return Uplink(index: index, facts: facts, families: [family], verdict: verdict)
+    }
+
+    /// Whether `text` is a numeric IPv4 or IPv6 address.
+    public static func isNumericAddress(_ text: String) -> Bool {
+        var buffer = in6_addr()
+        return inet_pton(AF_INET, text, &buffer) == 1 || inet_pton(AF_INET6, text, &buffer) == 1
+    }
+
+    /// The source address the kernel picks for `address` (its raw bytes), or nil without a route.
+    static func sourceAddress(to address: String) -> [UInt8]? {
+        var v4 = sockaddr_in()
+        var v6 = sockaddr_in6()
+        let isV4 = inet_pton(AF_INET, address, &v4.sin_addr) == 1
+        guard isV4 || inet_pton(AF_INET6, address, &v6.sin6_addr) == 1 else { return nil }
+        let descriptor = socket(isV4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let connected: Bool
+        if isV4 {
+            v4.sin_family = sa_family_t(AF_INET)
+            v4.sin_port = UInt16(9).bigEndian  // discard; nothing is sent
+            connected = withUnsafePointer(to: &v4) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                }
+            }
+        } else {
+            v6.sin6_family = sa_family_t(AF_INET6)
+            v6.sin6_port = UInt16(9).bigEndian
+            connected = withUnsafePointer(to: &v6) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) == 0
+                }
+            }
+        }
+        guard connected else { return nil }
+        let named = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) == 0 }
+        }
+        guard named else { return nil }
+        return withUnsafeBytes(of: &storage) { raw in
+            isV4
+                ? Array(raw[4..<8])  // sin_addr
+                : Array(raw[8..<24])  // sin6_addr
+        }
+    }
+
     private static func forEach(_ cache: OpaquePointer?, _ body: (OpaquePointer) -> Void) {
         var object = nl_cache_get_first(cache)
         while let current = object {
@@ -275,20 +350,21 @@ public enum SysfsFacts {
 
 extension NetworkSnapshot {
     /// The snapshot as `barge net` reports it.
-    public var report: NetworkReport {
-        NetworkReport(
-            uplinks: self.uplinks.map { uplink in
-                NetworkReport.UplinkReport(
-                    name: uplink.facts.name,
-                    kind: uplink.verdict.kind.rawValue,
-                    cost: uplink.verdict.cost.rawValue,
-                    costSource: uplink.verdict.costSource.description,
-                    roaming: uplink.verdict.roaming,
-                    roamingSource: uplink.verdict.roamingSource.description,
-                    families: uplink.families.sorted().map(\.rawValue),
-                    gateway: uplink.facts.gateway
-                )
-            }
+    public var report: NetworkReport { NetworkReport(uplinks: self.uplinks.map(\.report)) }
+}
+
+extension Uplink {
+    /// The uplink as `barge net` reports it.
+    public var report: NetworkReport.UplinkReport {
+        NetworkReport.UplinkReport(
+            name: self.facts.name,
+            kind: self.verdict.kind.rawValue,
+            cost: self.verdict.cost.rawValue,
+            costSource: self.verdict.costSource.description,
+            roaming: self.verdict.roaming,
+            roamingSource: self.verdict.roamingSource.description,
+            families: self.families.sorted().map(\.rawValue),
+            gateway: self.facts.gateway
         )
     }
 }

@@ -34,18 +34,21 @@ struct NetTests {
         return report.uplinks.map { "\($0.name) \($0.kind) \($0.cost) (\($0.costSource))" }
     }
 
-    /// A veth pair NAME0 (10.SUBNET.0.2/24, the uplink) and NAME1 (10.SUBNET.0.1, its gateway), both up.
-    static func addLink(_ namespace: NetworkNamespace, _ name: String, subnet: Int) throws {
-        try namespace.ip("link add \(name)0 type veth peer name \(name)1")
-        try namespace.ip("addr add 10.\(subnet).0.2/24 dev \(name)0")
-        try namespace.ip("addr add 10.\(subnet).0.1/24 dev \(name)1")
-        try namespace.ip("link set \(name)1 up")
-        try namespace.ip("link set \(name)0 up")
+    /// A veth pair from the client namespace to the origin's: NAME0 (10.SUBNET.0.2/24, the client's uplink) and
+    /// NAME1 (10.SUBNET.0.1, its gateway, in the origin's namespace), both up.
+    static func addLink(_ client: NetworkNamespace, _ origin: NetworkNamespace, _ name: String, subnet: Int) throws {
+        try client.ip("link add \(name)0 type veth peer name \(name)1")
+        try client.ip("link set \(name)1 netns \(origin.name)")
+        try origin.ip("addr add 10.\(subnet).0.1/24 dev \(name)1")
+        try origin.ip("link set \(name)1 up")
+        try client.ip("addr add 10.\(subnet).0.2/24 dev \(name)0")
+        try client.ip("link set \(name)0 up")
     }
 
     @Test func uplinksFollowTheRouteTheLinksAndTheRules() async throws {
         let namespace = try NetworkNamespace()
-        try Self.addLink(namespace, "wired", subnet: 77)
+        let origin = try NetworkNamespace()
+        try Self.addLink(namespace, origin, "wired", subnet: 77)
         try namespace.ip("route add default via 10.77.0.1 dev wired0")
 
         let watch = namespace.process([BargeCommand.executable, "net", "--watch", "--json", "--config", self.config])
@@ -61,10 +64,24 @@ struct NetTests {
         #expect(await eventually { lines.all.last.map(Self.uplinks) == wired }, "\(lines.all)")
 
         // A second uplink that a rule calls metered; the default route moves to it.
-        try Self.addLink(namespace, "wwan", subnet: 78)
+        try Self.addLink(namespace, origin, "wwan", subnet: 78)
         try namespace.ip("route replace default via 10.78.0.1 dev wwan0")
         let modem = ["wwan0 ethernet metered (rule 1 'wwan*')"]
         #expect(await eventually { lines.all.last.map(Self.uplinks) == modem }, "\(lines.all)")
+
+        // An origin on the wired LAN is still reached by the wired link, whatever the default route.
+        let egress = try Self.once(
+            namespace,
+            self.config,
+            ["--to", "10.77.0.1", "--to", "10.99.0.1", "--to", "127.0.0.1"]
+        )
+        #expect(
+            egress?.egress.map { "\($0.to) \($0.via?.name ?? "-") \($0.via?.cost ?? "-") \($0.via?.costSource ?? "-")" }
+                == [
+                    "10.77.0.1 wired0 unmetered ethernet: ARPHRD_ETHER", "10.99.0.1 wwan0 metered rule 1 'wwan*'",
+                    "127.0.0.1 lo unmetered other: loopback",
+                ]
+        )
 
         // Its link goes down: the kernel drops its routes, and no uplink is left.
         try namespace.ip("link set wwan0 down")
@@ -75,13 +92,25 @@ struct NetTests {
         #expect(await eventually { lines.all.last.map(Self.uplinks) == wired }, "\(lines.all)")
 
         // The one-shot form says the same.
-        let once = namespace.process([BargeCommand.executable, "net", "--json", "--config", self.config])
-        let onceOutput = Pipe()
-        once.standardOutput = onceOutput
+        let once = try Self.once(namespace, self.config)
+        #expect(once?.uplinks.map(\.name) == ["wired0"])
+    }
+
+    /// `barge net --json ARGUMENTS` run once in the namespace, decoded.
+    static func once(
+        _ namespace: NetworkNamespace,
+        _ config: String,
+        _ arguments: [String] = []
+    ) throws
+        -> NetworkReport?
+    {
+        let once = namespace.process([BargeCommand.executable, "net", "--json", "--config", config] + arguments)
+        let output = Pipe()
+        once.standardOutput = output
         try once.run()
-        let printed = String(decoding: onceOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let printed = output.fileHandleForReading.readDataToEndOfFile()
         once.waitUntilExit()
         #expect(once.terminationStatus == 0)
-        #expect(Self.uplinks(printed.trimmingCharacters(in: .newlines)) == wired)
+        return try? JSONDecoder().decode(NetworkReport.self, from: printed)
     }
 }

@@ -41,21 +41,47 @@ public struct NetworkReport: Codable, Hashable, Sendable {
         }
     }
 
+    /// The interface traffic to one address leaves by (`barge net --to ADDRESS`).
+    public struct EgressReport: Codable, Hashable, Sendable {
+        /// The address asked about.
+        public var to: String
+        /// The interface and its verdict; nil when there is no route to the address.
+        public var via: UplinkReport?
+
+        /// An answer.
+        public init(to: String, via: UplinkReport?) {
+            self.to = to
+            self.via = via
+        }
+    }
+
     /// Every uplink, in name order.
     public var uplinks: [UplinkReport]
+    /// The egress of each address asked about, in the order asked.
+    public var egress: [EgressReport]
 
     /// A report.
-    public init(uplinks: [UplinkReport]) { self.uplinks = uplinks }
+    public init(uplinks: [UplinkReport], egress: [EgressReport] = []) {
+        self.uplinks = uplinks
+        self.egress = egress
+    }
 
-    /// The report as `barge net` prints it: one line per uplink.
+    /// The report as `barge net` prints it: one line per uplink, then one per address asked about.
     public var text: String {
-        guard !self.uplinks.isEmpty else {
-            return "no uplink (no interface is up with an address and a default route)\n"
-        }
-        return self.uplinks.map { uplink in
+        var text =
+            self.uplinks.isEmpty ? "no uplink (no interface is up with an address and a default route)\n" : ""
+        for uplink in self.uplinks {
             let roaming = uplink.roaming ? "roaming (\(uplink.roamingSource))" : "not roaming"
-            return "\(uplink.name): \(uplink.kind), \(uplink.cost) (\(uplink.costSource)), \(roaming), "
-                + "\(uplink.families.joined(separator: "+")) via \(uplink.gateway ?? "no gateway")\n"
-        }.joined()
+            text += "\(uplink.name): \(uplink.kind), \(uplink.cost) (\(uplink.costSource)), \(roaming), "
+            text += "\(uplink.families.joined(separator: "+")) via \(uplink.gateway ?? "no gateway")\n"
+        }
+        for egress in self.egress {
+            guard let via = egress.via else {
+                text += "to \(egress.to): no route\n"
+                continue
+            }
+            text += "to \(egress.to): by \(via.name), \(via.kind), \(via.cost) (\(via.costSource))\n"
+        }
+        return text
     }
 }

@@ -121,6 +121,8 @@ public enum UplinkClassifier {
     public static let pppLinkType: UInt16 = 512
     /// `ARPHRD_RAWIP` (a modem's raw IP interface, qmi_wwan or mhi).
     public static let rawIPLinkType: UInt16 = 519
+    /// `ARPHRD_LOOPBACK`.
+    public static let loopbackLinkType: UInt16 = 772
     /// `ARPHRD_NONE` (a tun device, WireGuard, some modems).
     public static let noneLinkType: UInt16 = 65534
 
@@ -150,6 +152,7 @@ public enum UplinkClassifier {
         default: break
         }
         if facts.isWireless { return (.wifi, "802.11") }
+        if facts.linkType == Self.loopbackLinkType { return (.other, "loopback") }
         if facts.linkType == Self.ethernetLinkType { return (.ethernet, "ARPHRD_ETHER") }
         return (.other, "ARPHRD \(facts.linkType)")
     }

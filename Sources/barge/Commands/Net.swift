@@ -24,7 +24,13 @@ struct Net: ParsableCommand {
     @Flag(help: "Keep watching: print the uplinks again each time they change (one JSON document per line).")
     var watch = false
 
+    @Option(name: .customLong("to"), help: "Also show the interface traffic to this address leaves by (repeatable).")
+    var addresses: [String] = []
+
     func run() throws {
+        for address in self.addresses where !NetworkMonitor.isNumericAddress(address) {
+            throw ValidationError("'\(address)' is not an IPv4 or IPv6 address (a host name is not looked up here)")
+        }
         let config: AgentConfig
         do {
             config = try ConfigLoader.load(path: self.options.config).config
@@ -32,8 +38,7 @@ struct Net: ParsableCommand {
             throw ValidationError("cannot read the config \(error)")
         }
         let json = self.json
-        let print: @Sendable (NetworkSnapshot) -> Void = { snapshot in
-            let report = snapshot.report
+        let write: @Sendable (NetworkReport) -> Void = { report in
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
@@ -44,10 +49,15 @@ struct Net: ParsableCommand {
             }
         }
         guard self.watch else {
-            print(try NetworkMonitor(rules: config.networks).snapshot())
+            let monitor = try NetworkMonitor(rules: config.networks)
+            var report = monitor.snapshot().report
+            report.egress = self.addresses.map { address in
+                NetworkReport.EgressReport(to: address, via: monitor.egress(to: address)?.report)
+            }
+            write(report)
             return
         }
-        let monitor = try NetworkMonitor(rules: config.networks, changed: print)
+        let monitor = try NetworkMonitor(rules: config.networks) { write($0.report) }
         monitor.start()
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
