@@ -79,6 +79,7 @@ let package = Package(
         .target(
             name: "BargeAgent",
             dependencies: [
+                "BargeNetwork",
                 "BargeCore", "BargeLoader", "BargeTransfer", "BargeStore", "CBargeLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

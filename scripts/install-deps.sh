@@ -9,6 +9,7 @@ packages=(
     libyaml-dev             # YAML (Yams embeds libyaml; the headers are on the design card)
     pkg-config
     iproute2                # the network tests' namespaces and veth pairs (ip netns, ip link)
+    python3                 # the network tests' origin inside a namespace (python3 -m http.server)
     nginx-light openssl     # the tests' real HTTP(S) origin (started by the tests on 127.0.0.1, free ports)
     openssh-server vsftpd samba   # the tests' sftp://, ftp(s):// and smb:// servers (private configs, free ports)
 )

@@ -1,4 +1,5 @@
 public import BargeCore
+import BargeNetwork
 import CBargeLinux
 import Dispatch
 import Foundation
@@ -18,7 +19,17 @@ public enum Agent {
         // The drop-in directory is not created: a missing one is a problem to report and wait out (a configuration
         // tool swapping it), never an empty directory that would prune every job.
         let supervisor = try Supervisor(config: config, configPath: configPath, notifier: notifier)
+        // The network is known before the first plan: no job starts on an uplink its entry may not use.
+        var monitor: NetworkMonitor?
+        do {
+            let made = try NetworkMonitor(rules: config.networks) { supervisor.networkChanged(to: $0) }
+            await supervisor.monitorNetwork(made, snapshot: made.snapshot())
+            monitor = made
+        } catch {
+            Log.error("the network is not monitored (every uplink counts as unmetered): \(error)")
+        }
         try await supervisor.start()
+        monitor?.start()
         let watcher = try ManifestWatcher(directory: config.manifestDirectory) {
             supervisor.manifestsMayHaveChanged()
         }
@@ -32,6 +43,7 @@ public enum Agent {
         } catch {
             Log.error("\(error)")
             watcher.cancel()
+            monitor?.stop()
             await supervisor.stop()
             throw error
         }
@@ -58,6 +70,7 @@ public enum Agent {
             break
         }
         watcher.cancel()
+        monitor?.stop()
         serving.cancel()
         _ = await serving.result
         await supervisor.stop()

@@ -1,5 +1,6 @@
 public import BargeCore
 import BargeLoader
+public import BargeNetwork
 import BargeStore
 import BargeTransfer
 import CBargeLinux
@@ -164,6 +165,16 @@ public actor Supervisor {
     /// Told of state changes (systemd's STATUS=).
     private let notifier: SystemdNotifier?
     var network: NetworkView = .unmonitored
+    /// The network monitor, when it runs; the jobs of each origin then meet the network by the uplink their
+    /// traffic leaves by (``networkByHost``).
+    private var monitor: NetworkMonitor?
+    /// The uplinks as the monitor last reported them.
+    private var uplinks: NetworkSnapshot?
+    /// The view of each origin's jobs (``JobSpec/host``), worked out by the monitor for the origins of the jobs;
+    /// emptied when the uplinks change.
+    private var networkByHost: [String: NetworkView] = [:]
+    /// Whether jobs may have origins without a view yet (jobs added, or the uplinks changed).
+    private var hostsNeedViews = true
     /// Where removed jobs' partials and pruned files are unlinked, in order, off the cooperative threads (a
     /// manifest of 100,000 entries removed is 100,000 unlinks). A partial that a new transfer holds by then is
     /// left alone: its lock says it is not the old one's.
@@ -262,6 +273,7 @@ public actor Supervisor {
 
     private func process(_ work: SupervisorWork) async {
         for batch in work.reports { self.apply(batch) }
+        if let snapshot = work.network { self.networkChanged(snapshot) }
         var replies: [(CheckedContinuation<CommandReply, Never>, CommandReply)] = []
         for (command, caller, reply) in work.commands {
             replies.append((reply, await self.perform(command, by: caller)))
@@ -294,6 +306,52 @@ public actor Supervisor {
     /// Sends a command through the inbox and waits for its answer.
     private nonisolated func send(_ command: SupervisorCommand, by caller: ControlCaller) async -> CommandReply {
         await withCheckedContinuation { reply in self.inbox.post(.command(command, by: caller, reply: reply)) }
+    }
+
+    /// Tells the supervisor that the uplinks changed (the network monitor); returns at once.
+    public nonisolated func networkChanged(to snapshot: NetworkSnapshot) { self.inbox.post(.network(snapshot)) }
+
+    /// Lets the network monitor decide how each origin's jobs meet the network, from `snapshot` (its uplinks now)
+    /// on; call before ``start()`` so that no job starts before the network is known.
+    public func monitorNetwork(_ monitor: NetworkMonitor, snapshot: NetworkSnapshot) {
+        self.monitor = monitor
+        self.networkChanged(snapshot)
+    }
+
+    /// Takes new uplinks: every origin's view is worked out again at the next plan.
+    private func networkChanged(_ snapshot: NetworkSnapshot) {
+        guard snapshot != self.uplinks else { return }
+        self.uplinks = snapshot
+        // For an origin without a view of its own (a name that does not resolve): the costliest uplink, so that
+        // an entry that may not spend paid data does not when it cannot be told.
+        let costliest = snapshot.uplinks.max { a, b in
+            (a.verdict.roaming ? 2 : a.verdict.cost == .metered ? 1 : 0)
+                < (b.verdict.roaming ? 2 : b.verdict.cost == .metered ? 1 : 0)
+        }
+        self.network =
+            costliest.map { uplink in
+                .online(
+                    cost: uplink.verdict.cost,
+                    roaming: uplink.verdict.roaming,
+                    via: "\(uplink.facts.name), \(uplink.verdict.costSource)"
+                )
+            } ?? .offline
+        self.networkByHost = [:]
+        self.hostsNeedViews = true
+        let lines = snapshot.report.text.split(separator: "\n")
+        Log.info("network: \(snapshot.uplinks.isEmpty ? "no uplink" : lines.joined(separator: "; "))")
+    }
+
+    /// Asks the monitor for the views of origins that have none yet.
+    private func updateNetworkViews() async {
+        guard let monitor = self.monitor, self.hostsNeedViews else { return }
+        self.hostsNeedViews = false
+        var missing = Set<String>()
+        for view in self.table.views where self.networkByHost[view.spec.host] == nil { missing.insert(view.spec.host) }
+        guard !missing.isEmpty else { return }
+        let hosts = Array(missing)
+        let views = await monitor.onThread { $0.views(of: hosts) }
+        for host in hosts { self.networkByHost[host] = views[host] ?? self.network }
     }
 
     /// Tells the supervisor that the drop-in directory may have changed (the watcher); returns at once.
@@ -544,6 +602,7 @@ public actor Supervisor {
 
     /// Runs the reconciler on the current jobs and facts and applies its plan.
     func reconcile() async {
+        await self.updateNetworkViews()
         let clock = ContinuousClock()
         let began = clock.now
         defer {
@@ -558,6 +617,7 @@ public actor Supervisor {
         let facts = ReconcileFacts(
             now: LocalTime(epochSeconds: now, utcOffset: offset.tm_gmtoff),
             network: self.network,
+            networkByHost: self.networkByHost,
             limits: self.config.concurrency,
             bandwidth: BandwidthTimetable(self.config.bandwidth),
             backlog: ReconcileFacts.backlog(for: self.config.concurrency),

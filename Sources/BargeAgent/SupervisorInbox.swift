@@ -1,9 +1,10 @@
 import BargeCore
+import BargeNetwork
 import BargeTransfer
 import Synchronization
 
 /// Something the supervisor must act on. Every input reaches it as one of these, through one ``SupervisorInbox``:
-/// the engine's reports, the timer, the drop-in directory, the control socket's commands (and next, the network).
+/// the engine's reports, the timer, the drop-in directory, the control socket's commands, the network monitor.
 enum SupervisorEvent: Sendable {
     /// The engine's reports (progress, checkpoints, ends).
     case reports([TransferReport])
@@ -14,6 +15,8 @@ enum SupervisorEvent: Sendable {
     case manifestsChanged(done: CheckedContinuation<Void, Never>?)
     /// A control command, answered through `reply` once it was carried out and the jobs were reconciled.
     case command(SupervisorCommand, by: ControlCaller, reply: CheckedContinuation<CommandReply, Never>)
+    /// The uplinks changed (the network monitor).
+    case network(NetworkSnapshot)
 }
 
 /// A control command the supervisor carries out.
@@ -38,6 +41,8 @@ struct SupervisorWork: Sendable {
     var manifestWaiters: [CheckedContinuation<Void, Never>] = []
     /// Whether the timer fired.
     var timerFired = false
+    /// The uplinks as the last of the monitor's reports has them (a roam's burst is one change).
+    var network: NetworkSnapshot?
 
     /// The work for `events`, in the order they arrived.
     init(_ events: [SupervisorEvent]) {
@@ -49,6 +54,7 @@ struct SupervisorWork: Sendable {
                 self.readsManifests = true
                 if let done { self.manifestWaiters.append(done) }
             case .command(let command, let caller, let reply): self.commands.append((command, caller, reply))
+            case .network(let snapshot): self.network = snapshot
             }
         }
     }
@@ -56,7 +62,7 @@ struct SupervisorWork: Sendable {
     /// Whether nothing but transfers that succeeded calls for a plan: then, while the engine still holds a
     /// backlog of started jobs, the plan can wait (the engine gives the freed connections to its backlog itself).
     var onlySuccessesEnded: Bool {
-        !self.readsManifests && !self.timerFired && self.commands.isEmpty
+        !self.readsManifests && !self.timerFired && self.commands.isEmpty && self.network == nil
             && self.reports.allSatisfy { batch in
                 batch.allSatisfy { report in
                     switch report.event {
@@ -70,7 +76,7 @@ struct SupervisorWork: Sendable {
 
     /// Whether the jobs must be planned again: anything but progress (a transfer that ended frees its slot).
     var needsReconcile: Bool {
-        self.readsManifests || self.timerFired || !self.commands.isEmpty
+        self.readsManifests || self.timerFired || !self.commands.isEmpty || self.network != nil
             || self.reports.contains { batch in
                 batch.contains { report in
                     if case .finished = report.event { true } else { false }
@@ -146,7 +152,7 @@ final class SupervisorInbox: Sendable {
         switch event {
         case .command(_, _, let reply): reply.resume(returning: .refused(.failed, "the agent is stopping"))
         case .manifestsChanged(let done): done?.resume()
-        case .reports, .timer: break
+        case .reports, .timer, .network: break
         }
     }
 }

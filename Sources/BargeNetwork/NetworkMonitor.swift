@@ -72,6 +72,12 @@ public final class NetworkMonitor: @unchecked Sendable {
     private var last: NetworkSnapshot?
     private var thread: Thread?
     private let done = DispatchSemaphore(value: 0)
+    /// Work handed to the monitor's thread (``onThread(_:)``), and whether it is to stop; under `lock`.
+    private var requests: [@Sendable () -> Void] = []
+    private var stopping = false
+    /// Set when the thread has ended (stopped, or netlink failed): work is then done on the caller's thread.
+    private var ended = false
+    private let lock = NSLock()
 
     /// Fills the caches from the kernel (so ``snapshot()`` answers at once); ``start()`` begins watching.
     /// `changed` runs on the monitor's thread with each new set of uplinks, the first included.
@@ -130,14 +136,99 @@ public final class NetworkMonitor: @unchecked Sendable {
     /// Stops the thread and waits for it.
     public func stop() {
         guard self.thread != nil else { return }
-        var one: UInt8 = 1
-        _ = write(self.wakeup.write, &one, 1)
+        self.lock.withLock { self.stopping = true }
+        self.wake()
         self.done.wait()
         self.thread = nil
     }
 
+    private func wake() {
+        var one: UInt8 = 1
+        _ = write(self.wakeup.write, &one, 1)
+    }
+
+    /// Runs `body` on the monitor's thread (where the caches may be read) and returns what it returns; at once on
+    /// the caller's thread when the monitor is not running.
+    public func onThread<Result: Sendable>(_ body: @escaping @Sendable (NetworkMonitor) -> Result) async -> Result {
+        guard self.thread != nil else { return body(self) }
+        return await withCheckedContinuation { continuation in
+            let queued = self.lock.withLock {
+                guard !self.ended else { return false }
+                self.requests.append { continuation.resume(returning: body(self)) }
+                return true
+            }
+            if queued { self.wake() } else { continuation.resume(returning: body(self)) }
+        }
+    }
+
+    /// How the jobs of each origin meet the network: the uplink traffic to it leaves by and its verdict, or no
+    /// route. `hosts` are ``JobSpec/host`` values (`name`, `name:port`, `[v6]:port`, `this machine`). A name is
+    /// looked up through the system's resolver; one that does not resolve gets no view (the general one applies,
+    /// and the transfer says what the resolver said). On the monitor's thread.
+    public func views(of hosts: [String]) -> [String: NetworkView] {
+        var views: [String: NetworkView] = [:]
+        for host in hosts {
+            guard host != "this machine" else {
+                views[host] = .online(cost: .unmetered, roaming: false, via: "this machine")
+                continue
+            }
+            guard let address = Self.address(of: Self.hostName(host)) else { continue }
+            guard let uplink = self.egress(to: address) else {
+                views[host] = .unreachable(host)
+                continue
+            }
+            let verdict = uplink.verdict
+            views[host] = .online(
+                cost: verdict.cost,
+                roaming: verdict.roaming,
+                via: "\(uplink.facts.name), \(verdict.roaming ? verdict.roamingSource : verdict.costSource)"
+            )
+        }
+        return views
+    }
+
+    /// The name in `host[:port]` or `[v6]:port`.
+    static func hostName(_ host: String) -> String {
+        if host.hasPrefix("["), let end = host.firstIndex(of: "]") {
+            return String(host[host.index(after: host.startIndex)..<end])
+        }
+        if host.filter({ $0 == ":" }).count == 1, let colon = host.firstIndex(of: ":") { return String(host[..<colon]) }
+        return host
+    }
+
+    /// `name` as a numeric address: itself, or the first the resolver gives.
+    static func address(of name: String) -> String? {
+        if Self.isNumericAddress(name) { return name }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var found: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(name, nil, &hints, &found) == 0, let first = found else { return nil }
+        defer { freeaddrinfo(found) }
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        switch first.pointee.ai_family {
+        case AF_INET:
+            var address = first.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
+            guard inet_ntop(AF_INET, &address.sin_addr, &buffer, socklen_t(buffer.count)) != nil else { return nil }
+        case AF_INET6:
+            var address = first.pointee.ai_addr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }
+            guard inet_ntop(AF_INET6, &address.sin6_addr, &buffer, socklen_t(buffer.count)) != nil else { return nil }
+        default:
+            return nil
+        }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     private func run() {
-        defer { self.done.signal() }
+        defer {
+            // Whatever is still asked is answered from the last caches, here; later asks on the caller's thread.
+            let left = self.lock.withLock {
+                self.ended = true
+                defer { self.requests = [] }
+                return self.requests
+            }
+            for request in left { request() }
+            self.done.signal()
+        }
         self.report()
         var fds = [
             pollfd(fd: nl_cache_mngr_get_fd(self.manager), events: Int16(POLLIN), revents: 0),
@@ -149,7 +240,16 @@ public final class NetworkMonitor: @unchecked Sendable {
                 if errno == EINTR { continue }
                 return
             }
-            if fds[1].revents != 0 { return }
+            if fds[1].revents != 0 {
+                var drained = [UInt8](repeating: 0, count: 64)
+                _ = read(self.wakeup.read, &drained, drained.count)
+                let (work, stopping) = self.lock.withLock {
+                    defer { self.requests = [] }
+                    return (self.requests, self.stopping)
+                }
+                for request in work { request() }
+                if stopping { return }
+            }
             if fds[0].revents != 0 {
                 guard nl_cache_mngr_data_ready(self.manager) >= 0 else { return }
                 self.report()

@@ -46,6 +46,18 @@ public final class NetworkNamespace: @unchecked Sendable {
         return process
     }
 
+    /// Starts `command` inside the namespace as a server that runs until the value goes (its output discarded);
+    /// spawned without Foundation's `Process`, whose monitor thread can block on a long-lived child (see
+    /// ``ChildProcess``).
+    public func server(_ command: [String]) throws -> AnyObject {
+        try ChildProcess(Self.ip, ["netns", "exec", self.name] + command)
+    }
+
+    /// Runs `command` inside the namespace to its end; returns whether it succeeded.
+    public func succeeds(_ command: [String]) -> Bool {
+        (try? ChildProcess(Self.ip, ["netns", "exec", self.name] + command).waitForExit()) == 0
+    }
+
     /// A failed `ip` command.
     public struct Failure: Error, CustomStringConvertible {
         public var description: String

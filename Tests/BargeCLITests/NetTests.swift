@@ -113,4 +113,49 @@ struct NetTests {
         #expect(once.terminationStatus == 0)
         return try? JSONDecoder().decode(NetworkReport.self, from: printed)
     }
+
+    /// The agent in the client namespace, an origin beyond the default route in the origin's: an entry that may
+    /// use only unmetered networks waits while the default route is the metered wwan, naming it and the rule, and
+    /// runs to a complete, correct file once the route moves to the wired link.
+    @Test func theAgentWaitsOnAMeteredUplinkAndRunsWhenTheRouteMoves() async throws {
+        let client = try NetworkNamespace()
+        let origin = try NetworkNamespace()
+        try Self.addLink(client, origin, "wired", subnet: 77)
+        try Self.addLink(client, origin, "wwan", subnet: 78)
+        try origin.ip("addr add 10.99.0.1/32 dev lo")
+        try client.ip("route add default via 10.78.0.1 dev wwan0")
+
+        let content = TestContent.bytes(count: 1 << 20, seed: 61)
+        _ = try self.scratch.write("site/f.bin", bytes: content)
+        let server = try origin.server([
+            "/usr/bin/env", "python3", "-m", "http.server", "--bind", "10.99.0.1", "8080", "--directory",
+            self.scratch.path + "/site",
+        ])
+        defer { withExtendedLifetime(server) {} }
+        let ready = await eventually {
+            client.succeeds([
+                "/usr/bin/curl", "-sf", "--max-time", "2", "-o", "/dev/null", "http://10.99.0.1:8080/f.bin",
+            ])
+        }
+        try #require(ready, "the origin did not start")
+
+        let agent = try AgentUnderTest(extraConfig: "networks:\n  - {match: {interface: \"wwan*\"}, cost: metered}\n")
+        try agent.scratch.write(
+            "manifests.d/10-net.yaml",
+            "version: 1\ndownload:\n  - url: http://10.99.0.1:8080/f.bin\n    dest: \(agent.output)/f.bin\n"
+        )
+        try await agent.start(launcher: [NetworkNamespace.ip, "netns", "exec", client.name])
+        defer { _ = agent.stop() }
+        let waiting = "waiting for an unmetered network (metered: wwan0, rule 1 'wwan*')"
+        let held = await eventually {
+            (try? agent.status())?.jobs.first.map { "\($0.state) \($0.reason)" } == "suspended \(waiting)"
+        }
+        #expect(held, "\((try? agent.status())?.jobs.map { "\($0.state) \($0.reason)" } ?? [])")
+        #expect(!FileManager.default.fileExists(atPath: agent.output + "/f.bin"))
+
+        try client.ip("route replace default via 10.77.0.1 dev wired0")
+        let done = await eventually(timeout: 20) { (try? agent.status())?.jobs.first?.state == "up-to-date" }
+        #expect(done, "\((try? agent.status())?.jobs.map { "\($0.state) \($0.reason)" } ?? [])")
+        #expect(agent.scratch.read("out/f.bin") == content)
+    }
 }

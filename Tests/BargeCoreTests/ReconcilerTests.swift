@@ -105,6 +105,47 @@ func facts(total: Int = 2, network: NetworkView = .unmonitored, at seconds: Doub
         #expect(offline.start.isEmpty && offline.changes.allSatisfy { $0.reason == "waiting for a network" })
     }
 
+    /// Each origin meets the network by the uplink its traffic leaves by: an origin on the wired LAN runs while
+    /// the default route is a metered modem; an origin without a route waits with that reason; an origin the
+    /// monitor has no view of yet follows the general view.
+    @Test func eachOriginIsJudgedByItsOwnUplink() {
+        func job(_ id: Int64, _ host: String) -> JobView {
+            var policy = TransferPolicy()
+            policy.network = .unmetered
+            return JobView(
+                spec: JobSpec(
+                    manifest: "m",
+                    urls: ["https://\(host)/\(id)"],
+                    destination: "/srv/\(id)",
+                    policy: policy
+                ),
+                record: JobRecord(id: id),
+                isRunning: false
+            )
+        }
+        let jobs = [job(1, "lan.test"), job(2, "cdn.test"), job(3, "gone.test:8443"), job(4, "new.test")]
+        let byHost: [String: NetworkView] = [
+            "lan.test": .online(cost: .unmetered, roaming: false, via: "wired0, ethernet: ARPHRD_ETHER"),
+            "cdn.test": .online(cost: .metered, roaming: false, via: "wwan0, rule 1 'wwan*'"),
+            "gone.test:8443": .unreachable("gone.test:8443"),
+        ]
+        let plan = Reconciler.plan(
+            jobs,
+            facts: ReconcileFacts(
+                now: LocalTime(epochSeconds: monday),
+                network: .online(cost: .unmetered, roaming: false),
+                networkByHost: byHost,
+                limits: Concurrency()
+            )
+        )
+        #expect(plan.start == [1, 4])
+        #expect(
+            plan.changes.map(\.reason) == [
+                "waiting for an unmetered network (metered: wwan0, rule 1 'wwan*')", "no route to gone.test:8443",
+            ]
+        )
+    }
+
     @Test func aClosedWindowSuspendsAndWakesAtItsOpening() throws {
         let night = try TimeWindow(parsing: "22:00-06:00")
         let plan = Reconciler.plan([job(1, running: true, windows: [night])], facts: facts())

@@ -1,11 +1,14 @@
-/// What the agent knows of the network when it reconciles.
+/// What the agent knows of the network when it reconciles: for all jobs, or for the jobs of one origin (the
+/// uplink its traffic leaves by).
 public enum NetworkView: Hashable, Sendable, CustomStringConvertible {
     /// No monitor runs: the uplink is treated as unmetered.
     case unmonitored
     /// No uplink.
     case offline
-    /// An uplink of this cost.
-    case online(cost: NetworkCost, roaming: Bool)
+    /// An uplink of this cost; `via` names it and the source of its verdict (`wwan0, rule 1 'wwan*'`).
+    case online(cost: NetworkCost, roaming: Bool, via: String? = nil)
+    /// No route to the origin (named).
+    case unreachable(String)
 
     /// Whether a job with this network policy may transfer; nil, or why not.
     public func refusal(for policy: NetworkCostPolicy) -> String? {
@@ -14,13 +17,18 @@ public enum NetworkView: Hashable, Sendable, CustomStringConvertible {
             return nil
         case .offline:
             return "waiting for a network"
-        case .online(let cost, let roaming):
+        case .unreachable(let origin):
+            return "no route to \(origin)"
+        case .online(let cost, let roaming, let via):
+            let uplink = via.map { ": \($0)" } ?? " now"
             switch policy {
             case .any: return nil
-            case .notRoaming: return roaming ? "waiting for a network that is not roaming" : nil
+            case .notRoaming:
+                return roaming
+                    ? "waiting for a network that is not roaming" + (via.map { " (roaming: \($0))" } ?? "") : nil
             case .unmetered:
-                if roaming { return "waiting for an unmetered network (roaming now)" }
-                return cost == .unmetered ? nil : "waiting for an unmetered network (metered now)"
+                if roaming { return "waiting for an unmetered network (roaming\(uplink))" }
+                return cost == .unmetered ? nil : "waiting for an unmetered network (metered\(uplink))"
             }
         }
     }
@@ -29,7 +37,9 @@ public enum NetworkView: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .unmonitored: "not monitored (treated as unmetered)"
         case .offline: "offline"
-        case .online(let cost, let roaming): roaming ? "\(cost.rawValue), roaming" : cost.rawValue
+        case .unreachable(let origin): "no route to \(origin)"
+        case .online(let cost, let roaming, let via):
+            (roaming ? "\(cost.rawValue), roaming" : cost.rawValue) + (via.map { " (\($0))" } ?? "")
         }
     }
 }
@@ -38,8 +48,10 @@ public enum NetworkView: Hashable, Sendable, CustomStringConvertible {
 public struct ReconcileFacts: Hashable, Sendable {
     /// Now, on the local clock.
     public var now: LocalTime
-    /// The uplink's cost.
+    /// The uplink's cost, for jobs whose origin has no view of its own in `networkByHost`.
     public var network: NetworkView
+    /// The network as the jobs of each origin (``JobSpec/host``) meet it: the uplink their traffic leaves by.
+    public var networkByHost: [String: NetworkView]
     /// Transfers at once.
     public var limits: Concurrency
     /// The global bandwidth timetable.
@@ -58,6 +70,7 @@ public struct ReconcileFacts: Hashable, Sendable {
     public init(
         now: LocalTime,
         network: NetworkView = .unmonitored,
+        networkByHost: [String: NetworkView] = [:],
         limits: Concurrency = Concurrency(),
         bandwidth: BandwidthTimetable = BandwidthTimetable([]),
         backlog: Int = 0,
@@ -66,6 +79,7 @@ public struct ReconcileFacts: Hashable, Sendable {
     ) {
         self.now = now
         self.network = network
+        self.networkByHost = networkByHost
         self.limits = limits
         self.bandwidth = bandwidth
         self.backlog = backlog
@@ -192,7 +206,9 @@ public enum Reconciler {
                 wake = min(wake, due)
                 continue
             }
-            if let refusal = facts.network.refusal(for: job.spec.policy.network) {
+            let network =
+                facts.networkByHost.isEmpty ? facts.network : facts.networkByHost[job.spec.host] ?? facts.network
+            if let refusal = network.refusal(for: job.spec.policy.network) {
                 hold(index, .suspended, refusal, pausable: true)
                 continue
             }
