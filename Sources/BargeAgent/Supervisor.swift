@@ -394,6 +394,7 @@ public actor Supervisor {
     /// Reads the drop-in directory and brings the jobs in line (the plan follows).
     private func readManifests() async {
         await self.syncManifests()
+        self.hostsNeedViews = true  // new entries may name new origins
         self.table.compact()
         // Parsing left freed memory in every allocator arena (its temporaries are gone now): give it back.
         _ = CBargeLinux_malloc_trim()
@@ -1170,6 +1171,7 @@ public actor Supervisor {
         await self.flush()
         guard let id = await self.write(batch).first else { return .refused(.failed, "cannot store the job") }
         self.table.insert(JobView(spec: spec, record: record, isRunning: false))
+        self.hostsNeedViews = true
         return CommandReply(ok: true, message: "job \(id) added", jobs: [id])
     }
 

@@ -128,7 +128,7 @@ struct NetTests {
         let content = TestContent.bytes(count: 1 << 20, seed: 61)
         _ = try self.scratch.write("site/f.bin", bytes: content)
         let server = try origin.server([
-            "/usr/bin/env", "python3", "-m", "http.server", "--bind", "10.99.0.1", "8080", "--directory",
+            "/usr/bin/env", "python3", "-m", "http.server", "--bind", "0.0.0.0", "8080", "--directory",
             self.scratch.path + "/site",
         ])
         defer { withExtendedLifetime(server) {} }
@@ -153,8 +153,22 @@ struct NetTests {
         #expect(held, "\((try? agent.status())?.jobs.map { "\($0.state) \($0.reason)" } ?? [])")
         #expect(!FileManager.default.fileExists(atPath: agent.output + "/f.bin"))
 
+        // An entry added now whose origin is on the wired LAN goes by the wired link: it runs while the other waits.
+        try agent.scratch.write(
+            "manifests.d/20-lan.yaml",
+            "version: 1\ndownload:\n  - url: http://10.77.0.1:8080/f.bin\n    dest: \(agent.output)/lan.bin\n"
+        )
+        let lanDone = await eventually(timeout: 20) {
+            (try? agent.status())?.jobs.first { $0.destination.hasSuffix("/lan.bin") }?.state == "up-to-date"
+        }
+        #expect(lanDone, "\((try? agent.status())?.jobs.map { "\($0.state) \($0.reason)" } ?? [])")
+        #expect(agent.scratch.read("out/lan.bin") == content)
+        #expect((try? agent.status())?.jobs.first { $0.destination.hasSuffix("/f.bin") }?.state == "suspended")
+
         try client.ip("route replace default via 10.77.0.1 dev wired0")
-        let done = await eventually(timeout: 20) { (try? agent.status())?.jobs.first?.state == "up-to-date" }
+        let done = await eventually(timeout: 20) {
+            (try? agent.status())?.jobs.allSatisfy { $0.state == "up-to-date" } == true
+        }
         #expect(done, "\((try? agent.status())?.jobs.map { "\($0.state) \($0.reason)" } ?? [])")
         #expect(agent.scratch.read("out/f.bin") == content)
     }
