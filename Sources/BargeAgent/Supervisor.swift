@@ -324,10 +324,8 @@ public actor Supervisor {
         self.uplinks = snapshot
         // For an origin without a view of its own (a name that does not resolve): the costliest uplink, so that
         // an entry that may not spend paid data does not when it cannot be told.
-        let costliest = snapshot.uplinks.max { a, b in
-            (a.verdict.roaming ? 2 : a.verdict.cost == .metered ? 1 : 0)
-                < (b.verdict.roaming ? 2 : b.verdict.cost == .metered ? 1 : 0)
-        }
+        func price(_ uplink: Uplink) -> Int { uplink.verdict.roaming ? 2 : uplink.verdict.cost == .metered ? 1 : 0 }
+        let costliest = snapshot.uplinks.max { price($0) < price($1) }
         self.network =
             costliest.map { uplink in
                 .online(

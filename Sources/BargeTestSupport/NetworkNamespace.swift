@@ -1,5 +1,6 @@
 public import Foundation
 import Glibc
+import Synchronization
 
 /// A network namespace made for one test (`ip netns add`), with its own links, addresses and routes, deleted with
 /// everything in it when the value goes. Traffic in it never leaves the machine: it has only the links the test
@@ -7,7 +8,7 @@ import Glibc
 public final class NetworkNamespace: @unchecked Sendable {
     /// Its name (`barge-PID-N`).
     public let name: String
-    private static let counter = AtomicCounter()
+    private static let counter = Mutex(0)
 
     /// Whether namespaces can be made here: root, `ip` (iproute2), and the right to make one (tried once; a
     /// container without CAP_SYS_ADMIN has not).
@@ -26,7 +27,11 @@ public final class NetworkNamespace: @unchecked Sendable {
 
     /// Makes the namespace, with its loopback up.
     public init() throws {
-        self.name = "barge-\(getpid())-\(Self.counter.next())"
+        let number = Self.counter.withLock { count in
+            count += 1
+            return count
+        }
+        self.name = "barge-\(getpid())-\(number)"
         try Self.run(["netns", "add", self.name])
         try self.ip("link set lo up")
     }
@@ -76,19 +81,6 @@ public final class NetworkNamespace: @unchecked Sendable {
         guard process.terminationStatus == 0 else {
             throw Failure(description: "ip \(arguments.joined(separator: " ")): \(text)")
         }
-    }
-}
-
-/// Numbers for names, unique in the process.
-final class AtomicCounter: @unchecked Sendable {
-    private var value = 0
-    private let lock = NSLock()
-
-    func next() -> Int {
-        self.lock.lock()
-        defer { self.lock.unlock() }
-        self.value += 1
-        return self.value
     }
 }
 
