@@ -21,8 +21,12 @@ public enum Agent {
         let supervisor = try Supervisor(config: config, configPath: configPath, notifier: notifier)
         // The network is known before the first plan: no job starts on an uplink its entry may not use.
         var monitor: NetworkMonitor?
+        // Overrides that cannot be read stop the start: one may say "metered".
+        let overrides = try await supervisor.storedUplinkOverrides()
         do {
-            let made = try NetworkMonitor(rules: config.networks) { supervisor.networkChanged(to: $0) }
+            let made = try NetworkMonitor(rules: config.networks, overrides: overrides) {
+                supervisor.networkChanged(to: $0)
+            }
             await supervisor.monitorNetwork(made, snapshot: made.snapshot())
             monitor = made
         } catch {

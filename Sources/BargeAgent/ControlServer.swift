@@ -1,4 +1,5 @@
 import BargeCore
+import BargeNetwork
 import CBargeLinux
 import Foundation
 import Glibc
@@ -217,6 +218,21 @@ struct ControlServer: Sendable {
                 return reply(.refused(.noSuchJob, "no such job"))
             }
             return (.ok, (try? encoder.encode(job)) ?? Data())
+        }
+        if head.method == .GET, parts == ["v1", "network"] {
+            guard let report = await self.supervisor.networkReport() else {
+                return reply(.refused(.conflict, "the agent does not monitor the network"))
+            }
+            var measured = await report.measuringRates()
+            measured.fromAgent = true
+            return (.ok, (try? encoder.encode(measured)) ?? Data())
+        }
+        if head.method == .POST, parts.count == 3, parts[0] == "v1", parts[1] == "network" {
+            guard let request = try? JSONDecoder().decode(UplinkOverride.self, from: body) else {
+                let expected = #"{"cost": "metered"|"unmetered"|null, "roaming": true|false|null}"#
+                return reply(.refused(.invalidRequest, "expected a JSON body: \(expected)"))
+            }
+            return reply(await self.supervisor.setUplink(parts[2], request, by: caller))
         }
         if head.method == .POST, parts == ["v1", "reload"] {
             guard caller.isAdministrator else {

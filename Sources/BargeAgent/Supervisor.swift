@@ -173,6 +173,11 @@ public actor Supervisor {
     /// The view of each origin's jobs (``JobSpec/host``), worked out by the monitor for the origins of the jobs;
     /// emptied when the uplinks change.
     private var networkByHost: [String: NetworkView] = [:]
+    /// The verdicts set by hand, as stored.
+    private var overrides: [String: UplinkOverride] = [:]
+    /// The interface each origin's traffic leaves by, as the last views found it (for the rates `barge net`
+    /// shows).
+    private var interfaceByHost: [String: String] = [:]
     /// Whether jobs may have origins without a view yet (jobs added, or the uplinks changed).
     private var hostsNeedViews = true
     /// Where removed jobs' partials and pruned files are unlinked, in order, off the cooperative threads (a
@@ -300,6 +305,7 @@ public actor Supervisor {
         case .cancel(let selection): self.cancelJobs(selection, by: caller)
         case .retry(let selection): self.retryJobs(selection, by: caller)
         case .add(let request): await self.addJob(request, by: caller)
+        case .setUplink(let interface, let override): await self.setUplinkOverride(override, for: interface, by: caller)
         }
     }
 
@@ -340,7 +346,8 @@ public actor Supervisor {
         Log.info("network: \(snapshot.uplinks.isEmpty ? "no uplink" : lines.joined(separator: "; "))")
     }
 
-    /// Asks the monitor for the views of origins that have none yet.
+    /// Asks the monitor for the views of origins that have none yet. Names are looked up first, off the actor and
+    /// the monitor's thread; the monitor then asks the kernel for the route to each address.
     private func updateNetworkViews() async {
         guard let monitor = self.monitor, self.hostsNeedViews else { return }
         self.hostsNeedViews = false
@@ -348,8 +355,66 @@ public actor Supervisor {
         for view in self.table.views where self.networkByHost[view.spec.host] == nil { missing.insert(view.spec.host) }
         guard !missing.isEmpty else { return }
         let hosts = Array(missing)
-        let views = await monitor.onThread { $0.views(of: hosts) }
-        for host in hosts { self.networkByHost[host] = views[host] ?? self.network }
+        let addresses = await NetworkMonitor.addresses(of: hosts)
+        let paths = await monitor.onThread { $0.paths(to: addresses) }
+        for host in hosts {
+            self.networkByHost[host] = paths[host]?.view ?? self.network
+            self.interfaceByHost[host] = paths[host]?.interface
+        }
+    }
+
+    /// The verdicts set by hand that the store keeps (read once, before the monitor starts). Throws when they
+    /// cannot be read: the agent does not start on verdicts it cannot know.
+    public func storedUplinkOverrides() async throws -> [String: UplinkOverride] {
+        self.overrides = try await self.store.uplinkOverrides()
+        return self.overrides
+    }
+
+    /// `barge net set`: stores the override, then has the monitor classify the uplinks again with it (its report
+    /// comes back through the inbox as any network change).
+    private func setUplinkOverride(
+        _ override: UplinkOverride,
+        for interface: String,
+        by caller: ControlCaller
+    ) async -> CommandReply {
+        guard caller.isAdministrator else {
+            return .refused(.forbidden, "only an administrator of the agent may set an uplink's verdict")
+        }
+        do {
+            try await self.store.setUplinkOverride(override, for: interface)
+        } catch {
+            return .refused(.failed, "cannot store the override: \(error)")
+        }
+        if override.cost == nil, override.roaming == nil {
+            self.overrides.removeValue(forKey: interface)
+        } else {
+            self.overrides[interface] = override
+        }
+        if let monitor = self.monitor { await monitor.onThread { $0.setOverride(override, for: interface) } }
+        let what = UplinkOverride.describe(override)
+        Log.info("uplink \(interface): \(what) (set by \(caller.uid))")
+        return CommandReply(ok: true, message: "\(interface): \(what)")
+    }
+
+    /// What `barge net` shows through the agent: the uplinks as the monitor last reported them, the overrides,
+    /// and the rate of Barge's own transfers by the uplink they leave by.
+    public func networkReport() -> NetworkReport? {
+        guard self.monitor != nil, let uplinks = self.uplinks else { return nil }
+        var report = uplinks.report
+        var rates: [String: Double] = [:]
+        for (id, running) in self.live where running.pausedSince == nil && running.bytesPerSecond.isFinite {
+            guard let host = self.table[id]?.spec.host, let interface = self.interfaceByHost[host] else {
+                continue
+            }
+            rates[interface, default: 0] += running.bytesPerSecond
+        }
+        for index in report.uplinks.indices {
+            report.uplinks[index].bargeRate = UInt64(rates[report.uplinks[index].name] ?? 0)
+        }
+        report.overrides = self.overrides.sorted { $0.key < $1.key }.map { name, override in
+            NetworkReport.OverrideReport(name: name, cost: override.cost?.rawValue, roaming: override.roaming)
+        }
+        return report
     }
 
     /// Tells the supervisor that the drop-in directory may have changed (the watcher); returns at once.
@@ -1098,6 +1163,16 @@ public actor Supervisor {
     /// the agent's user gets a file of their own, and only where they may create one.
     public nonisolated func add(_ request: NewJobRequest, by caller: ControlCaller = .agent) async -> CommandReply {
         await self.send(.add(request), by: caller)
+    }
+
+    /// Sets (or with both `auto`, clears) the verdict on an interface by hand (`barge net set`); administrators
+    /// only.
+    public nonisolated func setUplink(
+        _ interface: String,
+        _ override: UplinkOverride,
+        by caller: ControlCaller = .agent
+    ) async -> CommandReply {
+        await self.send(.setUplink(interface, override), by: caller)
     }
 
     private func addJob(_ request: NewJobRequest, by caller: ControlCaller) async -> CommandReply {

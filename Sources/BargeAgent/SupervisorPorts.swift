@@ -44,6 +44,10 @@ protocol JobPersistence: Sendable {
     func validators(of ids: [Int64]) async throws -> [Int64: MirrorValidators]
     /// Applies a batch in one transaction; returns the ids of its inserts and the changes refused alone.
     @discardableResult func apply(_ batch: JobStore.Batch) async throws -> JobStore.AppliedBatch
+    /// The uplink verdicts set by hand, by interface.
+    func uplinkOverrides() async throws -> [String: UplinkOverride]
+    /// Sets (or with both `auto`, clears) an interface's verdict by hand.
+    func setUplinkOverride(_ override: UplinkOverride, for interface: String) async throws
     /// Gives back the memory of caches filled by a large read.
     func releaseMemory()
 }

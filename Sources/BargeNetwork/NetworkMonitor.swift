@@ -23,6 +23,20 @@ public struct Uplink: Hashable, Sendable {
     }
 }
 
+/// The path to one origin: how its jobs meet the network, and the interface their traffic leaves by.
+public struct OriginPath: Hashable, Sendable {
+    /// The view the reconciler takes for the origin's jobs.
+    public var view: NetworkView
+    /// The uplink's name; nil without a route, or for this machine.
+    public var interface: String?
+
+    /// A path.
+    public init(view: NetworkView, interface: String? = nil) {
+        self.view = view
+        self.interface = interface
+    }
+}
+
 /// IPv4 or IPv6.
 public enum AddressFamily: String, Hashable, Sendable, Codable, Comparable {
     case ipv4, ipv6
@@ -67,7 +81,8 @@ public final class NetworkMonitor: @unchecked Sendable {
     /// A pipe whose write end stops the thread.
     private let wakeup: (read: Int32, write: Int32)
     private let rules: [NetworkRule]
-    private let overrides: [String: UplinkOverride]
+    /// Verdicts set by hand (``setOverride(_:for:)``); on the monitor's thread.
+    private var overrides: [String: UplinkOverride]
     private let changed: @Sendable (NetworkSnapshot) -> Void
     private var last: NetworkSnapshot?
     private var thread: Thread?
@@ -162,29 +177,66 @@ public final class NetworkMonitor: @unchecked Sendable {
     }
 
     /// How the jobs of each origin meet the network: the uplink traffic to it leaves by and its verdict, or no
-    /// route. `hosts` are ``JobSpec/host`` values (`name`, `name:port`, `[v6]:port`, `this machine`). A name is
-    /// looked up through the system's resolver; one that does not resolve gets no view (the general one applies,
-    /// and the transfer says what the resolver said). On the monitor's thread.
-    public func views(of hosts: [String]) -> [String: NetworkView] {
-        var views: [String: NetworkView] = [:]
-        for host in hosts {
+    /// route. `addresses` are the origins' numeric addresses by ``JobSpec/host`` (`this machine` needs none; see
+    /// ``addresses(of:)``). On the monitor's thread.
+    public func paths(to addresses: [String: String]) -> [String: OriginPath] {
+        var paths: [String: OriginPath] = [:]
+        for (host, address) in addresses {
             guard host != "this machine" else {
-                views[host] = .online(cost: .unmetered, roaming: false, via: "this machine")
+                paths[host] = OriginPath(view: .online(cost: .unmetered, roaming: false, via: "this machine"))
                 continue
             }
-            guard let address = Self.address(of: Self.hostName(host)) else { continue }
             guard let uplink = self.egress(to: address) else {
-                views[host] = .unreachable(host)
+                paths[host] = OriginPath(view: .unreachable(host))
                 continue
             }
             let verdict = uplink.verdict
-            views[host] = .online(
-                cost: verdict.cost,
-                roaming: verdict.roaming,
-                via: "\(uplink.facts.name), \(verdict.roaming ? verdict.roamingSource : verdict.costSource)"
+            paths[host] = OriginPath(
+                view: .online(
+                    cost: verdict.cost,
+                    roaming: verdict.roaming,
+                    via: "\(uplink.facts.name), \(verdict.roaming ? verdict.roamingSource : verdict.costSource)"
+                ),
+                interface: uplink.facts.name
             )
         }
-        return views
+        return paths
+    }
+
+    /// The numeric address of each origin (``JobSpec/host`` values: `name`, `name:port`, `[v6]:port`), looked up
+    /// through the system's resolver, each on a thread of its own (a slow resolver holds up neither the monitor
+    /// nor the other names); a name that does not resolve is left out. `this machine` maps to itself.
+    public static func addresses(of hosts: [String]) async -> [String: String] {
+        await withTaskGroup(of: (String, String?).self) { group in
+            for host in hosts {
+                group.addTask {
+                    if host == "this machine" { return (host, host) }
+                    let name = Self.hostName(host)
+                    if Self.isNumericAddress(name) { return (host, name) }
+                    return (host, await Self.resolveOffThePool(name))
+                }
+            }
+            var found: [String: String] = [:]
+            for await (host, address) in group { if let address { found[host] = address } }
+            return found
+        }
+    }
+
+    private static func resolveOffThePool(_ name: String) async -> String? {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: Self.address(of: name)) }
+        }
+    }
+
+    /// Sets or clears (`auto` for both) the verdict on an interface by hand, and reports the uplinks again. On the
+    /// monitor's thread.
+    public func setOverride(_ override: UplinkOverride, for interface: String) {
+        if override.cost == nil, override.roaming == nil {
+            self.overrides.removeValue(forKey: interface)
+        } else {
+            self.overrides[interface] = override
+        }
+        self.report()
     }
 
     /// The name in `host[:port]` or `[v6]:port`.
@@ -259,7 +311,9 @@ public final class NetworkMonitor: @unchecked Sendable {
 
     /// Tells `changed` of the uplinks when they differ from the last ones told.
     private func report() {
-        self.refill()
+        // Without a true picture of the kernel's state, nothing is said: the last uplinks told stay in force until
+        // the next event reads the caches again.
+        guard self.refill() else { return }
         let now = self.snapshot()
         guard now != self.last else { return }
         self.last = now
@@ -270,8 +324,12 @@ public final class NetworkMonitor: @unchecked Sendable {
     /// keep are not the truth on their own: the kernel sends no event for the IPv4 routes it drops with a link that
     /// goes down, and a veth pair made after the caches were filled left two objects of one link in the link cache
     /// (the new state beside the old). A dump per burst of events costs little next to what a wrong uplink costs.
-    private func refill() {
-        for cache in [self.links, self.addresses, self.routes] { _ = nl_cache_refill(self.dumps, cache) }
+    /// Returns whether every dump succeeded.
+    private func refill() -> Bool {
+        for cache in [self.links, self.addresses, self.routes] where nl_cache_refill(self.dumps, cache) < 0 {
+            return false
+        }
+        return true
     }
 
     /// The uplinks as the caches hold them now. On the monitor's thread once it runs (libnl takes no locks).
@@ -466,5 +524,47 @@ extension Uplink {
             families: self.families.sorted().map(\.rawValue),
             gateway: self.facts.gateway
         )
+    }
+}
+
+/// An interface's byte counters, read fresh from sysfs (`statistics/rx_bytes`, `tx_bytes`).
+public struct InterfaceCounters: Hashable, Sendable {
+    /// Bytes received.
+    public var received: UInt64
+    /// Bytes sent.
+    public var sent: UInt64
+
+    /// Reads them; nil when the interface is gone.
+    public static func read(interface name: String, root: String = "/sys/class/net") -> InterfaceCounters? {
+        func counter(_ file: String) -> UInt64? {
+            (try? String(contentsOfFile: "\(root)/\(name)/statistics/\(file)", encoding: .utf8))
+                .flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        guard let received = counter("rx_bytes"), let sent = counter("tx_bytes") else { return nil }
+        return InterfaceCounters(received: received, sent: sent)
+    }
+}
+
+extension NetworkReport {
+    /// The report with each uplink's receive and send rates, from its counters read twice `span` apart.
+    public func measuringRates(over span: Duration = .milliseconds(500)) async -> NetworkReport {
+        let names = self.uplinks.map(\.name)
+        let clock = ContinuousClock()
+        let began = clock.now
+        let before = names.map { InterfaceCounters.read(interface: $0) }
+        try? await Task.sleep(for: span)
+        let elapsed = clock.now - began
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        var report = self
+        for (index, name) in names.enumerated() {
+            guard let first = before[index], let second = InterfaceCounters.read(interface: name), seconds > 0 else {
+                continue
+            }
+            // A counter that went back (the interface was made again) gives no rate rather than a wrong one.
+            guard second.received >= first.received, second.sent >= first.sent else { continue }
+            report.uplinks[index].receiveRate = UInt64(Double(second.received - first.received) / seconds)
+            report.uplinks[index].sendRate = UInt64(Double(second.sent - first.sent) / seconds)
+        }
+        return report
     }
 }

@@ -64,6 +64,15 @@ public struct JobHistoryEntry: Hashable, Sendable, Codable {
     }
 }
 
+/// A stored uplink override names a cost this build does not know.
+public struct UnreadableOverride: Error, CustomStringConvertible {
+    /// The interface it is for.
+    public var interface: String
+    /// What the store holds.
+    public var cost: String
+    public var description: String { "the override of \(self.interface) has an unknown cost '\(self.cost)'" }
+}
+
 /// The agent's persistent state: jobs, their offsets, validators, attempts, due times, states and reasons, and a
 /// short history of each. SQLite through GRDB, in WAL mode, with versioned migrations.
 ///
@@ -72,6 +81,8 @@ public struct JobHistoryEntry: Hashable, Sendable, Codable {
 /// come in batches, one transaction each (the agent's supervisor gathers the events of a moment).
 public final class JobStore: Sendable {
     private let pool: DatabasePool
+    /// The store's file in its directory.
+    public static let fileName = "barge.sqlite"
     /// History lines kept per job.
     public static let historyLength = 20
 
@@ -89,7 +100,7 @@ public final class JobStore: Sendable {
             // always safe), never consistency.
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
-        self.pool = try DatabasePool(path: directory + "/barge.sqlite", configuration: configuration)
+        self.pool = try DatabasePool(path: directory + "/" + Self.fileName, configuration: configuration)
         try Self.migrator.migrate(self.pool)
     }
 
@@ -143,6 +154,15 @@ public final class JobStore: Sendable {
             // file is theirs, and they may control it.
             try db.alter(table: "job") { table in table.add(column: "owner", .text) }
         }
+        migrator.registerMigration("v3: uplink overrides") { db in
+            // `barge net set IFACE --cost … --roaming …`: a verdict set by hand, kept across restarts; a column is
+            // null for `auto`.
+            try db.create(table: "uplink_override") { table in
+                table.primaryKey("interface", .text)
+                table.column("cost", .text)
+                table.column("roaming", .boolean)
+            }
+        }
         return migrator
     }
 
@@ -188,6 +208,42 @@ public final class JobStore: Sendable {
                 arguments: [id]
             ).map { row in
                 ManifestVersion(id: row[0], path: row[1], text: row[2], digest: row[3], storedAt: row[4])
+            }
+        }
+    }
+
+    /// The uplink verdicts set by hand, by interface name. A stored cost this build does not know is an error, not
+    /// `auto`: an override that said "metered" must not turn into "any network will do".
+    public func uplinkOverrides() async throws -> [String: UplinkOverride] {
+        try await self.pool.read { db in
+            var overrides: [String: UplinkOverride] = [:]
+            let rows = try Row.fetchCursor(db, sql: "SELECT interface, cost, roaming FROM uplink_override")
+            while let row = try rows.next() {
+                let name: String = row[0]
+                var cost: NetworkCost?
+                if let text: String = row[1] {
+                    guard let known = NetworkCost(rawValue: text) else {
+                        throw UnreadableOverride(interface: name, cost: text)
+                    }
+                    cost = known
+                }
+                overrides[name] = UplinkOverride(cost: cost, roaming: row[2])
+            }
+            return overrides
+        }
+    }
+
+    /// Sets the verdict on an interface by hand; an override with neither cost nor roaming (both `auto`) removes
+    /// it.
+    public func setUplinkOverride(_ override: UplinkOverride, for interface: String) async throws {
+        try await self.pool.write { db in
+            if override.cost == nil, override.roaming == nil {
+                try db.execute(sql: "DELETE FROM uplink_override WHERE interface = ?", arguments: [interface])
+            } else {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO uplink_override (interface, cost, roaming) VALUES (?, ?, ?)",
+                    arguments: [interface, override.cost?.rawValue, override.roaming]
+                )
             }
         }
     }

@@ -92,6 +92,8 @@ actor MemoryStore: JobPersistence {
         }
         return applied
     }
+    func uplinkOverrides() async throws -> [String: UplinkOverride] { [:] }
+    func setUplinkOverride(_ override: UplinkOverride, for interface: String) async throws {}
     nonisolated func releaseMemory() {}
 
     var histories: [String] { self.batches.flatMap { $0.history.map(\.entry.state) } }

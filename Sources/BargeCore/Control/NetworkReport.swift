@@ -8,7 +8,7 @@ public struct NetworkReport: Codable, Hashable, Sendable {
         public var kind: String
         /// `unmetered` or `metered`.
         public var cost: String
-        /// Why: `rule 1 'wwan*'`, `set by hand (barge net set)`, `wwan: DEVTYPE=wwan` …
+        /// Why: `rule 1 'wwan*'`, `set by hand`, `wwan: DEVTYPE=wwan` …
         public var costSource: String
         /// Whether it is roaming.
         public var roaming: Bool
@@ -18,6 +18,13 @@ public struct NetworkReport: Codable, Hashable, Sendable {
         public var families: [String]
         /// The gateway of its default route.
         public var gateway: String?
+        /// Bytes per second the interface receives and sends now, all traffic (its kernel counters over a short
+        /// span); nil when not measured.
+        public var receiveRate: UInt64?
+        /// See `receiveRate`.
+        public var sendRate: UInt64?
+        /// Bytes per second of Barge's own transfers that leave by it (through the agent only).
+        public var bargeRate: UInt64?
 
         /// An uplink's report.
         public init(
@@ -55,8 +62,29 @@ public struct NetworkReport: Codable, Hashable, Sendable {
         }
     }
 
+    /// A verdict set by hand (`barge net set`), whether or not its interface is up.
+    public struct OverrideReport: Codable, Hashable, Sendable {
+        /// The interface.
+        public var name: String
+        /// The cost set; nil: `auto`.
+        public var cost: String?
+        /// Roaming set; nil: `auto`.
+        public var roaming: Bool?
+
+        /// An override's report.
+        public init(name: String, cost: String?, roaming: Bool?) {
+            self.name = name
+            self.cost = cost
+            self.roaming = roaming
+        }
+    }
+
     /// Every uplink, in name order.
     public var uplinks: [UplinkReport]
+    /// The overrides in force (nil: not known, as when the agent does not answer and the store cannot be read).
+    public var overrides: [OverrideReport]?
+    /// Whether the report comes from the running agent (its monitor, its overrides) or was read here.
+    public var fromAgent: Bool?
     /// The egress of each address asked about, in the order asked.
     public var egress: [EgressReport]
 
@@ -66,6 +94,11 @@ public struct NetworkReport: Codable, Hashable, Sendable {
         self.egress = egress
     }
 
+    /// A rate for people: `1.2 MB/s` style with binary units.
+    static func rate(_ bytesPerSecond: UInt64) -> String {
+        ByteCount(bytesPerSecond).description + "/s"
+    }
+
     /// The report as `barge net` prints it: one line per uplink, then one per address asked about.
     public var text: String {
         var text =
@@ -73,7 +106,16 @@ public struct NetworkReport: Codable, Hashable, Sendable {
         for uplink in self.uplinks {
             let roaming = uplink.roaming ? "roaming (\(uplink.roamingSource))" : "not roaming"
             text += "\(uplink.name): \(uplink.kind), \(uplink.cost) (\(uplink.costSource)), \(roaming), "
-            text += "\(uplink.families.joined(separator: "+")) via \(uplink.gateway ?? "no gateway")\n"
+            text += "\(uplink.families.joined(separator: "+")) via \(uplink.gateway ?? "no gateway")"
+            if let receive = uplink.receiveRate, let send = uplink.sendRate {
+                text += "; now \(Self.rate(receive)) in, \(Self.rate(send)) out"
+                if let barge = uplink.bargeRate { text += " (Barge: \(Self.rate(barge)))" }
+            }
+            text += "\n"
+        }
+        for override in self.overrides ?? [] {
+            let roaming = override.roaming.map { $0 ? "yes" : "no" } ?? "auto"
+            text += "override \(override.name): cost \(override.cost ?? "auto"), roaming \(roaming)\n"
         }
         for egress in self.egress {
             guard let via = egress.via else {

@@ -55,6 +55,12 @@ public struct UplinkOverride: Hashable, Sendable, Codable {
         self.cost = cost
         self.roaming = roaming
     }
+
+    /// `cost metered, roaming auto`, as `barge net set` confirms it.
+    public static func describe(_ override: UplinkOverride) -> String {
+        let roaming = override.roaming.map { $0 ? "yes" : "no" } ?? "auto"
+        return "cost \(override.cost?.rawValue ?? "auto"), roaming \(roaming)"
+    }
 }
 
 /// Where a verdict on an uplink's cost or roaming came from, so `barge net` and a paused job can say why.
@@ -70,7 +76,7 @@ public enum VerdictSource: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .override: "set by hand (barge net set)"
+        case .override: "set by hand"
         case .rule(let number, let matched): "rule \(number) '\(matched)'"
         case .networkManager(let value): "NetworkManager Metered=\(value)"
         case .heuristic(let reason): reason

@@ -2,17 +2,31 @@ import ArgumentParser
 import BargeCore
 import BargeLoader
 import BargeNetwork
+import BargeStore
+import BargeTransfer
 import Dispatch
 import Foundation
 
-/// `barge net`: the uplinks this machine has now, as the network monitor sees and classifies them.
-struct Net: ParsableCommand {
+/// `barge net`: the uplinks, their verdicts and rates (`show`, the default), and verdicts set by hand (`set`).
+struct Net: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the uplinks: kind, cost (unmetered or metered), roaming, and the source of each verdict.",
+        abstract: "Show the uplinks and their verdicts, or set an uplink's verdict by hand.",
+        subcommands: [NetShow.self, NetSet.self],
+        defaultSubcommand: NetShow.self
+    )
+}
+
+/// `barge net [show]`: the uplinks this machine has now, as the agent's network monitor sees and classifies them.
+struct NetShow: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Show the uplinks: kind, cost (unmetered or metered), roaming, the source of each verdict, rates.",
         discussion: """
-            Reads the kernel's links, addresses and routes through netlink and classifies each uplink with the
-            config's 'networks' rules, then the kernel's facts. With --watch, prints them again on every change
-            until interrupted.
+            Asks the running agent (its monitor, its overrides, and how fast Barge's own transfers go by each
+            uplink). Without an agent, or with --watch or --to, reads the kernel's links, addresses and routes here
+            through netlink and classifies each uplink with the overrides in the agent's store, the config's
+            'networks' rules, then the kernel's facts. With --watch, prints them again on every change until
+            interrupted.
             """
     )
 
@@ -27,7 +41,7 @@ struct Net: ParsableCommand {
     @Option(name: .customLong("to"), help: "Also show the interface traffic to this address leaves by (repeatable).")
     var addresses: [String] = []
 
-    func run() throws {
+    func run() async throws {
         for address in self.addresses where !NetworkMonitor.isNumericAddress(address) {
             throw ValidationError("'\(address)' is not an IPv4 or IPv6 address (a host name is not looked up here)")
         }
@@ -37,27 +51,29 @@ struct Net: ParsableCommand {
         } catch {
             throw ValidationError("cannot read the config \(error)")
         }
-        let json = self.json
-        let write: @Sendable (NetworkReport) -> Void = { report in
-            if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                let data = (try? encoder.encode(report)) ?? Data("{}".utf8)
-                FileHandle.standardOutput.write(data + Data("\n".utf8))
-            } else {
-                FileHandle.standardOutput.write(Data(report.text.utf8))
-            }
+        if !self.watch, self.addresses.isEmpty, let report = Self.askAgent(config) {
+            self.write(report)
+            return
         }
+        let overrides = await Self.storedOverrides(config)
         guard self.watch else {
-            let monitor = try NetworkMonitor(rules: config.networks)
+            let monitor = try NetworkMonitor(rules: config.networks, overrides: overrides ?? [:])
             var report = monitor.snapshot().report
             report.egress = self.addresses.map { address in
                 NetworkReport.EgressReport(to: address, via: monitor.egress(to: address)?.report)
             }
-            write(report)
+            report.overrides = Self.reports(overrides)
+            report.fromAgent = false
+            self.write(await report.measuringRates())
             return
         }
-        let monitor = try NetworkMonitor(rules: config.networks) { write($0.report) }
+        let json = self.json
+        let monitor = try NetworkMonitor(rules: config.networks, overrides: overrides ?? [:]) { snapshot in
+            var report = snapshot.report
+            report.overrides = Self.reports(overrides)
+            report.fromAgent = false
+            Self.write(report, json: json)
+        }
         monitor.start()
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
@@ -69,7 +85,151 @@ struct Net: ParsableCommand {
             source.resume()
             sources.append(source)
         }
-        stop.wait()
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                stop.wait()
+                done.resume()
+            }
+        }
         monitor.stop()
+    }
+
+    private func write(_ report: NetworkReport) { Self.write(report, json: self.json) }
+
+    private static func write(_ report: NetworkReport, json: Bool) {
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let data = (try? encoder.encode(report)) ?? Data("{}".utf8)
+            FileHandle.standardOutput.write(data + Data("\n".utf8))
+        } else {
+            var text = report.text
+            if report.fromAgent == false { text += "(read here: the agent is not running, or not asked)\n" }
+            FileHandle.standardOutput.write(Data(text.utf8))
+        }
+    }
+
+    /// The running agent's report; nil when no agent answers (or it does not monitor the network).
+    private static func askAgent(_ config: AgentConfig) -> NetworkReport? {
+        guard let reply = try? ControlClient(socketPath: config.controlSocket).send("GET", "/v1/network"),
+            reply.status == 200
+        else { return nil }
+        return try? JSONDecoder().decode(NetworkReport.self, from: reply.body)
+    }
+
+    /// The overrides the agent's store keeps; none without a store. One that cannot be read is said on standard
+    /// error, and the verdicts are shown without overrides (the report's `overrides` is then absent).
+    private static func storedOverrides(_ config: AgentConfig) async -> [String: UplinkOverride]? {
+        guard FileManager.default.fileExists(atPath: config.stateDirectory + "/" + JobStore.fileName) else {
+            return [:]
+        }
+        do {
+            let store = try JobStore(directory: config.stateDirectory)
+            return try await store.uplinkOverrides()
+        } catch {
+            let message = "barge: cannot read the overrides in \(config.stateDirectory): \(error); shown without them\n"
+            FileHandle.standardError.write(Data(message.utf8))
+            return nil
+        }
+    }
+
+    private static func reports(_ overrides: [String: UplinkOverride]?) -> [NetworkReport.OverrideReport]? {
+        overrides.map { overrides in
+            overrides.sorted { $0.key < $1.key }.map { name, override in
+                NetworkReport.OverrideReport(name: name, cost: override.cost?.rawValue, roaming: override.roaming)
+            }
+        }
+    }
+}
+
+/// `barge net set IFACE --cost … --roaming …`: an uplink's verdict set by hand, kept in the agent's store across
+/// restarts; it comes before every rule and heuristic.
+struct NetSet: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set",
+        abstract: "Set an uplink's cost or roaming by hand (before every rule); 'auto' gives it back to the rules.",
+        discussion: """
+            Sent to the running agent, which stores it and applies it at once. Without a running agent it is written
+            to the agent's store, and applies when the agent starts. Needs an administrator of the agent.
+            """
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Argument(help: "The interface (as `barge net` names it, e.g. wwan0).")
+    var interface: String
+
+    @Option(help: "metered, unmetered or auto.")
+    var cost: String?
+
+    @Option(help: "yes, no or auto.")
+    var roaming: String?
+
+    func validate() throws {
+        guard self.cost != nil || self.roaming != nil else { throw ValidationError("give --cost, --roaming or both") }
+        guard !self.interface.isEmpty, self.interface.utf8.count < 16,
+            !self.interface.contains(where: { $0 == "/" || $0.isWhitespace || $0 == ":" })
+        else {
+            throw ValidationError(
+                "'\(self.interface)' is not an interface name (at most 15 bytes, no '/', ':' or white space)"
+            )
+        }
+        _ = try self.override(keeping: UplinkOverride())
+    }
+
+    /// The override this command sets, over the one in force (an option not given keeps its value).
+    func override(keeping current: UplinkOverride) throws -> UplinkOverride {
+        var override = current
+        switch self.cost {
+        case nil: break
+        case "auto": override.cost = nil
+        case let text?:
+            guard let cost = NetworkCost(rawValue: text) else {
+                throw ValidationError("--cost: expected metered, unmetered or auto, not '\(text)'")
+            }
+            override.cost = cost
+        }
+        switch self.roaming {
+        case nil: break
+        case "auto": override.roaming = nil
+        case "yes": override.roaming = true
+        case "no": override.roaming = false
+        case let text?: throw ValidationError("--roaming: expected yes, no or auto, not '\(text)'")
+        }
+        return override
+    }
+
+    func run() async throws {
+        let config: AgentConfig
+        do {
+            config = try ConfigLoader.load(path: self.options.config).config
+        } catch {
+            throw ValidationError("cannot read the config \(error)")
+        }
+        let client = ControlClient(socketPath: config.controlSocket)
+        if let running = try? client.send("GET", "/v1/network") {
+            // The agent runs: it keeps the override and applies it.
+            let current = (try? JSONDecoder().decode(NetworkReport.self, from: running.body))?.overrides?
+                .first { $0.name == self.interface }
+            let override = try self.override(
+                keeping: UplinkOverride(
+                    cost: current?.cost.flatMap(NetworkCost.init(rawValue:)),
+                    roaming: current?.roaming
+                )
+            )
+            let body = try JSONEncoder().encode(override)
+            let connection = try AgentConnection(options: self.options)
+            let reply = try connection.command("/v1/network/\(self.interface)", body: body)
+            print(reply.message)
+            return
+        }
+        let store = try JobStore(directory: config.stateDirectory)
+        let current = try await store.uplinkOverrides()[self.interface] ?? UplinkOverride()
+        let override = try self.override(keeping: current)
+        try await store.setUplinkOverride(override, for: self.interface)
+        print(
+            "\(self.interface): \(UplinkOverride.describe(override)) (stored in \(config.stateDirectory); the agent "
+                + "is not running and applies it when it starts)"
+        )
     }
 }
