@@ -341,7 +341,20 @@ public actor Supervisor {
                 )
             } ?? .offline
         self.networkByHost = [:]
+        self.interfaceByHost = [:]
         self.hostsNeedViews = true
+        if !snapshot.uplinks.isEmpty {
+            // A new network is a new chance: jobs waiting out a retry back-off (most often a connection that failed
+            // with the old network) try again at once; their attempts count on.
+            let now = Date().timeIntervalSince1970
+            for view in self.table.views where view.record.state == .transientError {
+                guard let due = view.record.dueAt, due > now else { continue }
+                self.table.modify(view.record.id) { job in
+                    job.record.dueAt = now
+                    self.pending.records.append(job.record)
+                }
+            }
+        }
         let lines = snapshot.report.text.split(separator: "\n")
         Log.info("network: \(snapshot.uplinks.isEmpty ? "no uplink" : lines.joined(separator: "; "))")
     }
@@ -688,7 +701,8 @@ public actor Supervisor {
             paused: self.live.reduce(into: [:]) { paused, entry in
                 if let since = entry.value.pausedSince { paused[entry.key] = since }
             },
-            pauseGrace: Self.pauseGrace
+            pauseGrace: Self.pauseGrace,
+            linkGrace: Double(self.config.linkGrace.seconds)
         )
         let plan = Reconciler.plan(self.table.views, facts: facts)
         for id in plan.stop {

@@ -25,6 +25,7 @@ struct AgentConfigParserTests {
                 yield: {enabled: false, capacity: 20Mbit/s}
                 hooks: {on-complete: [/usr/bin/true]}
                 proxy: http://127.0.0.1:3128
+                link-grace: 5s
                 """,
             path: "/etc/barge/barge.yaml"
         )
@@ -46,6 +47,8 @@ struct AgentConfigParserTests {
         #expect(config.yield.enabled == false)
         #expect(config.hooks.onComplete == ["/usr/bin/true"])
         #expect(config.proxy == "http://127.0.0.1:3128")
+        #expect(config.linkGrace == TimeSpan(seconds: 5))
+        #expect(AgentConfig.defaults(scope: .system).linkGrace == TimeSpan(seconds: 2))
     }
 
     @Test func badKeysKeepTheirDefaultsAndAreReported() {
@@ -55,12 +58,13 @@ struct AgentConfigParserTests {
                 concurency: {total: 3}
                 concurrency: {total: 0}
                 networks: [{match: {interface: "wwan*"}, cost: pricey}]
+                link-grace: 1h
                 """,
             path: "/etc/barge/barge.yaml"
         )
         #expect(parsed.config == AgentConfig.defaults(scope: .system))
         #expect(
-            parsed.diagnostics.map { "\($0.location.line):\($0.location.column)" } == ["1:26", "2:1", "3:22", "4:48"]
+            parsed.diagnostics.map { "\($0.location.line):\($0.location.column)" } == ["1:26", "2:1", "3:22", "4:48", "5:13"]
         )
         #expect(parsed.diagnostics[1].message.contains("did you mean 'concurrency'?"))
     }

@@ -350,6 +350,40 @@ func facts(total: Int = 2, network: NetworkView = .unmonitored, at seconds: Doub
         #expect(Reconciler.plan([suspended], facts: facts(.unmonitored)).stop == [1])
     }
 
+    /// A transfer whose origin lost its route is paused at once and held for the link grace, not the pause grace:
+    /// a link back within it continues the same connection; after it, the transfer is stopped and waits, with no
+    /// retry and no back-off, for the route.
+    @Test func aLostRouteHoldsForTheLinkGraceThenStops() {
+        func facts(_ view: NetworkView, paused: [Int64: Double] = [:]) -> ReconcileFacts {
+            ReconcileFacts(
+                now: LocalTime(epochSeconds: monday),
+                network: .online(cost: .unmetered, roaming: false),
+                networkByHost: ["o.test": view],
+                paused: paused,
+                pauseGrace: 30,
+                linkGrace: 2
+            )
+        }
+        let running = job(1, running: true, network: .unmetered)
+        let gone = NetworkView.unreachable("o.test")
+        let held = Reconciler.plan([running], facts: facts(gone))
+        #expect(held.pause == [1] && held.stop.isEmpty)
+        #expect(held.changes == [JobStateChange(id: 1, state: .suspended, reason: "no route to o.test")])
+        #expect(held.wakeAt == monday + 2)
+        var paused = running
+        paused.record.state = .suspended
+        paused.record.reason = "no route to o.test"
+        #expect(Reconciler.plan([paused], facts: facts(gone, paused: [1: monday - 1])).stop.isEmpty)
+        #expect(Reconciler.plan([paused], facts: facts(gone, paused: [1: monday - 2])).stop == [1])
+        #expect(Reconciler.plan([paused], facts: facts(.offline, paused: [1: monday - 2])).stop == [1])
+        // Back within the grace: the same transfer resumes.
+        let back = facts(.online(cost: .unmetered, roaming: false), paused: [1: monday - 1])
+        #expect(Reconciler.plan([paused], facts: back).resume == [1])
+        // A metered uplink keeps the pause grace.
+        let metered = NetworkView.online(cost: .metered, roaming: false, via: "wwan0, rule 1 'wwan*'")
+        #expect(Reconciler.plan([paused], facts: facts(metered, paused: [1: monday - 10])).stop.isEmpty)
+    }
+
     static let networks: [NetworkView] = [
         .unmonitored, .offline, .online(cost: .metered, roaming: false), .online(cost: .unmetered, roaming: false),
         .online(cost: .metered, roaming: true),

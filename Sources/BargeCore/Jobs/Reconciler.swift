@@ -33,6 +33,12 @@ public enum NetworkView: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether it is ``unreachable(_:)``.
+    public var isUnreachable: Bool {
+        if case .unreachable = self { return true }
+        return false
+    }
+
     public var description: String {
         switch self {
         case .unmonitored: "not monitored (treated as unmetered)"
@@ -65,6 +71,11 @@ public struct ReconcileFacts: Hashable, Sendable {
     /// How long a running job held back by the user, the network or its window stays paused (its connection
     /// and partial kept, so a short flap costs nothing) before it is stopped; nil: stopped at once.
     public var pauseGrace: Double?
+    /// How long a running job whose origin has no route (a link down, a route gone) stays paused before it is
+    /// stopped: a link that comes back within it continues the same transfers on the same connections; after it,
+    /// they are stopped (the connection is most likely dead) and start again from their offsets when the route
+    /// returns. nil: `pauseGrace`.
+    public var linkGrace: Double?
 
     /// Creates facts.
     public init(
@@ -75,7 +86,8 @@ public struct ReconcileFacts: Hashable, Sendable {
         bandwidth: BandwidthTimetable = BandwidthTimetable([]),
         backlog: Int = 0,
         paused: [Int64: Double] = [:],
-        pauseGrace: Double? = nil
+        pauseGrace: Double? = nil,
+        linkGrace: Double? = nil
     ) {
         self.now = now
         self.network = network
@@ -85,6 +97,7 @@ public struct ReconcileFacts: Hashable, Sendable {
         self.backlog = backlog
         self.paused = paused
         self.pauseGrace = pauseGrace
+        self.linkGrace = linkGrace
     }
 
     /// The backlog the agent keeps for `limits`: 64 jobs per connection, at least 256 (a burst of small files on a
@@ -145,7 +158,7 @@ public struct ReconcilePlan: Hashable, Sendable {
 /// 3. the network's cost is not allowed → suspended ("waiting for an unmetered network");
 /// 4. outside every time window → suspended ("waiting for window 22:00-06:00"), woken when one opens or closes.
 ///    A transfer held back by 3 or 4 while connected is paused where it is (connection and partial kept) for up
-///    to `pauseGrace`, resumed if allowed again by then, else stopped;
+///    to `pauseGrace` (`linkGrace` when its origin has no route), resumed if allowed again by then, else stopped;
 /// 5. otherwise eligible. Eligible jobs are ranked by priority (foreground, high, normal, low), then connected
 ///    ones before those waiting in the engine before the rest of the same level (no thrashing), then least
 ///    recently started (round robin). The first `limits.total` are the ones that should be connected; they and
@@ -166,12 +179,12 @@ public enum Reconciler {
 
         /// Holds a job back; a running one that may wait where it is (`pausable`: the network or a window, which
         /// often come back soon) is paused for up to the grace, not stopped. A person's suspend stops it.
-        func hold(_ index: Int, _ state: JobState, _ reason: String, pausable: Bool = false) {
+        func hold(_ index: Int, _ state: JobState, _ reason: String, pausable: Bool = false, grace: Double? = nil) {
             let job = jobs[index]
             let id = job.record.id
             var staysPaused = false
             if job.isRunning {
-                if pausable, job.isAdmitted, let grace = facts.pauseGrace {
+                if pausable, job.isAdmitted, let grace = grace ?? facts.pauseGrace {
                     if let since = facts.paused[id] {
                         if now - since >= grace {
                             plan.stop.append(id)
@@ -209,7 +222,8 @@ public enum Reconciler {
             let network =
                 facts.networkByHost.isEmpty ? facts.network : facts.networkByHost[job.spec.host] ?? facts.network
             if let refusal = network.refusal(for: job.spec.policy.network) {
-                hold(index, .suspended, refusal, pausable: true)
+                let noRoute = network == .offline || network.isUnreachable
+                hold(index, .suspended, refusal, pausable: true, grace: noRoute ? facts.linkGrace : nil)
                 continue
             }
             let windows = job.spec.policy.windows

@@ -41,6 +41,9 @@ public struct AgentConfig: Hashable, Sendable {
     /// A transfer that receives nothing for this long (while it is not paused or waiting for a connection) fails
     /// its attempt as stalled, a transient error.
     public var stallTimeout = TimeSpan(seconds: 60)
+    /// How long transfers whose origin lost its route (a link down) stay paused on their connections before they
+    /// are stopped; a link that comes back sooner continues them where they were.
+    public var linkGrace = TimeSpan(seconds: 2)
 
     /// Schemes a manifest may name at all; `allowed-schemes` picks from these.
     public static let knownSchemes = ["http", "https", "file", "sftp", "ftp", "ftps", "smb", "smbs"]

@@ -29,7 +29,7 @@ public struct AgentConfigParser: Sendable {
     static let keys = [
         "version", "manifests", "state-dir", "control-socket", "allowed-roots", "allowed-schemes", "concurrency",
         "bandwidth", "networks", "yield", "hooks", "proxy", "ssh-known-hosts", "admin-group",
-        "stall-timeout",
+        "stall-timeout", "link-grace",
     ]
 
     /// Parses `text`, the content of the config file at `path`.
@@ -87,6 +87,14 @@ public struct AgentConfigParser: Sendable {
                         source.error(value, "'stall-timeout' must be at least 1s")
                     } else {
                         config.stallTimeout = span
+                    }
+                }
+            case "link-grace":
+                if let span = source.unit(value, "link-grace", TimeSpan.init(parsing:)) {
+                    if span > TimeSpan.minutes(10) {
+                        source.error(value, "'link-grace' must be at most 10m (a link gone longer is not a flap)")
+                    } else {
+                        config.linkGrace = span
                     }
                 }
             case "admin-group":
