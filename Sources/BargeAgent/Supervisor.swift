@@ -1366,7 +1366,8 @@ public actor Supervisor {
             dueAt: job.record.dueAt,
             completedAt: job.record.completedAt,
             attempts: job.record.attempts,
-            userSuspended: job.record.userSuspended
+            userSuspended: job.record.userSuspended,
+            transfer: running.map { $0.pausedSince != nil ? "paused" : $0.admitted ? "connected" : "waiting" }
         )
     }
 

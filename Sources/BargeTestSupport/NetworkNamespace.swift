@@ -43,6 +43,12 @@ public final class NetworkNamespace: @unchecked Sendable {
         try Self.run(["-n", self.name] + words.split(separator: " ").map(String.init))
     }
 
+    /// Runs `tc -n NAME WORDS…` (traffic control: a `tbf` qdisc slows a link); throws with its error output.
+    public func tc(_ words: String) throws {
+        let tc = FileManager.default.isExecutableFile(atPath: "/usr/sbin/tc") ? "/usr/sbin/tc" : "/sbin/tc"
+        try Self.run(["netns", "exec", self.name, tc] + words.split(separator: " ").map(String.init))
+    }
+
     /// A process that runs `command` inside the namespace (`ip netns exec`), not started.
     public func process(_ command: [String]) -> Process {
         let process = Process()

@@ -28,8 +28,14 @@ public final class NginxServer: @unchecked Sendable {
     public var tlsBaseURL: String? { self.tlsPort.map { "https://localhost:\($0)" } }
 
     /// Starts nginx; `extraLocations` is spliced into the HTTP and HTTPS server blocks, with `{http_port}`
-    /// replaced by the HTTP port.
-    public init(tls: Bool = false, extraLocations: String = "", rateLimit: String? = nil) throws {
+    /// replaced by the HTTP port. In `namespace` (a ``NetworkNamespace``'s name) it runs there and listens on all
+    /// of the namespace's addresses; the caller waits for it from where it can be reached.
+    public init(
+        tls: Bool = false,
+        extraLocations: String = "",
+        rateLimit: String? = nil,
+        namespace: String? = nil
+    ) throws {
         self.prefix = try ScratchDirectory()
         self.root = self.prefix.path + "/root"
         try FileManager.default.createDirectory(atPath: self.root, withIntermediateDirectories: true)
@@ -109,7 +115,7 @@ public final class NginxServer: @unchecked Sendable {
                 keepalive_requests 100000;
                 \(limit)
                 server {
-                    listen 127.0.0.1:\(self.port);
+                    listen \(namespace == nil ? "127.0.0.1" : "0.0.0.0"):\(self.port);
                     root \(self.root);
                     \(extraLocations)
                 }
@@ -117,10 +123,15 @@ public final class NginxServer: @unchecked Sendable {
             }
             """
         try self.prefix.write("nginx.conf", config)
-        self.process = try ChildProcess(
-            "/usr/sbin/nginx",
-            ["-p", self.prefix.path, "-c", self.prefix.path + "/nginx.conf", "-e", self.prefix.path + "/error.log"]
-        )
+        let command = [
+            "/usr/sbin/nginx", "-p", self.prefix.path, "-c", self.prefix.path + "/nginx.conf", "-e",
+            self.prefix.path + "/error.log",
+        ]
+        if let namespace {
+            self.process = try ChildProcess(NetworkNamespace.ip, ["netns", "exec", namespace] + command)
+            return
+        }
+        self.process = try ChildProcess(command[0], Array(command.dropFirst()))
         do {
             try Self.waitForPort(self.port)
         } catch {

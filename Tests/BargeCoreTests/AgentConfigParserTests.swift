@@ -64,7 +64,9 @@ struct AgentConfigParserTests {
         )
         #expect(parsed.config == AgentConfig.defaults(scope: .system))
         #expect(
-            parsed.diagnostics.map { "\($0.location.line):\($0.location.column)" } == ["1:26", "2:1", "3:22", "4:48", "5:13"]
+            parsed.diagnostics.map { "\($0.location.line):\($0.location.column)" } == [
+                "1:26", "2:1", "3:22", "4:48", "5:13",
+            ]
         )
         #expect(parsed.diagnostics[1].message.contains("did you mean 'concurrency'?"))
     }

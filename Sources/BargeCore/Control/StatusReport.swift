@@ -149,6 +149,9 @@ public struct JobStatus: Codable, Hashable, Sendable {
     public var attempts: Int
     /// Suspended by a person.
     public var userSuspended: Bool
+    /// Where its transfer is in the engine: `waiting` (for a connection), `connected`, `paused` (held where it is,
+    /// connection and partial kept); nil when it has none.
+    public var transfer: String?
 
     /// Creates a job status.
     public init(
@@ -166,7 +169,8 @@ public struct JobStatus: Codable, Hashable, Sendable {
         dueAt: Double?,
         completedAt: Double?,
         attempts: Int,
-        userSuspended: Bool
+        userSuspended: Bool,
+        transfer: String? = nil
     ) {
         self.id = id
         self.manifest = manifest
@@ -183,6 +187,7 @@ public struct JobStatus: Codable, Hashable, Sendable {
         self.completedAt = completedAt
         self.attempts = attempts
         self.userSuspended = userSuspended
+        self.transfer = transfer
     }
 }
 

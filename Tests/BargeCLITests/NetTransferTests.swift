@@ -1,0 +1,224 @@
+import BargeCore
+import BargeTestSupport
+import Foundation
+import Testing
+
+/// Transfers caught mid-way by the network, in namespaces made by the test: the agent in a client namespace, nginx
+/// in an origin namespace, two veth links between them ("wired" and "wwan", which a rule calls metered), each slowed
+/// to 8 Mbit/s from the origin by `tc … tbf` so that a transfer is still running when the network changes.
+@Suite(
+    "Transfers when the network changes",
+    .serialized,
+    .enabled(if: NetworkNamespace.isAvailable && NginxServer.isAvailable, "needs root, iproute2 and nginx")
+)
+struct NetTransferTests {
+    /// The namespaces, the links and the origin.
+    final class Lab: @unchecked Sendable {
+        let client: NetworkNamespace
+        let origin: NetworkNamespace
+        let nginx: NginxServer
+        /// `http://10.99.0.1:PORT`: an origin beyond the default route.
+        let remote: String
+        /// `http://10.77.0.1:PORT`: the origin's address on the wired LAN, reached by wired0 whatever the route.
+        let lan: String
+
+        init() async throws {
+            self.client = try NetworkNamespace()
+            self.origin = try NetworkNamespace()
+            try NetTests.addLink(self.client, self.origin, "wired", subnet: 77)
+            try NetTests.addLink(self.client, self.origin, "wwan", subnet: 78)
+            try self.origin.ip("addr add 10.99.0.1/32 dev lo")
+            for link in ["wired1", "wwan1"] {
+                try self.origin.tc("qdisc add dev \(link) root tbf rate 8mbit burst 32kbit latency 400ms")
+            }
+            try self.client.ip("route add default via 10.77.0.1 dev wired0")
+            self.nginx = try NginxServer(namespace: self.origin.name)
+            self.remote = "http://10.99.0.1:\(self.nginx.port)"
+            self.lan = "http://10.77.0.1:\(self.nginx.port)"
+            _ = try self.nginx.serve("probe.txt", bytes: Array("ok".utf8))
+            let probe = self.remote + "/probe.txt"
+            let ready = await eventually {
+                self.client.succeeds(["/usr/bin/curl", "-sf", "--max-time", "2", "-o", "/dev/null", probe])
+            }
+            try #require(ready, "nginx did not start in the origin namespace")
+        }
+
+        /// An agent with the wwan rule (and `extraConfig`), started in the client namespace.
+        func agent(extraConfig: String = "") async throws -> AgentUnderTest {
+            let agent = try AgentUnderTest(
+                extraConfig: "networks:\n  - {match: {interface: \"wwan*\"}, cost: metered}\n" + extraConfig
+            )
+            try await agent.start(launcher: [NetworkNamespace.ip, "netns", "exec", self.client.name])
+            return agent
+        }
+    }
+
+    /// A manifest of downloads (`url` → destination name, network policy).
+    static func manifest(_ agent: AgentUnderTest, _ entries: [(String, String, String)]) -> String {
+        "version: 1\ndownload:\n"
+            + entries.map { url, name, network in
+                "  - url: \(url)\n    dest: \(agent.output)/\(name)\n    network: \(network)\n"
+            }.joined()
+    }
+
+    /// The job writing `name`, as the agent reports it now.
+    static func job(_ agent: AgentUnderTest, _ name: String) -> JobStatus? {
+        (try? agent.status())?.jobs.first { $0.destination.hasSuffix("/" + name) }
+    }
+
+    /// What every job is doing, for failure messages.
+    static func states(_ agent: AgentUnderTest) -> String {
+        ((try? agent.status())?.jobs ?? []).map {
+            "\($0.destination): \($0.state) \($0.transfer ?? "-") \($0.bytes) \($0.reason)"
+        }
+        .joined(separator: "; ")
+    }
+
+    /// The route to an `unmetered` entry's origin moves to the metered wwan mid-transfer: the transfer pauses at
+    /// once, naming the uplink and the rule, and its bytes stop (while another job, on the wired LAN, goes on);
+    /// back on the wired link it resumes on the same connection (nginx served the file in one response) and ends
+    /// in a complete, correct file.
+    @Test func aTransferPausesWhenItsRouteTurnsMeteredAndResumesOnTheSameConnection() async throws {
+        let lab = try await Lab()
+        let content = TestContent.bytes(count: 3 << 20, seed: 71)
+        _ = try lab.nginx.serve("big.bin", bytes: content)
+        _ = try lab.nginx.serve("clock.bin", bytes: TestContent.bytes(count: 6 << 20, seed: 72))
+        let agent = try await lab.agent()
+        defer { _ = agent.stop() }
+        try agent.scratch.write(
+            "manifests.d/10-net.yaml",
+            Self.manifest(
+                agent,
+                [
+                    ("\(lab.remote)/big.bin", "big.bin", "unmetered"), ("\(lab.lan)/clock.bin", "clock.bin", "any"),
+                ]
+            )
+        )
+        let started = await eventually(timeout: 20) { (Self.job(agent, "big.bin")?.bytes ?? 0) >= 256 << 10 }
+        try #require(started, "\(Self.states(agent))")
+
+        try lab.client.ip("route replace default via 10.78.0.1 dev wwan0")
+        let waiting = "waiting for an unmetered network (metered: wwan0, rule 1 'wwan*')"
+        let paused = await eventually {
+            Self.job(agent, "big.bin").map { "\($0.state) \($0.transfer ?? "-") \($0.reason)" }
+                == "suspended paused \(waiting)"
+        }
+        try #require(paused, "\(Self.states(agent))")
+        // The bytes stop: the job on the wired LAN, which may go on, is the clock.
+        let clockAtPause = Self.job(agent, "clock.bin")?.bytes ?? 0
+        _ = await eventually { (Self.job(agent, "clock.bin")?.bytes ?? 0) >= clockAtPause + (64 << 10) }
+        let heldAt = Self.job(agent, "big.bin")?.bytes
+        let clockMoved = await eventually(timeout: 20) {
+            (Self.job(agent, "clock.bin")?.bytes ?? 0) >= clockAtPause + (640 << 10)
+        }
+        #expect(clockMoved, "\(Self.states(agent))")
+        #expect(heldAt != nil && Self.job(agent, "big.bin")?.bytes == heldAt, "\(Self.states(agent))")
+        #expect(Self.job(agent, "clock.bin")?.state == "transferring")
+
+        try lab.client.ip("route replace default via 10.77.0.1 dev wired0")
+        let done = await eventually(timeout: 30) {
+            ((try? agent.status())?.jobs ?? []).allSatisfy { $0.state == "up-to-date" }
+        }
+        #expect(done, "\(Self.states(agent))")
+        #expect(agent.scratch.read("out/big.bin") == content)
+        // One response carried the whole file: the paused transfer went on where it was.
+        #expect(lab.nginx.served("/big.bin", count: 1).map(\.status) == [200])
+        #expect(Self.job(agent, "big.bin")?.attempts == 0)
+    }
+
+    /// The link goes down mid-transfer: the transfer pauses at once with "no route to ORIGIN". Back within the
+    /// link grace (2 s by default), the same transfer goes on; down for longer, it is stopped and waits, neither
+    /// failed nor backing off, and when the link returns it starts again at once from its offset (a Range request)
+    /// and ends in a complete, correct file.
+    @Test func aLinkDownAndUpContinuesOrResumesFromTheOffset() async throws {
+        let lab = try await Lab()
+        let content = TestContent.bytes(count: 4 << 20, seed: 73)
+        _ = try lab.nginx.serve("big.bin", bytes: content)
+        let agent = try await lab.agent()
+        defer { _ = agent.stop() }
+        try agent.scratch.write(
+            "manifests.d/10-net.yaml",
+            Self.manifest(agent, [("\(lab.remote)/big.bin", "big.bin", "unmetered")])
+        )
+        let host = "10.99.0.1:\(lab.nginx.port)"
+        let started = await eventually(timeout: 20) { (Self.job(agent, "big.bin")?.bytes ?? 0) >= 256 << 10 }
+        try #require(started, "\(Self.states(agent))")
+
+        // A flap: down, and up again well within the grace.
+        try lab.client.ip("link set wired0 down")
+        let paused = await eventually {
+            Self.job(agent, "big.bin").map { "\($0.state) \($0.transfer ?? "-") \($0.reason)" }
+                == "suspended paused no route to \(host)"
+        }
+        try #require(paused, "\(Self.states(agent))")
+        try lab.client.ip("link set wired0 up")
+        try lab.client.ip("route add default via 10.77.0.1 dev wired0")
+        let going = await eventually {
+            Self.job(agent, "big.bin").map { "\($0.state) \($0.transfer ?? "-")" } == "transferring connected"
+        }
+        try #require(going, "\(Self.states(agent))")
+        let afterFlap = Self.job(agent, "big.bin")?.bytes ?? 0
+        let moving = await eventually { (Self.job(agent, "big.bin")?.bytes ?? 0) >= afterFlap + (128 << 10) }
+        #expect(moving, "\(Self.states(agent))")
+
+        // An outage longer than the grace: the transfer is stopped (its connection let go), still suspended.
+        try lab.client.ip("link set wired0 down")
+        let stopped = await eventually {
+            Self.job(agent, "big.bin").map { "\($0.state) \($0.transfer ?? "-") \($0.reason)" }
+                == "suspended - no route to \(host)"
+        }
+        try #require(stopped, "\(Self.states(agent))")
+        let offset = Self.job(agent, "big.bin")?.bytes ?? 0
+        #expect(offset > 0 && Self.job(agent, "big.bin")?.dueAt == nil)
+        try lab.client.ip("link set wired0 up")
+        try lab.client.ip("route add default via 10.77.0.1 dev wired0")
+        let done = await eventually(timeout: 30) { Self.job(agent, "big.bin")?.state == "up-to-date" }
+        #expect(done, "\(Self.states(agent))")
+        #expect(agent.scratch.read("out/big.bin") == content)
+        #expect(Self.job(agent, "big.bin")?.attempts == 0)
+        // The flap cost nothing; the outage one request, from the stored offset on.
+        let served = lab.nginx.served("/big.bin", count: 2)
+        #expect(served.map(\.status) == [200, 206], "\(served)")
+        #expect(served.last?.range == "bytes=\(offset)-", "\(served)")
+    }
+
+    /// `barge net set wired0 --cost metered` mid-transfer pauses an `unmetered` entry with the override as the
+    /// reason; the override outlives a restart of the agent (the entry still waits); `--cost auto` gives the link
+    /// back to the rules and the entry ends in a complete, correct file.
+    @Test func aManualOverrideHoldsATransferAndOutlivesARestart() async throws {
+        let lab = try await Lab()
+        let content = TestContent.bytes(count: 3 << 20, seed: 74)
+        _ = try lab.nginx.serve("big.bin", bytes: content)
+        let agent = try await lab.agent()
+        defer { _ = agent.stop() }
+        try agent.scratch.write(
+            "manifests.d/10-net.yaml",
+            Self.manifest(agent, [("\(lab.remote)/big.bin", "big.bin", "unmetered")])
+        )
+        let started = await eventually(timeout: 20) { (Self.job(agent, "big.bin")?.bytes ?? 0) >= 256 << 10 }
+        try #require(started, "\(Self.states(agent))")
+
+        let set = try BargeCommand.run(["net", "set", "wired0", "--cost", "metered", "--config", agent.configPath])
+        #expect(set.status == 0 && set.standardOutput == "wired0: cost metered, roaming auto\n", "\(set)")
+        let waiting = "suspended waiting for an unmetered network (metered: wired0, set by hand)"
+        let held = await eventually { Self.job(agent, "big.bin").map { "\($0.state) \($0.reason)" } == waiting }
+        try #require(held, "\(Self.states(agent))")
+        let shown = try BargeCommand.run(["net", "--json", "--config", agent.configPath])
+        let report = try JSONDecoder().decode(NetworkReport.self, from: Data(shown.standardOutput.utf8))
+        #expect(report.fromAgent == true)
+        #expect(report.uplinks.map { "\($0.name) \($0.cost) \($0.costSource)" } == ["wired0 metered set by hand"])
+        #expect(report.overrides == [NetworkReport.OverrideReport(name: "wired0", cost: "metered", roaming: nil)])
+
+        #expect(agent.stop() == 0)
+        try await agent.start(launcher: [NetworkNamespace.ip, "netns", "exec", lab.client.name])
+        let stillHeld = await eventually { Self.job(agent, "big.bin").map { "\($0.state) \($0.reason)" } == waiting }
+        #expect(stillHeld, "\(Self.states(agent))")
+        #expect(Self.job(agent, "big.bin")?.transfer == nil)
+
+        let auto = try BargeCommand.run(["net", "set", "wired0", "--cost", "auto", "--config", agent.configPath])
+        #expect(auto.status == 0, "\(auto)")
+        let done = await eventually(timeout: 30) { Self.job(agent, "big.bin")?.state == "up-to-date" }
+        #expect(done, "\(Self.states(agent))")
+        #expect(agent.scratch.read("out/big.bin") == content)
+    }
+}

@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Network-pause benchmark: how fast the agent pauses a transfer when the route to its origin moves to a metered
+# uplink, and resumes it when the route moves back.
+#
+#   scripts/bench/network-pause.sh [--flips N] [--rate 4mbit]
+#
+# Needs root. Two network namespaces made here (deleted on every exit, with every process started): a client,
+# where `barge agent` runs, and an origin, where nginx serves a 256 MiB sparse file on 10.99.0.1:8080. Two veth
+# pairs join them: wired0/wired1 (10.77.0.0/24) and wwan0/wwan1 (10.78.0.0/24); a config rule calls `wwan*`
+# metered. The origin→client direction is slowed by tc (tbf, --rate, default 4mbit) so the download of the
+# `network: unmetered` entry lasts the whole run. Once it transfers, the client's default route is moved to wwan0
+# N times (default 50): the pause latency runs from just before `ip route replace` to the first status (GET
+# /v1/status on the control socket, polled back to back) that shows the job `suspended`; then the route moves
+# back to wired0 and the resume latency runs to the first status that shows it `transferring` again. The span
+# holds the `ip` command's own run time and one status request, so it is an upper bound on event→pause. On some
+X
+# Traffic goes only between the two namespaces.
+#
+# BARGE_BIN=DIR uses DIR/barge instead of the release build (e.g. BARGE_BIN=.build/debug).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+flips=50
+rate=4mbit
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --flips) flips=$2; shift 2 ;;
+        --rate) rate=$2; shift 2 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+done
+[ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 2; }
+if [ -n "${BARGE_BIN:-}" ]; then
+    bin=$(cd "$BARGE_BIN" && pwd)
+else
+    bin=$(scripts/build-release.sh barge 2>/dev/null) || { scripts/build-release.sh barge >/dev/null; exit 1; }
+fi
+[ -x "$bin/barge" ] || { echo "no barge in $bin" >&2; exit 1; }
+
+client=barge-bench-client-$$
+origin=barge-bench-origin-$$
+work=$(mktemp -d /tmp/barge-network-pause-bench-XXXXXX)
+pids=()
+cleanup() {
+    local status=$?
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    ip netns del "$client" 2>/dev/null || true
+    ip netns del "$origin" 2>/dev/null || true
+    if [ $status -ne 0 ] && [ -s "$work/agent.log" ]; then
+        echo "--- the agent's log (last lines)" >&2
+        tail -n 30 "$work/agent.log" >&2
+    fi
+    rm -rf "$work"
+    exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The namespaces and the links: the client's default route goes by the wired link at first.
+ip netns add "$client"
+ip netns add "$origin"
+ip -n "$client" link set lo up
+ip -n "$origin" link set lo up
+ip -n "$origin" addr add 10.99.0.1/32 dev lo
+for link in wired:77 wwan:78; do
+    name=${link%:*} subnet=${link#*:}
+    ip -n "$client" link add "${name}0" type veth peer name "${name}1"
+    ip -n "$client" link set "${name}1" netns "$origin"
+    ip -n "$origin" addr add "10.$subnet.0.1/24" dev "${name}1"
+    ip -n "$origin" link set "${name}1" up
+    ip -n "$client" addr add "10.$subnet.0.2/24" dev "${name}0"
+    ip -n "$client" link set "${name}0" up
+    tc -n "$origin" qdisc add dev "${name}1" root tbf rate "$rate" burst 32kbit latency 400ms
+done
+ip -n "$client" route add default via 10.77.0.1 dev wired0
+
+# The origin: nginx in its namespace (workers run unprivileged: the work directory is readable by all).
+chmod 755 "$work"
+mkdir -p "$work/root" "$work/tmp" "$work/out" "$work/manifests.d"
+truncate -s 256M "$work/root/big.bin"
+chmod 644 "$work/root/big.bin"
+cat > "$work/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/error.log warn;
+events { worker_connections 64; }
+http {
+    access_log off;
+    default_type application/octet-stream;
+    sendfile on;
+    client_body_temp_path $work/tmp;
+    proxy_temp_path $work/tmp;
+    fastcgi_temp_path $work/tmp;
+    uwsgi_temp_path $work/tmp;
+    scgi_temp_path $work/tmp;
+    server { listen 0.0.0.0:8080; root $work/root; }
+}
+CONF
+ip netns exec "$origin" nginx -p "$work" -c "$work/nginx.conf" -e "$work/error.log" &
+pids+=($!)
+for _ in $(seq 1 100); do
+    ip netns exec "$client" curl -s -o /dev/null --max-time 1 -r 0-0 http://10.99.0.1:8080/big.bin && break
+    sleep 0.05
+done
+ip netns exec "$client" curl -sf -o /dev/null --max-time 2 -r 0-0 http://10.99.0.1:8080/big.bin \
+    || { echo "the origin did not start" >&2; cat "$work/error.log" >&2; exit 1; }
+
+# The agent in the client's namespace, with one entry that may use only unmetered networks.
+cat > "$work/barge.yaml" <<YAML
+manifests: $work/manifests.d
+state-dir: $work/state
+control-socket: $work/barge.sock
+allowed-roots: [$work/out]
+networks:
+  - {match: {interface: "wwan*"}, cost: metered}
+YAML
+cat > "$work/manifests.d/10-bench.yaml" <<YAML
+version: 1
+download:
+  - url: http://10.99.0.1:8080/big.bin
+    dest: $work/out/big.bin
+    network: unmetered
+YAML
+"$bin/barge" check --config "$work/barge.yaml" >/dev/null
+ip netns exec "$client" "$bin/barge" agent --config "$work/barge.yaml" 2>"$work/agent.log" &
+pids+=($!)
+
+python3 - "$work/barge.sock" "$client" "$flips" "$rate" <<'PY'
+import http.client, json, re, socket, statistics, subprocess, sys, time
+
+sock_path, client, flips, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+
+class UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=5):
+        super().__init__("barge", timeout=timeout)
+        self.path = path
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+poll_times = []
+
+def status():
+    began = time.monotonic()
+    connection = UnixConnection(sock_path)
+    try:
+        connection.request("GET", "/v1/status", headers={"Connection": "close"})
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    poll_times.append(time.monotonic() - began)
+    return json.loads(body)
+
+def job():
+    jobs = status()["jobs"]
+    return jobs[0] if jobs else None
+
+def wait_for(predicate, timeout):
+    """Polls the status back to back until predicate(job) holds: (the job, when it was seen) or (last job, None)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = job()
+        except (OSError, http.client.HTTPException, ValueError):
+            time.sleep(0.01)
+            continue
+        if last is not None and predicate(last):
+            return last, time.monotonic()
+    return last, None
+
+def route(gateway, device):
+    subprocess.run(["ip", "-n", client, "route", "replace", "default", "via", gateway, "dev", device], check=True)
+
+def wire_bytes():
+    """Bytes the client's wired0 received (the origin answers by the wired link whatever the client's route)."""
+    out = subprocess.run(["ip", "-n", client, "-j", "-s", "link", "show", "wired0"], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)[0]["stats64"]["rx"]["bytes"]
+
+def socket_read():
+    """Bytes the agent read from its connections to the origin: received by TCP, less those still queued."""
+    out = subprocess.run(["ip", "netns", "exec", client, "ss", "-tinH", "dst", "10.99.0.1"], check=True,
+                         capture_output=True, text=True).stdout
+    total = 0
+    for queued, received in re.findall(r"ESTAB\s+(\d+).*?bytes_received:(\d+)", out, re.S):
+        total += int(received) - int(queued)
+    return total
+
+def ms(seconds):
+    return seconds * 1000
+
+def percentile(values, p):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+
+running = lambda j: j["state"] == "transferring" and j.get("bytes", 0) > 0
+first, seen = wait_for(running, 60)
+if seen is None:
+    sys.exit(f"the job did not start transferring: {first and (first['state'], first['reason'])}")
+
+pauses, resumes, ip_times, missed, reasons, byte_checks = [], [], [], [], set(), []
+check_every = max(1, flips // 5)
+for flip in range(1, flips + 1):
+    # A moment between flips: each move is an event of its own, and the transfer has bytes moving again.
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    route("10.78.0.1", "wwan0")
+    ip_times.append(time.monotonic() - t0)
+    paused, t1 = wait_for(lambda j: j["state"] == "suspended", 10)
+    if t1 is None:
+        missed.append(f"flip {flip}: no pause within 10 s (last: {paused and (paused['state'], paused['reason'])})")
+    else:
+        pauses.append(t1 - t0)
+        reasons.add(paused["reason"])
+        if flip % check_every == 0:
+            # While paused: the job's counter (it may still take in a late progress report of bytes read before
+            # the pause), what the agent read from its socket, what reached the client's kernel.
+            read0, wire0, settled = socket_read(), wire_bytes(), 0.0
+            previous = paused["bytes"]
+            while time.monotonic() - t1 < 1.5:
+                time.sleep(0.1)
+                later = job()
+                if later["bytes"] != previous:
+                    previous, settled = later["bytes"], time.monotonic() - t1
+            byte_checks.append((flip, later["bytes"] - paused["bytes"], settled, socket_read() - read0,
+                                wire_bytes() - wire0, later["state"], later.get("transfer")))
+    t0 = time.monotonic()
+    route("10.77.0.1", "wired0")
+    ip_times.append(time.monotonic() - t0)
+    back, t1 = wait_for(lambda j: j["state"] == "transferring", 10)
+    if t1 is None:
+        missed.append(f"flip {flip}: no resume within 10 s (last: {back and (back['state'], back['reason'])})")
+        back, t1 = wait_for(lambda j: j["state"] == "transferring", 60)
+        if t1 is None:
+            break
+    else:
+        resumes.append(t1 - t0)
+
+time.sleep(2)
+end = job()
+print(f"flips: {flips} (route to wwan0 and back; origin→client limited to {rate})")
+if pauses:
+    print(f"pause latency:  median {ms(statistics.median(pauses)):6.1f} ms   p90 {ms(percentile(pauses, 90)):6.1f} ms"
+          f"   max {ms(max(pauses)):6.1f} ms   ({len(pauses)} pauses)")
+if resumes:
+    print(f"resume latency: median {ms(statistics.median(resumes)):6.1f} ms   p90 {ms(percentile(resumes, 90)):6.1f} ms"
+          f"   max {ms(max(resumes)):6.1f} ms   ({len(resumes)} resumes)")
+print(f"  each span runs from just before `ip route replace` to the first status showing the new state: an upper"
+      f" bound,\n  holding `ip`'s own run time (median {ms(statistics.median(ip_times)):.1f} ms) and one status"
+      f" request (median {ms(statistics.median(poll_times)):.1f} ms, {len(poll_times)} polled)")
+for reason in sorted(reasons):
+    print(f"reason while paused: {reason}")
+if byte_checks:
+    print("1.5 s after a pause (job counter: its last change, after the pause; read: from the agent's socket;"
+          " received: by the client's kernel):")
+for flip, job_delta, settled, read_delta, wire_delta, state, transfer in byte_checks:
+    print(f"  flip {flip:3} ({state}{', ' + transfer if transfer else ''}): job bytes +{job_delta}"
+          f"{f' (at +{ms(settled):.0f} ms)' if job_delta else ''}, read +{read_delta} B, received +{wire_delta} B")
+for line in missed:
+    print(line)
+total = end.get("total")
+print(f"at the end (route on wired0): {end['state']}, {end['bytes']} of {total if total is not None else '?'} bytes"
+      f" ({end['reason']})")
+print("target: pause ≤ 100 ms (event to transfer paused)")
+sys.exit(1 if missed or end["state"] != "transferring" else 0)
+PY
