@@ -1323,7 +1323,7 @@ public actor Supervisor {
             now: now,
             configPath: self.configPath,
             manifestDirectory: self.config.manifestDirectory,
-            network: self.network.description,
+            network: self.networkSummary,
             maxTransfers: self.config.concurrency.total,
             maxPerHost: self.config.concurrency.perHost,
             globalRate: self.globalRate.description,
@@ -1369,6 +1369,18 @@ public actor Supervisor {
             userSuspended: job.record.userSuspended,
             transfer: running.map { $0.pausedSince != nil ? "paused" : $0.admitted ? "connected" : "waiting" }
         )
+    }
+
+    /// The uplinks in a line for `barge status`: `wired0 unmetered (ethernet: ARPHRD_ETHER), wwan0 metered (rule 1
+    /// 'wwan*')`; without a monitor, the general view.
+    private var networkSummary: String {
+        guard self.monitor != nil, let uplinks = self.uplinks else { return self.network.description }
+        guard !uplinks.uplinks.isEmpty else { return "no uplink" }
+        return uplinks.uplinks.map { uplink in
+            let verdict = uplink.verdict
+            let roaming = verdict.roaming ? ", roaming (\(verdict.roamingSource))" : ""
+            return "\(uplink.facts.name) \(verdict.cost.rawValue) (\(verdict.costSource))\(roaming)"
+        }.joined(separator: ", ")
     }
 
     /// One line for systemd's status: "3 transferring, 120 up to date, 1 error".

@@ -208,6 +208,7 @@ struct NetTransferTests {
         #expect(report.fromAgent == true)
         #expect(report.uplinks.map { "\($0.name) \($0.cost) \($0.costSource)" } == ["wired0 metered set by hand"])
         #expect(report.overrides == [NetworkReport.OverrideReport(name: "wired0", cost: "metered", roaming: nil)])
+        #expect((try? agent.status())?.agent.network == "wired0 metered (set by hand)")
 
         #expect(agent.stop() == 0)
         try await agent.start(launcher: [NetworkNamespace.ip, "netns", "exec", lab.client.name])

@@ -12,8 +12,10 @@
 # N times (default 50): the pause latency runs from just before `ip route replace` to the first status (GET
 # /v1/status on the control socket, polled back to back) that shows the job `suspended`; then the route moves
 # back to wired0 and the resume latency runs to the first status that shows it `transferring` again. The span
-# holds the `ip` command's own run time and one status request, so it is an upper bound on event→pause. On some
-X
+# holds the `ip` command's own run time and one status request, so it is an upper bound on event→pause. On five
+# of the flips the bytes are followed for 1.5 s of the pause: the job's counter, what the agent read from its
+# socket (ss: received less queued; 0 when the transfer really stopped) and what the client's wired0 received
+# (the peer sends on until the socket's receive buffer is full: the pause keeps the connection).
 # Traffic goes only between the two namespaces.
 #
 # BARGE_BIN=DIR uses DIR/barge instead of the release build (e.g. BARGE_BIN=.build/debug).
@@ -46,7 +48,7 @@ cleanup() {
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     ip netns del "$client" 2>/dev/null || true
     ip netns del "$origin" 2>/dev/null || true
-    if [ $status -ne 0 ] && [ -s "$work/agent.log" ]; then
+    if [ $status -ne 0 ] && [ $status -ne 130 ] && [ $status -ne 143 ] && [ -s "$work/agent.log" ]; then
         echo "--- the agent's log (last lines)" >&2
         tail -n 30 "$work/agent.log" >&2
     fi
@@ -127,7 +129,8 @@ YAML
 ip netns exec "$client" "$bin/barge" agent --config "$work/barge.yaml" 2>"$work/agent.log" &
 pids+=($!)
 
-python3 - "$work/barge.sock" "$client" "$flips" "$rate" <<'PY'
+# The measurement (in the background, so that a signal ends the run at once).
+python3 - "$work/barge.sock" "$client" "$flips" "$rate" <<'PY' &
 import http.client, json, re, socket, statistics, subprocess, sys, time
 
 sock_path, client, flips, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -269,3 +272,5 @@ print(f"at the end (route on wired0): {end['state']}, {end['bytes']} of {total i
 print("target: pause ≤ 100 ms (event to transfer paused)")
 sys.exit(1 if missed or end["state"] != "transferring" else 0)
 PY
+pids+=($!)
+wait $!
