@@ -178,6 +178,8 @@ public actor Supervisor {
     /// The interface each origin's traffic leaves by, as the last views found it (for the rates `barge net`
     /// shows).
     private var interfaceByHost: [String: String] = [:]
+    /// The cheaper uplink new connections to an origin are bound to, where the monitor found one.
+    private var bindingByHost: [String: String] = [:]
     /// Whether jobs may have origins without a view yet (jobs added, or the uplinks changed).
     private var hostsNeedViews = true
     /// Where removed jobs' partials and pruned files are unlinked, in order, off the cooperative threads (a
@@ -330,8 +332,7 @@ public actor Supervisor {
         self.uplinks = snapshot
         // For an origin without a view of its own (a name that does not resolve): the costliest uplink, so that
         // an entry that may not spend paid data does not when it cannot be told.
-        func price(_ uplink: Uplink) -> Int { uplink.verdict.roaming ? 2 : uplink.verdict.cost == .metered ? 1 : 0 }
-        let costliest = snapshot.uplinks.max { price($0) < price($1) }
+        let costliest = snapshot.uplinks.max { $0.verdict.price < $1.verdict.price }
         self.network =
             costliest.map { uplink in
                 .online(
@@ -342,6 +343,7 @@ public actor Supervisor {
             } ?? .offline
         self.networkByHost = [:]
         self.interfaceByHost = [:]
+        self.bindingByHost = [:]
         self.hostsNeedViews = true
         if !snapshot.uplinks.isEmpty {
             // A new network is a new chance: jobs waiting out a retry back-off (most often a connection that failed
@@ -373,6 +375,7 @@ public actor Supervisor {
         for host in hosts {
             self.networkByHost[host] = paths[host]?.view ?? self.network
             self.interfaceByHost[host] = paths[host]?.interface
+            self.bindingByHost[host] = paths[host]?.bind
         }
     }
 
@@ -844,6 +847,7 @@ public actor Supervisor {
         // one-shot job (`barge get` through the agent) may pick up what a standalone `barge get` left.
         request.mayHaveEarlierPartial = job.record.lastStartedAt != nil || job.spec.isOneShot
         request.checkpointInterval = Self.checkpointInterval
+        request.interface = self.bindingByHost[job.spec.host]
         if job.record.hasValidators, let held {
             if job.record.state == .upToDate || held.etag != nil || held.lastModified != nil {
                 request.currentValidators = Validators(etag: held.etag, lastModified: held.lastModified)

@@ -29,11 +29,15 @@ public struct OriginPath: Hashable, Sendable {
     public var view: NetworkView
     /// The uplink's name; nil without a route, or for this machine.
     public var interface: String?
+    /// The interface new connections are bound to: a cheaper uplink than the one the kernel's routes pick, which
+    /// reaches the origin too; nil: as routed.
+    public var bind: String?
 
     /// A path.
-    public init(view: NetworkView, interface: String? = nil) {
+    public init(view: NetworkView, interface: String? = nil, bind: String? = nil) {
         self.view = view
         self.interface = interface
+        self.bind = bind
     }
 }
 
@@ -186,18 +190,27 @@ public final class NetworkMonitor: @unchecked Sendable {
                 paths[host] = OriginPath(view: .online(cost: .unmetered, roaming: false, via: "this machine"))
                 continue
             }
-            guard let uplink = self.egress(to: address) else {
+            guard let routed = self.egress(to: address) else {
                 paths[host] = OriginPath(view: .unreachable(host))
                 continue
             }
+            // A cheaper uplink that can reach the origin too (a route by it allows: the kernel is asked with the
+            // probe bound to it) carries the origin's new connections instead.
+            let cheaper = self.last?.uplinks
+                .filter { $0.index != routed.index && $0.verdict.price < routed.verdict.price }
+                .sorted { ($0.verdict.price, $0.facts.name) < ($1.verdict.price, $1.facts.name) }
+                .first { Self.sourceAddress(to: address, boundTo: $0.facts.name) != nil }
+            let uplink = cheaper ?? routed
             let verdict = uplink.verdict
+            let source = verdict.roaming ? verdict.roamingSource : verdict.costSource
             paths[host] = OriginPath(
                 view: .online(
                     cost: verdict.cost,
                     roaming: verdict.roaming,
-                    via: "\(uplink.facts.name), \(verdict.roaming ? verdict.roamingSource : verdict.costSource)"
+                    via: "\(uplink.facts.name)\(cheaper == nil ? "" : " (bound)"), \(source)"
                 ),
-                interface: uplink.facts.name
+                interface: uplink.facts.name,
+                bind: cheaper?.facts.name
             )
         }
         return paths
@@ -419,8 +432,9 @@ public final class NetworkMonitor: @unchecked Sendable {
         return inet_pton(AF_INET, text, &buffer) == 1 || inet_pton(AF_INET6, text, &buffer) == 1
     }
 
-    /// The source address the kernel picks for `address` (its raw bytes), or nil without a route.
-    static func sourceAddress(to address: String) -> [UInt8]? {
+    /// The source address the kernel picks for `address` (its raw bytes), or nil without a route; bound to
+    /// `interface` (SO_BINDTODEVICE), only by the routes through it.
+    static func sourceAddress(to address: String, boundTo interface: String? = nil) -> [UInt8]? {
         var v4 = sockaddr_in()
         var v6 = sockaddr_in6()
         let isV4 = inet_pton(AF_INET, address, &v4.sin_addr) == 1
@@ -428,6 +442,12 @@ public final class NetworkMonitor: @unchecked Sendable {
         let descriptor = socket(isV4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
+        if let interface {
+            let bound = interface.withCString { name in
+                setsockopt(descriptor, SOL_SOCKET, SO_BINDTODEVICE, name, socklen_t(strlen(name) + 1)) == 0
+            }
+            guard bound else { return nil }
+        }
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let connected: Bool

@@ -104,7 +104,7 @@ public final class NginxServer: @unchecked Sendable {
             http {
                 types { application/octet-stream bin; text/plain txt; }
                 default_type application/octet-stream;
-                log_format served '$request_uri $status $body_bytes_sent "$http_range" "$http_if_range"';
+                log_format served '$request_uri $status $body_bytes_sent "$http_range" "$http_if_range" $remote_addr';
                 access_log \(self.prefix.path)/access.log served;
                 client_body_temp_path \(self.prefix.path)/body;
                 proxy_temp_path \(self.prefix.path)/proxy;
@@ -163,6 +163,8 @@ public final class NginxServer: @unchecked Sendable {
         public var bytes: Int
         public var range: String
         public var ifRange: String
+        /// The client's address.
+        public var remote: String = ""
     }
 
     /// The requests served for `uri`, waiting (up to 5 s) until there are at least `count`: nginx writes its
@@ -190,7 +192,8 @@ public final class NginxServer: @unchecked Sendable {
                 bytes: bytes,
                 range: quoted.count > 1
                     ? String(quoted[1]).replacingOccurrences(of: "-", with: "", options: .anchored) : "",
-                ifRange: quoted.count > 3 ? String(quoted[3]) : ""
+                ifRange: quoted.count > 3 ? String(quoted[3]) : "",
+                remote: quoted.count > 4 ? quoted[4].trimmingCharacters(in: .whitespaces) : ""
             )
             return uri == nil || served.uri == uri ? served : nil
         }

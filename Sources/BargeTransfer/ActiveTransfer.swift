@@ -241,6 +241,9 @@ final class ActiveTransfer {
             if let key = self.request.tls.clientKey { try self.set(CURLOPT_SSLKEY, key) }
         }
         if let proxy = self.request.proxy { try self.set(CURLOPT_PROXY, proxy) }
+        // Bound to an uplink (SO_BINDTODEVICE): a cheaper one than the route's choice (libcurl reuses only a
+        // connection bound the same way).
+        if let interface = self.request.interface { try self.set(CURLOPT_INTERFACE, "if!" + interface) }
         if scheme == "sftp" || scheme == "scp" {
             // The host key is checked against the known-hosts file: an unknown or changed key is refused.
             guard let knownHosts = self.request.sshKnownHosts else {

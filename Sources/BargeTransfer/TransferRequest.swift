@@ -124,6 +124,8 @@ public struct TransferRequest: Sendable {
     public var tls = TLSOptions()
     /// A proxy URL; nil uses the standard environment variables (`https_proxy`, `no_proxy`, …).
     public var proxy: String?
+    /// The interface its connections are bound to (nil: wherever the kernel's routes send them).
+    public var interface: String?
     /// The known-hosts file for `sftp://` and `scp://`: the server's host key must be in it (nil refuses them).
     public var sshKnownHosts: String?
 

@@ -222,4 +222,43 @@ struct NetTransferTests {
         #expect(done, "\(Self.states(agent))")
         #expect(agent.scratch.read("out/big.bin") == content)
     }
+
+    /// Both links carry a default route, the metered wwan's preferred (lower metric). A transfer that may use any
+    /// network runs over the wwan; when the wired link's route appears, that transfer is left alone (one response,
+    /// from the wwan's address), but new connections are bound to the cheaper wired link, where its route allows:
+    /// an `unmetered` entry added then runs at once, bound, instead of waiting.
+    @Test func newConnectionsPreferACheaperUplinkThatAppears() async throws {
+        let lab = try await Lab()
+        try lab.client.ip("route replace default via 10.78.0.1 dev wwan0 metric 100")
+        try lab.client.ip("route del default via 10.77.0.1 dev wired0")
+        let big = TestContent.bytes(count: 3 << 20, seed: 75)
+        let small = TestContent.bytes(count: 256 << 10, seed: 76)
+        _ = try lab.nginx.serve("big.bin", bytes: big)
+        _ = try lab.nginx.serve("small.bin", bytes: small)
+        let agent = try await lab.agent()
+        defer { _ = agent.stop() }
+        try agent.scratch.write(
+            "manifests.d/10-any.yaml",
+            Self.manifest(agent, [("\(lab.remote)/big.bin", "big.bin", "any")])
+        )
+        let started = await eventually(timeout: 20) { (Self.job(agent, "big.bin")?.bytes ?? 0) >= 256 << 10 }
+        try #require(started, "\(Self.states(agent))")
+
+        try lab.client.ip("route add default via 10.77.0.1 dev wired0 metric 200")
+        try agent.scratch.write(
+            "manifests.d/20-unmetered.yaml",
+            Self.manifest(agent, [("\(lab.remote)/small.bin", "small.bin", "unmetered")])
+        )
+        let done = await eventually(timeout: 30) {
+            ((try? agent.status())?.jobs ?? []).count == 2
+                && ((try? agent.status())?.jobs ?? []).allSatisfy { $0.state == "up-to-date" }
+        }
+        #expect(done, "\(Self.states(agent))")
+        #expect(agent.scratch.read("out/big.bin") == big)
+        #expect(agent.scratch.read("out/small.bin") == small)
+        let bigServed = lab.nginx.served("/big.bin", count: 1)
+        #expect(bigServed.map { "\($0.status) \($0.remote)" } == ["200 10.78.0.2"], "\(bigServed)")
+        let smallServed = lab.nginx.served("/small.bin", count: 1)
+        #expect(smallServed.map { "\($0.status) \($0.remote)" } == ["200 10.77.0.2"], "\(smallServed)")
+    }
 }

@@ -4,6 +4,7 @@
 #
 #   scripts/bench/network-pause.sh [--flips N] [--rate 4mbit]
 #
+# (--rate in tc's units; the 256 MiB must outlast the run: at 4mbit they take about 9 minutes, the run 20 s.)
 # Needs root. Two network namespaces made here (deleted on every exit, with every process started): a client,
 # where `barge agent` runs, and an origin, where nginx serves a 256 MiB sparse file on 10.99.0.1:8080. Two veth
 # pairs join them: wired0/wired1 (10.77.0.0/24) and wwan0/wwan1 (10.78.0.0/24); a config rule calls `wwan*`
@@ -125,13 +126,13 @@ download:
     dest: $work/out/big.bin
     network: unmetered
 YAML
-"$bin/barge" check --config "$work/barge.yaml" >/dev/null
+"$bin/barge" check --config "$work/barge.yaml" >"$work/check.txt" || { cat "$work/check.txt" >&2; exit 1; }
 ip netns exec "$client" "$bin/barge" agent --config "$work/barge.yaml" 2>"$work/agent.log" &
 pids+=($!)
 
 # The measurement (in the background, so that a signal ends the run at once).
 python3 - "$work/barge.sock" "$client" "$flips" "$rate" <<'PY' &
-import http.client, json, re, socket, statistics, subprocess, sys, time
+import http.client, json, math, re, socket, statistics, subprocess, sys, time
 
 sock_path, client, flips, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 
@@ -190,7 +191,7 @@ def socket_read():
     out = subprocess.run(["ip", "netns", "exec", client, "ss", "-tinH", "dst", "10.99.0.1"], check=True,
                          capture_output=True, text=True).stdout
     total = 0
-    for queued, received in re.findall(r"ESTAB\s+(\d+).*?bytes_received:(\d+)", out, re.S):
+    for queued, received in re.findall(r"^\S+\s+(\d+)\s+\d+\s.*?bytes_received:(\d+)", out, re.S | re.M):
         total += int(received) - int(queued)
     return total
 
@@ -199,7 +200,7 @@ def ms(seconds):
 
 def percentile(values, p):
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 running = lambda j: j["state"] == "transferring" and j.get("bytes", 0) > 0
 first, seen = wait_for(running, 60)
@@ -217,6 +218,9 @@ for flip in range(1, flips + 1):
     paused, t1 = wait_for(lambda j: j["state"] == "suspended", 10)
     if t1 is None:
         missed.append(f"flip {flip}: no pause within 10 s (last: {paused and (paused['state'], paused['reason'])})")
+        if paused and paused["state"] in ("up-to-date", "complete", "error", "invalid", "cancelled"):
+            missed.append("the transfer ended: use a lower --rate")
+            break
     else:
         pauses.append(t1 - t0)
         reasons.add(paused["reason"])

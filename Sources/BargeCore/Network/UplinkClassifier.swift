@@ -111,6 +111,9 @@ public struct UplinkVerdict: Hashable, Sendable {
         self.roaming = roaming
         self.roamingSource = roamingSource
     }
+
+    /// What it costs to use, for ranking uplinks: 0 unmetered, 1 metered, 2 roaming.
+    public var price: Int { self.roaming ? 2 : self.cost == .metered ? 1 : 0 }
 }
 
 /// Judges an uplink's kind, cost and roaming from the kernel's facts; pure, no I/O.
