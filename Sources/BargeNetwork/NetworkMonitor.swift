@@ -80,6 +80,12 @@ public final class NetworkMonitor: @unchecked Sendable {
     private var links: OpaquePointer?
     private var addresses: OpaquePointer?
     private var routes: OpaquePointer?
+    /// The neighbour table, for the gateways' link-layer addresses (`gateway-mac` rules). Kept by its events alone:
+    /// it is not read again per burst.
+    private var neighbours: OpaquePointer?
+    /// Whether the burst being read changed links, addresses or routes (not only neighbours); on the monitor's
+    /// thread.
+    private var needsRefill = false
     /// The socket the caches are read again through (see ``refill()``).
     private var dumps: OpaquePointer?
     /// A pipe whose write end stops the thread.
@@ -117,14 +123,23 @@ public final class NetworkMonitor: @unchecked Sendable {
                 nl_cache_mngr_alloc(nil, NETLINK_ROUTE, NL_AUTO_PROVIDE, &self.manager),
                 "nl_cache_mngr_alloc"
             )
-            // Nothing to do per object: the uplinks are worked out once the whole burst is read.
+            // Per object, only a note of what changed: the uplinks are worked out once the whole burst is read.
+            let refill: change_func_t = { _, _, _, monitor in
+                guard let monitor else { return }
+                Unmanaged<NetworkMonitor>.fromOpaque(monitor).takeUnretainedValue().needsRefill = true
+            }
             let ignore: change_func_t = { _, _, _, _ in }
-            try NetlinkError.check(nl_cache_mngr_add(self.manager, "route/link", ignore, nil, &self.links), "links")
+            let me = Unmanaged.passUnretained(self).toOpaque()
+            try NetlinkError.check(nl_cache_mngr_add(self.manager, "route/link", refill, me, &self.links), "links")
             try NetlinkError.check(
-                nl_cache_mngr_add(self.manager, "route/addr", ignore, nil, &self.addresses),
+                nl_cache_mngr_add(self.manager, "route/addr", refill, me, &self.addresses),
                 "addresses"
             )
-            try NetlinkError.check(nl_cache_mngr_add(self.manager, "route/route", ignore, nil, &self.routes), "routes")
+            try NetlinkError.check(nl_cache_mngr_add(self.manager, "route/route", refill, me, &self.routes), "routes")
+            try NetlinkError.check(
+                nl_cache_mngr_add(self.manager, "route/neigh", ignore, nil, &self.neighbours),
+                "neighbours"
+            )
             self.dumps = nl_socket_alloc()
             try NetlinkError.check(nl_connect(self.dumps, NETLINK_ROUTE), "nl_connect")
         } catch {
@@ -316,17 +331,18 @@ public final class NetworkMonitor: @unchecked Sendable {
                 if stopping { return }
             }
             if fds[0].revents != 0 {
+                self.needsRefill = false
                 guard nl_cache_mngr_data_ready(self.manager) >= 0 else { return }
-                self.report()
+                self.report(refilling: self.needsRefill)
             }
         }
     }
 
     /// Tells `changed` of the uplinks when they differ from the last ones told.
-    private func report() {
+    private func report(refilling: Bool = true) {
         // Without a true picture of the kernel's state, nothing is said: the last uplinks told stay in force until
         // the next event reads the caches again.
-        guard self.refill() else { return }
+        guard !refilling || self.refill() else { return }
         let now = self.snapshot()
         guard now != self.last else { return }
         self.last = now
@@ -348,7 +364,7 @@ public final class NetworkMonitor: @unchecked Sendable {
     /// The uplinks as the caches hold them now. On the monitor's thread once it runs (libnl takes no locks).
     public func snapshot() -> NetworkSnapshot {
         // Default routes of the main table: the interfaces they leave by, per family, and their gateways.
-        var defaults: [Int32: (families: Set<AddressFamily>, gateway: String?)] = [:]
+        var defaults: [Int32: (families: Set<AddressFamily>, gateway: String?, gatewayMAC: String?)] = [:]
         Self.forEach(self.routes) { route in
             guard rtnl_route_get_table(route) == RT_TABLE_MAIN.rawValue, rtnl_route_get_type(route) == RTN_UNICAST,
                 let destination = rtnl_route_get_dst(route), nl_addr_get_prefixlen(destination) == 0,
@@ -357,10 +373,14 @@ public final class NetworkMonitor: @unchecked Sendable {
             for index in 0..<rtnl_route_get_nnexthops(route) {
                 guard let hop = rtnl_route_nexthop_n(route, index) else { continue }
                 let interface = Int32(rtnl_route_nh_get_ifindex(hop))
-                var entry = defaults[interface] ?? ([], nil)
+                var entry = defaults[interface] ?? ([], nil, nil)
                 entry.families.insert(family)
                 if entry.gateway == nil, let gateway = rtnl_route_nh_get_gateway(hop) {
                     entry.gateway = Self.text(of: gateway)
+                    if let neighbour = rtnl_neigh_get(self.neighbours, interface, gateway) {
+                        entry.gatewayMAC = rtnl_neigh_get_lladdr(neighbour).map(Self.text(of:))
+                        rtnl_neigh_put(neighbour)
+                    }
                 }
                 defaults[interface] = entry
             }
@@ -392,6 +412,7 @@ public final class NetworkMonitor: @unchecked Sendable {
             facts.linkType = UInt16(truncatingIfNeeded: rtnl_link_get_arptype(link))
             facts.linkKind = rtnl_link_get_type(link).map { String(cString: $0) }
             facts.gateway = route.gateway
+            facts.gatewayMAC = route.gatewayMAC
             let verdict = UplinkClassifier.classify(facts, rules: self.rules, override: self.overrides[name])
             uplinks.append(Uplink(index: index, facts: facts, families: families, verdict: verdict))
         }
@@ -542,7 +563,8 @@ extension Uplink {
             roaming: self.verdict.roaming,
             roamingSource: self.verdict.roamingSource.description,
             families: self.families.sorted().map(\.rawValue),
-            gateway: self.facts.gateway
+            gateway: self.facts.gateway,
+            gatewayMAC: self.facts.gatewayMAC
         )
     }
 }

@@ -96,6 +96,48 @@ struct NetTests {
         #expect(once?.uplinks.map(\.name) == ["wired0"])
     }
 
+    /// A rule on the gateway's link-layer address matches once the neighbour table knows it (a neighbour event,
+    /// not a route change), and not for a gateway with another address.
+    @Test func aGatewayMACRuleMatchesOnceTheNeighbourIsKnown() async throws {
+        let namespace = try NetworkNamespace()
+        let origin = try NetworkNamespace()
+        try Self.addLink(namespace, origin, "wired", subnet: 77)
+        try namespace.ip("route add default via 10.77.0.1 dev wired0")
+        let config = try self.scratch.write(
+            "mac.yaml",
+            """
+            state-dir: \(self.scratch.path)/state
+            manifests: \(self.scratch.path)/manifests.d
+            networks:
+              - {match: {gateway-mac: "02:00:00:00:77:01"}, cost: metered}
+
+            """
+        )
+        let watch = namespace.process([BargeCommand.executable, "net", "--watch", "--json", "--config", config])
+        let output = Pipe()
+        watch.standardOutput = output
+        let lines = LineCollector(output)
+        try watch.run()
+        defer {
+            watch.terminate()
+            watch.waitUntilExit()
+        }
+        let unknown = ["wired0 ethernet unmetered (ethernet: ARPHRD_ETHER)"]
+        #expect(await eventually { lines.all.last.map(Self.uplinks) == unknown }, "\(lines.all)")
+
+        try namespace.ip("neigh replace 10.77.0.1 lladdr 02:00:00:00:77:02 dev wired0 nud permanent")
+        let other = await eventually {
+            lines.all.last.flatMap { try? JSONDecoder().decode(NetworkReport.self, from: Data($0.utf8)) }?
+                .uplinks.first?.gatewayMAC == "02:00:00:00:77:02"
+        }
+        #expect(other, "\(lines.all)")
+        #expect(lines.all.last.map(Self.uplinks) == unknown)
+
+        try namespace.ip("neigh replace 10.77.0.1 lladdr 02:00:00:00:77:01 dev wired0 nud permanent")
+        let matched = ["wired0 ethernet metered (rule 1 'gateway-mac 02:00:00:00:77:01')"]
+        #expect(await eventually { lines.all.last.map(Self.uplinks) == matched }, "\(lines.all)")
+    }
+
     /// `barge net --json ARGUMENTS` run once in the namespace, decoded.
     static func once(
         _ namespace: NetworkNamespace,

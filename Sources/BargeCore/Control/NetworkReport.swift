@@ -18,6 +18,8 @@ public struct NetworkReport: Codable, Hashable, Sendable {
         public var families: [String]
         /// The gateway of its default route.
         public var gateway: String?
+        /// The gateway's link-layer address, when the neighbour table knows it.
+        public var gatewayMAC: String?
         /// Bytes per second the interface receives and sends now, all traffic (its kernel counters over a short
         /// span); nil when not measured.
         public var receiveRate: UInt64?
@@ -35,7 +37,8 @@ public struct NetworkReport: Codable, Hashable, Sendable {
             roaming: Bool,
             roamingSource: String,
             families: [String],
-            gateway: String?
+            gateway: String?,
+            gatewayMAC: String? = nil
         ) {
             self.name = name
             self.kind = kind
@@ -45,6 +48,7 @@ public struct NetworkReport: Codable, Hashable, Sendable {
             self.roamingSource = roamingSource
             self.families = families
             self.gateway = gateway
+            self.gatewayMAC = gatewayMAC
         }
     }
 
@@ -107,6 +111,7 @@ public struct NetworkReport: Codable, Hashable, Sendable {
             let roaming = uplink.roaming ? "roaming (\(uplink.roamingSource))" : "not roaming"
             text += "\(uplink.name): \(uplink.kind), \(uplink.cost) (\(uplink.costSource)), \(roaming), "
             text += "\(uplink.families.joined(separator: "+")) via \(uplink.gateway ?? "no gateway")"
+            if let mac = uplink.gatewayMAC { text += " (\(mac))" }
             if let receive = uplink.receiveRate, let send = uplink.sendRate {
                 text += "; now \(Self.rate(receive)) in, \(Self.rate(send)) out"
                 if let barge = uplink.bargeRate { text += " (Barge: \(Self.rate(barge)))" }
