@@ -49,7 +49,7 @@ let package = Package(
         // classifier).
         .target(
             name: "BargeNetwork",
-            dependencies: ["BargeCore", "CNetlink"],
+            dependencies: ["BargeCore", "CNetlink", "CBargeLinux"],
             swiftSettings: swiftSettings
         ),
         // Linux calls Swift's Glibc module leaves out (extended attributes, later SO_PEERCRED).

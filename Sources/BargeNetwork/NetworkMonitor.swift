@@ -1,4 +1,5 @@
 public import BargeCore
+internal import CBargeLinux
 internal import CNetlink
 import Foundation
 import Glibc
@@ -161,7 +162,11 @@ public final class NetworkMonitor: @unchecked Sendable {
 
     /// Starts the monitor's thread; it reports the current uplinks first.
     public func start() {
-        let thread = Thread { [self] in self.run() }
+        let thread = Thread { [self] in
+            // The kernel's name (`top -H`, perf): Foundation does not set it on Linux.
+            _ = CBargeLinux_name_this_thread("barge-netlink")
+            self.run()
+        }
         thread.name = "barge-netlink"
         self.thread = thread
         thread.start()

@@ -71,6 +71,30 @@ struct AgentConfigParserTests {
         #expect(parsed.diagnostics[1].message.contains("did you mean 'concurrency'?"))
     }
 
+    /// A gateway is kept as the kernel prints it (an IPv6 link-local one without its zone), so that it matches;
+    /// one that is not an address, or a MAC that is not one, is an error at its place.
+    @Test func gatewaysAreCanonicalAndCheckedWhereTheyAre() {
+        let parsed = self.parser.parse(
+            text: """
+                networks:
+                  - {match: {gateway: "FE80:0:0::1%wlan0"}, cost: metered}
+                  - {match: {gateway: 192.168.8.1}, cost: metered}
+                """,
+            path: "/etc/barge/barge.yaml"
+        )
+        #expect(parsed.diagnostics.isEmpty, "\(parsed.diagnostics)")
+        #expect(parsed.config.networks.map(\.gateway) == ["fe80::1", "192.168.8.1"])
+        for (rule, column, expected) in [
+            ("{match: {gateway: router.lan}, cost: metered}", 23, "IPv4 or IPv6 address"),
+            ("{match: {gateway-mac: \"aa:bb:cc:00:11\"}, cost: metered}", 27, "six hex pairs"),
+        ] {
+            let bad = self.parser.parse(text: "networks:\n  - \(rule)\n", path: "/etc/barge/barge.yaml")
+            #expect(bad.diagnostics.map { "\($0.location.line):\($0.location.column)" } == ["2:\(column)"])
+            #expect(bad.diagnostics.first?.message.contains(expected) == true, "\(bad.diagnostics)")
+            #expect(bad.config.networks.isEmpty)
+        }
+    }
+
     @Test func userDefaultsFollowXDG() {
         let environment = UserEnvironment(variables: ["HOME": "/home/ada", "XDG_RUNTIME_DIR": "/run/user/1000"])
         let config = AgentConfig.defaults(scope: .user, environment: environment)

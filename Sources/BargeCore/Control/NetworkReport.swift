@@ -98,9 +98,9 @@ public struct NetworkReport: Codable, Hashable, Sendable {
         self.egress = egress
     }
 
-    /// A rate for people: `1.2 MB/s` style with binary units.
+    /// A rate for people: `1.2 MiB/s`.
     static func rate(_ bytesPerSecond: UInt64) -> String {
-        ByteCount(bytesPerSecond).description + "/s"
+        ByteCount(bytesPerSecond).humanReadable + "/s"
     }
 
     /// The report as `barge net` prints it: one line per uplink, then one per address asked about.

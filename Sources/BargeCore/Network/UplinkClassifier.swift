@@ -124,6 +124,22 @@ public struct UplinkVerdict: Hashable, Sendable {
 /// anything else unmetered. Nothing in the kernel says "roaming": without an override, a rule or (later)
 /// ModemManager, an uplink is not roaming.
 public enum UplinkClassifier {
+    /// An address as the kernel's tables print it (inet_ntop's form, an IPv6 zone such as `%wlan0` dropped: a
+    /// link-local gateway is matched by its address, its interface by `interface`); nil when it is not one.
+    public static func canonicalAddress(_ text: String) -> String? {
+        let bare = String(text.prefix { $0 != "%" })
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        var v4 = in_addr()
+        if inet_pton(AF_INET, bare, &v4) == 1, inet_ntop(AF_INET, &v4, &buffer, socklen_t(buffer.count)) != nil {
+            return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, bare, &v6) == 1, inet_ntop(AF_INET6, &v6, &buffer, socklen_t(buffer.count)) != nil {
+            return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        return nil
+    }
+
     /// `ARPHRD_ETHER`.
     public static let ethernetLinkType: UInt16 = 1
     /// `ARPHRD_PPP`.

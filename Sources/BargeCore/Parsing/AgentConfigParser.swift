@@ -293,8 +293,28 @@ public struct AgentConfigParser: Sendable {
                         switch condition.key {
                         case "interface": rule.interface = source.string(condition.value, "interface")
                         case "kind": rule.kind = source.choice(condition.value, "kind", as: InterfaceKind.self)
-                        case "gateway": rule.gateway = source.string(condition.value, "gateway")
-                        default: rule.gatewayMAC = source.string(condition.value, "gateway-mac")?.lowercased()
+                        case "gateway":
+                            guard let text = source.string(condition.value, "gateway") else { break }
+                            guard let address = UplinkClassifier.canonicalAddress(text) else {
+                                source.error(
+                                    condition.value,
+                                    "'gateway' must be an IPv4 or IPv6 address, such as 192.168.8.1 or fe80::1"
+                                )
+                                break
+                            }
+                            rule.gateway = address
+                        default:
+                            guard let text = source.string(condition.value, "gateway-mac") else { break }
+                            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+                            guard parts.count == 6, parts.allSatisfy({ $0.count == 2 && $0.allSatisfy(\.isHexDigit) })
+                            else {
+                                source.error(
+                                    condition.value,
+                                    "'gateway-mac' must be a MAC address of six hex pairs, such as aa:bb:cc:00:11:22"
+                                )
+                                break
+                            }
+                            rule.gatewayMAC = text.lowercased()
                         }
                     }
                 case "cost":
