@@ -56,6 +56,9 @@ while true; do
     sleep 2
 done
 echo
+echo "== barge net (the agent's network monitor: each uplink, its cost and why, the rates now)"
+"$bin/barge" net --config "$demo/barge.yaml"
+echo
 echo "== files mirrored under $demo/root"
 find "$demo/root" -type f -exec ls -l {} + | sed "s|$demo/root||"
 echo
