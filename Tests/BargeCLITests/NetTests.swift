@@ -138,6 +138,41 @@ struct NetTests {
         #expect(await eventually { lines.all.last.map(Self.uplinks) == matched }, "\(lines.all)")
     }
 
+    /// An uplink with IPv6 only, whose default route goes by a link-local gateway: it counts as an uplink of that
+    /// family, and a rule naming the gateway with its zone matches it.
+    @Test func anIPv6UplinkWithALinkLocalGateway() async throws {
+        let namespace = try NetworkNamespace()
+        let origin = try NetworkNamespace()
+        try namespace.ip("link add wired0 type veth peer name wired1")
+        try namespace.ip("link set wired1 netns \(origin.name)")
+        try origin.ip("addr add fe80::1/64 dev wired1 nodad")
+        try origin.ip("addr add 2001:db8:77::1/64 dev wired1 nodad")
+        try origin.ip("link set wired1 up")
+        try namespace.ip("addr add 2001:db8:77::2/64 dev wired0 nodad")
+        try namespace.ip("link set wired0 up")
+        try namespace.ip("-6 route add default via fe80::1 dev wired0")
+        let config = try self.scratch.write(
+            "v6.yaml",
+            """
+            state-dir: \(self.scratch.path)/state
+            manifests: \(self.scratch.path)/manifests.d
+            networks:
+              - {match: {gateway: "FE80::1%wired0"}, cost: metered}
+
+            """
+        )
+        var report: NetworkReport?
+        let found = await eventually {
+            report = try? Self.once(namespace, config, ["--to", "2001:db8:99::1"])
+            return report?.uplinks.count == 1
+        }
+        #expect(found, "\(String(describing: report))")
+        let uplink = report?.uplinks.first
+        #expect(uplink.map { "\($0.name) \($0.families) \($0.gateway ?? "-")" } == "wired0 [\"ipv6\"] fe80::1")
+        #expect(uplink.map { "\($0.cost) (\($0.costSource))" } == "metered (rule 1 'gateway fe80::1')")
+        #expect(report?.egress.map { "\($0.to) \($0.via?.name ?? "-")" } == ["2001:db8:99::1 wired0"])
+    }
+
     /// `barge net --json ARGUMENTS` run once in the namespace, decoded.
     static func once(
         _ namespace: NetworkNamespace,
@@ -159,7 +194,8 @@ struct NetTests {
     /// The agent in the client namespace, an origin beyond the default route in the origin's: an entry that may
     /// use only unmetered networks waits while the default route is the metered wwan, naming it and the rule, and
     /// runs to a complete, correct file once the route moves to the wired link.
-    @Test func theAgentWaitsOnAMeteredUplinkAndRunsWhenTheRouteMoves() async throws {
+    @Test(.enabled(if: NginxServer.isAvailable, "needs nginx"))
+    func theAgentWaitsOnAMeteredUplinkAndRunsWhenTheRouteMoves() async throws {
         let client = try NetworkNamespace()
         let origin = try NetworkNamespace()
         try Self.addLink(client, origin, "wired", subnet: 77)
@@ -168,15 +204,12 @@ struct NetTests {
         try client.ip("route add default via 10.78.0.1 dev wwan0")
 
         let content = TestContent.bytes(count: 1 << 20, seed: 61)
-        _ = try self.scratch.write("site/f.bin", bytes: content)
-        let server = try origin.server([
-            "/usr/bin/env", "python3", "-m", "http.server", "--bind", "0.0.0.0", "8080", "--directory",
-            self.scratch.path + "/site",
-        ])
-        defer { withExtendedLifetime(server) {} }
+        let nginx = try NginxServer(namespace: origin.name)
+        _ = try nginx.serve("f.bin", bytes: content)
+        let port = nginx.port
         let ready = await eventually {
             client.succeeds([
-                "/usr/bin/curl", "-sf", "--max-time", "2", "-o", "/dev/null", "http://10.99.0.1:8080/f.bin",
+                "/usr/bin/curl", "-sf", "--max-time", "2", "-o", "/dev/null", "http://10.99.0.1:\(port)/f.bin",
             ])
         }
         try #require(ready, "the origin did not start")
@@ -184,7 +217,7 @@ struct NetTests {
         let agent = try AgentUnderTest(extraConfig: "networks:\n  - {match: {interface: \"wwan*\"}, cost: metered}\n")
         try agent.scratch.write(
             "manifests.d/10-net.yaml",
-            "version: 1\ndownload:\n  - url: http://10.99.0.1:8080/f.bin\n    dest: \(agent.output)/f.bin\n"
+            "version: 1\ndownload:\n  - url: http://10.99.0.1:\(port)/f.bin\n    dest: \(agent.output)/f.bin\n"
         )
         try await agent.start(launcher: [NetworkNamespace.ip, "netns", "exec", client.name])
         defer { _ = agent.stop() }
@@ -198,7 +231,7 @@ struct NetTests {
         // An entry added now whose origin is on the wired LAN goes by the wired link: it runs while the other waits.
         try agent.scratch.write(
             "manifests.d/20-lan.yaml",
-            "version: 1\ndownload:\n  - url: http://10.77.0.1:8080/f.bin\n    dest: \(agent.output)/lan.bin\n"
+            "version: 1\ndownload:\n  - url: http://10.77.0.1:\(port)/f.bin\n    dest: \(agent.output)/lan.bin\n"
         )
         let lanDone = await eventually(timeout: 20) {
             (try? agent.status())?.jobs.first { $0.destination.hasSuffix("/lan.bin") }?.state == "up-to-date"
