@@ -24,9 +24,14 @@ public enum Agent {
         // Overrides that cannot be read stop the start: one may say "metered".
         let overrides = try await supervisor.storedUplinkOverrides()
         do {
-            let made = try NetworkMonitor(rules: config.networks, overrides: overrides) {
-                supervisor.networkChanged(to: $0)
-            }
+            let made = try NetworkMonitor(
+                rules: config.networks,
+                overrides: overrides,
+                changed: { supervisor.networkChanged(to: $0) },
+                stopped: { error in
+                    Log.error("the network monitor stopped (every transfer that needs the network waits): \(error)")
+                }
+            )
             await supervisor.monitorNetwork(made, snapshot: made.snapshot())
             monitor = made
         } catch {

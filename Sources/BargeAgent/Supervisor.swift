@@ -24,6 +24,8 @@ struct LiveTransfer: Sendable {
     var startOffset: UInt64 = 0
     var bytesPerSecond: Double = 0
     var rate: RateLimit?
+    /// The interface its connections are bound to (its origin's path when it began); nil: not bound.
+    var interface: String?
 }
 
 /// A manifest as loaded for the agent: what it says, with its entries already turned into specs.
@@ -178,8 +180,11 @@ public actor Supervisor {
     /// The interface each origin's traffic leaves by, as the last views found it (for the rates `barge net`
     /// shows).
     private var interfaceByHost: [String: String] = [:]
-    /// The cheaper uplink new connections to an origin are bound to, where the monitor found one.
-    private var bindingByHost: [String: String] = [:]
+    /// The origins' numeric addresses, as last looked up (a view is worked out from these at once after a network
+    /// change; a name is looked up again in the background); nil: it did not resolve.
+    private var addressByHost: [String: String?] = [:]
+    /// Hosts being looked up now.
+    private var resolving: Set<String> = []
     /// Whether jobs may have origins without a view yet (jobs added, or the uplinks changed).
     private var hostsNeedViews = true
     /// Where removed jobs' partials and pruned files are unlinked, in order, off the cooperative threads (a
@@ -281,6 +286,7 @@ public actor Supervisor {
     private func process(_ work: SupervisorWork) async {
         for batch in work.reports { self.apply(batch) }
         if let snapshot = work.network { self.networkChanged(snapshot) }
+        if !work.resolved.isEmpty { self.hostsResolved(work.resolved) }
         var replies: [(CheckedContinuation<CommandReply, Never>, CommandReply)] = []
         for (command, caller, reply) in work.commands {
             replies.append((reply, await self.perform(command, by: caller)))
@@ -343,8 +349,11 @@ public actor Supervisor {
             } ?? .offline
         self.networkByHost = [:]
         self.interfaceByHost = [:]
-        self.bindingByHost = [:]
         self.hostsNeedViews = true
+        // Names are looked up again on the new network (its resolver may answer otherwise); meanwhile the addresses
+        // known keep their views coming at once. A name that did not resolve waits for the new answer.
+        for (host, address) in self.addressByHost where address == nil { self.addressByHost[host] = nil }
+        self.lookUp(self.addressByHost.keys.filter { !self.resolving.contains($0) })
         if !snapshot.uplinks.isEmpty {
             // A new network is a new chance: jobs waiting out a retry back-off (most often a connection that failed
             // with the old network) try again at once; their attempts count on.
@@ -361,22 +370,94 @@ public actor Supervisor {
         Log.info("network: \(snapshot.uplinks.isEmpty ? "no uplink" : lines.joined(separator: "; "))")
     }
 
-    /// Asks the monitor for the views of origins that have none yet. Names are looked up first, off the actor and
-    /// the monitor's thread; the monitor then asks the kernel for the route to each address.
+    /// Asks the monitor for the views of origins that have none yet, from their addresses as last looked up:
+    /// never waiting for a resolver (after a roam the old DNS server may not answer for many seconds). A name
+    /// never looked up is looked up in the background; until it answers its jobs wait ("looking up HOST"), and
+    /// the answer brings a new plan (``SupervisorEvent/hostsResolved(_:)``). A name that did not resolve gets the
+    /// general view (the costliest uplink's).
     private func updateNetworkViews() async {
         guard let monitor = self.monitor, self.hostsNeedViews else { return }
         self.hostsNeedViews = false
         var missing = Set<String>()
         for view in self.table.views where self.networkByHost[view.spec.host] == nil { missing.insert(view.spec.host) }
         guard !missing.isEmpty else { return }
-        let hosts = Array(missing)
-        let addresses = await NetworkMonitor.addresses(of: hosts)
-        let paths = await monitor.onThread { $0.paths(to: addresses) }
-        for host in hosts {
-            self.networkByHost[host] = paths[host]?.view ?? self.network
-            self.interfaceByHost[host] = paths[host]?.interface
-            self.bindingByHost[host] = paths[host]?.bind
+        var known: [String: String] = [:]
+        var unknown: [String] = []
+        for host in missing {
+            switch self.addressByHost[host] {
+            case .some(.some(let address)): known[host] = address
+            case .some(.none): self.networkByHost[host] = self.network  // did not resolve: the costliest view
+            case .none:
+                if host == "this machine" {
+                    known[host] = host
+                } else if let address = NetworkMonitor.numericAddress(of: host) {
+                    known[host] = address
+                } else {
+                    // Not started before its path is known: it would not be bound to it.
+                    self.networkByHost[host] = .lookingUp(host)
+                    unknown.append(host)
+                }
+            }
         }
+        if !known.isEmpty {
+            let addresses = known
+            let paths = await monitor.onThread { $0.paths(to: addresses) }
+            for host in known.keys {
+                self.networkByHost[host] = paths[host]?.view ?? self.network
+                self.interfaceByHost[host] = paths[host]?.interface
+            }
+        }
+        self.lookUp(unknown.filter { !self.resolving.contains($0) })
+    }
+
+    /// Looks `hosts` up off the actor; the answer comes through the inbox.
+    private func lookUp(_ hosts: [String]) {
+        guard !hosts.isEmpty else { return }
+        self.resolving.formUnion(hosts)
+        let inbox = self.inbox
+        Task.detached {
+            let found = await NetworkMonitor.addresses(of: hosts)
+            inbox.post(.hostsResolved(Dictionary(uniqueKeysWithValues: hosts.map { ($0, found[$0]) })))
+        }
+    }
+
+    /// Takes looked-up addresses: their hosts' views are worked out at the next plan.
+    private func hostsResolved(_ addresses: [String: String?]) {
+        for (host, address) in addresses {
+            self.resolving.remove(host)
+            self.addressByHost[host] = .some(address)
+            self.networkByHost[host] = nil
+        }
+        self.hostsNeedViews = true
+    }
+
+    /// The network as each running transfer meets it, where that is not its origin's view: a transfer bound to an
+    /// interface that is no longer its origin's path goes on while that interface still suits its entry; else,
+    /// if the origin's path suits it, it moves there (stopped at once, or after the link grace when its interface
+    /// is gone: a flap); else it waits with its origin's reason, paused, in case its interface comes back.
+    private func networkOfMovedTransfers() -> [Int64: NetworkView] {
+        guard self.monitor != nil, let uplinks = self.uplinks else { return [:] }
+        var views: [Int64: NetworkView] = [:]
+        for (id, running) in self.live {
+            guard let interface = running.interface, let job = self.table[id] else { continue }
+            let host = job.spec.host
+            guard let path = self.interfaceByHost[host], path != interface else { continue }
+            let policy = job.spec.policy.network
+            let uplink = uplinks.uplinks.first { $0.facts.name == interface }
+            if let uplink {
+                let verdict = uplink.verdict
+                let source = verdict.roaming ? verdict.roamingSource : verdict.costSource
+                let via = "\(interface), \(source)"
+                let own = NetworkView.online(cost: verdict.cost, roaming: verdict.roaming, via: via)
+                if own.refusal(for: policy) == nil {
+                    views[id] = own
+                    continue
+                }
+            }
+            guard (self.networkByHost[host] ?? self.network).refusal(for: policy) == nil else { continue }
+            views[id] = uplink == nil ? .unreachable(host) : .moving(to: path)
+        }
+        return views
     }
 
     /// The verdicts set by hand that the store keeps (read once, before the monitor starts). Throws when they
@@ -698,6 +779,7 @@ public actor Supervisor {
             now: LocalTime(epochSeconds: now, utcOffset: offset.tm_gmtoff),
             network: self.network,
             networkByHost: self.networkByHost,
+            networkByJob: self.networkOfMovedTransfers(),
             limits: self.config.concurrency,
             bandwidth: BandwidthTimetable(self.config.bandwidth),
             backlog: ReconcileFacts.backlog(for: self.config.concurrency),
@@ -847,7 +929,9 @@ public actor Supervisor {
         // one-shot job (`barge get` through the agent) may pick up what a standalone `barge get` left.
         request.mayHaveEarlierPartial = job.record.lastStartedAt != nil || job.spec.isOneShot
         request.checkpointInterval = Self.checkpointInterval
-        request.interface = self.bindingByHost[job.spec.host]
+        // Bound to its origin's path: a connection never moves to another uplink (a metered modem's route that
+        // becomes preferred) behind the verdict it was started on.
+        request.interface = self.interfaceByHost[job.spec.host]
         if job.record.hasValidators, let held {
             if job.record.state == .upToDate || held.etag != nil || held.lastModified != nil {
                 request.currentValidators = Validators(etag: held.etag, lastModified: held.lastModified)
@@ -865,7 +949,12 @@ public actor Supervisor {
             request.owner = resolved
         }
         let transfer = self.engine.start(request, reportingTo: self.reporter)
-        self.live[id] = LiveTransfer(transfer: transfer, received: job.record.offset, startOffset: job.record.offset)
+        self.live[id] = LiveTransfer(
+            transfer: transfer,
+            received: job.record.offset,
+            startOffset: job.record.offset,
+            interface: request.interface
+        )
         job.isRunning = true
         job.isAdmitted = false
         job.record.state = .queued

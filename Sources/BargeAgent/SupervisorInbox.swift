@@ -17,6 +17,8 @@ enum SupervisorEvent: Sendable {
     case command(SupervisorCommand, by: ControlCaller, reply: CheckedContinuation<CommandReply, Never>)
     /// The uplinks changed (the network monitor).
     case network(NetworkSnapshot)
+    /// Origins' names were looked up (off the loop): each host's numeric address, or nil when it did not resolve.
+    case hostsResolved([String: String?])
 }
 
 /// A control command the supervisor carries out.
@@ -45,6 +47,8 @@ struct SupervisorWork: Sendable {
     var timerFired = false
     /// The uplinks as the last of the monitor's reports has them (a roam's burst is one change).
     var network: NetworkSnapshot?
+    /// Origins' addresses looked up, the later answer winning.
+    var resolved: [String: String?] = [:]
 
     /// The work for `events`, in the order they arrived.
     init(_ events: [SupervisorEvent]) {
@@ -57,6 +61,7 @@ struct SupervisorWork: Sendable {
                 if let done { self.manifestWaiters.append(done) }
             case .command(let command, let caller, let reply): self.commands.append((command, caller, reply))
             case .network(let snapshot): self.network = snapshot
+            case .hostsResolved(let addresses): self.resolved.merge(addresses) { _, later in later }
             }
         }
     }
@@ -65,6 +70,7 @@ struct SupervisorWork: Sendable {
     /// backlog of started jobs, the plan can wait (the engine gives the freed connections to its backlog itself).
     var onlySuccessesEnded: Bool {
         !self.readsManifests && !self.timerFired && self.commands.isEmpty && self.network == nil
+            && self.resolved.isEmpty
             && self.reports.allSatisfy { batch in
                 batch.allSatisfy { report in
                     switch report.event {
@@ -79,6 +85,7 @@ struct SupervisorWork: Sendable {
     /// Whether the jobs must be planned again: anything but progress (a transfer that ended frees its slot).
     var needsReconcile: Bool {
         self.readsManifests || self.timerFired || !self.commands.isEmpty || self.network != nil
+            || !self.resolved.isEmpty
             || self.reports.contains { batch in
                 batch.contains { report in
                     if case .finished = report.event { true } else { false }
@@ -154,7 +161,7 @@ final class SupervisorInbox: Sendable {
         switch event {
         case .command(_, _, let reply): reply.resume(returning: .refused(.failed, "the agent is stopping"))
         case .manifestsChanged(let done): done?.resume()
-        case .reports, .timer, .network: break
+        case .reports, .timer, .network, .hostsResolved: break
         }
     }
 }

@@ -30,8 +30,8 @@ public struct OriginPath: Hashable, Sendable {
     public var view: NetworkView
     /// The uplink's name; nil without a route, or for this machine.
     public var interface: String?
-    /// The interface new connections are bound to: a cheaper uplink than the one the kernel's routes pick, which
-    /// reaches the origin too; nil: as routed.
+    /// A cheaper uplink than the one the kernel's routes pick, which reaches the origin too (a default route of
+    /// the address's family): `interface` then names it; nil: as routed.
     public var bind: String?
 
     /// A path.
@@ -95,25 +95,33 @@ public final class NetworkMonitor: @unchecked Sendable {
     /// Verdicts set by hand (``setOverride(_:for:)``); on the monitor's thread.
     private var overrides: [String: UplinkOverride]
     private let changed: @Sendable (NetworkSnapshot) -> Void
+    private let stopped: @Sendable (NetlinkError) -> Void
     private var last: NetworkSnapshot?
     private var thread: Thread?
     private let done = DispatchSemaphore(value: 0)
     /// Work handed to the monitor's thread (``onThread(_:)``), and whether it is to stop; under `lock`.
     private var requests: [@Sendable () -> Void] = []
     private var stopping = false
+    /// Set by ``start()``: work is then handed to the thread (under `lock`).
+    private var started = false
+    /// Set when the monitor could not go on: no path is known any more (under `lock`).
+    private var hasFailed = false
     /// Set when the thread has ended (stopped, or netlink failed): work is then done on the caller's thread.
     private var ended = false
     private let lock = NSLock()
 
     /// Fills the caches from the kernel (so ``snapshot()`` answers at once); ``start()`` begins watching.
-    /// `changed` runs on the monitor's thread with each new set of uplinks, the first included.
+    /// `changed` runs on the monitor's thread with each new set of uplinks, the first included; `stopped`, if the
+    /// monitor cannot go on (after telling `changed` that no uplink is left).
     public init(
         rules: [NetworkRule],
         overrides: [String: UplinkOverride] = [:],
-        changed: @escaping @Sendable (NetworkSnapshot) -> Void = { _ in }
+        changed: @escaping @Sendable (NetworkSnapshot) -> Void = { _ in },
+        stopped: @escaping @Sendable (NetlinkError) -> Void = { _ in }
     ) throws(NetlinkError) {
         self.rules = rules
         self.overrides = overrides
+        self.stopped = stopped
         self.changed = changed
         var ends: [Int32] = [-1, -1]
         guard pipe(&ends) == 0 else { throw NetlinkError(call: "pipe", reason: String(cString: strerror(errno))) }
@@ -169,6 +177,7 @@ public final class NetworkMonitor: @unchecked Sendable {
         }
         thread.name = "barge-netlink"
         self.thread = thread
+        self.lock.withLock { self.started = true }
         thread.start()
     }
 
@@ -189,7 +198,7 @@ public final class NetworkMonitor: @unchecked Sendable {
     /// Runs `body` on the monitor's thread (where the caches may be read) and returns what it returns; at once on
     /// the caller's thread when the monitor is not running.
     public func onThread<Result: Sendable>(_ body: @escaping @Sendable (NetworkMonitor) -> Result) async -> Result {
-        guard self.thread != nil else { return body(self) }
+        guard self.lock.withLock({ self.started }) else { return body(self) }
         return await withCheckedContinuation { continuation in
             let queued = self.lock.withLock {
                 guard !self.ended else { return false }
@@ -205,6 +214,7 @@ public final class NetworkMonitor: @unchecked Sendable {
     /// ``addresses(of:)``). On the monitor's thread.
     public func paths(to addresses: [String: String]) -> [String: OriginPath] {
         var paths: [String: OriginPath] = [:]
+        guard !self.lock.withLock({ self.hasFailed }) else { return paths }
         for (host, address) in addresses {
             guard host != "this machine" else {
                 paths[host] = OriginPath(view: .online(cost: .unmetered, roaming: false, via: "this machine"))
@@ -216,8 +226,12 @@ public final class NetworkMonitor: @unchecked Sendable {
             }
             // A cheaper uplink that can reach the origin too (a route by it allows: the kernel is asked with the
             // probe bound to it) carries the origin's new connections instead.
+            let family: AddressFamily = address.contains(":") ? .ipv6 : .ipv4
             let cheaper = self.last?.uplinks
-                .filter { $0.index != routed.index && $0.verdict.price < routed.verdict.price }
+                .filter {
+                    $0.index != routed.index && $0.families.contains(family)
+                        && $0.verdict.price < routed.verdict.price
+                }
                 .sorted { ($0.verdict.price, $0.facts.name) < ($1.verdict.price, $1.facts.name) }
                 .first { Self.sourceAddress(to: address, boundTo: $0.facts.name) != nil }
             let uplink = cheaper ?? routed
@@ -227,7 +241,8 @@ public final class NetworkMonitor: @unchecked Sendable {
                 view: .online(
                     cost: verdict.cost,
                     roaming: verdict.roaming,
-                    via: "\(uplink.facts.name)\(cheaper == nil ? "" : " (bound)"), \(source)"
+                    via: uplink.facts.name + (cheaper == nil ? "" : " (cheaper than \(routed.facts.name))")
+                        + ", \(source)"
                 ),
                 interface: uplink.facts.name,
                 bind: cheaper?.facts.name
@@ -269,7 +284,14 @@ public final class NetworkMonitor: @unchecked Sendable {
         } else {
             self.overrides[interface] = override
         }
-        self.report()
+        self.report(refilling: self.needsRefill)
+    }
+
+    /// The numeric address of `host` (a ``JobSpec/host`` value) when it names one (no look-up needed); nil for
+    /// a name.
+    public static func numericAddress(of host: String) -> String? {
+        let name = Self.hostName(host)
+        return Self.isNumericAddress(name) ? name : nil
     }
 
     /// The name in `host[:port]` or `[v6]:port`.
@@ -314,15 +336,19 @@ public final class NetworkMonitor: @unchecked Sendable {
             for request in left { request() }
             self.done.signal()
         }
+        self.needsRefill = true
         self.report()
         var fds = [
             pollfd(fd: nl_cache_mngr_get_fd(self.manager), events: Int16(POLLIN), revents: 0),
             pollfd(fd: self.wakeup.read, events: Int16(POLLIN), revents: 0),
         ]
+        var failures = 0
         while true {
-            let ready = poll(&fds, 2, -1)
+            // Asleep until an event; only while a read of the caches failed, woken again in 100 ms to retry it.
+            let ready = poll(&fds, 2, self.needsRefill ? 100 : -1)
             if ready < 0 {
                 if errno == EINTR { continue }
+                self.failed(NetlinkError(call: "poll", reason: String(cString: strerror(errno))))
                 return
             }
             if fds[1].revents != 0 {
@@ -336,18 +362,41 @@ public final class NetworkMonitor: @unchecked Sendable {
                 if stopping { return }
             }
             if fds[0].revents != 0 {
-                self.needsRefill = false
-                guard nl_cache_mngr_data_ready(self.manager) >= 0 else { return }
-                self.report(refilling: self.needsRefill)
+                let code = nl_cache_mngr_data_ready(self.manager)
+                if code < 0 {
+                    // Messages were lost (the socket's buffer overflowed in a storm, ENOBUFS): the caches are read
+                    // whole again. A socket that keeps failing ends the monitor, and says so.
+                    self.needsRefill = true
+                    failures += 1
+                    if failures >= 20 {
+                        self.failed(NetlinkError(call: "reading events", reason: String(cString: nl_geterror(code))))
+                        return
+                    }
+                } else {
+                    failures = 0
+                }
             }
+            if fds[0].revents != 0 || ready == 0 { self.report(refilling: self.needsRefill) }
         }
+    }
+
+    /// The monitor cannot go on: it reports no uplink (every transfer that needs the network waits: what cannot be
+    /// told is not spent) and tells `stopped` why.
+    private func failed(_ error: NetlinkError) {
+        self.lock.withLock { self.hasFailed = true }
+        self.last = NetworkSnapshot(uplinks: [])
+        self.changed(NetworkSnapshot(uplinks: []))
+        self.stopped(error)
     }
 
     /// Tells `changed` of the uplinks when they differ from the last ones told.
     private func report(refilling: Bool = true) {
-        // Without a true picture of the kernel's state, nothing is said: the last uplinks told stay in force until
-        // the next event reads the caches again.
-        guard !refilling || self.refill() else { return }
+        // Without a true picture of the kernel's state, nothing is said: the last uplinks told stay in force, and
+        // the read is tried again (``needsRefill`` stays set until a read succeeds).
+        if refilling {
+            guard self.refill() else { return }
+            self.needsRefill = false
+        }
         let now = self.snapshot()
         guard now != self.last else { return }
         self.last = now

@@ -49,6 +49,20 @@ public final class NetworkNamespace: @unchecked Sendable {
         try Self.run(["netns", "exec", self.name, tc] + words.split(separator: " ").map(String.init))
     }
 
+    /// An interface's kernel counter (`statistics/NAME` in its sysfs directory, as seen from inside).
+    public func counter(_ interface: String, _ name: String) throws -> UInt64 {
+        let process = self.process(["/bin/cat", "/sys/class/net/\(interface)/statistics/\(name)"])
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard let value = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw Failure(description: "no counter \(name) for \(interface): \(text)")
+        }
+        return value
+    }
+
     /// A process that runs `command` inside the namespace (`ip netns exec`), not started.
     public func process(_ command: [String]) -> Process {
         let process = Process()

@@ -490,6 +490,9 @@ final class ActiveTransfer {
     // MARK: Progress
 
     /// Reports progress if a quarter second has passed since the last report and bytes arrived.
+    /// Whether it received bytes that no progress report told yet.
+    var hasUnreportedBytes: Bool { self.received != self.lastProgressBytes }
+
     func reportProgressIfDue(now: Double, force: Bool = false) {
         let received = self.received
         let elapsed = now - self.lastProgressAt

@@ -442,6 +442,9 @@ final class EngineLoop: @unchecked Sendable {
             guard let transfer = self.transfers[id], !transfer.userPaused else { break }
             transfer.userPaused = true
             if transfer.inMulti { _ = curl_easy_pause(transfer.easy, CURLPAUSE_ALL) }
+            // What it received up to the pause is told now, not at the next tick: a paused job's bytes stand still
+            // from the moment it is shown paused.
+            transfer.reportProgressIfDue(now: monotonicNow(), force: transfer.hasUnreportedBytes)
         case .resume(let id):
             if let transfer = self.waitingTransfer(id) { transfer.userPaused = false }
             guard let transfer = self.transfers[id], transfer.userPaused else { break }

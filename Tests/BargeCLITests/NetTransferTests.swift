@@ -261,4 +261,32 @@ struct NetTransferTests {
         let smallServed = lab.nginx.served("/small.bin", count: 1)
         #expect(smallServed.map { "\($0.status) \($0.remote)" } == ["200 10.77.0.2"], "\(smallServed)")
     }
+
+    /// A transfer is bound to the uplink it was judged by: when a metered modem's default route appears and is
+    /// preferred (lower metric), an `unmetered` transfer running over the wired link stays on it (its
+    /// acknowledgements do not start leaving by the modem), and ends in a complete, correct file in one response.
+    @Test func aRunningTransferStaysOnItsUplinkWhenAMeteredRouteIsPreferred() async throws {
+        let lab = try await Lab()
+        let content = TestContent.bytes(count: 3 << 20, seed: 77)
+        _ = try lab.nginx.serve("big.bin", bytes: content)
+        let agent = try await lab.agent()
+        defer { _ = agent.stop() }
+        try agent.scratch.write(
+            "manifests.d/10-net.yaml",
+            Self.manifest(agent, [("\(lab.remote)/big.bin", "big.bin", "unmetered")])
+        )
+        let started = await eventually(timeout: 20) { (Self.job(agent, "big.bin")?.bytes ?? 0) >= 256 << 10 }
+        try #require(started, "\(Self.states(agent))")
+        let sentByModem = try lab.client.counter("wwan0", "tx_bytes")
+        try lab.client.ip("route add default via 10.78.0.1 dev wwan0 metric 10")
+        try lab.client.ip("route add default via 10.77.0.1 dev wired0 metric 100")
+        try lab.client.ip("route del default via 10.77.0.1 dev wired0 metric 0")
+        let done = await eventually(timeout: 30) { Self.job(agent, "big.bin")?.state == "up-to-date" }
+        #expect(done, "\(Self.states(agent))")
+        #expect(agent.scratch.read("out/big.bin") == content)
+        #expect(lab.nginx.served("/big.bin", count: 1).map(\.status) == [200])
+        // A few hundred bytes of neighbour discovery at most; the transfer's acknowledgements would be tens of KiB.
+        let modem = try lab.client.counter("wwan0", "tx_bytes") - sentByModem
+        #expect(modem < 4096, "the modem sent \(modem) bytes")
+    }
 }

@@ -9,6 +9,11 @@ public enum NetworkView: Hashable, Sendable, CustomStringConvertible {
     case online(cost: NetworkCost, roaming: Bool, via: String? = nil)
     /// No route to the origin (named).
     case unreachable(String)
+    /// The origin's name is being looked up (its path is not known yet).
+    case lookingUp(String)
+    /// A running transfer's uplink no longer suits it, but its origin's path (by the named interface) does: it is
+    /// stopped at once and started again on that path.
+    case moving(to: String)
 
     /// Whether a job with this network policy may transfer; nil, or why not.
     public func refusal(for policy: NetworkCostPolicy) -> String? {
@@ -19,6 +24,10 @@ public enum NetworkView: Hashable, Sendable, CustomStringConvertible {
             return "waiting for a network"
         case .unreachable(let origin):
             return "no route to \(origin)"
+        case .lookingUp(let origin):
+            return "looking up \(origin)"
+        case .moving(let interface):
+            return "moving to \(interface)"
         case .online(let cost, let roaming, let via):
             let uplink = via.map { ": \($0)" } ?? " now"
             switch policy {
@@ -44,6 +53,8 @@ public enum NetworkView: Hashable, Sendable, CustomStringConvertible {
         case .unmonitored: "not monitored (treated as unmetered)"
         case .offline: "offline"
         case .unreachable(let origin): "no route to \(origin)"
+        case .lookingUp(let origin): "looking up \(origin)"
+        case .moving(let interface): "moving to \(interface)"
         case .online(let cost, let roaming, let via):
             (roaming ? "\(cost.rawValue), roaming" : cost.rawValue) + (via.map { " (\($0))" } ?? "")
         }
@@ -58,6 +69,9 @@ public struct ReconcileFacts: Hashable, Sendable {
     public var network: NetworkView
     /// The network as the jobs of each origin (``JobSpec/host``) meet it: the uplink their traffic leaves by.
     public var networkByHost: [String: NetworkView]
+    /// The network as a running job's connection meets it, where that is not its origin's view (a transfer bound
+    /// to an interface that is no longer its origin's path).
+    public var networkByJob: [Int64: NetworkView]
     /// Transfers at once.
     public var limits: Concurrency
     /// The global bandwidth timetable.
@@ -82,6 +96,7 @@ public struct ReconcileFacts: Hashable, Sendable {
         now: LocalTime,
         network: NetworkView = .unmonitored,
         networkByHost: [String: NetworkView] = [:],
+        networkByJob: [Int64: NetworkView] = [:],
         limits: Concurrency = Concurrency(),
         bandwidth: BandwidthTimetable = BandwidthTimetable([]),
         backlog: Int = 0,
@@ -92,6 +107,7 @@ public struct ReconcileFacts: Hashable, Sendable {
         self.now = now
         self.network = network
         self.networkByHost = networkByHost
+        self.networkByJob = networkByJob
         self.limits = limits
         self.bandwidth = bandwidth
         self.backlog = backlog
@@ -184,7 +200,7 @@ public enum Reconciler {
             let id = job.record.id
             var staysPaused = false
             if job.isRunning {
-                if pausable, job.isAdmitted, let grace = grace ?? facts.pauseGrace {
+                if pausable, job.isAdmitted, let grace = grace ?? facts.pauseGrace, grace > 0 {
                     if let since = facts.paused[id] {
                         if now - since >= grace {
                             plan.stop.append(id)
@@ -220,10 +236,12 @@ public enum Reconciler {
                 continue
             }
             let network =
-                facts.networkByHost.isEmpty ? facts.network : facts.networkByHost[job.spec.host] ?? facts.network
+                facts.networkByJob[record.id]
+                ?? (facts.networkByHost.isEmpty ? facts.network : facts.networkByHost[job.spec.host] ?? facts.network)
             if let refusal = network.refusal(for: job.spec.policy.network) {
                 let noRoute = network == .offline || network.isUnreachable
-                hold(index, .suspended, refusal, pausable: true, grace: noRoute ? facts.linkGrace : nil)
+                let grace: Double? = if case .moving = network { 0 } else { noRoute ? facts.linkGrace : nil }
+                hold(index, .suspended, refusal, pausable: true, grace: grace)
                 continue
             }
             let windows = job.spec.policy.windows
