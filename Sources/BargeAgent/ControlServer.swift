@@ -228,8 +228,8 @@ struct ControlServer: Sendable {
             return (.ok, (try? encoder.encode(measured)) ?? Data())
         }
         if head.method == .POST, parts.count == 3, parts[0] == "v1", parts[1] == "network" {
-            guard let request = try? JSONDecoder().decode(UplinkOverride.self, from: body) else {
-                let expected = #"{"cost": "metered"|"unmetered"|null, "roaming": true|false|null}"#
+            guard let request = try? JSONDecoder().decode(UplinkOverrideChange.self, from: body) else {
+                let expected = #"{"cost": "metered"|"unmetered"|"auto", "roaming": "yes"|"no"|"auto"} (each optional)"#
                 return reply(.refused(.invalidRequest, "expected a JSON body: \(expected)"))
             }
             return reply(await self.supervisor.setUplink(parts[2], request, by: caller))

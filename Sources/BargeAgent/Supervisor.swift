@@ -187,6 +187,10 @@ public actor Supervisor {
     private var resolving: Set<String> = []
     /// Whether jobs may have origins without a view yet (jobs added, or the uplinks changed).
     private var hostsNeedViews = true
+    /// When the uplinks last changed, and the jobs whose transient failure came soon after (most likely from that
+    /// change): the next change retries them at once.
+    private var lastNetworkChangeAt: Double?
+    private var failedWithTheNetwork: Set<Int64> = []
     /// Where removed jobs' partials and pruned files are unlinked, in order, off the cooperative threads (a
     /// manifest of 100,000 entries removed is 100,000 unlinks). A partial that a new transfer holds by then is
     /// left alone: its lock says it is not the old one's.
@@ -313,7 +317,7 @@ public actor Supervisor {
         case .cancel(let selection): self.cancelJobs(selection, by: caller)
         case .retry(let selection): self.retryJobs(selection, by: caller)
         case .add(let request): await self.addJob(request, by: caller)
-        case .setUplink(let interface, let override): await self.setUplinkOverride(override, for: interface, by: caller)
+        case .setUplink(let interface, let change): await self.setUplinkOverride(change, for: interface, by: caller)
         }
     }
 
@@ -354,18 +358,22 @@ public actor Supervisor {
         // known keep their views coming at once. A name that did not resolve waits for the new answer.
         for (host, address) in self.addressByHost where address == nil { self.addressByHost[host] = nil }
         self.lookUp(self.addressByHost.keys.filter { !self.resolving.contains($0) })
+        let now = Date().timeIntervalSince1970
         if !snapshot.uplinks.isEmpty {
-            // A new network is a new chance: jobs waiting out a retry back-off (most often a connection that failed
-            // with the old network) try again at once; their attempts count on.
-            let now = Date().timeIntervalSince1970
-            for view in self.table.views where view.record.state == .transientError {
-                guard let due = view.record.dueAt, due > now else { continue }
-                self.table.modify(view.record.id) { job in
+            // Jobs whose connection failed with the last change try again at once on the new network (not before a
+            // server's Retry-After: those are not among them); their attempts count on.
+            for id in self.failedWithTheNetwork {
+                guard let view = self.table[id], view.record.state == .transientError,
+                    let due = view.record.dueAt, due > now
+                else { continue }
+                self.table.modify(id) { job in
                     job.record.dueAt = now
                     self.pending.records.append(job.record)
                 }
             }
+            self.failedWithTheNetwork = []
         }
+        self.lastNetworkChangeAt = now
         let lines = snapshot.report.text.split(separator: "\n")
         Log.info("network: \(snapshot.uplinks.isEmpty ? "no uplink" : lines.joined(separator: "; "))")
     }
@@ -470,12 +478,21 @@ public actor Supervisor {
     /// `barge net set`: stores the override, then has the monitor classify the uplinks again with it (its report
     /// comes back through the inbox as any network change).
     private func setUplinkOverride(
-        _ override: UplinkOverride,
+        _ change: UplinkOverrideChange,
         for interface: String,
         by caller: ControlCaller
     ) async -> CommandReply {
         guard caller.isAdministrator else {
             return .refused(.forbidden, "only an administrator of the agent may set an uplink's verdict")
+        }
+        guard UplinkOverride.isInterfaceName(interface) else {
+            return .refused(.invalidRequest, "'\(interface)' is not an interface name")
+        }
+        let override: UplinkOverride
+        do {
+            override = try change.applied(to: self.overrides[interface] ?? UplinkOverride())
+        } catch {
+            return .refused(.invalidRequest, error.description)
         }
         do {
             try await self.store.setUplinkOverride(override, for: interface)
@@ -1055,6 +1072,23 @@ public actor Supervisor {
             jitter: (Double.random(in: 0..<1), Double.random(in: 0..<1))
         )
         let id = job.record.id
+        // A transient failure soon after a network change or while there is no uplink, without a server's
+        // Retry-After, most likely came from the network (a connection the old network carried): the next change
+        // retries it at once, once.
+        let window: Double = max(Double(self.config.linkGrace.seconds), 2)
+        var byTheNetwork = false
+        if case .failed(let failure) = outcome, failure.kind == .transient, failure.retryAfter == nil,
+            job.record.state == .transientError, let changed = self.lastNetworkChangeAt
+        {
+            let sinceChange: Double = now - changed
+            let offline = self.uplinks?.uplinks.isEmpty ?? false
+            byTheNetwork = offline || sinceChange <= window
+        }
+        if byTheNetwork {
+            self.failedWithTheNetwork.insert(id)
+        } else {
+            self.failedWithTheNetwork.remove(id)
+        }
         if let validators = effects.validators { self.pending.validators.append((id, validators)) }
         if let refreshed = effects.refreshedValidators {
             self.pending.refreshedValidators.append((id, refreshed.etag, refreshed.lastModified))
@@ -1276,10 +1310,10 @@ public actor Supervisor {
     /// only.
     public nonisolated func setUplink(
         _ interface: String,
-        _ override: UplinkOverride,
+        _ change: UplinkOverrideChange,
         by caller: ControlCaller = .agent
     ) async -> CommandReply {
-        await self.send(.setUplink(interface, override), by: caller)
+        await self.send(.setUplink(interface, change), by: caller)
     }
 
     private func addJob(_ request: NewJobRequest, by caller: ControlCaller) async -> CommandReply {

@@ -28,8 +28,8 @@ enum SupervisorCommand: Sendable {
     case cancel(Supervisor.Selection)
     case retry(Supervisor.Selection)
     case add(NewJobRequest)
-    /// Sets (or with both `auto`, clears) the verdict on an interface by hand.
-    case setUplink(String, UplinkOverride)
+    /// Changes the verdict set by hand on an interface (both halves `auto`: none).
+    case setUplink(String, UplinkOverrideChange)
 }
 
 /// What one pass of the supervisor does with the events that arrived together: a burst is coalesced, so 1,000

@@ -13,6 +13,9 @@ public struct ControlClient: Sendable {
         public var socketPath: String
         /// What libcurl said.
         public var reason: String
+        /// Whether nothing listens there (no socket, or the connection was refused): no agent runs. Else the agent
+        /// may run but did not answer (a time-out, a broken answer).
+        public var nothingListens = false
         public var description: String { "cannot reach the agent at \(self.socketPath): \(self.reason)" }
     }
 
@@ -72,7 +75,8 @@ public struct ControlClient: Sendable {
             let detail = String(cString: errorBuffer)
             throw Unreachable(
                 socketPath: self.socketPath,
-                reason: detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
+                reason: detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail,
+                nothingListens: code == CURLE_COULDNT_CONNECT
             )
         }
         var status = 0

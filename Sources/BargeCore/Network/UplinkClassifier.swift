@@ -56,10 +56,63 @@ public struct UplinkOverride: Hashable, Sendable, Codable {
         self.roaming = roaming
     }
 
+    /// Whether `name` can be an interface's name: 1–15 bytes (IFNAMSIZ), none of `/`, `:`, `%`, white space or
+    /// control characters.
+    public static func isInterfaceName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count < 16 && name != "." && name != ".."
+            && !name.unicodeScalars.contains { scalar in
+                scalar == "/" || scalar == ":" || scalar == "%" || scalar.properties.isWhitespace
+                    || scalar.properties.generalCategory == .control
+            }
+    }
+
     /// `cost metered, roaming auto`, as `barge net set` confirms it.
     public static func describe(_ override: UplinkOverride) -> String {
         let roaming = override.roaming.map { $0 ? "yes" : "no" } ?? "auto"
         return "cost \(override.cost?.rawValue ?? "auto"), roaming \(roaming)"
+    }
+}
+
+/// A change to an interface's override, as `barge net set` asks it: each half `auto` (back to the rules), a value,
+/// or absent (kept as it is). The agent applies it to the stored override in one step.
+public struct UplinkOverrideChange: Codable, Hashable, Sendable {
+    /// `metered`, `unmetered`, `auto`, or nil to keep.
+    public var cost: String?
+    /// `yes`, `no`, `auto`, or nil to keep.
+    public var roaming: String?
+
+    /// A change.
+    public init(cost: String? = nil, roaming: String? = nil) {
+        self.cost = cost
+        self.roaming = roaming
+    }
+
+    /// What is wrong with a change.
+    public struct Invalid: Error, CustomStringConvertible {
+        /// What was expected.
+        public var description: String
+    }
+
+    /// `current` with the change made.
+    public func applied(to current: UplinkOverride) throws(Invalid) -> UplinkOverride {
+        var override = current
+        switch self.cost {
+        case nil: break
+        case "auto": override.cost = nil
+        case let text?:
+            guard let cost = NetworkCost(rawValue: text) else {
+                throw Invalid(description: "cost: expected metered, unmetered or auto, not '\(text)'")
+            }
+            override.cost = cost
+        }
+        switch self.roaming {
+        case nil: break
+        case "auto": override.roaming = nil
+        case "yes": override.roaming = true
+        case "no": override.roaming = false
+        case let text?: throw Invalid(description: "roaming: expected yes, no or auto, not '\(text)'")
+        }
+        return override
     }
 }
 

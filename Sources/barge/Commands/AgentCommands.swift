@@ -62,14 +62,17 @@ struct AgentConnection {
         do {
             return try self.client.send(method, path, body: body)
         } catch {
-            let start = self.configPath.map { "barge agent --config \($0)" } ?? "barge agent"
-            FileHandle.standardError.write(
-                Data(
-                    "barge: \(error)\nIs the agent running? Start it with `\(start)` or `systemctl start barge`.\n".utf8
-                )
-            )
-            throw ExitCode(1)
+            throw self.unreachable(error)
         }
+    }
+
+    /// Says that the agent cannot be reached, with how to start one; the error to throw (exit status 1).
+    private func unreachable(_ error: any Error) -> ExitCode {
+        let start = self.configPath.map { "barge agent --config \($0)" } ?? "barge agent"
+        FileHandle.standardError.write(
+            Data("barge: \(error)\nIs the agent running? Start it with `\(start)` or `systemctl start barge`.\n".utf8)
+        )
+        return ExitCode(1)
     }
 
     func status() throws -> StatusReport {
@@ -83,7 +86,25 @@ struct AgentConnection {
 
     /// Sends a command and prints its reply; a refused command exits 1.
     func command(_ path: String, body: Data? = nil) throws -> CommandReply {
-        let reply = try self.send("POST", path, body: body)
+        try self.decoded(self.send("POST", path, body: body), to: path)
+    }
+
+    /// Sends a command when an agent listens; nil when none does (no socket, or nothing accepts on it). An agent
+    /// that listens but does not answer is an error, as for ``command(_:body:)``.
+    func commandIfRunning(_ path: String, body: Data? = nil) throws -> CommandReply? {
+        let reply: (status: Int, body: Data)
+        do {
+            reply = try self.client.send("POST", path, body: body)
+        } catch  where error.nothingListens {
+            return nil
+        } catch {
+            throw self.unreachable(error)
+        }
+        return try self.decoded(reply, to: path)
+    }
+
+    /// A command's reply; one that is not a reply, or a refusal, is said on standard error (exit status 1).
+    private func decoded(_ reply: (status: Int, body: Data), to path: String) throws -> CommandReply {
         guard let decoded = try? JSONDecoder().decode(CommandReply.self, from: reply.body) else {
             FileHandle.standardError.write(Data("barge: the agent answered \(reply.status) to \(path)\n".utf8))
             throw ExitCode(1)

@@ -120,9 +120,8 @@ struct NetShow: AsyncParsableCommand {
     /// The overrides the agent's store keeps; none without a store. One that cannot be read is said on standard
     /// error, and the verdicts are shown without overrides (the report's `overrides` is then absent).
     private static func storedOverrides(_ config: AgentConfig) async -> [String: UplinkOverride]? {
-        guard FileManager.default.fileExists(atPath: config.stateDirectory + "/" + JobStore.fileName) else {
-            return [:]
-        }
+        var info = stat()
+        if stat(config.stateDirectory + "/" + JobStore.fileName, &info) != 0, errno == ENOENT { return [:] }
         do {
             let store = try JobStore(directory: config.stateDirectory)
             return try await store.uplinkOverrides()
@@ -167,37 +166,20 @@ struct NetSet: AsyncParsableCommand {
 
     func validate() throws {
         guard self.cost != nil || self.roaming != nil else { throw ValidationError("give --cost, --roaming or both") }
-        guard !self.interface.isEmpty, self.interface.utf8.count < 16,
-            !self.interface.contains(where: { $0 == "/" || $0.isWhitespace || $0 == ":" })
-        else {
+        guard UplinkOverride.isInterfaceName(self.interface) else {
             throw ValidationError(
-                "'\(self.interface)' is not an interface name (at most 15 bytes, no '/', ':' or white space)"
+                "'\(self.interface)' is not an interface name (1–15 bytes, no '/', ':', '%' or white space)"
             )
         }
-        _ = try self.override(keeping: UplinkOverride())
+        do {
+            _ = try self.change.applied(to: UplinkOverride())
+        } catch {
+            throw ValidationError("--\(error.description)")
+        }
     }
 
-    /// The override this command sets, over the one in force (an option not given keeps its value).
-    func override(keeping current: UplinkOverride) throws -> UplinkOverride {
-        var override = current
-        switch self.cost {
-        case nil: break
-        case "auto": override.cost = nil
-        case let text?:
-            guard let cost = NetworkCost(rawValue: text) else {
-                throw ValidationError("--cost: expected metered, unmetered or auto, not '\(text)'")
-            }
-            override.cost = cost
-        }
-        switch self.roaming {
-        case nil: break
-        case "auto": override.roaming = nil
-        case "yes": override.roaming = true
-        case "no": override.roaming = false
-        case let text?: throw ValidationError("--roaming: expected yes, no or auto, not '\(text)'")
-        }
-        return override
-    }
+    /// The change asked for: an option not given keeps its half.
+    var change: UplinkOverrideChange { UplinkOverrideChange(cost: self.cost, roaming: self.roaming) }
 
     func run() async throws {
         let config: AgentConfig
@@ -206,30 +188,44 @@ struct NetSet: AsyncParsableCommand {
         } catch {
             throw ValidationError("cannot read the config \(error)")
         }
-        let client = ControlClient(socketPath: config.controlSocket)
-        if let running = try? client.send("GET", "/v1/network") {
-            // The agent runs: it keeps the override and applies it.
-            let current = (try? JSONDecoder().decode(NetworkReport.self, from: running.body))?.overrides?
-                .first { $0.name == self.interface }
-            let override = try self.override(
-                keeping: UplinkOverride(
-                    cost: current?.cost.flatMap(NetworkCost.init(rawValue:)),
-                    roaming: current?.roaming
-                )
-            )
-            let body = try JSONEncoder().encode(override)
-            let connection = try AgentConnection(options: self.options)
-            let reply = try connection.command("/v1/network/\(self.interface)", body: body)
+        let body = try JSONEncoder().encode(self.change)
+        // The agent merges the change with the override it keeps, stores it and applies it.
+        if let reply = try AgentConnection(options: self.options).commandIfRunning(
+            "/v1/network/\(self.interface)",
+            body: body
+        ) {
             print(reply.message)
             return
         }
+        // No agent runs: written to its store, applied when it starts.
+        let path = config.stateDirectory + "/" + JobStore.fileName
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw Self.refusal(
+                errno == ENOENT
+                    ? "the agent is not running and has no store yet (\(path)); start it, then set the override"
+                    : "cannot read \(path): \(String(cString: strerror(errno)))"
+            )
+        }
+        // Written as the store's owner only: a store that root made would lock the agent's own user out.
+        guard info.st_uid == geteuid() else {
+            throw Self.refusal(
+                "the agent is not running, and its store \(path) belongs to uid \(info.st_uid): run this as that user"
+            )
+        }
         let store = try JobStore(directory: config.stateDirectory)
         let current = try await store.uplinkOverrides()[self.interface] ?? UplinkOverride()
-        let override = try self.override(keeping: current)
+        let override = try self.change.applied(to: current)
         try await store.setUplinkOverride(override, for: self.interface)
         print(
             "\(self.interface): \(UplinkOverride.describe(override)) (stored in \(config.stateDirectory); the agent "
                 + "is not running and applies it when it starts)"
         )
+    }
+
+    /// Says a refusal on standard error; the error to throw (exit status 1).
+    private static func refusal(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data("barge: \(message)\n".utf8))
+        return ExitCode(1)
     }
 }
