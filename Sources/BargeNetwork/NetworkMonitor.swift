@@ -97,6 +97,8 @@ public final class NetworkMonitor: @unchecked Sendable {
     private let changed: @Sendable (NetworkSnapshot) -> Void
     private let stopped: @Sendable (NetlinkError) -> Void
     private var last: NetworkSnapshot?
+    /// The gateways asked for their MAC that have not answered yet, by interface index.
+    private var promptedGateways: [Int32: String] = [:]
     private var thread: Thread?
     private let done = DispatchSemaphore(value: 0)
     /// Work handed to the monitor's thread (``onThread(_:)``), and whether it is to stop; under `lock`.
@@ -398,9 +400,26 @@ public final class NetworkMonitor: @unchecked Sendable {
             self.needsRefill = false
         }
         let now = self.snapshot()
+        self.promptUnknownGateways(of: now)
         guard now != self.last else { return }
         self.last = now
         self.changed(now)
+    }
+
+    /// Asks the kernel to resolve each Ethernet uplink's gateway whose MAC it does not know (an idle machine may never
+    /// have spoken to it, or its entry aged out): until then a `gateway-mac` rule can only fail closed. Once per
+    /// gateway until its MAC is known, so a gateway that never answers is not asked again and again.
+    private func promptUnknownGateways(of snapshot: NetworkSnapshot) {
+        var prompted: [Int32: String] = [:]
+        for uplink in snapshot.uplinks where uplink.facts.gatewayMAC == nil {
+            guard let gateway = uplink.facts.gateway, uplink.facts.linkType == UplinkClassifier.ethernetLinkType
+            else { continue }
+            if self.promptedGateways[uplink.index] != gateway {
+                Self.promptNeighbour(gateway, on: uplink.facts.name, index: uplink.index)
+            }
+            prompted[uplink.index] = gateway
+        }
+        self.promptedGateways = prompted
     }
 
     /// Reads the three caches again from the kernel. The events say *that* something changed, but the caches they
@@ -510,40 +529,10 @@ public final class NetworkMonitor: @unchecked Sendable {
     /// The source address the kernel picks for `address` (its raw bytes), or nil without a route; bound to
     /// `interface` (SO_BINDTODEVICE), only by the routes through it.
     static func sourceAddress(to address: String, boundTo interface: String? = nil) -> [UInt8]? {
-        var v4 = sockaddr_in()
-        var v6 = sockaddr_in6()
-        let isV4 = inet_pton(AF_INET, address, &v4.sin_addr) == 1
-        guard isV4 || inet_pton(AF_INET6, address, &v6.sin6_addr) == 1 else { return nil }
-        let descriptor = socket(isV4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { return nil }
+        guard let (descriptor, isV4) = Self.connectedDatagramSocket(to: address, boundTo: interface) else { return nil }
         defer { close(descriptor) }
-        if let interface {
-            let bound = interface.withCString { name in
-                setsockopt(descriptor, SOL_SOCKET, SO_BINDTODEVICE, name, socklen_t(strlen(name) + 1)) == 0
-            }
-            guard bound else { return nil }
-        }
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let connected: Bool
-        if isV4 {
-            v4.sin_family = sa_family_t(AF_INET)
-            v4.sin_port = UInt16(9).bigEndian  // discard; nothing is sent
-            connected = withUnsafePointer(to: &v4) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-                }
-            }
-        } else {
-            v6.sin6_family = sa_family_t(AF_INET6)
-            v6.sin6_port = UInt16(9).bigEndian
-            connected = withUnsafePointer(to: &v6) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) == 0
-                }
-            }
-        }
-        guard connected else { return nil }
         let named = withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) == 0 }
         }
@@ -553,6 +542,66 @@ public final class NetworkMonitor: @unchecked Sendable {
                 ? Array(raw[4..<8])  // sin_addr
                 : Array(raw[8..<24])  // sin6_addr
         }
+    }
+
+    /// Makes the kernel resolve `gateway`'s link-layer address on `interface` (ARP, or IPv6 neighbour discovery)
+    /// by sending it one empty UDP datagram to the discard port: the neighbour table's event then brings the MAC
+    /// that `gateway-mac` rules match. Returns whether it was sent.
+    @discardableResult
+    static func promptNeighbour(_ gateway: String, on interface: String, index: Int32) -> Bool {
+        guard let (descriptor, _) = Self.connectedDatagramSocket(to: gateway, boundTo: interface, scope: index) else {
+            return false
+        }
+        defer { close(descriptor) }
+        return send(descriptor, nil, 0, Int32(MSG_DONTWAIT)) == 0
+    }
+
+    /// A UDP socket connected to `address`'s discard port (connecting sends nothing), bound to `interface` when
+    /// given; `scope`, the interface index for an IPv6 link-local address. Nil without a route.
+    private static func connectedDatagramSocket(
+        to address: String,
+        boundTo interface: String?,
+        scope: Int32 = 0
+    ) -> (descriptor: Int32, isV4: Bool)? {
+        var v4 = sockaddr_in()
+        var v6 = sockaddr_in6()
+        let isV4 = inet_pton(AF_INET, address, &v4.sin_addr) == 1
+        guard isV4 || inet_pton(AF_INET6, address, &v6.sin6_addr) == 1 else { return nil }
+        let descriptor = socket(isV4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { return nil }
+        if let interface {
+            let bound = interface.withCString { name in
+                setsockopt(descriptor, SOL_SOCKET, SO_BINDTODEVICE, name, socklen_t(strlen(name) + 1)) == 0
+            }
+            guard bound else {
+                close(descriptor)
+                return nil
+            }
+        }
+        let connected: Bool
+        if isV4 {
+            v4.sin_family = sa_family_t(AF_INET)
+            v4.sin_port = UInt16(9).bigEndian
+            connected = withUnsafePointer(to: &v4) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                }
+            }
+        } else {
+            v6.sin6_family = sa_family_t(AF_INET6)
+            v6.sin6_port = UInt16(9).bigEndian
+            v6.sin6_scope_id = UInt32(bitPattern: scope)
+            connected = withUnsafePointer(to: &v6) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) == 0
+                }
+            }
+        }
+        guard connected else {
+            close(descriptor)
+            return nil
+        }
+        return (descriptor, isV4)
     }
 
     private static func forEach(_ cache: OpaquePointer?, _ body: (OpaquePointer) -> Void) {

@@ -96,12 +96,13 @@ struct NetTests {
         #expect(once?.uplinks.map(\.name) == ["wired0"])
     }
 
-    /// A rule on the gateway's link-layer address matches once the neighbour table knows it (a neighbour event,
-    /// not a route change), and not for a gateway with another address.
-    @Test func aGatewayMACRuleMatchesOnceTheNeighbourIsKnown() async throws {
+    /// A `gateway-mac` rule: the monitor asks an idle gateway for its MAC (nothing else talks to it here), and
+    /// while a gateway's MAC is not known, a rule that makes the uplink metered holds (fail closed).
+    @Test func aGatewayMACRuleFailsClosedUntilTheNeighbourIsKnown() async throws {
         let namespace = try NetworkNamespace()
         let origin = try NetworkNamespace()
         try Self.addLink(namespace, origin, "wired", subnet: 77)
+        try origin.ip("link set wired1 address 02:00:00:00:77:01")
         try namespace.ip("route add default via 10.77.0.1 dev wired0")
         let config = try self.scratch.write(
             "mac.yaml",
@@ -122,19 +123,27 @@ struct NetTests {
             watch.terminate()
             watch.waitUntilExit()
         }
-        let unknown = ["wired0 ethernet unmetered (ethernet: ARPHRD_ETHER)"]
-        #expect(await eventually { lines.all.last.map(Self.uplinks) == unknown }, "\(lines.all)")
-
-        try namespace.ip("neigh replace 10.77.0.1 lladdr 02:00:00:00:77:02 dev wired0 nud permanent")
-        let other = await eventually {
-            lines.all.last.flatMap { try? JSONDecoder().decode(NetworkReport.self, from: Data($0.utf8)) }?
-                .uplinks.first?.gatewayMAC == "02:00:00:00:77:02"
+        func lastReport() -> NetworkReport? {
+            lines.all.last.flatMap { try? JSONDecoder().decode(NetworkReport.self, from: Data($0.utf8)) }
         }
-        #expect(other, "\(lines.all)")
-        #expect(lines.all.last.map(Self.uplinks) == unknown)
-
-        try namespace.ip("neigh replace 10.77.0.1 lladdr 02:00:00:00:77:01 dev wired0 nud permanent")
         let matched = ["wired0 ethernet metered (rule 1 'gateway-mac 02:00:00:00:77:01')"]
+        #expect(await eventually { lines.all.last.map(Self.uplinks) == matched }, "\(lines.all)")
+        #expect(lastReport()?.uplinks.first?.gatewayMAC == "02:00:00:00:77:01")
+
+        // A gateway that does not answer: its MAC stays unknown, and the metered rule holds.
+        try namespace.ip("route replace default via 10.77.0.9 dev wired0")
+        let unknown = [
+            "wired0 ethernet metered (rule 1 'gateway-mac 02:00:00:00:77:01', gateway's MAC not known yet)"
+        ]
+        #expect(await eventually { lines.all.last.map(Self.uplinks) == unknown }, "\(lines.all)")
+        #expect(lastReport()?.uplinks.first?.gatewayMAC == nil)
+
+        try namespace.ip("neigh replace 10.77.0.9 lladdr 02:00:00:00:77:02 dev wired0 nud permanent")
+        let other = ["wired0 ethernet unmetered (ethernet: ARPHRD_ETHER)"]
+        #expect(await eventually { lines.all.last.map(Self.uplinks) == other }, "\(lines.all)")
+        #expect(lastReport()?.uplinks.first?.gatewayMAC == "02:00:00:00:77:02")
+
+        try namespace.ip("neigh replace 10.77.0.9 lladdr 02:00:00:00:77:01 dev wired0 nud permanent")
         #expect(await eventually { lines.all.last.map(Self.uplinks) == matched }, "\(lines.all)")
     }
 

@@ -108,6 +108,36 @@ struct UplinkClassifierTests {
         #expect(UplinkClassifier.classify(Self.modem, rules: bothMustHold).cost == .metered)
     }
 
+    /// A gateway whose MAC is not known yet: a rule naming a MAC counts where it would make the uplink costlier
+    /// (metered, roaming) and not where it would make it cheaper; an uplink without a gateway matches none.
+    @Test func anUnknownGatewayMACFailsClosed() {
+        var wired = InterfaceFacts(name: "eth0", driver: "e1000e")
+        wired.gateway = "192.168.8.1"
+        let phone = "aa:bb:cc:00:11:22"
+        let metered = [NetworkRule(gatewayMAC: phone, cost: .metered, roaming: true)]
+        let held = UplinkClassifier.classify(wired, rules: metered)
+        #expect(held.cost == .metered && held.roaming)
+        #expect(held.costSource == .ruleUntilGatewayKnown(number: 1, matched: "gateway-mac \(phone)"))
+        #expect(held.costSource.description == "rule 1 'gateway-mac \(phone)', gateway's MAC not known yet")
+        let cheaper = [
+            NetworkRule(gatewayMAC: phone, cost: .unmetered, roaming: false),
+            NetworkRule(interface: "eth*", cost: .metered),
+        ]
+        let notYet = UplinkClassifier.classify(wired, rules: cheaper)
+        #expect(notYet.cost == .metered && notYet.costSource == .rule(number: 2, matched: "eth*"))
+        #expect(notYet.roamingSource == .heuristic("no roaming source"))
+        wired.gatewayMAC = "AA:BB:CC:00:11:23"
+        #expect(UplinkClassifier.classify(wired, rules: metered).cost == .unmetered)
+        wired.gatewayMAC = "AA:BB:CC:00:11:22"
+        #expect(
+            UplinkClassifier.classify(wired, rules: metered).costSource
+                == .rule(number: 1, matched: "gateway-mac \(phone)")
+        )
+        wired.gatewayMAC = nil
+        wired.gateway = nil
+        #expect(UplinkClassifier.classify(wired, rules: metered).cost == .unmetered)
+    }
+
     /// An override beats the rules, a rule beats NetworkManager, NetworkManager beats the heuristics; `auto` (nil)
     /// leaves that part to the next source.
     @Test func sourcesComeInOrder() {

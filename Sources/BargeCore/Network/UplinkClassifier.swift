@@ -122,6 +122,9 @@ public enum VerdictSource: Hashable, Sendable, CustomStringConvertible {
     case override
     /// The rule at this index of barge.yaml's `networks` (counted from 1), shown as it matched.
     case rule(number: Int, matched: String)
+    /// A rule that would make the uplink costlier and may match: its other conditions hold, but the gateway's MAC,
+    /// which it names, is not known yet. Taken as matching (fail closed) until the neighbour table says.
+    case ruleUntilGatewayKnown(number: Int, matched: String)
     /// NetworkManager's `Metered` property of the device (a later part feeds it).
     case networkManager(String)
     /// The kernel's facts, with the one that decided.
@@ -131,6 +134,7 @@ public enum VerdictSource: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .override: "set by hand"
         case .rule(let number, let matched): "rule \(number) '\(matched)'"
+        case .ruleUntilGatewayKnown(let number, let matched): "rule \(number) '\(matched)', gateway's MAC not known yet"
         case .networkManager(let value): "NetworkManager Metered=\(value)"
         case .heuristic(let reason): reason
         }
@@ -235,13 +239,27 @@ public enum UplinkClassifier {
         return (.other, "ARPHRD \(facts.linkType)")
     }
 
+    /// Whether a rule's conditions hold for an uplink.
+    public enum RuleMatch: Sendable, Equatable {
+        /// Every condition holds.
+        case matches
+        /// A condition does not hold.
+        case fails
+        /// Every other condition holds, but the rule names a gateway MAC and the uplink's gateway has none known yet
+        /// (its neighbour entry is missing or unresolved).
+        case gatewayMACUnknown
+    }
+
     /// Whether `rule`'s conditions all hold for an uplink of these facts and kind.
-    public static func matches(_ rule: NetworkRule, _ facts: InterfaceFacts, kind: InterfaceKind) -> Bool {
-        if let glob = rule.interface, fnmatch(glob, facts.name, 0) != 0 { return false }
-        if let wanted = rule.kind, wanted != kind { return false }
-        if let gateway = rule.gateway, gateway != facts.gateway { return false }
-        if let mac = rule.gatewayMAC, mac != facts.gatewayMAC?.lowercased() { return false }
-        return true
+    public static func match(_ rule: NetworkRule, _ facts: InterfaceFacts, kind: InterfaceKind) -> RuleMatch {
+        if let glob = rule.interface, fnmatch(glob, facts.name, 0) != 0 { return .fails }
+        if let wanted = rule.kind, wanted != kind { return .fails }
+        if let gateway = rule.gateway, gateway != facts.gateway { return .fails }
+        if let mac = rule.gatewayMAC {
+            guard let known = facts.gatewayMAC else { return facts.gateway == nil ? .fails : .gatewayMACUnknown }
+            if mac != known.lowercased() { return .fails }
+        }
+        return .matches
     }
 
     /// The verdict on one uplink. `networkManagerMetered`: NetworkManager's `Metered` for the device (`yes`, `no`,
@@ -258,10 +276,19 @@ public enum UplinkClassifier {
         if let set = override?.cost { cost = (set, .override) }
         if let set = override?.roaming { roaming = (set, .override) }
         for (index, rule) in rules.enumerated() where cost == nil || roaming == nil {
-            guard Self.matches(rule, facts, kind: kind) else { continue }
-            let source = VerdictSource.rule(number: index + 1, matched: Self.describe(rule))
-            if cost == nil, let ruled = rule.cost { cost = (ruled, source) }
-            if roaming == nil, let ruled = rule.roaming { roaming = (ruled, source) }
+            switch Self.match(rule, facts, kind: kind) {
+            case .fails: continue
+            case .matches:
+                let source = VerdictSource.rule(number: index + 1, matched: Self.describe(rule))
+                if cost == nil, let ruled = rule.cost { cost = (ruled, source) }
+                if roaming == nil, let ruled = rule.roaming { roaming = (ruled, source) }
+            case .gatewayMACUnknown:
+                // Fail closed: what would make the uplink costlier holds until the MAC is known; what would make it
+                // cheaper does not.
+                let source = VerdictSource.ruleUntilGatewayKnown(number: index + 1, matched: Self.describe(rule))
+                if cost == nil, rule.cost == .metered { cost = (.metered, source) }
+                if roaming == nil, rule.roaming == true { roaming = (true, source) }
+            }
         }
         if cost == nil, let metered = networkManagerMetered {
             switch metered {
