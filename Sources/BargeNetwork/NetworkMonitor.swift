@@ -100,6 +100,8 @@ public final class NetworkMonitor: @unchecked Sendable {
     /// The gateways asked for their MAC that have not answered yet, by interface index.
     private var promptedGateways: [Int32: String] = [:]
     private var thread: Thread?
+    /// The reference the running thread holds (see ``start()``).
+    private var heldByThread: Unmanaged<NetworkMonitor>?
     private let done = DispatchSemaphore(value: 0)
     /// Work handed to the monitor's thread (``onThread(_:)``), and whether it is to stop; under `lock`.
     private var requests: [@Sendable () -> Void] = []
@@ -170,12 +172,18 @@ public final class NetworkMonitor: @unchecked Sendable {
         close(self.wakeup.write)
     }
 
-    /// Starts the monitor's thread; it reports the current uplinks first.
+    /// Starts the monitor's thread; it reports the current uplinks first. A started monitor lives until
+    /// ``stop()``.
     public func start() {
-        let thread = Thread { [self] in
+        // The thread's hold on the monitor is released by stop(), on the caller's thread: were it the thread's own
+        // (a closure Foundation frees as the thread ends), the caches could be freed on a dying thread while the
+        // process exits, when libnl's destructors have already unregistered the address families its links use.
+        let held = Unmanaged.passRetained(self)
+        self.heldByThread = held
+        let thread = Thread {
             // The kernel's name (`top -H`, perf): Foundation does not set it on Linux.
             _ = CBargeLinux_name_this_thread("barge-netlink")
-            self.run()
+            held.takeUnretainedValue().run()
         }
         thread.name = "barge-netlink"
         self.thread = thread
@@ -190,6 +198,8 @@ public final class NetworkMonitor: @unchecked Sendable {
         self.wake()
         self.done.wait()
         self.thread = nil
+        self.heldByThread?.release()
+        self.heldByThread = nil
     }
 
     private func wake() {
