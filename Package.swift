@@ -157,7 +157,7 @@ let package = Package(
         // The agent's parts without I/O: the inbox, the coalescing, the pure steps of the supervisor.
         .testTarget(
             name: "BargeAgentTests",
-            dependencies: ["BargeAgent", "BargeCore", "BargeStore", "BargeTransfer"],
+            dependencies: ["BargeAgent", "BargeCore", "BargeNetwork", "BargeStore", "BargeTransfer"],
             swiftSettings: swiftSettings
         ),
         // End-to-end tests: run the built `barge` binary.

@@ -1,4 +1,5 @@
 import BargeCore
+import BargeNetwork
 import BargeStore
 import Foundation
 import Synchronization
@@ -239,6 +240,47 @@ struct SupervisorPlanTests {
         #expect(jobs.first { $0.id == 1 }?.reason == "fetched 5 B from o.test")
         #expect(jobs.first { $0.id == 2 }?.state == "cancelled")
         #expect(await store.histories == ["complete"])
+        await supervisor.stop()
+    }
+
+    /// A connection that failed right after the network changed is tried again at the next change, at once and
+    /// once, not after its back-off; one the server told to come back later (Retry-After) waits as told.
+    @Test func aFailureFromANetworkChangeIsRetriedAtTheNextChange() async throws {
+        let (supervisor, engine, _) = Self.supervisor()
+        try await supervisor.start()
+        func uplinks(_ names: String...) -> NetworkSnapshot {
+            NetworkSnapshot(
+                uplinks: names.enumerated().map { index, name in
+                    let facts = InterfaceFacts(name: name, driver: "e1000e")
+                    return Uplink(
+                        index: Int32(index + 2),
+                        facts: facts,
+                        families: [.ipv4],
+                        verdict: UplinkClassifier.classify(facts, rules: [])
+                    )
+                }
+            )
+        }
+        func starts() -> Int { engine.recorded.filter { $0 == .start("/srv/a") }.count }
+        supervisor.networkChanged(to: uplinks("eth0"))
+        #expect(await self.connect(["a"], supervisor, engine))
+        supervisor.networkChanged(to: uplinks("eth1"))
+        engine.report([(1, .finished(.failed(TransferFailure(.transient, "connection reset"))))])
+        #expect(await self.eventually { await supervisor.status().jobs.first?.state == "transient-error" })
+        #expect(starts() == 1)
+        supervisor.networkChanged(to: uplinks("eth0"))
+        #expect(await self.eventually { starts() == 2 }, "\(engine.recorded)")
+
+        engine.report([
+            (2, .started(url: "https://o.test/a", offset: 0)),
+            (2, .finished(.failed(TransferFailure(.transient, "503 Service Unavailable", retryAfter: 600)))),
+        ])
+        #expect(await self.eventually { await supervisor.status().jobs.first?.state == "transient-error" })
+        supervisor.networkChanged(to: uplinks("eth1"))
+        supervisor.networkChanged(to: uplinks("eth2"))
+        #expect(await self.eventually { await supervisor.status().agent.network.contains("eth2") })
+        #expect(await supervisor.status().jobs.first?.state == "transient-error")
+        #expect(starts() == 2, "\(engine.recorded)")
         await supervisor.stop()
     }
 

@@ -144,12 +144,28 @@ struct ControlAccessTests {
         #expect(try agent.status().jobs.first { $0.id == rootJob.id }?.state != "cancelled")
         #expect(try user.request("POST", "/v1/manifests/root/suspend", socket: agent.socket).0 == 403)
         #expect(try user.request("POST", "/v1/reload", socket: agent.socket).0 == 403)
+        // Nor may they say what a link costs (an interface no test uses: nothing changes for the jobs).
+        let metered = #"{"cost": "metered"}"#
+        let setByUser = try user.request("POST", "/v1/network/bargetest0", socket: agent.socket, body: metered)
+        #expect(setByUser.0 == 403, "\(setByUser)")
+        let (networkCode, networkBody) = try user.request("GET", "/v1/network", socket: agent.socket)
+        #expect(networkCode == 200 && !networkBody.contains("bargetest0"), "\(networkBody)")
         #expect(try user.request("POST", "/v1/jobs/\(ownJob)/retry", socket: agent.socket).0 == 200)
 
         // A member of the admin group controls every job.
         let adminCancel = try admin.request("POST", "/v1/jobs/\(rootJob.id)/cancel", socket: agent.socket)
         #expect(adminCancel.0 == 200, "\(adminCancel)")
         #expect(try agent.status().jobs.first { $0.id == rootJob.id }?.state == "cancelled")
+        let setByAdmin = try admin.request("POST", "/v1/network/bargetest0", socket: agent.socket, body: metered)
+        #expect(setByAdmin.0 == 200 && setByAdmin.1.contains("bargetest0: cost metered, roaming auto"), "\(setByAdmin)")
+        let overrides = try JSONDecoder().decode(
+            NetworkReport.self,
+            from: Data(try user.request("GET", "/v1/network", socket: agent.socket).1.utf8)
+        ).overrides
+        #expect(
+            overrides?.map { "\($0.name) \($0.cost ?? "auto")" } == ["bargetest0 metered"],
+            "\(String(describing: overrides))"
+        )
         #expect(agent.stop() == 0)
     }
 

@@ -161,6 +161,28 @@ import Testing
         await #expect(throws: JobStore.UnreadableJob.self) { try await reopened.jobs() }
     }
 
+    /// Overrides set by hand outlive the store being closed; both halves `auto` removes one; a cost the store does
+    /// not know is an error, not "no override" (which could let a metered link be spent).
+    @Test func uplinkOverridesSurviveReopeningAndAnUnknownCostIsAnError() async throws {
+        let path = self.scratch.path + "/state"
+        do {
+            let store = try JobStore(directory: path)
+            try await store.setUplinkOverride(UplinkOverride(cost: .metered), for: "wwan0")
+            try await store.setUplinkOverride(UplinkOverride(roaming: true), for: "wwan1")
+            try await store.setUplinkOverride(UplinkOverride(cost: .unmetered, roaming: false), for: "eth0")
+            try await store.setUplinkOverride(UplinkOverride(), for: "eth0")
+        }
+        let reopened = try JobStore(directory: path)
+        let overrides = try await reopened.uplinkOverrides()
+        #expect(overrides == ["wwan0": UplinkOverride(cost: .metered), "wwan1": UplinkOverride(roaming: true)])
+        let database = try DatabaseQueue(path: path + "/barge.sqlite")
+        try await database.write { db in
+            try db.execute(sql: "UPDATE uplink_override SET cost = 'free' WHERE interface = 'wwan1'")
+        }
+        try database.close()
+        await #expect(throws: UnreadableOverride.self) { try await reopened.uplinkOverrides() }
+    }
+
     /// One destination is one job: a second insert of it is refused alone, reported with its job, and the rest of
     /// the batch (the first insert, a history line) is stored all the same.
     @Test func oneDestinationIsOneJobAndARefusalLosesNothingElse() async throws {
