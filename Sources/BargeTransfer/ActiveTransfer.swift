@@ -13,7 +13,7 @@ func monotonicNow() -> Double {
 /// One transfer's state while the engine runs it: its curl easy handle, its partial file, the current attempt's
 /// response, and its pacing.
 ///
-/// Made on the thread that starts it (``EngineLoop/makeTransfer(_:_:_:)``), then confined to its engine thread:
+/// Made on the thread that starts it (``EngineLoop/makeTransfer(_:_:_:traffic:)``), then confined to its engine thread:
 /// every method is called there (libcurl's callbacks included), and the engine gives its easy handle back to the
 /// pool when it finishes, so that the last release, wherever it happens, touches nothing of the engine's.
 final class ActiveTransfer {
@@ -50,6 +50,8 @@ final class ActiveTransfer {
     private let easyHandles: EasyHandlePool
     /// The engine-wide budget shared by all transfers.
     let globalPacer: GlobalPacer
+    /// Its interface's share of the engine (when it is bound to one): Barge's bytes on it, and the yield budget.
+    let traffic: InterfaceTraffic?
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
     private var headerList: UnsafeMutablePointer<curl_slist>?
 
@@ -102,12 +104,14 @@ final class ActiveTransfer {
         request: TransferRequest,
         continuation: EventSink,
         globalPacer: GlobalPacer,
+        traffic: InterfaceTraffic?,
         easyHandles: EasyHandlePool,
         checkpointed: @escaping @Sendable (TransferID, PartialFile, Int, UInt64) -> Void
     ) {
         self.checkpointed = checkpointed
         self.id = id
         self.globalPacer = globalPacer
+        self.traffic = traffic
         self.request = request
         self.continuation = continuation
         self.easyHandles = easyHandles
@@ -244,6 +248,7 @@ final class ActiveTransfer {
         // Bound to an uplink (SO_BINDTODEVICE): a cheaper one than the route's choice (libcurl reuses only a
         // connection bound the same way).
         if let interface = self.request.interface { try self.set(CURLOPT_INTERFACE, "if!" + interface) }
+        if self.request.lowerEffort { try self.check(barge_easy_setopt_sockopt_function(self.easy, markLowerEffort)) }
         if scheme == "sftp" || scheme == "scp" {
             // The host key is checked against the known-hosts file: an unknown or changed key is refused.
             guard let knownHosts = self.request.sshKnownHosts else {
@@ -374,6 +379,10 @@ final class ActiveTransfer {
             self.pacedUntil = now + wait
             return Int(CURL_WRITEFUNC_PAUSE)
         }
+        if self.request.yields, let wait = self.traffic?.yieldPacer.admit(bytes.count, now: now) {
+            self.pacedUntil = now + wait
+            return Int(CURL_WRITEFUNC_PAUSE)
+        }
         do {
             try self.partial!.append(bytes)
         } catch {
@@ -384,6 +393,7 @@ final class ActiveTransfer {
             return 0
         }
         self.transferred += UInt64(bytes.count)
+        self.traffic?.received.add(UInt64(bytes.count), ordering: .relaxed)
         self.lastByteAt = now
         if let interval = self.request.checkpointInterval {
             self.sinceCheckpoint += UInt64(bytes.count)
@@ -607,6 +617,30 @@ enum LocalPaths {
         var info = stat()
         return lstat(path, &info) == 0
     }
+}
+
+/// One interface's share of the engine: the bytes Barge's transfers bound to it received (the agent subtracts them
+/// from the link's counter to see other traffic), and the budget of those that yield to it.
+final class InterfaceTraffic: Sendable {
+    let received = Atomic<UInt64>(0)
+    let yieldPacer = GlobalPacer()
+}
+
+/// Marks a new socket Lower-Effort (DSCP LE, RFC 8622: code point 1, the traffic class byte 0x04), IPv4 or IPv6;
+/// a socket the kernel refuses it for is left as it is.
+private let markLowerEffort: curl_sockopt_callback = { _, socket, purpose in
+    guard purpose == CURLSOCKTYPE_IPCXN else { return CURL_SOCKOPT_OK }
+    var domain: Int32 = 0
+    var length = socklen_t(MemoryLayout<Int32>.size)
+    guard getsockopt(socket, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 else { return CURL_SOCKOPT_OK }
+    var lowerEffort: Int32 = 0x04
+    let size = socklen_t(MemoryLayout<Int32>.size)
+    if domain == AF_INET6 {
+        _ = setsockopt(socket, Int32(IPPROTO_IPV6), IPV6_TCLASS, &lowerEffort, size)
+    } else if domain == AF_INET {
+        _ = setsockopt(socket, Int32(IPPROTO_IP), IP_TOS, &lowerEffort, size)
+    }
+    return CURL_SOCKOPT_OK
 }
 
 /// The engine-wide rate budget that all transfers draw from, on every engine thread (a lock each admission: uncontended

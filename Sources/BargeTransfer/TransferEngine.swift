@@ -32,6 +32,8 @@ public struct TransferHandle: Sendable {
 public final class TransferEngine: Sendable {
     private let loops: [EngineLoop]
     private let pacer = GlobalPacer()
+    /// Each interface's traffic (``InterfaceTraffic``), made when a transfer is first bound to it and kept.
+    private let interfaces = Mutex<[String: InterfaceTraffic]>([:])
     /// The next transfer's sequence number, and each host's next turn among the engine threads.
     private let routing = Mutex<(next: UInt64, turns: [String: UInt64])>((0, [:]))
 
@@ -117,7 +119,7 @@ public final class TransferEngine: Sendable {
     public func start(_ request: TransferRequest) -> TransferHandle {
         let (id, loop) = self.makeID(for: request)
         let (events, continuation) = AsyncStream<TransferEvent>.makeStream(bufferingPolicy: .unbounded)
-        loop.submit(.start(loop.makeTransfer(id, request, .own(continuation))))
+        loop.submit(.start(loop.makeTransfer(id, request, .own(continuation), traffic: self.traffic(of: request))))
         return TransferHandle(id: id, events: events)
     }
 
@@ -133,7 +135,7 @@ public final class TransferEngine: Sendable {
     /// Starts fetching `request.destination`, reporting its events to a stream shared with other transfers.
     public func start(_ request: TransferRequest, reportingTo reporter: TransferReporter) -> TransferID {
         let (id, loop) = self.makeID(for: request)
-        loop.submit(.start(loop.makeTransfer(id, request, .shared(id, reporter))))
+        loop.submit(.start(loop.makeTransfer(id, request, .shared(id, reporter), traffic: self.traffic(of: request))))
         return id
     }
 
@@ -154,6 +156,27 @@ public final class TransferEngine: Sendable {
     /// Changes the budget all transfers share: the next bytes draw from the new one (a transfer the old budget
     /// paused waits out that pause first).
     public func setGlobalRate(_ limit: RateLimit) { self.pacer.set(limit, now: monotonicNow()) }
+
+    /// Changes the budget shared by the transfers bound to `interface` that yield (``TransferRequest/yields``).
+    public func setYieldRate(on interface: String, _ limit: RateLimit) {
+        self.traffic(on: interface).yieldPacer.set(limit, now: monotonicNow())
+    }
+
+    /// The bytes received so far by the transfers bound to `interface` (counting up from the engine's start).
+    public func receivedBytes(on interface: String) -> UInt64 {
+        self.interfaces.withLock { $0[interface]?.received.load(ordering: .relaxed) ?? 0 }
+    }
+
+    private func traffic(on interface: String) -> InterfaceTraffic {
+        self.interfaces.withLock { traffic in
+            if let known = traffic[interface] { return known }
+            let made = InterfaceTraffic()
+            traffic[interface] = made
+            return made
+        }
+    }
+
+    private func traffic(of request: TransferRequest) -> InterfaceTraffic? { request.interface.map(self.traffic(on:)) }
 
     /// Stops every transfer (partials are synced and kept) and ends the engine threads.
     public func shutdown() async {
@@ -190,7 +213,7 @@ enum EngineCommand: Sendable {
     case checkpointed(TransferID, PartialFile, resets: Int, offset: UInt64)
 }
 
-/// A transfer made by ``EngineLoop/makeTransfer(_:_:_:)`` on its way to the engine thread.
+/// A transfer made by ``EngineLoop/makeTransfer(_:_:_:traffic:)`` on its way to the engine thread.
 ///
 /// `@unchecked Sendable`: the thread that made it submits it and never touches it again; from then on only the
 /// engine thread does.
@@ -281,13 +304,19 @@ final class EngineLoop: @unchecked Sendable {
 
     /// A transfer's state, made on the caller's thread: a burst of starts (an agent's new manifest, a list) then
     /// costs the engine thread an append each, not an allocation and set-up each (2,000 starts took 14 ms of it).
-    func makeTransfer(_ id: TransferID, _ request: TransferRequest, _ sink: EventSink) -> NewTransfer {
+    func makeTransfer(
+        _ id: TransferID,
+        _ request: TransferRequest,
+        _ sink: EventSink,
+        traffic: InterfaceTraffic?
+    ) -> NewTransfer {
         NewTransfer(
             transfer: ActiveTransfer(
                 id: id,
                 request: request,
                 continuation: sink,
                 globalPacer: self.pacer,
+                traffic: traffic,
                 easyHandles: self.easyHandles,
                 checkpointed: { [weak self] id, partial, resets, offset in
                     self?.submit(.checkpointed(id, partial, resets: resets, offset: offset))

@@ -126,6 +126,12 @@ public struct TransferRequest: Sendable {
     public var proxy: String?
     /// The interface its connections are bound to (nil: wherever the kernel's routes send them).
     public var interface: String?
+    /// Whether it draws from its interface's yield budget (``TransferEngine/setYieldRate(on:_:)``): a background
+    /// transfer that backs off while other traffic uses the link. Needs `interface`.
+    public var yields = false
+    /// Whether its connections are marked Lower-Effort (DSCP LE, RFC 8622), so routers that honour it forward the
+    /// user's own traffic first.
+    public var lowerEffort = false
     /// The known-hosts file for `sftp://` and `scp://`: the server's host key must be in it (nil refuses them).
     public var sshKnownHosts: String?
 
@@ -156,6 +162,10 @@ extension TransferRequest {
         self.proxy = config.proxy
         self.sshKnownHosts = config.sshKnownHosts
         self.stallTimeout = Double(config.stallTimeout.seconds)
+        // Normal and low are background: polite on the wire, and yielding where the agent watches the link.
+        let background = spec.policy.priority == .normal || spec.policy.priority == .low
+        self.lowerEffort = background && config.yield.lowerEffort
+        self.yields = background && config.yield.enabled
     }
 }
 

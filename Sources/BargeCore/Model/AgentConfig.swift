@@ -242,6 +242,8 @@ public struct YieldPolicy: Hashable, Sendable {
     public var enabled: Bool = true
     /// The link's real capacity, when slower than the interface reports.
     public var capacity: ByteRate?
+    /// Whether background transfers (normal, low) mark their connections Lower-Effort (DSCP LE, RFC 8622).
+    public var lowerEffort: Bool = true
 
     /// Enabled, no capacity hint.
     public init() {}

@@ -336,12 +336,16 @@ public struct AgentConfigParser: Sendable {
     }
 
     static func yield(_ node: Node, into source: inout YAMLSource) -> YieldPolicy? {
-        guard let pairs = source.knownPairs(node, "'yield'", allowed: ["enabled", "capacity"]) else { return nil }
+        let allowed = ["enabled", "capacity", "lower-effort"]
+        guard let pairs = source.knownPairs(node, "'yield'", allowed: allowed) else { return nil }
         var policy = YieldPolicy()
         for pair in pairs {
             if pair.key == "enabled" {
                 guard let enabled = source.boolean(pair.value, "enabled") else { return nil }
                 policy.enabled = enabled
+            } else if pair.key == "lower-effort" {
+                guard let marked = source.boolean(pair.value, "lower-effort") else { return nil }
+                policy.lowerEffort = marked
             } else {
                 guard let capacity = source.unit(pair.value, "capacity", ByteRate.init(parsing:)) else { return nil }
                 policy.capacity = capacity

@@ -1,0 +1,106 @@
+import Testing
+
+@testable import BargeCore
+
+/// The yield controller over sample series: a link Barge has alone, another program's download arriving and
+/// leaving, chatter below the threshold, a capacity hint.
+@Suite("Yield controller")
+struct YieldControllerTests {
+    /// Feeds samples every quarter second: per step, the bytes per second Barge moves and the other traffic's.
+    struct Link {
+        var controller: YieldController
+        var time = 0.0
+        var link: UInt64 = 0
+        var barge: UInt64 = 0
+
+        init(_ settings: YieldController.Settings = YieldController.Settings()) {
+            self.controller = YieldController(settings: settings)
+            self.controller.sample(at: 0, linkBytes: 0, bargeBytes: 0)
+        }
+
+        /// A quarter second on a link of 50 Mbit/s: the other traffic takes what it asks (on the wire); Barge gets
+        /// what it asks of the rest, its payload costing 4.6 % more on the wire.
+        mutating func step(barge: Double, other: Double, seconds: Double = 0.25) {
+            let other = min(other, YieldControllerTests.link)
+            let barge = min(barge, (YieldControllerTests.link - other) / 1.046)
+            self.time += seconds
+            self.barge += UInt64(barge * seconds)
+            self.link += UInt64((barge * 1.046 + other) * seconds)
+            self.controller.sample(at: self.time, linkBytes: self.link, bargeBytes: self.barge)
+        }
+
+        var limit: Double? { self.controller.budget.rate.map { Double($0.bytesPerSecond) } }
+    }
+
+    static let link = 6_250_000.0  // 50 Mbit/s
+
+    @Test func aLinkBargeHasAloneLeavesItUnlimited() {
+        var link = Link()
+        for _ in 0..<40 { link.step(barge: Self.link, other: 2_000) }
+        #expect(link.controller.budget == .off)
+        #expect(link.controller.state == .clear)
+        #expect(abs(link.controller.capacity - Self.link) < 1_000)
+    }
+
+    /// Another download takes the link: the budget halves at each sample to the floor (2 % of the capacity) within
+    /// about a second, stays there while it runs, and climbs back over about ten seconds once it ends.
+    @Test func otherTrafficMakesItBackOffFastAndClimbBackSlowly() throws {
+        var link = Link()
+        for _ in 0..<20 { link.step(barge: Self.link, other: 0) }
+        link.step(barge: Self.link * 0.8, other: Self.link * 0.2)
+        #expect(link.controller.state == .yielding(otherBytesPerSecond: link.controller.otherBytesPerSecond))
+        #expect(try #require(link.limit) < Self.link * 0.5)
+        // Barge slows as told; the other download takes the rest.
+        var steps = 1
+        while let limit = link.limit {
+            link.step(barge: limit, other: Self.link - limit)
+            if let next = link.limit, next > limit * 0.99 { break }  // the floor (it drifts as the peak fades)
+            steps += 1
+        }
+        #expect(steps <= 7, "\(steps) samples to the floor")
+        let floor = try #require(link.limit)
+        #expect(abs(floor - Self.link * 0.02) < Self.link * 0.002)
+        for _ in 0..<40 { link.step(barge: floor, other: Self.link - floor) }
+        #expect(abs((link.limit ?? 0) - floor) < floor * 0.02)
+        // It ends: the budget climbs by a tenth of the capacity per second.
+        link.step(barge: floor, other: 0)
+        #expect(link.controller.state == .clear)
+        let afterOneStep = try #require(link.limit)
+        #expect(afterOneStep > floor && afterOneStep < floor + Self.link * 0.05)
+        var seconds = 0.25
+        while let limit = link.limit {
+            link.step(barge: limit, other: 0)
+            if seconds > 20 { break }
+            seconds += 0.25
+        }
+        #expect(seconds > 8 && seconds < 11, "\(seconds) s to climb back")
+        #expect(link.controller.budget == .off)
+    }
+
+    /// A little traffic beside Barge's (below 5 % of the link) is not the user's download: no back-off.
+    @Test func chatterBelowTheThresholdIsNotYieldedTo() {
+        var link = Link()
+        for _ in 0..<40 { link.step(barge: Self.link * 0.9, other: Self.link * 0.03) }
+        #expect(link.controller.budget == .off)
+    }
+
+    /// A hint says the link is slower than it looked (an LTE modem behind Ethernet): the thresholds and the floor
+    /// follow the hint, not what was measured.
+    @Test func aCapacityHintSetsTheScale() throws {
+        var link = Link(YieldController.Settings(capacity: ByteRate(bytesPerSecond: 1_000_000)))
+        link.step(barge: 100_000, other: 60_000)
+        #expect(link.controller.capacity == 1_000_000)
+        #expect(link.controller.state != .clear)
+        for _ in 0..<10 { link.step(barge: link.limit ?? 0, other: 900_000) }
+        #expect(link.limit == 20_000)
+    }
+
+    /// A counter that goes back (the interface was made again) is a new series, not a huge negative rate.
+    @Test func aCounterThatGoesBackStartsAgain() {
+        var controller = YieldController()
+        controller.sample(at: 0, linkBytes: 1_000_000, bargeBytes: 0)
+        let changed = controller.sample(at: 1, linkBytes: 10, bargeBytes: 0)
+        #expect(!changed)
+        #expect(controller.state == .clear && controller.budget == .off)
+    }
+}
