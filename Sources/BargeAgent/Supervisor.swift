@@ -8,6 +8,12 @@ import Crypto
 import Foundation
 import Glibc
 
+/// A running transfer's tightest cap and why (`300 KiB/s (max-rate)`), and what yielding tells its reason.
+struct RateNote: Sendable {
+    var limit: String
+    var yielding: String?
+}
+
 /// A job's transfer while the engine runs it (kept until its `finished` event, even after a stop was asked).
 struct LiveTransfer: Sendable {
     var transfer: TransferID
@@ -26,6 +32,8 @@ struct LiveTransfer: Sendable {
     var rate: RateLimit?
     /// The interface its connections are bound to (its origin's path when it began); nil: not bound.
     var interface: String?
+    /// It draws from its interface's yield budget (a background transfer on a watched link).
+    var yields = false
 }
 
 /// A manifest as loaded for the agent: what it says, with its entries already turned into specs.
@@ -197,6 +205,10 @@ public actor Supervisor {
     static let cleanup = DispatchQueue(label: "barge.cleanup", qos: .utility)
     /// Owners named by entries, resolved through the user database (off the cooperative threads) once each.
     private var resolvedOwners: [FileOwner: (uid: UInt32, gid: UInt32)?] = [:]
+    /// The links that carry yielding transfers, and their controllers (sampled while any runs).
+    private var yielding: LinkYielding
+    /// Posts ``SupervisorEvent/yieldTick`` every ``LinkYielding/interval`` while yielding transfers run; nil else.
+    private var yieldTicker: Task<Void, Never>?
     /// Unfinished one-shot jobs a local user who does not administer the agent may have at once.
     static let jobsPerUser = 100
     /// How long a transfer held back by the user, the network or its window stays paused in the engine (its
@@ -243,6 +255,7 @@ public actor Supervisor {
         (self.reports, self.reporter) = engine.makeReportStream()
         self.hooks = HookRunner()
         self.notifier = notifier
+        self.yielding = LinkYielding(settings: YieldController.Settings(capacity: config.yield.capacity))
     }
 
     /// Loads the stored jobs and the manifests, starts what is due, and consumes the engine's reports until
@@ -305,6 +318,8 @@ public actor Supervisor {
         if work.needsReconcile, !planWaits, !self.stopping { await self.reconcile() }
         // What changed is written behind the loop (the next events need not wait for the disk), except when someone
         // waits for an answer: that comes once its changes are stored.
+        if work.yieldTick { await self.sampleLinks() }
+        await self.keepSamplingLinks()
         if replies.isEmpty, work.manifestWaiters.isEmpty { self.writeBehind() } else { await self.flush() }
         for (reply, answer) in replies { reply.resume(returning: answer) }
         for waiter in work.manifestWaiters { waiter.resume() }
@@ -324,6 +339,58 @@ public actor Supervisor {
     /// Sends a command through the inbox and waits for its answer.
     private nonisolated func send(_ command: SupervisorCommand, by caller: ControlCaller) async -> CommandReply {
         await withCheckedContinuation { reply in self.inbox.post(.command(command, by: caller, reply: reply)) }
+    }
+
+    // MARK: Yielding to other traffic
+
+    /// The links that carry yielding transfers now (connected ones, not paused).
+    private var yieldingLinks: Set<String> {
+        Set(self.live.values.lazy.filter { $0.yields && $0.admitted && $0.pausedSince == nil }.compactMap(\.interface))
+    }
+
+    /// Samples each link that carries yielding transfers (its received bytes, fresh from the kernel, and Barge's
+    /// own on it) and gives the engine the budgets that changed.
+    private func sampleLinks() async {
+        guard !self.stopping else { return }
+        let engine = self.engine
+        let links = self.yieldingLinks
+        let barge = links.isEmpty ? [:] : await engine.deliveredBytes()
+        let wasYielding = Set(self.yielding.controllers.filter { $0.value.state != .clear }.keys)
+        let changed = self.yielding.sample(
+            links,
+            at: ProcessInfo.processInfo.systemUptime,
+            linkBytes: { InterfaceCounters.read(interface: $0)?.received },
+            bargeBytes: { barge[$0] ?? 0 }
+        )
+        for (link, budget) in changed {
+            engine.setYieldRate(on: link, budget)
+            // Said when it starts yielding and when it is unlimited again, not at each step between.
+            if budget == .off {
+                Log.info("yield: \(link) is Barge's again; background transfers unlimited")
+            } else if !wasYielding.contains(link), let note = self.yielding.note(for: link),
+                self.yielding.controllers[link]?.state != .clear
+            {
+                Log.info("yield: \(link) \(note); background transfers limited to \(budget)")
+            }
+        }
+    }
+
+    /// Keeps the sampling tick running while yielding transfers run, and only then (an idle agent never wakes).
+    private func keepSamplingLinks() async {
+        let needed = !self.stopping && self.config.yield.enabled && !self.yieldingLinks.isEmpty
+        if needed, self.yieldTicker == nil {
+            let inbox = self.inbox
+            self.yieldTicker = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: LinkYielding.interval)
+                    inbox.post(.yieldTick)
+                }
+            }
+        } else if !needed, let ticker = self.yieldTicker {
+            ticker.cancel()
+            self.yieldTicker = nil
+            await self.sampleLinks()  // forgets the links: their budgets go back to off
+        }
     }
 
     /// Tells the supervisor that the uplinks changed (the network monitor); returns at once.
@@ -545,6 +612,7 @@ public actor Supervisor {
     public func stop() async {
         self.stopping = true
         self.timer?.cancel()
+        self.yieldTicker?.cancel()
         self.directoryRetry?.cancel()
         self.notifier?.send("STOPPING=1")
         for running in self.live.values { self.engine.cancel(running.transfer) }
@@ -970,7 +1038,8 @@ public actor Supervisor {
             transfer: transfer,
             received: job.record.offset,
             startOffset: job.record.offset,
-            interface: request.interface
+            interface: request.interface,
+            yields: request.yields && request.interface != nil
         )
         job.isRunning = true
         job.isAdmitted = false
@@ -1436,9 +1505,62 @@ public actor Supervisor {
             manifests: manifests,
             views: selected,
             live: self.live,
+            limits: self.limitsInForce(now: now),
             now: now,
             viewer: viewer
         )
+    }
+
+    /// Each running transfer's tightest cap and why, with the yield note of those held back by other traffic.
+    private func limitsInForce(now: Double) -> [Int64: RateNote] {
+        let span = self.timetableSpan(now: now)
+        var yieldingPerLink: [String: Int] = [:]
+        for running in self.live.values where running.yields && running.admitted && running.pausedSince == nil {
+            if let link = running.interface { yieldingPerLink[link, default: 0] += 1 }
+        }
+        var notes: [Int64: RateNote] = [:]
+        for (id, running) in self.live {
+            var caps: [(rate: UInt64, why: String)] = []
+            if let cap = running.rate?.rate, let job = self.table[id] {
+                let own = job.spec.policy.maxRate == running.rate
+                caps.append((cap.bytesPerSecond, own ? "max-rate" : span.map { "timetable \($0)" } ?? "timetable"))
+            }
+            var yieldNote: String?
+            if running.yields, running.admitted, running.pausedSince == nil, let link = running.interface,
+                let note = self.yielding.note(for: link)
+            {
+                yieldNote = note
+                if let budget = self.yielding.controllers[link]?.budget.rate {
+                    let sharing = max(1, yieldingPerLink[link] ?? 1)
+                    caps.append(
+                        (budget.bytesPerSecond / UInt64(sharing), note + (sharing > 1 ? "; shared by \(sharing)" : ""))
+                    )
+                }
+            }
+            guard let tightest = caps.min(by: { $0.rate < $1.rate }) else { continue }
+            let rate = ByteRate(bytesPerSecond: max(1, tightest.rate))
+            notes[id] = RateNote(limit: "\(rate) (\(tightest.why))", yielding: yieldNote)
+        }
+        return notes
+    }
+
+    /// The bandwidth timetable's row in force as `08:00–18:00` (its start to the next row's); nil without one.
+    private func timetableSpan(now: Double) -> String? {
+        var offset = tm()
+        var seconds = time_t(now)
+        localtime_r(&seconds, &offset)
+        let local = LocalTime(epochSeconds: now, utcOffset: offset.tm_gmtoff)
+        let timetable = BandwidthTimetable(self.config.bandwidth)
+        guard let rule = timetable.rule(at: local) else { return nil }
+        func clock(_ minutes: Int) -> String {
+            let hours = String(minutes / 60 % 24)
+            let rest = String(minutes % 60)
+            return String(repeating: "0", count: 2 - hours.count) + hours + ":"
+                + String(repeating: "0", count: 2 - rest.count) + rest
+        }
+        guard let next = timetable.nextChange(after: local) else { return "from \(clock(rule.at))" }
+        let nextMinutes = Int((next + Double(offset.tm_gmtoff)).truncatingRemainder(dividingBy: 86_400) / 60)
+        return "\(clock(rule.at))–\(clock(nextMinutes))"
     }
 
     /// The agent's own state (the header of `barge status`), without the jobs.
@@ -1453,7 +1575,8 @@ public actor Supervisor {
             network: self.networkSummary,
             maxTransfers: self.config.concurrency.total,
             maxPerHost: self.config.concurrency.perHost,
-            globalRate: self.globalRate.description,
+            globalRate: self.globalRate.description
+                + (self.globalRate == .off ? "" : self.timetableSpan(now: now).map { " (timetable \($0))" } ?? ""),
             running: self.live.values.count { $0.admitted },
             nextWake: self.wakeAt,
             lastReconcileSeconds: self.lastReconcileSeconds,
@@ -1464,6 +1587,7 @@ public actor Supervisor {
     fileprivate static func jobStatus(
         _ job: JobView,
         live: [Int64: LiveTransfer],
+        limits: [Int64: RateNote],
         now: Double,
         viewer: ControlCaller
     ) -> JobStatus {
@@ -1477,7 +1601,8 @@ public actor Supervisor {
         let eta: Double? =
             (rate ?? 0) > 0 && total != nil && total! > bytes ? Double(total! - bytes) / rate! : nil
         let mayControl = viewer.mayControl(job)
-        let reason = job.record.statusReason(now: now)
+        let note = running == nil ? nil : limits[job.record.id]
+        let reason = job.record.statusReason(now: now) + (note?.yielding.map { ", \($0)" } ?? "")
         return JobStatus(
             id: job.record.id,
             manifest: job.spec.manifest,
@@ -1494,7 +1619,8 @@ public actor Supervisor {
             completedAt: job.record.completedAt,
             attempts: job.record.attempts,
             userSuspended: job.record.userSuspended,
-            transfer: running.map { $0.pausedSince != nil ? "paused" : $0.admitted ? "connected" : "waiting" }
+            transfer: running.map { $0.pausedSince != nil ? "paused" : $0.admitted ? "connected" : "waiting" },
+            limit: note?.limit
         )
     }
 
@@ -1559,6 +1685,7 @@ public struct StatusSnapshot: Sendable {
     public let manifests: [ManifestStatus]
     fileprivate let views: [JobView]
     fileprivate let live: [Int64: LiveTransfer]
+    fileprivate let limits: [Int64: RateNote]
     fileprivate let now: Double
     fileprivate let viewer: ControlCaller
 
@@ -1567,7 +1694,9 @@ public struct StatusSnapshot: Sendable {
 
     /// The status of the jobs in `range`.
     public func jobs(_ range: Range<Int>) -> [JobStatus] {
-        self.views[range].map { Supervisor.jobStatus($0, live: self.live, now: self.now, viewer: self.viewer) }
+        self.views[range].map {
+            Supervisor.jobStatus($0, live: self.live, limits: self.limits, now: self.now, viewer: self.viewer)
+        }
     }
 
     /// The whole report.

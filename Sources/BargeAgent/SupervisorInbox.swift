@@ -19,6 +19,8 @@ enum SupervisorEvent: Sendable {
     case network(NetworkSnapshot)
     /// Origins' names were looked up (off the loop): each host's numeric address, or nil when it did not resolve.
     case hostsResolved([String: String?])
+    /// Time to sample the links that carry yielding transfers (every ``LinkYielding/interval`` while any runs).
+    case yieldTick
 }
 
 /// A control command the supervisor carries out.
@@ -49,6 +51,8 @@ struct SupervisorWork: Sendable {
     var network: NetworkSnapshot?
     /// Origins' addresses looked up, the later answer winning.
     var resolved: [String: String?] = [:]
+    /// Whether the links are to be sampled (no plan: only the budgets change).
+    var yieldTick = false
 
     /// The work for `events`, in the order they arrived.
     init(_ events: [SupervisorEvent]) {
@@ -62,6 +66,7 @@ struct SupervisorWork: Sendable {
             case .command(let command, let caller, let reply): self.commands.append((command, caller, reply))
             case .network(let snapshot): self.network = snapshot
             case .hostsResolved(let addresses): self.resolved.merge(addresses) { _, later in later }
+            case .yieldTick: self.yieldTick = true
             }
         }
     }
@@ -161,7 +166,7 @@ final class SupervisorInbox: Sendable {
         switch event {
         case .command(_, _, let reply): reply.resume(returning: .refused(.failed, "the agent is stopping"))
         case .manifestsChanged(let done): done?.resume()
-        case .reports, .timer, .network, .hostsResolved: break
+        case .reports, .timer, .network, .hostsResolved, .yieldTick: break
         }
     }
 }

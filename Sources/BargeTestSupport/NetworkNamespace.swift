@@ -16,7 +16,7 @@ public final class NetworkNamespace: @unchecked Sendable {
         guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: NetworkNamespace.ip) else { return false }
         let probe = "barge-probe-\(getpid())"
         guard (try? NetworkNamespace.run(["netns", "add", probe])) != nil else { return false }
-        try? NetworkNamespace.run(["netns", "delete", probe])
+        _ = try? NetworkNamespace.run(["netns", "delete", probe])
         return true
     }()
 
@@ -36,17 +36,19 @@ public final class NetworkNamespace: @unchecked Sendable {
         try self.ip("link set lo up")
     }
 
-    deinit { try? Self.run(["netns", "delete", self.name]) }
+    deinit { _ = try? Self.run(["netns", "delete", self.name]) }
 
     /// Runs `ip -n NAME WORDS…` (the words split on spaces); throws with its error output when it fails.
     public func ip(_ words: String) throws {
         try Self.run(["-n", self.name] + words.split(separator: " ").map(String.init))
     }
 
-    /// Runs `tc -n NAME WORDS…` (traffic control: a `tbf` qdisc slows a link); throws with its error output.
-    public func tc(_ words: String) throws {
+    /// Runs `tc WORDS…` in the namespace (traffic control: a `tbf` qdisc slows a link; `-s filter show` counts
+    /// what a filter matched); returns its output, throws with its error output.
+    @discardableResult
+    public func tc(_ words: String) throws -> String {
         let tc = FileManager.default.isExecutableFile(atPath: "/usr/sbin/tc") ? "/usr/sbin/tc" : "/sbin/tc"
-        try Self.run(["netns", "exec", self.name, tc] + words.split(separator: " ").map(String.init))
+        return try Self.run(["netns", "exec", self.name, tc] + words.split(separator: " ").map(String.init))
     }
 
     /// An interface's kernel counter (`statistics/NAME` in its sysfs directory, as seen from inside).
@@ -88,19 +90,23 @@ public final class NetworkNamespace: @unchecked Sendable {
         public var description: String
     }
 
-    private static func run(_ arguments: [String]) throws {
+    @discardableResult
+    private static func run(_ arguments: [String]) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.ip)
         process.arguments = arguments
         let errors = Pipe()
+        let output = Pipe()
         process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
+        process.standardOutput = output
         try process.run()
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw Failure(description: "ip \(arguments.joined(separator: " ")): \(text)")
         }
+        return printed
     }
 }
 

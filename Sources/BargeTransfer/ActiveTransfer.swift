@@ -1,4 +1,5 @@
 import BargeCore
+import CBargeLinux
 internal import CCurl
 import Glibc
 import Synchronization
@@ -52,6 +53,8 @@ final class ActiveTransfer {
     let globalPacer: GlobalPacer
     /// Its interface's share of the engine (when it is bound to one): Barge's bytes on it, and the yield budget.
     let traffic: InterfaceTraffic?
+    /// Its engine thread's sockets.
+    let sockets: SocketLedger
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
     private var headerList: UnsafeMutablePointer<curl_slist>?
 
@@ -105,6 +108,7 @@ final class ActiveTransfer {
         continuation: EventSink,
         globalPacer: GlobalPacer,
         traffic: InterfaceTraffic?,
+        sockets: SocketLedger,
         easyHandles: EasyHandlePool,
         checkpointed: @escaping @Sendable (TransferID, PartialFile, Int, UInt64) -> Void
     ) {
@@ -112,6 +116,7 @@ final class ActiveTransfer {
         self.id = id
         self.globalPacer = globalPacer
         self.traffic = traffic
+        self.sockets = sockets
         self.request = request
         self.continuation = continuation
         self.easyHandles = easyHandles
@@ -248,7 +253,13 @@ final class ActiveTransfer {
         // Bound to an uplink (SO_BINDTODEVICE): a cheaper one than the route's choice (libcurl reuses only a
         // connection bound the same way).
         if let interface = self.request.interface { try self.set(CURLOPT_INTERFACE, "if!" + interface) }
-        if self.request.lowerEffort { try self.check(barge_easy_setopt_sockopt_function(self.easy, markLowerEffort)) }
+        if self.traffic != nil || self.request.lowerEffort {
+            let socketClass = self.sockets.socketClass(traffic: self.traffic, lowerEffort: self.request.lowerEffort)
+            try self.check(barge_easy_setopt_sockopt_function(self.easy, configureSocket))
+            try self.set(CURLOPT_SOCKOPTDATA, pointer: socketClass.pointer)
+            try self.check(barge_easy_setopt_closesocket_function(self.easy, closeSocket))
+            try self.set(CURLOPT_CLOSESOCKETDATA, pointer: socketClass.pointer)
+        }
         if scheme == "sftp" || scheme == "scp" {
             // The host key is checked against the known-hosts file: an unknown or changed key is refused.
             guard let knownHosts = self.request.sshKnownHosts else {
@@ -393,7 +404,6 @@ final class ActiveTransfer {
             return 0
         }
         self.transferred += UInt64(bytes.count)
-        self.traffic?.received.add(UInt64(bytes.count), ordering: .relaxed)
         self.lastByteAt = now
         if let interval = self.request.checkpointInterval {
             self.sinceCheckpoint += UInt64(bytes.count)
@@ -622,25 +632,105 @@ enum LocalPaths {
 /// One interface's share of the engine: the bytes Barge's transfers bound to it received (the agent subtracts them
 /// from the link's counter to see other traffic), and the budget of those that yield to it.
 final class InterfaceTraffic: Sendable {
-    let received = Atomic<UInt64>(0)
+    /// The TCP payload the kernel received for the transfers' connections (``EngineLoop/countWireBytes(of:)``).
+    let wire = Atomic<UInt64>(0)
     let yieldPacer = GlobalPacer()
 }
 
-/// Marks a new socket Lower-Effort (DSCP LE, RFC 8622: code point 1, the traffic class byte 0x04), IPv4 or IPv6;
-/// a socket the kernel refuses it for is left as it is.
-private let markLowerEffort: curl_sockopt_callback = { _, socket, purpose in
-    guard purpose == CURLSOCKTYPE_IPCXN else { return CURL_SOCKOPT_OK }
-    var domain: Int32 = 0
-    var length = socklen_t(MemoryLayout<Int32>.size)
-    guard getsockopt(socket, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 else { return CURL_SOCKOPT_OK }
-    var lowerEffort: Int32 = 0x04
-    let size = socklen_t(MemoryLayout<Int32>.size)
-    if domain == AF_INET6 {
-        _ = setsockopt(socket, Int32(IPPROTO_IPV6), IPV6_TCLASS, &lowerEffort, size)
-    } else if domain == AF_INET {
-        _ = setsockopt(socket, Int32(IPPROTO_IP), IP_TOS, &lowerEffort, size)
+/// The sockets of one engine thread's connections, each with the interface traffic it counts towards: what the
+/// kernel received for each (TCP payload, `tcpi_bytes_received`) is added to its interface's ``InterfaceTraffic/wire``
+/// when the engine counts (``count()``) and when libcurl closes it, so no byte is lost between counts. Unlike the
+/// bytes the transfers read, this follows the interface's own counter while transfers are paced (libcurl reads a
+/// whole buffer from the socket and holds it while a transfer waits; TCP refills the window in a burst).
+///
+/// Touched only on its engine thread (libcurl calls the callbacks from within the multi handle's calls there).
+final class SocketLedger: @unchecked Sendable {
+    private var sockets: [curl_socket_t: (traffic: InterfaceTraffic, counted: UInt64)] = [:]
+    /// One per interface and marking, made once and kept while the engine runs (libcurl keeps each connection's
+    /// callback data for as long as the connection lives, past its transfer).
+    private var classes: [ObjectIdentifier: [Bool: SocketClass]] = [:]
+    private var unbound: [Bool: SocketClass] = [:]
+
+    /// The callbacks' data for a transfer's new connections.
+    func socketClass(traffic: InterfaceTraffic?, lowerEffort: Bool) -> SocketClass {
+        guard let traffic else {
+            if let known = self.unbound[lowerEffort] { return known }
+            let made = SocketClass(ledger: self, traffic: nil, lowerEffort: lowerEffort)
+            self.unbound[lowerEffort] = made
+            return made
+        }
+        let key = ObjectIdentifier(traffic)
+        if let known = self.classes[key]?[lowerEffort] { return known }
+        let made = SocketClass(ledger: self, traffic: traffic, lowerEffort: lowerEffort)
+        self.classes[key, default: [:]][lowerEffort] = made
+        return made
     }
+
+    func opened(_ socket: curl_socket_t, for traffic: InterfaceTraffic) { self.sockets[socket] = (traffic, 0) }
+
+    /// Counts every socket's new bytes.
+    func count() {
+        for socket in self.sockets.keys { self.count(socket) }
+    }
+
+    /// Counts a socket's new bytes and forgets it.
+    func closing(_ socket: curl_socket_t) {
+        self.count(socket)
+        self.sockets[socket] = nil
+    }
+
+    private func count(_ socket: curl_socket_t) {
+        guard let entry = self.sockets[socket] else { return }
+        var received: UInt64 = 0
+        guard CBargeLinux_tcp_bytes_received(socket, &received) == 0, received > entry.counted else { return }
+        entry.traffic.wire.add(received - entry.counted, ordering: .relaxed)
+        self.sockets[socket] = (entry.traffic, received)
+    }
+}
+
+/// What a transfer's connections are made with: the ledger that counts their bytes (when bound to an interface)
+/// and whether they are marked Lower-Effort. Passed to libcurl's socket callbacks as their data.
+final class SocketClass: @unchecked Sendable {
+    unowned let ledger: SocketLedger
+    let traffic: InterfaceTraffic?
+    let lowerEffort: Bool
+
+    init(ledger: SocketLedger, traffic: InterfaceTraffic?, lowerEffort: Bool) {
+        self.ledger = ledger
+        self.traffic = traffic
+        self.lowerEffort = lowerEffort
+    }
+
+    /// The pointer libcurl hands back to the callbacks (the ledger keeps the object alive).
+    var pointer: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
+}
+
+/// A new connection's socket: marked Lower-Effort (DSCP LE, RFC 8622: code point 1, the traffic class byte 0x04)
+/// where asked, IPv4 or IPv6 (a socket the kernel refuses it for is left as it is), and entered in the ledger.
+let configureSocket: curl_sockopt_callback = { data, socket, purpose in
+    guard purpose == CURLSOCKTYPE_IPCXN, let data else { return CURL_SOCKOPT_OK }
+    let socketClass = Unmanaged<SocketClass>.fromOpaque(data).takeUnretainedValue()
+    if socketClass.lowerEffort {
+        var domain: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(socket, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 {
+            var lowerEffort: Int32 = 0x04
+            let size = socklen_t(MemoryLayout<Int32>.size)
+            if domain == AF_INET6 {
+                _ = setsockopt(socket, Int32(IPPROTO_IPV6), IPV6_TCLASS, &lowerEffort, size)
+            } else if domain == AF_INET {
+                _ = setsockopt(socket, Int32(IPPROTO_IP), IP_TOS, &lowerEffort, size)
+            }
+        }
+    }
+    if let traffic = socketClass.traffic { socketClass.ledger.opened(socket, for: traffic) }
     return CURL_SOCKOPT_OK
+}
+
+/// A connection's socket about to close: its last bytes counted, then closed.
+let closeSocket: curl_closesocket_callback = { data, socket in
+    if let data { Unmanaged<SocketClass>.fromOpaque(data).takeUnretainedValue().ledger.closing(socket) }
+    return close(socket)
 }
 
 /// The engine-wide rate budget that all transfers draw from, on every engine thread (a lock each admission: uncontended

@@ -162,9 +162,16 @@ public final class TransferEngine: Sendable {
         self.traffic(on: interface).yieldPacer.set(limit, now: monotonicNow())
     }
 
-    /// The bytes received so far by the transfers bound to `interface` (counting up from the engine's start).
-    public func receivedBytes(on interface: String) -> UInt64 {
-        self.interfaces.withLock { $0[interface]?.received.load(ordering: .relaxed) ?? 0 }
+    /// The bytes the kernel has received so far for the connections of the transfers bound to each interface (TCP
+    /// payload, counted from each socket's `tcpi_bytes_received` by the engine thread that owns it, before this
+    /// returns). Unlike the bytes the transfers read, they follow the interface's own counter while the transfers
+    /// are paced: libcurl reads a whole buffer from the socket at once and holds it while a transfer waits, and
+    /// TCP refills the window in a burst.
+    public func deliveredBytes() async -> [String: UInt64] {
+        for loop in self.loops {
+            await withCheckedContinuation { reply in loop.submit(.countWireBytes(reply)) }
+        }
+        return self.interfaces.withLock { $0.mapValues { $0.wire.load(ordering: .relaxed) } }
     }
 
     private func traffic(on interface: String) -> InterfaceTraffic {
@@ -199,6 +206,8 @@ enum EngineCommand: Sendable {
     case resume(TransferID)
     case cancel(TransferID, discardPartial: Bool)
     case setRate(TransferID, RateLimit)
+    /// Counts what its connections received since the last count (``SocketLedger/count()``).
+    case countWireBytes(CheckedContinuation<Void, Never>)
     case shutdown(CheckedContinuation<Void, Never>)
     case stop
     /// The prepare queue opened (or failed to open) an admitted transfer's partial.
@@ -230,6 +239,8 @@ final class EngineLoop: @unchecked Sendable {
     /// Commands for the next pass; `stopped` once the loop has ended (its multi handle is gone).
     private let pending = Mutex<(commands: [EngineCommand], stopped: Bool)>(([], false))
     private var transfers: [TransferID: ActiveTransfer] = [:]
+    /// Its connections' sockets, counted per interface.
+    let sockets = SocketLedger()
     /// Started transfers waiting for a connection, admitted by priority and only while their host has a free
     /// connection (libcurl never queues one: its wait would count as a stall, and every queued handle would cost
     /// a scan in each loop iteration).
@@ -317,6 +328,7 @@ final class EngineLoop: @unchecked Sendable {
                 continuation: sink,
                 globalPacer: self.pacer,
                 traffic: traffic,
+                sockets: self.sockets,
                 easyHandles: self.easyHandles,
                 checkpointed: { [weak self] id, partial, resets, offset in
                     self?.submit(.checkpointed(id, partial, resets: resets, offset: offset))
@@ -348,6 +360,8 @@ final class EngineLoop: @unchecked Sendable {
             if case .shared(_, let reporter) = sink { reporter.deliverAll() }
         case .shutdown(let waiter):
             waiter.resume()
+        case .countWireBytes(let reply):
+            reply.resume()  // nothing left to count
         default:
             break
         }
@@ -497,6 +511,9 @@ final class EngineLoop: @unchecked Sendable {
                 transfer.continuation.yield(.finished(.cancelled))
                 transfer.continuation.finish()
             }
+        case .countWireBytes(let reply):
+            self.sockets.count()
+            reply.resume()
         case .setRate(let id, let limit):
             guard let transfer = self.transfers[id] ?? self.waitingTransfer(id) else { break }
             transfer.bucket = TokenBucket.adjusted(transfer.bucket, to: limit, now: monotonicNow())
@@ -886,7 +903,7 @@ final class EngineLoop: @unchecked Sendable {
                 case .written(let results): self.wrote(results)
                 case .committed(let report): self.committed(report)
                 case .shutdown(let waiter): self.shutdownWaiters.append(waiter)
-                case .start: Self.refuse(command)
+                case .start, .countWireBytes: Self.refuse(command)
                 default: break  // the engine is stopping
                 }
             }

@@ -17,7 +17,23 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <linux/tcp.h>
 #include "CBargeLinux.h"
+
+int CBargeLinux_tcp_bytes_received(int fd, unsigned long long *out) {
+    struct tcp_info info;
+    socklen_t length = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0) return -1;
+    if (length < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(info.tcpi_bytes_received)) {
+        errno = ENOPROTOOPT;
+        return -1;
+    }
+    *out = info.tcpi_bytes_received;
+    return 0;
+}
 
 int CBargeLinux_spawn_close_from(posix_spawn_file_actions_t *actions, int from) {
     return posix_spawn_file_actions_addclosefrom_np(actions, from);

@@ -25,6 +25,9 @@ static inline CURLcode barge_easy_setopt_xferinfo_function(CURL *h, curl_xferinf
 static inline CURLcode barge_easy_setopt_sockopt_function(CURL *h, curl_sockopt_callback cb) {
     return curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, cb);
 }
+static inline CURLcode barge_easy_setopt_closesocket_function(CURL *h, curl_closesocket_callback cb) {
+    return curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, cb);
+}
 
 // curl_easy_getinfo is variadic: one wrapper per result type.
 static inline CURLcode barge_easy_getinfo_long(CURL *h, CURLINFO i, long *out) { return curl_easy_getinfo(h, i, out); }

@@ -29,8 +29,10 @@ struct NginxInteropTests {
         request.checkpointInterval = 128 << 10
         let engine = TransferEngine()
         let first = engine.start(request)
-        // Named at its first checkpoint.
+        // Named at its first checkpoint; then held where it is (its lock kept) while the others try, so that it
+        // cannot finish first however slow the machine.
         #expect(await eventually { FileManager.default.fileExists(atPath: partial) })
+        engine.pause(first.id)
         for resumable in [true, false] {
             var second = TransferRequest(sources: [url], destination: destination)
             second.mayHaveEarlierPartial = resumable
@@ -43,6 +45,7 @@ struct NginxInteropTests {
         }
         PartialFiles.remove(for: destination)  // the agent removing a job's partial: not while it is written
         #expect(FileManager.default.fileExists(atPath: partial))
+        engine.resume(first.id)
         var outcome: TransferOutcome = .cancelled
         for await event in first.events { if case .finished(let result) = event { outcome = result } }
         #expect(outcome.completed != nil, "\(outcome)")

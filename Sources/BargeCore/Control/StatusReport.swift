@@ -152,6 +152,9 @@ public struct JobStatus: Codable, Hashable, Sendable {
     /// Where its transfer is in the engine: `waiting` (for a connection), `connected`, `paused` (held where it is,
     /// connection and partial kept); nil when it has none.
     public var transfer: String?
+    /// The tightest rate cap on its transfer now, and why: `300 KiB/s (max-rate)`, `2 MiB/s (timetable
+    /// 08:00–18:00)`, `150 KiB/s (yielding to other traffic: 41 Mbit/s in use; shared by 2)`; nil: none.
+    public var limit: String?
 
     /// Creates a job status.
     public init(
@@ -170,7 +173,8 @@ public struct JobStatus: Codable, Hashable, Sendable {
         completedAt: Double?,
         attempts: Int,
         userSuspended: Bool,
-        transfer: String? = nil
+        transfer: String? = nil,
+        limit: String? = nil
     ) {
         self.id = id
         self.manifest = manifest
@@ -188,6 +192,7 @@ public struct JobStatus: Codable, Hashable, Sendable {
         self.attempts = attempts
         self.userSuspended = userSuspended
         self.transfer = transfer
+        self.limit = limit
     }
 }
 

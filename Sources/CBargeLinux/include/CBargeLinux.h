@@ -8,6 +8,10 @@
 #include <sys/types.h>
 #include <spawn.h>
 
+// The payload bytes a TCP socket has received (struct tcp_info's tcpi_bytes_received, Linux 4.1): glibc's
+// <netinet/tcp.h> has an older struct tcp_info without it. 0, or -1 with errno.
+int CBargeLinux_tcp_bytes_received(int fd, unsigned long long *out);
+
 // posix_spawn_file_actions_addclosefrom_np (glibc 2.34) is not imported by the Glibc module: closes every descriptor
 // from `from` up in the spawned child, at once, with no race against descriptors opened meanwhile.
 int CBargeLinux_spawn_close_from(posix_spawn_file_actions_t *actions, int from);

@@ -36,7 +36,7 @@ enum StatusTable {
                 job.eta.map(duration) ?? "",
                 job.manifest ?? "(get)",
                 job.destination,
-                job.reason,
+                job.reason + (job.limit.map { "; limit \($0)" } ?? ""),
             ])
         }
         let widths = (0..<rows[0].count - 1).map { column in rows.map { $0[column].count }.max()! }
