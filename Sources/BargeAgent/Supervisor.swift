@@ -375,6 +375,14 @@ public actor Supervisor {
         }
     }
 
+    /// Whether the interface is a loopback (IFF_LOOPBACK in its sysfs flags).
+    static func isLoopback(_ interface: String) -> Bool {
+        guard let text = try? String(contentsOfFile: "/sys/class/net/\(interface)/flags", encoding: .utf8),
+            let flags = Int(text.trimmingCharacters(in: .whitespacesAndNewlines).dropFirst(2), radix: 16)
+        else { return false }
+        return flags & 0x8 != 0  // IFF_LOOPBACK
+    }
+
     /// Keeps the sampling tick running while yielding transfers run, and only then (an idle agent never wakes).
     private func keepSamplingLinks() async {
         let needed = !self.stopping && self.config.yield.enabled && !self.yieldingLinks.isEmpty
@@ -1017,6 +1025,8 @@ public actor Supervisor {
         // Bound to its origin's path: a connection never moves to another uplink (a metered modem's route that
         // becomes preferred) behind the verdict it was started on.
         request.interface = self.interfaceByHost[job.spec.host]
+        // Loopback has no scarce bandwidth and no one to yield to.
+        if let interface = request.interface, Self.isLoopback(interface) { request.yields = false }
         if job.record.hasValidators, let held {
             if job.record.state == .upToDate || held.etag != nil || held.lastModified != nil {
                 request.currentValidators = Validators(etag: held.etag, lastModified: held.lastModified)
@@ -1538,7 +1548,7 @@ public actor Supervisor {
                 }
             }
             guard let tightest = caps.min(by: { $0.rate < $1.rate }) else { continue }
-            let rate = ByteRate(bytesPerSecond: max(1, tightest.rate))
+            let rate = ByteCount(max(1, tightest.rate)).humanReadable + "/s"
             notes[id] = RateNote(limit: "\(rate) (\(tightest.why))", yielding: yieldNote)
         }
         return notes

@@ -39,76 +39,16 @@ else
 fi
 [ -x "$bin/barge" ] || { echo "no barge in $bin" >&2; exit 1; }
 
-client=barge-bench-client-$$
-origin=barge-bench-origin-$$
 work=$(mktemp -d /tmp/barge-network-pause-bench-XXXXXX)
-pids=()
-cleanup() {
-    local status=$?
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    ip netns del "$client" 2>/dev/null || true
-    ip netns del "$origin" 2>/dev/null || true
-    if [ $status -ne 0 ] && [ $status -ne 130 ] && [ $status -ne 143 ] && [ -s "$work/agent.log" ]; then
-        echo "--- the agent's log (last lines)" >&2
-        tail -n 30 "$work/agent.log" >&2
-    fi
-    rm -rf "$work"
-    exit $status
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
+. scripts/bench/lib/netns.sh
 # The namespaces and the links: the client's default route goes by the wired link at first.
-ip netns add "$client"
-ip netns add "$origin"
-ip -n "$client" link set lo up
-ip -n "$origin" link set lo up
-ip -n "$origin" addr add 10.99.0.1/32 dev lo
-for link in wired:77 wwan:78; do
-    name=${link%:*} subnet=${link#*:}
-    ip -n "$client" link add "${name}0" type veth peer name "${name}1"
-    ip -n "$client" link set "${name}1" netns "$origin"
-    ip -n "$origin" addr add "10.$subnet.0.1/24" dev "${name}1"
-    ip -n "$origin" link set "${name}1" up
-    ip -n "$client" addr add "10.$subnet.0.2/24" dev "${name}0"
-    ip -n "$client" link set "${name}0" up
-    tc -n "$origin" qdisc add dev "${name}1" root tbf rate "$rate" burst 32kbit latency 400ms
-done
-ip -n "$client" route add default via 10.77.0.1 dev wired0
+netns_setup "$work" "$rate" wired:77 wwan:78
 
-# The origin: nginx in its namespace (workers run unprivileged: the work directory is readable by all).
-chmod 755 "$work"
-mkdir -p "$work/root" "$work/tmp" "$work/out" "$work/manifests.d"
+# The origin: a sparse file that outlasts the run.
+mkdir -p "$work/root" "$work/out" "$work/manifests.d"
 truncate -s 256M "$work/root/big.bin"
 chmod 644 "$work/root/big.bin"
-cat > "$work/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/error.log warn;
-events { worker_connections 64; }
-http {
-    access_log off;
-    default_type application/octet-stream;
-    sendfile on;
-    client_body_temp_path $work/tmp;
-    proxy_temp_path $work/tmp;
-    fastcgi_temp_path $work/tmp;
-    uwsgi_temp_path $work/tmp;
-    scgi_temp_path $work/tmp;
-    server { listen 0.0.0.0:8080; root $work/root; }
-}
-CONF
-ip netns exec "$origin" nginx -p "$work" -c "$work/nginx.conf" -e "$work/error.log" &
-pids+=($!)
-for _ in $(seq 1 100); do
-    ip netns exec "$client" curl -s -o /dev/null --max-time 1 -r 0-0 http://10.99.0.1:8080/big.bin && break
-    sleep 0.05
-done
-ip netns exec "$client" curl -sf -o /dev/null --max-time 2 -r 0-0 http://10.99.0.1:8080/big.bin \
-    || { echo "the origin did not start" >&2; cat "$work/error.log" >&2; exit 1; }
+netns_nginx "$work"
 
 # The agent in the client's namespace, with one entry that may use only unmetered networks.
 cat > "$work/barge.yaml" <<YAML
@@ -127,8 +67,7 @@ download:
     network: unmetered
 YAML
 "$bin/barge" check --config "$work/barge.yaml" >"$work/check.txt" || { cat "$work/check.txt" >&2; exit 1; }
-ip netns exec "$client" "$bin/barge" agent --config "$work/barge.yaml" 2>"$work/agent.log" &
-pids+=($!)
+netns_spawn ip netns exec "$client" "$bin/barge" agent --config "$work/barge.yaml" 2>"$work/agent.log"
 
 # The measurement (in the background, so that a signal ends the run at once).
 python3 - "$work/barge.sock" "$client" "$flips" "$rate" <<'PY' &
@@ -276,5 +215,5 @@ print(f"at the end (route on wired0): {end['state']}, {end['bytes']} of {total i
 print("target: pause ≤ 100 ms (event to transfer paused)")
 sys.exit(1 if missed or end["state"] != "transferring" else 0)
 PY
-pids+=($!)
+netns_pids+=($!)
 wait $!

@@ -1,11 +1,12 @@
 # Sourced by the benchmarks: the local origin they download from.
 #
+#   write_nginx_conf WORK LISTEN  the config alone (WORK/nginx.conf), for an nginx started elsewhere
 #   start_origin WORK PROBE    nginx on a free port of 127.0.0.1 serving WORK/root (temporary files in WORK/tmp),
 #                              waits until PROBE (a path under the root) answers; sets origin_pid and origin_port.
 
-start_origin() {
-    local work=$1 probe=$2
-    origin_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# write_nginx_conf WORK LISTEN: nginx's config for serving WORK/root on LISTEN (ADDRESS:PORT).
+write_nginx_conf() {
+    local work=$1 listen=$2
     mkdir -p "$work/tmp"
     cat > "$work/nginx.conf" <<CONF
 daemon off;
@@ -24,9 +25,15 @@ http {
     fastcgi_temp_path $work/tmp;
     uwsgi_temp_path $work/tmp;
     scgi_temp_path $work/tmp;
-    server { listen 127.0.0.1:$origin_port; root $work/root; }
+    server { listen $listen; root $work/root; }
 }
 CONF
+}
+
+start_origin() {
+    local work=$1 probe=$2
+    origin_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    write_nginx_conf "$work" "127.0.0.1:$origin_port"
     nginx -p "$work" -c "$work/nginx.conf" -e "$work/error.log" &
     origin_pid=$!
     for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$origin_port/$probe" && break; sleep 0.05; done
