@@ -22,7 +22,7 @@ struct AgentConfigParserTests {
                   - {match: {interface: "wwan*"}, cost: metered}
                   - {match: {kind: tether}, cost: metered, roaming: false}
                   - {match: {gateway: 192.168.8.1, gateway-mac: "AA:BB:CC:00:11:22"}, cost: metered}
-                yield: {enabled: false, capacity: 20Mbit/s}
+                yield: {enabled: false, capacity: 20Mbit/s, lower-effort: false}
                 hooks: {on-complete: [/usr/bin/true]}
                 proxy: http://127.0.0.1:3128
                 link-grace: 5s
@@ -45,6 +45,7 @@ struct AgentConfigParserTests {
         )
         #expect(config.yield.capacity == ByteRate(bytesPerSecond: 2_500_000))
         #expect(config.yield.enabled == false)
+        #expect(config.yield.lowerEffort == false)
         #expect(config.hooks.onComplete == ["/usr/bin/true"])
         #expect(config.proxy == "http://127.0.0.1:3128")
         #expect(config.linkGrace == TimeSpan(seconds: 5))

@@ -38,6 +38,27 @@ struct PureLogicTests {
         #expect(pacing.fitted(toWaiting: 2).batchSize == 1)
     }
 
+    /// Normal and low are background: they yield and are marked Lower-Effort; foreground and high are not; the
+    /// config turns each off.
+    @Test func backgroundPrioritiesYieldAndAreMarkedLowerEffort() {
+        var config = AgentConfig.defaults(scope: .system)
+        func request(_ priority: Priority) -> TransferRequest {
+            var policy = TransferPolicy()
+            policy.priority = priority
+            return TransferRequest(
+                spec: JobSpec(manifest: "m", urls: ["https://o.test/f"], destination: "/srv/f", policy: policy),
+                config: config
+            )
+        }
+        #expect([Priority.foreground, .high, .normal, .low].map { request($0).yields } == [false, false, true, true])
+        #expect(
+            [Priority.foreground, .high, .normal, .low].map { request($0).lowerEffort } == [false, false, true, true]
+        )
+        config.yield.enabled = false
+        config.yield.lowerEffort = false
+        #expect(!request(.low).yields && !request(.low).lowerEffort)
+    }
+
     @Test func tokenBucketKeepsTheLongRunRate() {
         var bucket = TokenBucket(bytesPerSecond: 1_000_000, now: 0)
         var now = 0.0
