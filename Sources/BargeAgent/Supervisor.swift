@@ -366,6 +366,7 @@ public actor Supervisor {
             engine.setYieldRate(on: link, budget)
             // Said when it starts yielding and when it is unlimited again, not at each step between.
             if budget == .off {
+                guard links.contains(link) else { continue }  // forgotten (its transfers ended), not climbed back
                 Log.info("yield: \(link) is Barge's again; background transfers unlimited")
             } else if !wasYielding.contains(link), let note = self.yielding.note(for: link),
                 self.yielding.controllers[link]?.state != .clear
@@ -1570,7 +1571,8 @@ public actor Supervisor {
         }
         guard let next = timetable.nextChange(after: local) else { return "from \(clock(rule.at))" }
         let nextMinutes = Int((next + Double(offset.tm_gmtoff)).truncatingRemainder(dividingBy: 86_400) / 60)
-        return "\(clock(rule.at))–\(clock(nextMinutes))"
+        // A row that is the next one too (the only one) holds on: "from 08:00".
+        return nextMinutes == rule.at ? "from \(clock(rule.at))" : "\(clock(rule.at))–\(clock(nextMinutes))"
     }
 
     /// The agent's own state (the header of `barge status`), without the jobs.

@@ -253,8 +253,9 @@ final class ActiveTransfer {
         // Bound to an uplink (SO_BINDTODEVICE): a cheaper one than the route's choice (libcurl reuses only a
         // connection bound the same way).
         if let interface = self.request.interface { try self.set(CURLOPT_INTERFACE, "if!" + interface) }
-        if self.traffic != nil || self.request.lowerEffort {
-            let socketClass = self.sockets.socketClass(traffic: self.traffic, lowerEffort: self.request.lowerEffort)
+        let bound = self.traffic?.isBound == true ? self.traffic : nil
+        if bound != nil || self.request.lowerEffort {
+            let socketClass = self.sockets.socketClass(traffic: bound, lowerEffort: self.request.lowerEffort)
             try self.check(barge_easy_setopt_sockopt_function(self.easy, configureSocket))
             try self.set(CURLOPT_SOCKOPTDATA, pointer: socketClass.pointer)
             try self.check(barge_easy_setopt_closesocket_function(self.easy, closeSocket))
@@ -381,19 +382,22 @@ final class ActiveTransfer {
         case .write:
             break
         }
+        // Its own cap, the budget all share, its link's yield budget: the chunk waits for the longest, and is
+        // taken from each only once all let it pass.
         let now = monotonicNow()
-        if let wait = self.bucket?.admit(bytes.count, now: now) {
+        let yieldPacer = self.request.yields && self.traffic?.isBound == true ? self.traffic?.yieldPacer : nil
+        let wait = max(
+            self.bucket?.delay(now: now) ?? 0,
+            self.globalPacer.delay(now: now) ?? 0,
+            yieldPacer?.delay(now: now) ?? 0
+        )
+        if wait > 0 {
             self.pacedUntil = now + wait
             return Int(CURL_WRITEFUNC_PAUSE)
         }
-        if let wait = self.globalPacer.admit(bytes.count, now: now) {
-            self.pacedUntil = now + wait
-            return Int(CURL_WRITEFUNC_PAUSE)
-        }
-        if self.request.yields, let wait = self.traffic?.yieldPacer.admit(bytes.count, now: now) {
-            self.pacedUntil = now + wait
-            return Int(CURL_WRITEFUNC_PAUSE)
-        }
+        self.bucket?.take(bytes.count)
+        self.globalPacer.take(bytes.count)
+        yieldPacer?.take(bytes.count)
         do {
             try self.partial!.append(bytes)
         } catch {
@@ -404,6 +408,7 @@ final class ActiveTransfer {
             return 0
         }
         self.transferred += UInt64(bytes.count)
+        if let traffic = self.traffic, !traffic.isBound { traffic.wire.add(UInt64(bytes.count), ordering: .relaxed) }
         self.lastByteAt = now
         if let interval = self.request.checkpointInterval {
             self.sinceCheckpoint += UInt64(bytes.count)
@@ -632,9 +637,14 @@ enum LocalPaths {
 /// One interface's share of the engine: the bytes Barge's transfers bound to it received (the agent subtracts them
 /// from the link's counter to see other traffic), and the budget of those that yield to it.
 final class InterfaceTraffic: Sendable {
-    /// The TCP payload the kernel received for the transfers' connections (``EngineLoop/countWireBytes(of:)``).
+    /// The TCP payload the kernel received for the transfers' connections (``SocketLedger``); for the transfers
+    /// bound to no interface, the bytes they read.
     let wire = Atomic<UInt64>(0)
     let yieldPacer = GlobalPacer()
+    /// Whether its transfers are bound to its interface (else it is the engine's one count of unbound transfers).
+    let isBound: Bool
+
+    init(isBound: Bool) { self.isBound = isBound }
 }
 
 /// The sockets of one engine thread's connections, each with the interface traffic it counts towards: what the
@@ -738,9 +748,11 @@ let closeSocket: curl_closesocket_callback = { data, socket in
 final class GlobalPacer: Sendable {
     private let bucket = Mutex<TokenBucket?>(nil)
 
-    func admit(_ bytes: Int, now: Double) -> Double? {
-        self.bucket.withLock { $0?.admit(bytes, now: now) }
-    }
+    /// See ``TokenBucket/delay(now:)``.
+    func delay(now: Double) -> Double? { self.bucket.withLock { $0?.delay(now: now) } }
+
+    /// See ``TokenBucket/take(_:)``.
+    func take(_ bytes: Int) { self.bucket.withLock { $0?.take(bytes) } }
 
     /// Changes the budget; a budget already running keeps its tokens.
     func set(_ limit: RateLimit, now: Double) {

@@ -34,6 +34,8 @@ public final class TransferEngine: Sendable {
     private let pacer = GlobalPacer()
     /// Each interface's traffic (``InterfaceTraffic``), made when a transfer is first bound to it and kept.
     private let interfaces = Mutex<[String: InterfaceTraffic]>([:])
+    /// The bytes read by transfers bound to no interface (their link is not known to the engine).
+    private let unbound = InterfaceTraffic(isBound: false)
     /// The next transfer's sequence number, and each host's next turn among the engine threads.
     private let routing = Mutex<(next: UInt64, turns: [String: UInt64])>((0, [:]))
 
@@ -166,24 +168,28 @@ public final class TransferEngine: Sendable {
     /// payload, counted from each socket's `tcpi_bytes_received` by the engine thread that owns it, before this
     /// returns). Unlike the bytes the transfers read, they follow the interface's own counter while the transfers
     /// are paced: libcurl reads a whole buffer from the socket at once and holds it while a transfer waits, and
-    /// TCP refills the window in a burst.
+    /// TCP refills the window in a burst. The bytes of transfers bound to no interface (a name that did not
+    /// resolve, no monitor) are counted on every interface: they may leave by any, and are Barge's own wherever.
     public func deliveredBytes() async -> [String: UInt64] {
         for loop in self.loops {
             await withCheckedContinuation { reply in loop.submit(.countWireBytes(reply)) }
         }
-        return self.interfaces.withLock { $0.mapValues { $0.wire.load(ordering: .relaxed) } }
+        let unbound = self.unbound.wire.load(ordering: .relaxed)
+        return self.interfaces.withLock { $0.mapValues { $0.wire.load(ordering: .relaxed) &+ unbound } }
     }
 
     private func traffic(on interface: String) -> InterfaceTraffic {
         self.interfaces.withLock { traffic in
             if let known = traffic[interface] { return known }
-            let made = InterfaceTraffic()
+            let made = InterfaceTraffic(isBound: true)
             traffic[interface] = made
             return made
         }
     }
 
-    private func traffic(of request: TransferRequest) -> InterfaceTraffic? { request.interface.map(self.traffic(on:)) }
+    private func traffic(of request: TransferRequest) -> InterfaceTraffic {
+        request.interface.map(self.traffic(on:)) ?? self.unbound
+    }
 
     /// Stops every transfer (partials are synced and kept) and ends the engine threads.
     public func shutdown() async {

@@ -84,14 +84,42 @@ struct YieldControllerTests {
         #expect(link.controller.budget == .off)
     }
 
+    /// Other traffic on a link with room to spare (Barge's origin is slow) is not yielded to: nobody waits.
+    @Test func otherTrafficOnALinkWithRoomIsNotYieldedTo() {
+        var link = Link()
+        for _ in 0..<20 { link.step(barge: Self.link, other: 0) }  // the link's capacity, seen once
+        for _ in 0..<40 { link.step(barge: Self.link * 0.2, other: Self.link * 0.3) }
+        #expect(link.controller.budget == .off)
+        #expect(link.controller.state == .clear)
+    }
+
+    /// The two counters read a few milliseconds apart: one sample's skew (Barge's bytes counted late) is not other
+    /// traffic.
+    @Test func aSkewBetweenTheTwoReadsIsNotOtherTraffic() {
+        var controller = YieldController()
+        var link: UInt64 = 0
+        var barge: UInt64 = 0
+        for step in 1...40 {
+            link += 1_600_000  // a full 50 Mbit/s link, a quarter second at a time
+            barge += 1_520_000
+            // Every fifth read of Barge's bytes comes 20 ms late on the link's: 125 KB that show up next time.
+            let late: UInt64 = step % 5 == 0 ? 125_000 : 0
+            controller.sample(at: Double(step) * 0.25, linkBytes: link, bargeBytes: barge - late)
+        }
+        #expect(controller.budget == .off)
+    }
+
     /// A hint says the link is slower than it looked (an LTE modem behind Ethernet): the thresholds and the floor
     /// follow the hint, not what was measured.
     @Test func aCapacityHintSetsTheScale() throws {
+        // The modem carries 1 MB/s; its Ethernet side could carry far more. 80 KB/s of other traffic beside
+        // Barge's 900 KB/s is over 5 % of the hint (and would be under 5 % of the interface).
         var link = Link(YieldController.Settings(capacity: ByteRate(bytesPerSecond: 1_000_000)))
-        link.step(barge: 100_000, other: 60_000)
+        link.step(barge: 900_000, other: 80_000)
+        link.step(barge: 900_000, other: 80_000)
         #expect(link.controller.capacity == 1_000_000)
         #expect(link.controller.state != .clear)
-        for _ in 0..<10 { link.step(barge: link.limit ?? 0, other: 900_000) }
+        for _ in 0..<10 { link.step(barge: link.limit ?? 0, other: 980_000) }
         #expect(link.limit == 20_000)
     }
 

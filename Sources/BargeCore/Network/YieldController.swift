@@ -3,11 +3,13 @@
 /// budget; tests feed it numbers.
 ///
 /// The traffic that is not Barge's is the link's bytes less Barge's (with the headers Barge's payload costs on the
-/// wire). While it is above a small threshold (another program is transferring), the budget is halved at each
-/// sample down to a floor: a fast back-off, within a second or so from a full link. While it stays below, the
-/// budget climbs back by a fixed step per second (additive increase, slow), and once it passes the link's capacity
-/// the background transfers are unlimited again. The capacity is the hint when given (a link slower than its
-/// interface), else the highest rate the link was seen to carry, slowly forgotten.
+/// wire), over the last two samples (a skew between the two counters' reads cancels out). While it is above a
+/// small threshold (another program is transferring) and the link is contended (it carries 80 % of its capacity or
+/// more), the budget is halved at each sample down to a floor: a fast back-off, under two seconds from a full link.
+/// Otherwise the budget climbs back by a fixed step per second (additive increase, slow), and once it passes the
+/// link's capacity the background transfers are unlimited again: other traffic on a link with room to spare (a
+/// slow origin) is not yielded to. The capacity is the hint when given (a link slower than its interface), else the
+/// highest rate the link was seen to carry, slowly forgotten.
 public struct YieldController: Sendable {
     /// How the controller reacts.
     public struct Settings: Sendable, Hashable {
@@ -15,6 +17,8 @@ public struct YieldController: Sendable {
         public var capacity: ByteRate?
         /// Other traffic counts once above this share of the capacity.
         public var threshold: Double = 0.05
+        /// … on a link that carries at least this share of its capacity.
+        public var contended: Double = 0.8
         /// … and above this many bytes per second (a few packets of chatter are not the user's traffic).
         public var minimumThreshold: Double = 16_000
         /// The budget never goes below this share of the capacity (the connections stay alive and keep their place).
@@ -34,11 +38,11 @@ public struct YieldController: Sendable {
         public init(capacity: ByteRate? = nil) { self.capacity = capacity }
     }
 
-    /// Whether the link is shared with other traffic now.
+    /// Whether the background transfers back off now.
     public enum State: Sendable, Hashable {
-        /// No other traffic seen: the budget is climbing back, or off.
+        /// No other traffic on a contended link: the budget is climbing back, or off.
         case clear
-        /// Other traffic uses the link at this rate (bytes per second): the background transfers back off.
+        /// Other traffic uses the contended link at this rate (bytes per second): the background transfers back off.
         case yielding(otherBytesPerSecond: Double)
     }
 
@@ -57,7 +61,8 @@ public struct YieldController: Sendable {
     /// The budget as a number while it is not `off`.
     private var limit: Double?
     private var peak: Double = 0
-    private var last: (time: Double, link: UInt64, barge: UInt64)?
+    /// The last two samples, the later last.
+    private var samples: [(time: Double, link: UInt64, barge: UInt64)] = []
 
     /// A controller with no sample yet.
     public init(settings: Settings = Settings()) {
@@ -70,26 +75,40 @@ public struct YieldController: Sendable {
     /// monotonic). Returns whether the budget changed.
     @discardableResult
     public mutating func sample(at time: Double, linkBytes: UInt64, bargeBytes: UInt64) -> Bool {
-        defer { self.last = (time, linkBytes, bargeBytes) }
-        guard let last = self.last, time > last.time else { return false }
-        // A counter that went back (the interface was made again) starts a new series.
-        guard linkBytes >= last.link, bargeBytes >= last.barge else { return false }
-        let span = time - last.time
-        let linkRate = Double(linkBytes - last.link) / span
-        let bargeRate = Double(bargeBytes - last.barge) / span
+        let now = (time: time, link: linkBytes, barge: bargeBytes)
+        guard let last = self.samples.last, time > last.time else {
+            self.samples = [now]
+            return false
+        }
+        // A counter that went back (the interface was made again, a connection closed unread) starts a new series.
+        guard linkBytes >= last.link, bargeBytes >= last.barge else {
+            self.samples = [now]
+            return false
+        }
+        let first =
+            self.samples.count == 2 && linkBytes >= self.samples[0].link && bargeBytes >= self.samples[0].barge
+            ? self.samples[0] : last
+        self.samples = [last, now]
+        // The link's own rate, for its capacity, over the last interval; the other traffic over the last two.
+        let linkRate = Double(linkBytes - last.link) / (time - last.time)
+        let span = time - first.time
+        let windowLinkRate = Double(linkBytes - first.link) / span
+        let bargeRate = Double(bargeBytes - first.barge) / span
         self.bargeBytesPerSecond = bargeRate
-        let other = max(0, linkRate - bargeRate * self.settings.overhead)
+        let other = max(0, windowLinkRate - bargeRate * self.settings.overhead)
         self.otherBytesPerSecond = other
         if let hint = self.settings.capacity {
             self.capacity = Double(hint.bytesPerSecond)
         } else {
-            self.peak = max(linkRate, self.peak * Self.decay(span, halfLife: self.settings.capacityHalfLife))
+            let interval = time - last.time
+            self.peak = max(linkRate, self.peak * Self.decay(interval, halfLife: self.settings.capacityHalfLife))
             self.capacity = self.peak
         }
         let before = self.budget
         let threshold = max(self.settings.minimumThreshold, self.settings.threshold * self.capacity)
         let floor = max(self.settings.minimumFloor, self.settings.floor * self.capacity)
-        if other > threshold {
+        let contended = windowLinkRate >= self.settings.contended * self.capacity
+        if other > threshold, contended {
             self.state = .yielding(otherBytesPerSecond: other)
             // From what Barge uses now (a budget above it would take a while to bite).
             let from = min(self.limit ?? .infinity, max(bargeRate, floor))
@@ -97,7 +116,7 @@ public struct YieldController: Sendable {
         } else {
             self.state = .clear
             if let limit = self.limit {
-                let climbed = limit + self.capacity / self.settings.climbSeconds * span
+                let climbed = limit + self.capacity / self.settings.climbSeconds * (time - last.time)
                 self.limit = climbed >= self.capacity ? nil : climbed
             }
         }

@@ -36,13 +36,23 @@ public struct TokenBucket: Sendable {
     ///
     /// - Returns: nil when admitted; otherwise the seconds until the balance is back to zero.
     public mutating func admit(_ bytes: Int, now: Double) -> Double? {
+        if let wait = self.delay(now: now) { return wait }
+        self.take(bytes)
+        return nil
+    }
+
+    /// How long to wait before bytes may pass, or nil when they may now; takes nothing. With ``take(_:)``, for a
+    /// chunk that must pass several buckets: each is asked, and the chunk is taken from all only when none says
+    /// wait (else a bucket that said yes would be charged again when the chunk comes back).
+    public mutating func delay(now: Double) -> Double? {
         self.refill(now: now)
         // Less than a byte of debt counts as none: a wait computed from floating-point debt can round to a time
         // step too small to move the clock, and the caller would spin.
-        if self.balance < -1 { return -self.balance / self.rate }
-        self.balance -= Double(bytes)
-        return nil
+        return self.balance < -1 ? -self.balance / self.rate : nil
     }
+
+    /// Takes a chunk that ``delay(now:)`` let pass.
+    public mutating func take(_ bytes: Int) { self.balance -= Double(bytes) }
 
     /// Changes the rate at once; the balance carries over, capped to the new burst.
     public mutating func setRate(bytesPerSecond: UInt64, now: Double) {
