@@ -255,7 +255,11 @@ public actor Supervisor {
         (self.reports, self.reporter) = engine.makeReportStream()
         self.hooks = HookRunner()
         self.notifier = notifier
-        self.yielding = LinkYielding(settings: YieldController.Settings(capacity: config.yield.capacity))
+        var settings = YieldController.Settings(capacity: config.yield.capacity)
+        settings.threshold = config.yield.threshold
+        settings.floor = config.yield.floor
+        settings.climbSeconds = Double(config.yield.climb.seconds)
+        self.yielding = LinkYielding(settings: settings)
     }
 
     /// Loads the stored jobs and the manifests, starts what is due, and consumes the engine's reports until

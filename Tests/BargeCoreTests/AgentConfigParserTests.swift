@@ -22,7 +22,7 @@ struct AgentConfigParserTests {
                   - {match: {interface: "wwan*"}, cost: metered}
                   - {match: {kind: tether}, cost: metered, roaming: false}
                   - {match: {gateway: 192.168.8.1, gateway-mac: "AA:BB:CC:00:11:22"}, cost: metered}
-                yield: {enabled: false, capacity: 20Mbit/s, lower-effort: false}
+                yield: {enabled: false, capacity: 20Mbit/s, lower-effort: false, threshold: 10%, floor: 1%, climb: 30s}
                 hooks: {on-complete: [/usr/bin/true]}
                 proxy: http://127.0.0.1:3128
                 link-grace: 5s
@@ -46,6 +46,7 @@ struct AgentConfigParserTests {
         #expect(config.yield.capacity == ByteRate(bytesPerSecond: 2_500_000))
         #expect(config.yield.enabled == false)
         #expect(config.yield.lowerEffort == false)
+        #expect(config.yield.threshold == 0.1 && config.yield.floor == 0.01 && config.yield.climb.seconds == 30)
         #expect(config.hooks.onComplete == ["/usr/bin/true"])
         #expect(config.proxy == "http://127.0.0.1:3128")
         #expect(config.linkGrace == TimeSpan(seconds: 5))
@@ -60,15 +61,18 @@ struct AgentConfigParserTests {
                 concurrency: {total: 0}
                 networks: [{match: {interface: "wwan*"}, cost: pricey}]
                 link-grace: 1h
+                yield: {threshold: 60%}
                 """,
             path: "/etc/barge/barge.yaml"
         )
         #expect(parsed.config == AgentConfig.defaults(scope: .system))
         #expect(
             parsed.diagnostics.map { "\($0.location.line):\($0.location.column)" } == [
-                "1:26", "2:1", "3:22", "4:48", "5:13",
+                "1:26", "2:1", "3:22", "4:48", "5:13", "6:20",
             ]
         )
+        let climb = self.parser.parse(text: "yield: {climb: 0s}", path: "/etc/barge/barge.yaml")
+        #expect(climb.diagnostics.map(\.message) == ["'climb' must be from 1s to 10m"])
         #expect(parsed.diagnostics[1].message.contains("did you mean 'concurrency'?"))
     }
 

@@ -244,6 +244,12 @@ public struct YieldPolicy: Hashable, Sendable {
     public var capacity: ByteRate?
     /// Whether background transfers (normal, low) mark their connections Lower-Effort (DSCP LE, RFC 8622).
     public var lowerEffort: Bool = true
+    /// Other traffic counts once above this share of the link's capacity (0.05: 5 %).
+    public var threshold: Double = 0.05
+    /// The background budget never goes below this share of the capacity while yielding.
+    public var floor: Double = 0.02
+    /// How long the budget takes to climb from nothing back to the capacity once the other traffic stops.
+    public var climb = TimeSpan(seconds: 10)
 
     /// Enabled, no capacity hint.
     public init() {}

@@ -335,8 +335,19 @@ public struct AgentConfigParser: Sendable {
         return rules
     }
 
+    /// A share of a link's capacity: `5%` (more than 0, at most 50 %).
+    static func share(parsing text: String) throws(UnitError) -> Double {
+        let trimmed = text.trimmingASCIIWhitespace()
+        guard trimmed.hasSuffix("%"), let percent = Double(trimmed.dropLast().trimmingASCIIWhitespace()),
+            percent > 0, percent <= 50
+        else {
+            throw UnitError("'\(text)' is not a share of the link; expected a percentage from 0 to 50, such as 5%")
+        }
+        return percent / 100
+    }
+
     static func yield(_ node: Node, into source: inout YAMLSource) -> YieldPolicy? {
-        let allowed = ["enabled", "capacity", "lower-effort"]
+        let allowed = ["enabled", "capacity", "lower-effort", "threshold", "floor", "climb"]
         guard let pairs = source.knownPairs(node, "'yield'", allowed: allowed) else { return nil }
         var policy = YieldPolicy()
         for pair in pairs {
@@ -346,6 +357,16 @@ public struct AgentConfigParser: Sendable {
             } else if pair.key == "lower-effort" {
                 guard let marked = source.boolean(pair.value, "lower-effort") else { return nil }
                 policy.lowerEffort = marked
+            } else if pair.key == "threshold" || pair.key == "floor" {
+                guard let share = source.unit(pair.value, pair.key, Self.share(parsing:)) else { return nil }
+                if pair.key == "threshold" { policy.threshold = share } else { policy.floor = share }
+            } else if pair.key == "climb" {
+                guard let span = source.unit(pair.value, "climb", TimeSpan.init(parsing:)) else { return nil }
+                guard span.seconds >= 1, span <= TimeSpan.minutes(10) else {
+                    source.error(pair.value, "'climb' must be from 1s to 10m")
+                    return nil
+                }
+                policy.climb = span
             } else {
                 guard let capacity = source.unit(pair.value, "capacity", ByteRate.init(parsing:)) else { return nil }
                 policy.capacity = capacity
