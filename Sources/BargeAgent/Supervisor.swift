@@ -209,6 +209,8 @@ public actor Supervisor {
     private var yielding: LinkYielding
     /// Posts ``SupervisorEvent/yieldTick`` every ``LinkYielding/interval`` while yielding transfers run; nil else.
     private var yieldTicker: Task<Void, Never>?
+    /// Interfaces known to be loopback or not (``isLoopback(_:)``).
+    private var loopbackByInterface: [String: Bool] = [:]
     /// Unfinished one-shot jobs a local user who does not administer the agent may have at once.
     static let jobsPerUser = 100
     /// How long a transfer held back by the user, the network or its window stays paused in the engine (its
@@ -378,6 +380,14 @@ public actor Supervisor {
                 Log.info("yield: \(link) \(note); background transfers limited to \(budget)")
             }
         }
+    }
+
+    /// Whether the interface is a loopback, read once per name (a burst of starts reads nothing).
+    private func isLoopback(_ interface: String) -> Bool {
+        if let known = self.loopbackByInterface[interface] { return known }
+        let loopback = Self.isLoopback(interface)
+        self.loopbackByInterface[interface] = loopback
+        return loopback
     }
 
     /// Whether the interface is a loopback (IFF_LOOPBACK in its sysfs flags).
@@ -1031,7 +1041,7 @@ public actor Supervisor {
         // becomes preferred) behind the verdict it was started on.
         request.interface = self.interfaceByHost[job.spec.host]
         // Loopback has no scarce bandwidth and no one to yield to.
-        if let interface = request.interface, Self.isLoopback(interface) { request.yields = false }
+        if let interface = request.interface, self.isLoopback(interface) { request.yields = false }
         if job.record.hasValidators, let held {
             if job.record.state == .upToDate || held.etag != nil || held.lastModified != nil {
                 request.currentValidators = Validators(etag: held.etag, lastModified: held.lastModified)
@@ -1528,7 +1538,7 @@ public actor Supervisor {
 
     /// Each running transfer's tightest cap and why, with the yield note of those held back by other traffic.
     private func limitsInForce(now: Double) -> [Int64: RateNote] {
-        let span = self.timetableSpan(now: now)
+        lazy var span = self.timetableSpan(now: now)  // read only when a timetable's cap is shown
         var yieldingPerLink: [String: Int] = [:]
         for running in self.live.values where running.yields && running.admitted && running.pausedSince == nil {
             if let link = running.interface { yieldingPerLink[link, default: 0] += 1 }

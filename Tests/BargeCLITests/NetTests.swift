@@ -45,6 +45,22 @@ struct NetTests {
         try client.ip("link set \(name)0 up")
     }
 
+    /// nginx in `origin`, once `client` reaches it at `address`; returns it with its base URL (`http://ADDRESS:PORT`).
+    static func startNginx(
+        in origin: NetworkNamespace,
+        reachedFrom client: NetworkNamespace,
+        at address: String
+    ) async throws -> (nginx: NginxServer, base: String) {
+        let nginx = try NginxServer(namespace: origin.name)
+        let base = "http://\(address):\(nginx.port)"
+        _ = try nginx.serve("probe.txt", bytes: Array("ok".utf8))
+        let ready = await eventually {
+            client.succeeds(["/usr/bin/curl", "-sf", "--max-time", "2", "-o", "/dev/null", base + "/probe.txt"])
+        }
+        try #require(ready, "nginx did not start in the origin namespace")
+        return (nginx, base)
+    }
+
     @Test func uplinksFollowTheRouteTheLinksAndTheRules() async throws {
         let namespace = try NetworkNamespace()
         let origin = try NetworkNamespace()
@@ -213,20 +229,13 @@ struct NetTests {
         try client.ip("route add default via 10.78.0.1 dev wwan0")
 
         let content = TestContent.bytes(count: 1 << 20, seed: 61)
-        let nginx = try NginxServer(namespace: origin.name)
+        let (nginx, base) = try await Self.startNginx(in: origin, reachedFrom: client, at: "10.99.0.1")
         _ = try nginx.serve("f.bin", bytes: content)
-        let port = nginx.port
-        let ready = await eventually {
-            client.succeeds([
-                "/usr/bin/curl", "-sf", "--max-time", "2", "-o", "/dev/null", "http://10.99.0.1:\(port)/f.bin",
-            ])
-        }
-        try #require(ready, "the origin did not start")
 
         let agent = try AgentUnderTest(extraConfig: "networks:\n  - {match: {interface: \"wwan*\"}, cost: metered}\n")
         try agent.scratch.write(
             "manifests.d/10-net.yaml",
-            "version: 1\ndownload:\n  - url: http://10.99.0.1:\(port)/f.bin\n    dest: \(agent.output)/f.bin\n"
+            "version: 1\ndownload:\n  - url: \(base)/f.bin\n    dest: \(agent.output)/f.bin\n"
         )
         try await agent.start(launcher: [NetworkNamespace.ip, "netns", "exec", client.name])
         defer { _ = agent.stop() }
@@ -240,7 +249,7 @@ struct NetTests {
         // An entry added now whose origin is on the wired LAN goes by the wired link: it runs while the other waits.
         try agent.scratch.write(
             "manifests.d/20-lan.yaml",
-            "version: 1\ndownload:\n  - url: http://10.77.0.1:\(port)/f.bin\n    dest: \(agent.output)/lan.bin\n"
+            "version: 1\ndownload:\n  - url: http://10.77.0.1:\(nginx.port)/f.bin\n    dest: \(agent.output)/lan.bin\n"
         )
         let lanDone = await eventually(timeout: 20) {
             (try? agent.status())?.jobs.first { $0.destination.hasSuffix("/lan.bin") }?.state == "up-to-date"

@@ -32,15 +32,12 @@ struct NetTransferTests {
                 try self.origin.tc("qdisc add dev \(link) root tbf rate 8mbit burst 32kbit latency 400ms")
             }
             try self.client.ip("route add default via 10.77.0.1 dev wired0")
-            self.nginx = try NginxServer(namespace: self.origin.name)
-            self.remote = "http://10.99.0.1:\(self.nginx.port)"
+            (self.nginx, self.remote) = try await NetTests.startNginx(
+                in: self.origin,
+                reachedFrom: self.client,
+                at: "10.99.0.1"
+            )
             self.lan = "http://10.77.0.1:\(self.nginx.port)"
-            _ = try self.nginx.serve("probe.txt", bytes: Array("ok".utf8))
-            let probe = self.remote + "/probe.txt"
-            let ready = await eventually {
-                self.client.succeeds(["/usr/bin/curl", "-sf", "--max-time", "2", "-o", "/dev/null", probe])
-            }
-            try #require(ready, "nginx did not start in the origin namespace")
         }
 
         /// An agent with the wwan rule (and `extraConfig`), started in the client namespace.

@@ -27,15 +27,9 @@ struct YieldTests {
         try client.tc("class add dev wired0 parent 1: classid 1:20 htb rate 1gbit")
         try client.tc("filter add dev wired0 parent 1: protocol ip u32 match ip dsfield 0x04 0xfc flowid 1:10")
         try client.ip("route add default via 10.77.0.1 dev wired0")
-        let nginx = try NginxServer(namespace: origin.name)
-        let base = "http://10.77.0.1:\(nginx.port)"
+        let (nginx, base) = try await NetTests.startNginx(in: origin, reachedFrom: client, at: "10.77.0.1")
         _ = try nginx.serve("background.bin", bytes: TestContent.bytes(count: 48 << 20, seed: 81))
         _ = try nginx.serve("foreground.bin", bytes: TestContent.bytes(count: 10 << 20, seed: 82))
-        _ = try nginx.serve("probe.txt", bytes: Array("ok".utf8))
-        let ready = await eventually {
-            client.succeeds(["/usr/bin/curl", "-sf", "--max-time", "2", "-o", "/dev/null", base + "/probe.txt"])
-        }
-        try #require(ready, "nginx did not start in the origin namespace")
 
         let agent = try AgentUnderTest()
         try await agent.start(launcher: [NetworkNamespace.ip, "netns", "exec", client.name])

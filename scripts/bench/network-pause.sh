@@ -32,12 +32,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 2; }
-if [ -n "${BARGE_BIN:-}" ]; then
-    bin=$(cd "$BARGE_BIN" && pwd)
-else
-    bin=$(scripts/build-release.sh barge 2>/dev/null) || { scripts/build-release.sh barge >/dev/null; exit 1; }
-fi
-[ -x "$bin/barge" ] || { echo "no barge in $bin" >&2; exit 1; }
+. scripts/bench/lib/setup.sh
+bench_barge_bin barge
 
 work=$(mktemp -d /tmp/barge-network-pause-bench-XXXXXX)
 . scripts/bench/lib/netns.sh

@@ -26,25 +26,13 @@ while [ $# -gt 0 ]; do
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
-need=()
-for tool in nginx:nginx-light curl:curl wget:wget aria2c:aria2; do
-    command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
-done
-if [ ${#need[@]} -gt 0 ]; then
-    [ "$(id -u)" = 0 ] || { echo "missing: ${need[*]}" >&2; exit 2; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null
-fi
-if [ -n "${BARGE_BIN:-}" ]; then
-    bin=$(cd "$BARGE_BIN" && pwd)
-else
-    bin=$(scripts/build-release.sh barge 2>/dev/null) || { scripts/build-release.sh barge >/dev/null; exit 1; }
-fi
-[ -x "$bin/barge" ] || { echo "no barge in $bin" >&2; exit 1; }
+. scripts/bench/lib/setup.sh
+bench_need nginx:nginx-light curl:curl wget:wget aria2c:aria2
+bench_barge_bin barge
 
 work=$(mktemp -d /tmp/barge-throttle-bench-XXXXXX)
-agent_pid=""
 cleanup() {
-    [ -z "$agent_pid" ] || { kill -TERM "$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null || true; }
+    # The agents are the measuring script's children, stopped by it.
     [ -z "${origin_pid:-}" ] || { kill -TERM "$origin_pid" 2>/dev/null; wait "$origin_pid" 2>/dev/null || true; }
     rm -rf "$work"
 }

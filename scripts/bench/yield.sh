@@ -27,19 +27,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)" >&2; exit 2; }
-need=()
-for tool in nginx:nginx-light curl:curl wget:wget aria2c:aria2 tc:iproute2; do
-    command -v "${tool%%:*}" >/dev/null || need+=("${tool##*:}")
-done
-if [ ${#need[@]} -gt 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >/dev/null
-fi
-if [ -n "${BARGE_BIN:-}" ]; then
-    bin=$(cd "$BARGE_BIN" && pwd)
-else
-    bin=$(scripts/build-release.sh barge 2>/dev/null) || { scripts/build-release.sh barge >/dev/null; exit 1; }
-fi
-[ -x "$bin/barge" ] || { echo "no barge in $bin" >&2; exit 1; }
+. scripts/bench/lib/setup.sh
+bench_need nginx:nginx-light curl:curl wget:wget aria2c:aria2 tc:iproute2
+bench_barge_bin barge
 
 work=$(mktemp -d /tmp/barge-yield-bench-XXXXXX)
 . scripts/bench/lib/netns.sh
