@@ -214,8 +214,11 @@ struct ControlServer: Sendable {
             return (.ok, (try? encoder.encode(await self.supervisor.agentStatus())) ?? Data())
         }
         if head.method == .GET, parts.count == 3, parts[0] == "v1", parts[1] == "jobs", let id = Int64(parts[2]) {
-            guard let job = await self.supervisor.status(job: id, for: caller).jobs.first else {
+            guard var job = await self.supervisor.status(job: id, for: caller).jobs.first else {
                 return reply(.refused(.noSuchJob, "no such job"))
+            }
+            if job.direction == "upload", caller.isAdministrator {  // a reply may carry what only its manifest should see
+                job.reply = await self.supervisor.reply(of: id).map { String(decoding: $0, as: UTF8.self) }
             }
             return (.ok, (try? encoder.encode(job)) ?? Data())
         }

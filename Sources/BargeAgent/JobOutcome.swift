@@ -13,6 +13,8 @@ struct JobOutcome {
     var history: JobHistoryEntry?
     /// Hooks to run: on completion (true) or on error (false), with the reason.
     var hook: (complete: Bool, reason: String)?
+    /// An upload the server now has: its reply to keep, and what becomes of its local file.
+    var uploaded: (reply: [UInt8]?, after: UploadEntry.AfterUpload)?
 
     /// Applies `outcome` to `job`.
     ///
@@ -29,6 +31,27 @@ struct JobOutcome {
         jitter: (retry: Double, refresh: Double)
     ) {
         switch outcome {
+        case .completed(let done) where job.spec.upload != nil:
+            job.record.offset = 0
+            job.record.attempts = 0
+            job.record.firstFailureAt = nil
+            job.record.completedAt = now
+            job.record.totalBytes = done.size
+            job.record.dueAt = nil
+            let host = URLRules.host(of: done.url)
+            let sent = ByteCount(done.transferred).humanReadable
+            let detail =
+                done.transferred < done.size
+                ? "uploaded \(sent) to \(host) (it had \(ByteCount(done.size - done.transferred).humanReadable) already)"
+                : "uploaded \(sent) to \(host)"
+            var upload = job.spec.upload!
+            if let stamp = done.stamp { upload.stamp = stamp }  // what the server has: a later change is sent again
+            job.spec.upload = upload
+            job.record.state = .upToDate
+            job.record.reason = upload.after == .keep ? detail + "; sent again when it changes" : detail
+            self.uploaded = (done.reply, upload.after)
+            self.history = JobHistoryEntry(at: now, state: job.record.state.rawValue, detail: detail, bytes: done.transferred)
+            self.hook = (true, detail)
         case .completed(let done):
             job.record.offset = 0
             job.record.attempts = 0

@@ -48,6 +48,8 @@ struct ManifestDiff {
         var desired: [String: JobSpec] = [:]
         desired.reserveCapacity(loaded.reduce(0) { $0 + ($1.specs?.count ?? 0) })
         var jobsOf: [String: [JobView]] = [:]
+        let settling = loaded.contains { $0.specs?.contains { $0.upload?.isSettling == true } == true }
+        let jobsByID = settling ? Dictionary(jobs.map { ($0.record.id, $0) }, uniquingKeysWith: { $1 }) : [:]
         for view in jobs { if let manifest = view.spec.manifest { jobsOf[manifest, default: []].append(view) } }
         for manifest in loaded {
             let earlier = previous[manifest.id]
@@ -55,7 +57,15 @@ struct ManifestDiff {
             let standIn = manifest.specs == nil && earlier?.hasGoodVersion != true ? standIns[manifest.id] : nil
             var keepsStoredJobs = false
             if let specs = manifest.specs {
-                for spec in specs { desired[spec.destination] = spec }
+                for spec in specs {
+                    guard spec.upload?.isSettling == true else {
+                        desired[spec.destination] = spec
+                        continue
+                    }
+                    // A file still being written: its job (if it has one) stays as it was until the file settles;
+                    // none is made for it yet.
+                    if let id = jobIDs(spec.destination), let view = jobsByID[id] { desired[spec.destination] = view.spec }
+                }
                 goodVersionStoredAt = nil
                 if let digest = manifest.digest {
                     self.digests[manifest.id] = digest

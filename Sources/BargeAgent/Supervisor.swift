@@ -52,6 +52,25 @@ struct LoadedManifest: Sendable {
     let newGoodText: String?
     /// The file's owner (its hooks run as them); the agent's own user when it cannot be told.
     let owner: (uid: UInt32, gid: UInt32)
+    /// When a file its uploads found still settling is due to be looked at again.
+    let nextScan: Double?
+    /// The directories its uploads' files are found in (watched for new files).
+    let sourceDirectories: [String]
+
+    /// The specs of a manifest's entries: its downloads', and one per file each upload finds now.
+    static func specs(of manifest: Manifest, id: String) -> (specs: [JobSpec], nextScan: Double?, directories: [String]) {
+        var specs = manifest.downloads.map { JobSpec(manifest: id, entry: $0) }
+        var nextScan: Double?
+        var directories: [String] = []
+        let now = Date().timeIntervalSince1970
+        for entry in manifest.uploads {
+            let found = UploadScanner.scan(entry, manifest: id, now: now)
+            specs += found.specs
+            directories += found.directories
+            if let next = found.nextScan { nextScan = min(nextScan ?? next, next) }
+        }
+        return (specs, nextScan, directories)
+    }
 
     /// `storedDigests`: the stored last good versions' digests, or nil while they are not known yet (the first read
     /// runs while the store opens).
@@ -59,9 +78,10 @@ struct LoadedManifest: Sendable {
         self.id = parsed.id
         self.path = parsed.path
         self.errors = parsed.diagnostics.filter { $0.severity == .error }.map(\.description)
-        self.specs = parsed.manifest.map { manifest in
-            manifest.downloads.map { JobSpec(manifest: parsed.id, entry: $0) }
-        }
+        let found = parsed.manifest.map { Self.specs(of: $0, id: parsed.id) }
+        self.specs = found?.specs
+        self.nextScan = found?.nextScan
+        self.sourceDirectories = found?.directories ?? []
         self.hooks = parsed.manifest?.hooks
         self.prune = parsed.manifest?.prune
         var info = stat()
@@ -86,9 +106,10 @@ struct LoadedManifest: Sendable {
         self.id = current.id
         self.path = current.path
         self.errors = current.errors
-        self.specs = parsed.manifest.map { manifest in
-            manifest.downloads.map { JobSpec(manifest: current.id, entry: $0) }
-        }
+        let found = parsed.manifest.map { Self.specs(of: $0, id: current.id) }
+        self.specs = found?.specs
+        self.nextScan = found?.nextScan
+        self.sourceDirectories = found?.directories ?? []
         self.hooks = parsed.manifest?.hooks
         self.prune = parsed.manifest?.prune
         self.digest = nil
@@ -148,6 +169,10 @@ public actor Supervisor {
     /// Whether the last read failed or found the directory empty (set until a read finds manifests again).
     private var directoryFailed = false
     private var directoryRetry: Task<Void, Never>?
+    /// Watches on the directories uploads find their files in: a file written there is looked at at once.
+    private var sourceWatchers: [String: ManifestWatcher] = [:]
+    /// The manifests are read again when a file an upload found still settling is due to have settled.
+    private var sourceRescan: (at: Double, task: Task<Void, Never>)?
     /// How often an unreadable drop-in directory is read again (the watcher also tells when it comes back).
     static let directoryRetryInterval: Duration = .seconds(5)
     /// How long a drop-in directory found empty while manifests' jobs exist keeps them (a replacement under way).
@@ -637,6 +662,9 @@ public actor Supervisor {
         self.timer?.cancel()
         self.yieldTicker?.cancel()
         self.directoryRetry?.cancel()
+        self.sourceRescan?.task.cancel()
+        for watcher in self.sourceWatchers.values { watcher.cancel() }
+        self.sourceWatchers = [:]
         self.notifier?.send("STOPPING=1")
         for running in self.live.values { self.engine.cancel(running.transfer) }
         await self.engine.shutdown()
@@ -787,6 +815,7 @@ public actor Supervisor {
         )
         self.manifests = diff.known
         self.manifestDigests = diff.digests
+        self.watchSources(of: loaded)
         self.pending.manifestVersions += diff.versionsToStore
         self.pending.manifestRemovals += diff.versionsToDrop
         self.remove(diff.removed)
@@ -804,6 +833,36 @@ public actor Supervisor {
             // Every manifest job's spec now comes from its manifest; a fresh set gives back the table's space.
             self.specsFromStoreOnly = self.specsFromStoreOnly.filter { self.table[$0]?.spec.isOneShot == true }
         }
+    }
+
+    /// Keeps a watch on each directory the uploads find their files in (a new or rewritten file is looked at at
+    /// once), and one timer for the earliest settling file (it is looked at again when it may have settled).
+    private func watchSources(of loaded: [LoadedManifest]) {
+        guard !self.stopping else { return }
+        let directories = Set(loaded.flatMap(\.sourceDirectories))
+        for (directory, watcher) in self.sourceWatchers where !directories.contains(directory) {
+            watcher.cancel()
+            self.sourceWatchers.removeValue(forKey: directory)
+        }
+        for directory in directories where self.sourceWatchers[directory] == nil {
+            do {
+                self.sourceWatchers[directory] = try ManifestWatcher(directory: directory) { [weak self] in
+                    self?.manifestsMayHaveChanged()
+                }
+            } catch {
+                Log.error("cannot watch \(directory) for files to upload (they are found when it settles): \(error)")
+            }
+        }
+        guard let next = loaded.compactMap(\.nextScan).min() else { return }
+        if let current = self.sourceRescan, current.at <= next, current.at > Date().timeIntervalSince1970 { return }
+        self.sourceRescan?.task.cancel()
+        let delay = max(0, next - Date().timeIntervalSince1970) + 0.05
+        let task = Task { [weak self] in
+            try? await Task.sleep(for: .milliseconds(Int(delay * 1000)))
+            guard !Task.isCancelled else { return }
+            self?.manifestsMayHaveChanged()
+        }
+        self.sourceRescan = (next, task)
     }
 
     /// Reads the drop-in directory again after a while, until it can be read.
@@ -826,7 +885,9 @@ public actor Supervisor {
         let fromStoreOnly = self.specsFromStoreOnly.remove(id) != nil
         guard var job = self.table[id], job.spec != spec else { return }
         let previous = job.spec
-        let contentChanged = previous.urls != spec.urls || previous.sha256 != spec.sha256 || previous.size != spec.size
+        let contentChanged =
+            previous.urls != spec.urls || previous.sha256 != spec.sha256 || previous.size != spec.size
+            || previous.upload?.stamp != spec.upload?.stamp
         // An edit of the entry (not the first load after a restart, when the stored spec lacks the policy) is the
         // person's answer to its error or cancellation: try again.
         let edited = contentChanged || !fromStoreOnly
@@ -854,6 +915,15 @@ public actor Supervisor {
         for job in self.table.remove(Set(prunes.keys)) {
             let id = job.record.id
             let destination = job.spec.destination
+            if job.spec.isUpload {
+                // An upload's file is the user's own: never removed with its job (nor has it a partial).
+                if let running = self.live.removeValue(forKey: id) {
+                    self.byTransfer.removeValue(forKey: running.transfer)
+                    self.engine.cancel(running.transfer)
+                }
+                self.pending.deletions.append(id)
+                continue
+            }
             if job.record.completedAt != nil, prunes[id] == true {
                 Self.cleanup.async { PartialFiles.removeDestination(destination) }
             }
@@ -1042,7 +1112,16 @@ public actor Supervisor {
         request.interface = self.interfaceByHost[job.spec.host]
         // Loopback has no scarce bandwidth and no one to yield to.
         if let interface = request.interface, self.isLoopback(interface) { request.yields = false }
-        if job.record.hasValidators, let held {
+        if let upload = job.spec.upload {
+            request.upload = UploadRequest(
+                uploadProtocol: upload.uploadProtocol,
+                session: job.record.hasValidators ? held?.uploadSession : nil,
+                chunkSize: upload.chunkSize,
+                replyLimit: Int(upload.replyLimit)
+            )
+            request.yields = false  // yielding reads a link's received bytes; an upload's go the other way
+            request.checkpointInterval = nil
+        } else if job.record.hasValidators, let held {
             if job.record.state == .upToDate || held.etag != nil || held.lastModified != nil {
                 request.currentValidators = Validators(etag: held.etag, lastModified: held.lastModified)
             }
@@ -1117,7 +1196,7 @@ public actor Supervisor {
             case .response(let response):
                 if !running.stopping, running.pausedSince == nil {
                     job.record.state = .transferring
-                    job.record.reason = "transferring from \(job.spec.host)"
+                    job.record.reason = "\(job.spec.isUpload ? "uploading to" : "transferring from") \(job.spec.host)"
                 }
                 job.record.totalBytes = response.totalSize ?? job.record.totalBytes
                 running.received = response.offset
@@ -1134,6 +1213,10 @@ public actor Supervisor {
             case .checkpoint(let offset):
                 job.record.offset = offset
                 self.pending.records.append(job.record)
+            case .uploadSession(let session):
+                // Kept for the next run: it resumes at the server's offset instead of sending everything again.
+                self.pending.uploadSessions.append((id, session))
+                if session != nil { job.record.hasValidators = true }
             case .finished(let outcome):
                 ended = true
                 self.byTransfer.removeValue(forKey: report.id)
@@ -1182,6 +1265,21 @@ public actor Supervisor {
             self.failedWithTheNetwork.insert(id)
         } else {
             self.failedWithTheNetwork.remove(id)
+        }
+        if let uploaded = effects.uploaded, case .completed(let done) = outcome {
+            self.pending.specs.append((id, job.spec))  // the stamp sent: a later change is sent again
+            self.pending.uploadSessions.append((id, nil))
+            if let reply = uploaded.reply, job.spec.upload?.replyLimit ?? 0 > 0 { self.pending.replies.append((id, reply)) }
+            if uploaded.after != .keep, let stamp = done.stamp {
+                // Only now that the server confirmed the whole file.
+                do {
+                    let done = try UploadedFiles.finish(job.spec.destination, uploaded: stamp, after: uploaded.after)
+                    job.record.reason += "; \(done)"
+                } catch {
+                    job.record.reason += "; cannot \(uploaded.after == .delete ? "delete" : "move") it: \(error)"
+                    Log.error("job \(id): \(job.record.reason)")
+                }
+            }
         }
         if let validators = effects.validators { self.pending.validators.append((id, validators)) }
         if let refreshed = effects.refreshedValidators {
@@ -1589,6 +1687,13 @@ public actor Supervisor {
         return nextMinutes == rule.at ? "from \(clock(rule.at))" : "\(clock(rule.at))–\(clock(nextMinutes))"
     }
 
+    /// An upload job's last reply from its server, as stored (after what waits to be written); nil: none kept.
+    public func reply(of id: Int64) async -> [UInt8]? {
+        guard self.table[id]?.spec.isUpload == true else { return nil }
+        await self.flush()
+        return try? await self.store.reply(of: id)
+    }
+
     /// The agent's own state (the header of `barge status`), without the jobs.
     public func agentStatus(now: Double? = nil) -> AgentStatus {
         let now = now ?? Date().timeIntervalSince1970
@@ -1646,7 +1751,8 @@ public actor Supervisor {
             attempts: job.record.attempts,
             userSuspended: job.record.userSuspended,
             transfer: running.map { $0.pausedSince != nil ? "paused" : $0.admitted ? "connected" : "waiting" },
-            limit: note?.limit
+            limit: note?.limit,
+            direction: job.spec.isUpload ? "upload" : "download"
         )
     }
 

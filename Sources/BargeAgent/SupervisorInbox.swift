@@ -81,7 +81,7 @@ struct SupervisorWork: Sendable {
                     switch report.event {
                     case .finished(.completed), .finished(.notModified): true
                     case .finished: false
-                    case .started, .response, .progress, .checkpoint: true
+                    case .started, .response, .progress, .checkpoint, .uploadSession: true
                     }
                 }
             }

@@ -46,6 +46,8 @@ protocol JobPersistence: Sendable {
     func manifestVersion(_ id: String) async throws -> ManifestVersion?
     /// The mirrored copies' validators of these jobs.
     func validators(of ids: [Int64]) async throws -> [Int64: MirrorValidators]
+    /// An upload job's reply body as stored.
+    func reply(of id: Int64) async throws -> [UInt8]?
     /// Applies a batch in one transaction; returns the ids of its inserts and the changes refused alone.
     @discardableResult func apply(_ batch: JobStore.Batch) async throws -> JobStore.AppliedBatch
     /// The uplink verdicts set by hand, by interface.

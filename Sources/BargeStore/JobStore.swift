@@ -163,6 +163,15 @@ public final class JobStore: Sendable {
                 table.column("roaming", .boolean)
             }
         }
+        migrator.registerMigration("v4: uploads") { db in
+            // An upload job's protocol, after-action and file as last found (JSON, ``StoredUpload``; null: a
+            // download), its tus session's URL, and the server's last reply body (bounded by its entry).
+            try db.alter(table: "job") { table in
+                table.add(column: "upload", .text)
+                table.add(column: "upload_session", .text)
+                table.add(column: "reply", .blob)
+            }
+        }
         return migrator
     }
 
@@ -257,11 +266,11 @@ public final class JobStore: Sendable {
             guard
                 let row = try Row.fetchOne(
                     db,
-                    sql: "SELECT etag, last_modified, content_sha256 FROM job WHERE id = ?",
+                    sql: "SELECT etag, last_modified, content_sha256, upload_session FROM job WHERE id = ?",
                     arguments: [id]
                 )
             else { return MirrorValidators() }
-            return MirrorValidators(etag: row[0], lastModified: row[1], contentSHA256: row[2])
+            return MirrorValidators(etag: row[0], lastModified: row[1], contentSHA256: row[2], uploadSession: row[3])
         }
     }
 
@@ -270,11 +279,16 @@ public final class JobStore: Sendable {
         try await self.pool.read { db in
             var found: [Int64: MirrorValidators] = [:]
             let statement = try db.cachedStatement(
-                sql: "SELECT etag, last_modified, content_sha256 FROM job WHERE id = ?"
+                sql: "SELECT etag, last_modified, content_sha256, upload_session FROM job WHERE id = ?"
             )
             for id in ids {
                 guard let row = try Row.fetchOne(statement, arguments: [id]) else { continue }
-                found[id] = MirrorValidators(etag: row[0], lastModified: row[1], contentSHA256: row[2])
+                found[id] = MirrorValidators(
+                    etag: row[0],
+                    lastModified: row[1],
+                    contentSHA256: row[2],
+                    uploadSession: row[3]
+                )
             }
             return found
         }
@@ -306,13 +320,22 @@ public final class JobStore: Sendable {
         guard let urls = try? JSONDecoder().decode([String].self, from: Data(urlsJSON.utf8)), !urls.isEmpty else {
             throw UnreadableJob(id: row["id"], column: "urls", value: urlsJSON)
         }
+        var upload: UploadDetails?
+        if let uploadJSON: String = row["upload"] {
+            // Fail closed: an upload that cannot be read must never run as a download of its own file.
+            guard let stored = try? JSONDecoder().decode(StoredUpload.self, from: Data(uploadJSON.utf8)),
+                let details = stored.details
+            else { throw UnreadableJob(id: row["id"], column: "upload", value: uploadJSON) }
+            upload = details
+        }
         let spec = JobSpec(
             manifest: row["manifest"],
             urls: urls,
             destination: row["destination"],
             sha256: row["sha256"],
             size: (row["size"] as Int64?).map(UInt64.init),
-            policy: policy
+            policy: policy,
+            upload: upload
         )
         var record = JobRecord(id: row["id"])
         record.state = JobState(rawValue: row["state"]) ?? .queued
@@ -328,7 +351,7 @@ public final class JobStore: Sendable {
         // Any of them set means the mirrored copy has a record (a file fetched without a hash has only validators).
         record.hasValidators =
             (row["etag"] as String?) != nil || (row["last_modified"] as String?) != nil
-            || (row["content_sha256"] as String?) != nil
+            || (row["content_sha256"] as String?) != nil || (row["upload_session"] as String?) != nil
         return StoredJob(spec: spec, record: record)
     }
 
@@ -370,6 +393,10 @@ public final class JobStore: Sendable {
         public var manifestVersions: [ManifestVersion] = []
         /// Manifests whose stored versions go (their files were removed).
         public var manifestRemovals: [String] = []
+        /// Uploads' resumable sessions (nil: void).
+        public var uploadSessions: [(id: Int64, session: String?)] = []
+        /// Uploads' reply bodies.
+        public var replies: [(id: Int64, reply: [UInt8])] = []
 
         /// An empty batch.
         public init() {}
@@ -379,7 +406,7 @@ public final class JobStore: Sendable {
             self.inserts.isEmpty && self.specs.isEmpty && self.records.isEmpty && self.deletions.isEmpty
                 && self.history.isEmpty && self.validators.isEmpty && self.refreshedValidators.isEmpty
                 && self.manifestVersions.isEmpty
-                && self.manifestRemovals.isEmpty
+                && self.manifestRemovals.isEmpty && self.uploadSessions.isEmpty && self.replies.isEmpty
         }
     }
 
@@ -438,8 +465,8 @@ public final class JobStore: Sendable {
             // A job with an id keeps it (the agent gave it); one with id 0 gets the next.
             let insert = try db.cachedStatement(
                 sql: """
-                    INSERT OR IGNORE INTO job (id, destination, manifest, urls, sha256, size, priority, max_rate, state, reason,
-                    owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT OR IGNORE INTO job (id, destination, manifest, urls, sha256, size, priority, max_rate, upload,
+                    state, reason, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """
             )
             let updateValidators = try db.cachedStatement(
@@ -465,7 +492,7 @@ public final class JobStore: Sendable {
             let updateSpec = try db.cachedStatement(
                 sql: """
                     UPDATE OR IGNORE job SET destination = ?, manifest = ?, urls = ?, sha256 = ?, size = ?,
-                    priority = ?, max_rate = ? WHERE id = ?
+                    priority = ?, max_rate = ?, upload = ? WHERE id = ?
                     """
             )
             for (id, spec) in batch.specs where !skipped.contains(id) {
@@ -531,6 +558,14 @@ public final class JobStore: Sendable {
             for id in batch.manifestRemovals {
                 try db.execute(sql: "DELETE FROM manifest_version WHERE id = ?", arguments: [id])
             }
+            let setSession = try db.cachedStatement(sql: "UPDATE job SET upload_session = ? WHERE id = ?")
+            for (id, session) in batch.uploadSessions where !skipped.contains(id) {
+                try setSession.execute(arguments: [session, id])
+            }
+            let setReply = try db.cachedStatement(sql: "UPDATE job SET reply = ? WHERE id = ?")
+            for (id, reply) in batch.replies where !skipped.contains(id) {
+                try setReply.execute(arguments: [Data(reply), id])
+            }
             return applied
         }
     }
@@ -567,6 +602,7 @@ public final class JobStore: Sendable {
     public static func storesSameSpec(_ a: JobSpec, _ b: JobSpec) -> Bool {
         a.manifest == b.manifest && a.urls == b.urls && a.destination == b.destination && a.sha256 == b.sha256
             && a.size == b.size && a.policy.priority == b.policy.priority && a.policy.maxRate == b.policy.maxRate
+            && a.upload.map(StoredUpload.init) == b.upload.map(StoredUpload.init)
     }
 
     /// The spec's columns.
@@ -575,6 +611,63 @@ public final class JobStore: Sendable {
         return [
             spec.destination, spec.manifest, urls, spec.sha256, spec.size.map { Int64(clamping: $0) },
             spec.policy.priority.rawValue, spec.policy.maxRate.rate.map { Int64(clamping: $0.bytesPerSecond) },
+            spec.upload.map { StoredUpload($0).json },
         ]
     }
+
+    /// An upload job's reply body as last stored (nil: none kept).
+    public func reply(of id: Int64) async throws -> [UInt8]? {
+        try await self.pool.read { db in
+            let data = try Data.fetchOne(db, sql: "SELECT reply FROM job WHERE id = ?", arguments: [id])
+            return data.map { [UInt8]($0) }
+        }
+    }
+}
+
+/// An upload job's details as the store keeps them (the `upload` column, JSON): everything but whether the file
+/// was still settling.
+struct StoredUpload: Codable, Equatable {
+    var uploadProtocol: String
+    var after: String
+    var moveTo: String?
+    var chunkSize: UInt64
+    var replyLimit: UInt64
+    var size: UInt64
+    var modified: Int64
+
+    init(_ details: UploadDetails) {
+        self.uploadProtocol = details.uploadProtocol.rawValue
+        switch details.after {
+        case .keep: self.after = "keep"
+        case .delete: self.after = "delete"
+        case .moveTo(let directory):
+            self.after = "move-to"
+            self.moveTo = directory
+        }
+        self.chunkSize = details.chunkSize
+        self.replyLimit = details.replyLimit
+        self.size = details.stamp.size
+        self.modified = details.stamp.modified
+    }
+
+    /// The details, or nil when a field holds what no version wrote.
+    var details: UploadDetails? {
+        guard let uploadProtocol = UploadEntry.UploadProtocol(rawValue: self.uploadProtocol) else { return nil }
+        let after: UploadEntry.AfterUpload
+        switch (self.after, self.moveTo) {
+        case ("keep", _): after = .keep
+        case ("delete", _): after = .delete
+        case ("move-to", let directory?): after = .moveTo(directory)
+        default: return nil
+        }
+        return UploadDetails(
+            uploadProtocol: uploadProtocol,
+            after: after,
+            chunkSize: self.chunkSize,
+            replyLimit: self.replyLimit,
+            stamp: SourceStamp(size: self.size, modified: self.modified)
+        )
+    }
+
+    var json: String { String(decoding: (try? JSONEncoder().encode(self)) ?? Data("{}".utf8), as: UTF8.self) }
 }

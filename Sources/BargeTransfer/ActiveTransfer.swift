@@ -149,7 +149,9 @@ final class ActiveTransfer {
     var attemptIsAtSourceOrigin: Bool {
         self.redirectedURL.map { RedirectPolicy.sameOrigin($0, self.currentSource) } ?? true
     }
-    var received: UInt64 { self.partial?.length ?? 0 }
+    var received: UInt64 { self.upload?.received ?? self.partial?.length ?? 0 }
+    /// An upload's local file and exchange with the server; nil for a download.
+    var upload: UploadState?
     var errorDetail: String { String(cString: self.errorBuffer) }
 
     // MARK: Setting up an attempt
@@ -209,7 +211,33 @@ final class ActiveTransfer {
         self.lastProgressAt = self.lastByteAt
         self.lastProgressBytes = offset
         self.errorBuffer[0] = 0
+        var headers = try self.configureConnection(url: url, scheme: scheme)
+        if self.isHTTP {
+            if self.decodeContent {
+                try self.set(CURLOPT_ACCEPT_ENCODING, "")
+            } else {
+                headers.append("Accept-Encoding: identity")
+            }
+            if offset > 0, let ifRange {
+                try self.set(CURLOPT_RANGE, "\(offset)-")
+                headers.append("If-Range: \(ifRange)")
+            } else if let current = self.request.currentValidators, partial.length == 0,
+                LocalPaths.exists(self.request.destination)
+            {
+                if let etag = current.etag { headers.append("If-None-Match: \(etag)") }
+                if let date = current.lastModified { headers.append("If-Modified-Since: \(date)") }
+            }
+        } else if offset > 0 {
+            try check(barge_easy_setopt_off_t(self.easy, CURLOPT_RESUME_FROM_LARGE, curl_off_t(offset)))
+        }
+        try self.setHeaders(headers)
+        self.continuation.yield(.started(url: url, offset: offset))
+    }
 
+    /// Resets the easy handle and sets what every attempt of every kind needs: the URL, the callbacks, TLS,
+    /// timeouts, the interface and socket marking, the credentials. Returns the entry's own headers (sent only to
+    /// its own origin).
+    func configureConnection(url: String, scheme: String) throws(TransferFailure) -> [String] {
         curl_easy_reset(self.easy)
         let me = Unmanaged.passUnretained(self).toOpaque()
         try self.set(CURLOPT_URL, url)
@@ -274,31 +302,15 @@ final class ActiveTransfer {
         }
         let atSourceOrigin = self.attemptIsAtSourceOrigin
         if atSourceOrigin { try self.configureCredentials() }
+        return atSourceOrigin ? self.request.headers.map { "\($0.name): \($0.value)" } : []
+    }
 
+    /// Sends `headers` with the attempt.
+    func setHeaders(_ headers: [String]) throws(TransferFailure) {
         curl_slist_free_all(self.headerList)
         self.headerList = nil
-        var headers = atSourceOrigin ? self.request.headers.map { "\($0.name): \($0.value)" } : []
-        if self.isHTTP {
-            if self.decodeContent {
-                try self.set(CURLOPT_ACCEPT_ENCODING, "")
-            } else {
-                headers.append("Accept-Encoding: identity")
-            }
-            if offset > 0, let ifRange {
-                try self.set(CURLOPT_RANGE, "\(offset)-")
-                headers.append("If-Range: \(ifRange)")
-            } else if let current = self.request.currentValidators, partial.length == 0,
-                LocalPaths.exists(self.request.destination)
-            {
-                if let etag = current.etag { headers.append("If-None-Match: \(etag)") }
-                if let date = current.lastModified { headers.append("If-Modified-Since: \(date)") }
-            }
-        } else if offset > 0 {
-            try check(barge_easy_setopt_off_t(self.easy, CURLOPT_RESUME_FROM_LARGE, curl_off_t(offset)))
-        }
         for header in headers { self.headerList = curl_slist_append(self.headerList, header) }
         try check(barge_easy_setopt_slist(self.easy, CURLOPT_HTTPHEADER, self.headerList))
-        self.continuation.yield(.started(url: url, offset: offset))
     }
 
     /// Bytes per read: large for speed, smaller under a low rate cap so pacing stays smooth.
@@ -328,11 +340,11 @@ final class ActiveTransfer {
         }
     }
 
-    private func set(_ option: CURLoption, _ value: Int) throws(TransferFailure) {
+    func set(_ option: CURLoption, _ value: Int) throws(TransferFailure) {
         try check(barge_easy_setopt_long(self.easy, option, value))
     }
 
-    private func set(_ option: CURLoption, _ value: String) throws(TransferFailure) {
+    func set(_ option: CURLoption, _ value: String) throws(TransferFailure) {
         try check(barge_easy_setopt_string(self.easy, option, value))  // libcurl copies strings
     }
 
@@ -340,7 +352,7 @@ final class ActiveTransfer {
         try check(barge_easy_setopt_pointer(self.easy, option, pointer))
     }
 
-    private func check(_ code: CURLcode) throws(TransferFailure) {
+    func check(_ code: CURLcode) throws(TransferFailure) {
         guard code != CURLE_OK else { return }
         throw TransferFailure(.permanent, "libcurl refused an option: \(String(cString: curl_easy_strerror(code)))")
     }
@@ -372,6 +384,10 @@ final class ActiveTransfer {
 
     /// The write callback: content goes to the partial, paced; anything else is dropped.
     func receiveBody(_ bytes: UnsafeRawBufferPointer) -> Int {
+        if let upload = self.upload {
+            upload.keepReply(bytes)
+            return bytes.count
+        }
         if self.bodyMode == .undetermined {
             self.decideBodyMode()
             if self.abortFailure != nil || self.restartFromZero { return 0 }
@@ -382,22 +398,8 @@ final class ActiveTransfer {
         case .write:
             break
         }
-        // Its own cap, the budget all share, its link's yield budget: the chunk waits for the longest, and is
-        // taken from each only once all let it pass.
         let now = monotonicNow()
-        let yieldPacer = self.request.yields && self.traffic?.isBound == true ? self.traffic?.yieldPacer : nil
-        let wait = max(
-            self.bucket?.delay(now: now) ?? 0,
-            self.globalPacer.delay(now: now) ?? 0,
-            yieldPacer?.delay(now: now) ?? 0
-        )
-        if wait > 0 {
-            self.pacedUntil = now + wait
-            return Int(CURL_WRITEFUNC_PAUSE)
-        }
-        self.bucket?.take(bytes.count)
-        self.globalPacer.take(bytes.count)
-        yieldPacer?.take(bytes.count)
+        guard self.pass(bytes.count, now: now) else { return Int(CURL_WRITEFUNC_PAUSE) }
         do {
             try self.partial!.append(bytes)
         } catch {
@@ -415,6 +417,25 @@ final class ActiveTransfer {
             if self.sinceCheckpoint >= interval { self.checkpoint() }
         }
         return bytes.count
+    }
+
+    /// Whether `count` bytes may move now: its own cap, the budget all share and its link's yield budget each let
+    /// them pass (they are then taken from each); otherwise the transfer is paced until the longest wait is over.
+    func pass(_ count: Int, now: Double) -> Bool {
+        let yieldPacer = self.request.yields && self.traffic?.isBound == true ? self.traffic?.yieldPacer : nil
+        let wait = max(
+            self.bucket?.delay(now: now) ?? 0,
+            self.globalPacer.delay(now: now) ?? 0,
+            yieldPacer?.delay(now: now) ?? 0
+        )
+        if wait > 0 {
+            self.pacedUntil = now + wait
+            return false
+        }
+        self.bucket?.take(count)
+        self.globalPacer.take(count)
+        yieldPacer?.take(count)
+        return true
     }
 
     /// Makes the partial durable in the background (``PartialFile/syncInBackground(_:)``); the engine reports the
@@ -528,7 +549,7 @@ final class ActiveTransfer {
         }
         self.lastProgressAt = now
         self.lastProgressBytes = received
-        let total = self.request.expectedSize ?? self.totalFromResponse
+        let total = self.upload?.source.size ?? self.request.expectedSize ?? self.totalFromResponse
         self.continuation.yield(
             .progress(TransferProgress(received: received, total: total, bytesPerSecond: self.bytesPerSecond))
         )
@@ -547,6 +568,8 @@ struct ResponseHeaders {
     /// A header the engine acts on.
     enum Field: Int, CaseIterable {
         case contentEncoding, contentLength, contentRange, etag, lastModified, location, retryAfter
+        // tus's.
+        case uploadOffset, uploadLength, tusResumable, tusVersion, tusChecksumAlgorithm
 
         /// The field a header name stands for (ASCII, any case); nil for a header the engine ignores.
         init?(name: UnsafeRawBufferPointer) {
@@ -564,6 +587,11 @@ struct ResponseHeaders {
             case .lastModified: "last-modified"
             case .location: "location"
             case .retryAfter: "retry-after"
+            case .uploadOffset: "upload-offset"
+            case .uploadLength: "upload-length"
+            case .tusResumable: "tus-resumable"
+            case .tusVersion: "tus-version"
+            case .tusChecksumAlgorithm: "tus-checksum-algorithm"
             }
         }
 
@@ -579,7 +607,7 @@ struct ResponseHeaders {
         }
     }
 
-    private var values = InlineArray<7, String?>(repeating: nil)  // by Field.rawValue
+    private var values = InlineArray<12, String?>(repeating: nil)  // by Field.rawValue
 
     subscript(field: Field) -> String? {
         get { self.values[field.rawValue] }

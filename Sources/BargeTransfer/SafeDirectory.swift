@@ -1,4 +1,4 @@
-import BargeCore
+public import BargeCore
 import CBargeLinux
 import Glibc
 
@@ -224,5 +224,48 @@ public enum PartialFiles {
             return
         }
         try? directory.remove(PathRules.fileName(of: destination))
+    }
+}
+
+/// What becomes of an upload's local file once the server has it.
+public enum UploadedFiles {
+    /// Deletes `path` or moves it into a directory (made if missing; a name taken there gets a `.1`, `.2` …
+    /// suffix), never through a symbolic link, and only while it is still the file that was uploaded (`stamp`):
+    /// one written again since stays, to be sent again. Returns what was done, or throws why not.
+    public static func finish(
+        _ path: String,
+        uploaded stamp: SourceStamp,
+        after: UploadEntry.AfterUpload
+    ) throws(BargeSystemError) -> String {
+        let directory = try SafeDirectory.open(PathRules.directory(of: path), create: false)
+        let name = PathRules.fileName(of: path)
+        var info = stat()
+        guard fstatat(directory.descriptor, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+            throw BargeSystemError(errno: errno, function: "stat", subject: path)
+        }
+        let now = SourceFile.stamp(info)
+        guard info.st_mode & S_IFMT == S_IFREG, now == stamp else {
+            return "kept \(path): it changed after it was uploaded (it is sent again)"
+        }
+        switch after {
+        case .keep:
+            return "kept \(path)"
+        case .delete:
+            try directory.remove(name)
+            return "deleted \(path)"
+        case .moveTo(let target):
+            let into = try SafeDirectory.open(target, create: true)
+            var candidate = name
+            for attempt in 1...100 {
+                let status = CBargeLinux_rename_noreplace(directory.descriptor, name, into.descriptor, candidate)
+                if status == 0 {
+                    try? into.sync()
+                    return "moved \(path) to \(target)/\(candidate)"
+                }
+                guard status == EEXIST else { throw BargeSystemError(errno: status, function: "rename", subject: path) }
+                candidate = "\(name).\(attempt)"
+            }
+            throw BargeSystemError(errno: EEXIST, function: "rename", subject: path, explanation: "100 names taken in \(target)")
+        }
     }
 }

@@ -613,6 +613,17 @@ final class EngineLoop: @unchecked Sendable {
     /// Opens the partial of a newly admitted transfer; the first attempt begins when it is ready to resume. A
     /// large partial is re-hashed on the prepare queue while the engine drives the other transfers.
     private func prepare(_ transfer: ActiveTransfer) {
+        if let upload = transfer.request.upload {
+            // An upload's file is opened here: an open and an fstat, no partial to look for.
+            do {
+                transfer.upload = UploadState(source: try SourceFile.open(transfer.request.destination), request: upload)
+            } catch {
+                self.finish(transfer, .failed(error))
+                return
+            }
+            self.beginAttempt(transfer, first: true)
+            return
+        }
         transfer.isPreparing = true
         let (id, request) = (transfer.id, transfer.request)
         switch PreparedPartial.open(for: request, directories: self.directories) {
@@ -659,14 +670,18 @@ final class EngineLoop: @unchecked Sendable {
 
     private func beginAttempt(_ transfer: ActiveTransfer, first: Bool) {
         self.takeConnection(transfer)  // again, after a commit that failed
-        if transfer.partial?.needsReplacing ?? true {
+        if transfer.upload == nil, transfer.partial?.needsReplacing ?? true {
             // A fresh start (the next mirror after wrong content): a new partial.
             transfer.partial = nil
             self.prepare(transfer)
             return
         }
         do {
-            try transfer.configureAttempt(firstAttempt: first)
+            if transfer.upload != nil {
+                try transfer.configureUploadAttempt()
+            } else {
+                try transfer.configureAttempt(firstAttempt: first)
+            }
         } catch {
             self.failOver(transfer, error)
             return
@@ -682,6 +697,10 @@ final class EngineLoop: @unchecked Sendable {
 
     /// Decides what follows the end of an attempt: completion, a restart, the next mirror, or failure.
     private func attemptEnded(_ transfer: ActiveTransfer, code: CURLcode) {
+        if let upload = transfer.upload {
+            self.uploadAttemptEnded(transfer, upload, code: code)
+            return
+        }
         if transfer.restartFromZero, transfer.abortFailure == nil {
             transfer.restarts += 1
             guard transfer.restarts <= 3 else {
@@ -735,6 +754,60 @@ final class EngineLoop: @unchecked Sendable {
                 transfer,
                 FailureClassifier.failure(status: transfer.status, url: transfer.currentSource, retryAfter: retryAfter)
             )
+        }
+    }
+
+    /// Decides what follows an upload's request: the exchange's next step, completion, or failure.
+    private func uploadAttemptEnded(_ transfer: ActiveTransfer, _ upload: UploadState, code: CURLcode) {
+        if let failure = transfer.abortFailure {
+            self.failOver(transfer, failure)
+            return
+        }
+        guard code == CURLE_OK else {
+            self.failOver(transfer, self.failure(for: transfer, code: code))
+            return
+        }
+        var status = 0
+        _ = barge_easy_getinfo_long(transfer.easy, CURLINFO_RESPONSE_CODE, &status)
+        transfer.status = status
+        let (session, confirmed) = (upload.exchange.session, upload.exchange.confirmed)
+        let outcome = upload.exchange.apply(transfer.uploadResponse, base: transfer.attemptURL)
+        if upload.exchange.session != session { transfer.continuation.yield(.uploadSession(upload.exchange.session)) }
+        if upload.exchange.confirmed != confirmed {
+            transfer.continuation.yield(.checkpoint(offset: upload.exchange.confirmed))
+        }
+        switch outcome {
+        case .proceed:
+            self.beginAttempt(transfer, first: false)
+        case .done:
+            if let change = upload.source.change() {
+                // What the server holds is not the file now (a mix, for tus): it goes again, afresh.
+                if upload.exchange.session != nil { transfer.continuation.yield(.uploadSession(nil)) }
+                transfer.continuation.yield(.checkpoint(offset: 0))
+                self.failOver(transfer, TransferFailure(.transient, change))
+                return
+            }
+            let done = CompletedTransfer(
+                url: upload.exchange.session ?? transfer.currentSource,
+                size: upload.source.size,
+                sha256: nil,
+                validators: transfer.validators,
+                transferred: transfer.transferred,
+                reply: upload.reply,
+                stamp: upload.source.stamp
+            )
+            self.finish(transfer, .completed(done))
+        case .unexpectedStatus:
+            let retryAfter = FailureClassifier.retryAfter(
+                transfer.responseHeaders[.retryAfter],
+                now: Date().timeIntervalSince1970
+            )
+            self.failOver(
+                transfer,
+                FailureClassifier.failure(status: status, url: transfer.attemptURL, retryAfter: retryAfter)
+            )
+        case .failed(let kind, let reason):
+            self.failOver(transfer, TransferFailure(kind, reason))
         }
     }
 

@@ -1,3 +1,4 @@
+public import BargeCore
 import Synchronization
 
 /// Something that happened to a transfer, in order; the last event is always ``finished(_:)``.
@@ -11,6 +12,9 @@ public enum TransferEvent: Sendable {
     /// The partial was made durable up to `offset` (after `fsync`); a resume may safely start there. 0 just
     /// before a failure that discarded the partial: any checkpoint stored before is void.
     case checkpoint(offset: UInt64)
+    /// An upload's resumable session: the tus upload's URL once the server created it, nil once it is void (the
+    /// server lost it, or the file changed under it). The caller keeps it for the next run.
+    case uploadSession(String?)
     /// The transfer ended.
     case finished(TransferOutcome)
 }
@@ -51,7 +55,7 @@ public enum TransferOutcome: Sendable {
     case cancelled
 }
 
-/// The facts of a finished download.
+/// The facts of a finished download or upload.
 public struct CompletedTransfer: Sendable, Hashable {
     /// The source it finally came from (after redirects).
     public var url: String
@@ -64,6 +68,10 @@ public struct CompletedTransfer: Sendable, Hashable {
     public var validators: Validators
     /// Bytes this run transferred (less than `size` when it resumed).
     public var transferred: UInt64
+    /// An upload's reply body from the server, up to the request's limit.
+    public var reply: [UInt8]? = nil
+    /// An upload's file as it was sent.
+    public var stamp: SourceStamp? = nil
 }
 
 /// Why a transfer failed, in words a person understands, and whether trying again may help.

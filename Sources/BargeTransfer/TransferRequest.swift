@@ -134,6 +134,8 @@ public struct TransferRequest: Sendable {
     public var lowerEffort = false
     /// The known-hosts file for `sftp://` and `scp://`: the server's host key must be in it (nil refuses them).
     public var sshKnownHosts: String?
+    /// Set for an upload: ``destination`` is then the local file sent to the one source URL.
+    public var upload: UploadRequest?
 
     /// Creates a request for `sources` → `destination`.
     public init(sources: [String], destination: String) {

@@ -247,3 +247,18 @@ int CBargeLinux_may_create_as(const char *directory, const char *name, uid_t uid
     pthread_join(thread, NULL);
     return check.result;
 }
+
+int CBargeLinux_is_open_for_writing(int fd) {
+    // A read lease is granted only while no process has the file open for writing (fcntl(2), "Leases"); it is
+    // released at once. EAGAIN: a writer has it open. Any other error (not the file's owner without CAP_LEASE,
+    // leases disabled): unknown.
+    if (fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
+        (void)fcntl(fd, F_SETLEASE, F_UNLCK);
+        return 0;
+    }
+    return errno == EAGAIN ? 1 : -1;
+}
+
+int CBargeLinux_rename_noreplace(int from_directory, const char *from, int to_directory, const char *to) {
+    return renameat2(from_directory, from, to_directory, to, RENAME_NOREPLACE) == 0 ? 0 : errno;
+}

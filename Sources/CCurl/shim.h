@@ -16,6 +16,9 @@ static inline CURLcode barge_easy_setopt_slist(CURL *h, CURLoption o, struct cur
 static inline CURLcode barge_easy_setopt_write_function(CURL *h, curl_write_callback cb) {
     return curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cb);
 }
+static inline CURLcode barge_easy_setopt_read_function(CURL *h, curl_read_callback cb) {
+    return curl_easy_setopt(h, CURLOPT_READFUNCTION, cb);
+}
 static inline CURLcode barge_easy_setopt_header_function(CURL *h, curl_write_callback cb) {
     return curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cb);
 }

@@ -85,6 +85,7 @@ actor MemoryStore: JobPersistence {
         if self.validatorsFail { throw CocoaError(.fileReadUnknown) }
         return Dictionary(uniqueKeysWithValues: ids.map { ($0, MirrorValidators(etag: "\"e\"")) })
     }
+    func reply(of id: Int64) async throws -> [UInt8]? { nil }
     func apply(_ batch: JobStore.Batch) async throws -> JobStore.AppliedBatch {
         self.batches.append(batch)
         var applied = JobStore.AppliedBatch()

@@ -123,10 +123,15 @@ public struct JobStatus: Codable, Hashable, Sendable {
     public var id: Int64
     /// Its manifest (nil for `barge get`).
     public var manifest: String?
-    /// The local path.
+    /// The local path: the file a download writes, or the file an upload sends.
     public var destination: String
-    /// The first source.
+    /// The first source (a download), or where the file goes (an upload).
     public var url: String
+    /// `download` or `upload`.
+    public var direction: String
+    /// An upload's last reply from its server (UTF-8, invalid bytes replaced), as kept by its entry's `reply`;
+    /// only in a single job's status (`GET /v1/jobs/ID`).
+    public var reply: String?
     /// The state (`JobState`'s raw value: queued, transferring, up-to-date, …).
     public var state: String
     /// Why, in words.
@@ -174,8 +179,10 @@ public struct JobStatus: Codable, Hashable, Sendable {
         attempts: Int,
         userSuspended: Bool,
         transfer: String? = nil,
-        limit: String? = nil
+        limit: String? = nil,
+        direction: String = "download"
     ) {
+        self.direction = direction
         self.id = id
         self.manifest = manifest
         self.destination = destination

@@ -32,7 +32,8 @@ public enum JobState: String, CaseIterable, Hashable, Sendable, Codable {
     public var isTerminal: Bool { self == .error || self == .complete || self == .cancelled || self == .invalid }
 }
 
-/// What a job transfers: a manifest's download entry, or a one-shot `barge get`.
+/// What a job transfers: a manifest's download entry, one file matched by an upload entry, or a one-shot
+/// `barge get`. An upload's ``destination`` is its local file (the job's key) and its one URL where it goes.
 ///
 /// Held compactly (an agent keeps 100,000s): paths and URLs share their directory part with their neighbours,
 /// the policy with every job that has the same one, and the rarely set parts (mirrors, expected hash and size)
@@ -53,12 +54,13 @@ public struct JobSpec: Hashable, Sendable {
         destination: String,
         sha256: String? = nil,
         size: UInt64? = nil,
-        policy: TransferPolicy = TransferPolicy()
+        policy: TransferPolicy = TransferPolicy(),
+        upload: UploadDetails? = nil
     ) {
         self.manifestName = manifest.map(InternedString.of)
         self.firstURL = urls.first.map(SharedHeadText.init)
         self.destinationText = SharedHeadText(destination)
-        self.extras = SpecExtras.make(otherURLs: Array(urls.dropFirst()), sha256: sha256, size: size)
+        self.extras = SpecExtras.make(otherURLs: Array(urls.dropFirst()), sha256: sha256, size: size, upload: upload)
         self.policyBox = PolicyBox.interned(policy)
     }
 
@@ -88,7 +90,12 @@ public struct JobSpec: Hashable, Sendable {
         }
         set {
             self.firstURL = newValue.first.map(SharedHeadText.init)
-            self.extras = SpecExtras.make(otherURLs: Array(newValue.dropFirst()), sha256: self.sha256, size: self.size)
+            self.extras = SpecExtras.make(
+                otherURLs: Array(newValue.dropFirst()),
+                sha256: self.sha256,
+                size: self.size,
+                upload: self.upload
+            )
         }
     }
 
@@ -111,7 +118,12 @@ public struct JobSpec: Hashable, Sendable {
     public var sha256: String? {
         get { self.extras?.sha256 }
         set {
-            self.extras = SpecExtras.make(otherURLs: self.extras?.otherURLs ?? [], sha256: newValue, size: self.size)
+            self.extras = SpecExtras.make(
+                otherURLs: self.extras?.otherURLs ?? [],
+                sha256: newValue,
+                size: self.size,
+                upload: self.upload
+            )
         }
     }
 
@@ -119,7 +131,12 @@ public struct JobSpec: Hashable, Sendable {
     public var size: UInt64? {
         get { self.extras?.size }
         set {
-            self.extras = SpecExtras.make(otherURLs: self.extras?.otherURLs ?? [], sha256: self.sha256, size: newValue)
+            self.extras = SpecExtras.make(
+                otherURLs: self.extras?.otherURLs ?? [],
+                sha256: self.sha256,
+                size: newValue,
+                upload: self.upload
+            )
         }
     }
 
@@ -129,36 +146,107 @@ public struct JobSpec: Hashable, Sendable {
         set { self.policyBox = PolicyBox.interned(newValue) }
     }
 
+    /// An upload's protocol, after-action and the local file as last found; nil for a download.
+    public var upload: UploadDetails? {
+        get { self.extras?.upload }
+        set {
+            self.extras = SpecExtras.make(
+                otherURLs: self.extras?.otherURLs ?? [],
+                sha256: self.sha256,
+                size: self.size,
+                upload: newValue
+            )
+        }
+    }
+
+    /// Whether the job sends its local file to the server.
+    public var isUpload: Bool { self.extras?.upload != nil }
+
     /// A one-shot job completes; a mirrored one is refreshed.
     public var isOneShot: Bool { self.manifestName == nil }
 }
 
-/// The parts of a spec that most jobs do not have: mirrors after the first URL, an expected hash and size.
+/// A local file as found: what tells that it changed.
+public struct SourceStamp: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// Its size in bytes.
+    public var size: UInt64
+    /// Its modification time, nanoseconds since the epoch.
+    public var modified: Int64
+
+    /// Creates a stamp.
+    public init(size: UInt64, modified: Int64) {
+        self.size = size
+        self.modified = modified
+    }
+
+    public var description: String { "\(self.size) bytes, modified \(self.modified)ns" }
+}
+
+/// What makes a job an upload: how its file is sent, what happens to it afterwards, and the file as last found.
+public struct UploadDetails: Hashable, Sendable {
+    /// PUT or tus.
+    public var uploadProtocol: UploadEntry.UploadProtocol
+    /// What happens to the local file once the server has it.
+    public var after: UploadEntry.AfterUpload
+    /// tus: the most bytes in one PATCH.
+    public var chunkSize: UInt64
+    /// The most of the server's reply kept (0: none).
+    public var replyLimit: UInt64
+    /// The file as last found (by the scan, or as uploaded): a different stamp found later means it changed.
+    public var stamp: SourceStamp
+    /// Still being written when last found (changed within the entry's settle time, or open for writing): not
+    /// uploaded until it settles. Never stored.
+    public var isSettling: Bool
+
+    /// Creates details.
+    public init(
+        uploadProtocol: UploadEntry.UploadProtocol,
+        after: UploadEntry.AfterUpload = .keep,
+        chunkSize: UInt64 = UploadEntry.defaultChunkSize.bytes,
+        replyLimit: UInt64 = 0,
+        stamp: SourceStamp,
+        isSettling: Bool = false
+    ) {
+        self.uploadProtocol = uploadProtocol
+        self.after = after
+        self.chunkSize = chunkSize
+        self.replyLimit = replyLimit
+        self.stamp = stamp
+        self.isSettling = isSettling
+    }
+}
+
+/// The parts of a spec that most jobs do not have: mirrors after the first URL, an expected hash and size, an
+/// upload's details.
 final class SpecExtras: Sendable, Hashable {
     let otherURLs: [String]
     let sha256: String?
     let size: UInt64?
+    let upload: UploadDetails?
 
-    private init(otherURLs: [String], sha256: String?, size: UInt64?) {
+    private init(otherURLs: [String], sha256: String?, size: UInt64?, upload: UploadDetails?) {
         self.otherURLs = otherURLs
         self.sha256 = sha256
         self.size = size
+        self.upload = upload
     }
 
     /// A box for these parts, or nil when there are none.
-    static func make(otherURLs: [String], sha256: String?, size: UInt64?) -> SpecExtras? {
-        otherURLs.isEmpty && sha256 == nil && size == nil
-            ? nil : SpecExtras(otherURLs: otherURLs, sha256: sha256, size: size)
+    static func make(otherURLs: [String], sha256: String?, size: UInt64?, upload: UploadDetails?) -> SpecExtras? {
+        otherURLs.isEmpty && sha256 == nil && size == nil && upload == nil
+            ? nil : SpecExtras(otherURLs: otherURLs, sha256: sha256, size: size, upload: upload)
     }
 
     static func == (lhs: SpecExtras, rhs: SpecExtras) -> Bool {
         lhs.otherURLs == rhs.otherURLs && lhs.sha256 == rhs.sha256 && lhs.size == rhs.size
+            && lhs.upload == rhs.upload
     }
 
     func hash(into hasher: inout Hasher) {
         hasher.combine(self.otherURLs)
         hasher.combine(self.sha256)
         hasher.combine(self.size)
+        hasher.combine(self.upload)
     }
 }
 
@@ -265,7 +353,7 @@ public struct CompactTime: Hashable, Sendable {
 }
 
 /// What identifies a mirrored copy at its origin and locally: the validators of a conditional refresh and the
-/// content's SHA-256. Kept in the store, read when a refresh starts.
+/// content's SHA-256; for an upload, its resumable session. Kept in the store, read when a transfer starts.
 public struct MirrorValidators: Hashable, Sendable {
     /// The origin's entity tag.
     public var etag: String?
@@ -273,12 +361,20 @@ public struct MirrorValidators: Hashable, Sendable {
     public var lastModified: String?
     /// The mirrored content's SHA-256, lowercase hex.
     public var contentSHA256: String?
+    /// An upload's resumable session at its server (the tus upload's URL): the next run resumes it.
+    public var uploadSession: String?
 
     /// Creates validators.
-    public init(etag: String? = nil, lastModified: String? = nil, contentSHA256: String? = nil) {
+    public init(
+        etag: String? = nil,
+        lastModified: String? = nil,
+        contentSHA256: String? = nil,
+        uploadSession: String? = nil
+    ) {
         self.etag = etag
         self.lastModified = lastModified
         self.contentSHA256 = contentSHA256
+        self.uploadSession = uploadSession
     }
 }
 

@@ -235,6 +235,9 @@ public enum Reconciler {
                 wake = min(wake, due)
                 continue
             }
+            // Up to date with no due time: never checked again (`refresh: never`, an upload sent until its file
+            // changes, which changes its spec and queues it).
+            if !job.isRunning, record.state == .upToDate, record.dueAt == nil { continue }
             let network =
                 facts.networkByJob[record.id]
                 ?? (facts.networkByHost.isEmpty ? facts.network : facts.networkByHost[job.spec.host] ?? facts.network)

@@ -108,6 +108,13 @@ public struct UploadEntry: Hashable, Sendable {
     public var uploadProtocol: UploadProtocol
     /// What to do with the local file afterwards.
     public var after: AfterUpload
+    /// How long a file must stay unchanged (and not open for writing) before it is uploaded.
+    public var settle: TimeSpan = UploadEntry.defaultSettle
+    /// The most of the server's reply body kept beside the job (shown by `barge status JOB`); nil keeps none.
+    public var replyLimit: ByteCount?
+    /// tus: the most bytes sent in one PATCH request (what a drop can cost when the server keeps nothing of an
+    /// interrupted request).
+    public var chunkSize: ByteCount = UploadEntry.defaultChunkSize
     /// The policy after defaults.
     public var policy: TransferPolicy
     /// Where the entry starts in its manifest.
@@ -130,8 +137,15 @@ public struct UploadEntry: Hashable, Sendable {
         self.location = location
     }
 
-    /// The placeholders a URL template may use.
-    public static let placeholders = ["hostname", "name"]
+    /// The placeholders a URL template may use: the machine's host name, the file's name, its path below the
+    /// glob's fixed directory, and its content's SHA-256 (lowercase hex).
+    public static let placeholders = ["hostname", "name", "relpath", "sha256"]
+    /// A file is uploaded once it has been unchanged this long, unless the entry says otherwise.
+    public static let defaultSettle = TimeSpan(seconds: 10)
+    /// A tus PATCH request carries at most this much, unless the entry says otherwise.
+    public static let defaultChunkSize = ByteCount(16 << 20)
+    /// The largest reply body an entry may keep (BITS keeps at most 1 MB in memory).
+    public static let maximumReply = ByteCount(1 << 20)
 }
 
 /// Commands to run on job events: argv lists, never shell strings.
@@ -145,5 +159,50 @@ public struct Hooks: Hashable, Sendable {
     public init(onComplete: [String]? = nil, onError: [String]? = nil) {
         self.onComplete = onComplete
         self.onError = onError
+    }
+}
+
+extension UploadEntry {
+    /// The URL for one file: the template with its placeholders filled in, each value percent-encoded (a
+    /// relative path keeps its slashes).
+    public func url(name: String, relativePath: String, hostname: String, sha256: String?) -> String {
+        var url = ""
+        var rest = Substring(self.urlTemplate)
+        while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
+            url += rest[..<open]
+            switch rest[rest.index(after: open)..<close] {
+            case "hostname": url += Self.percentEncoded(hostname, keepingSlashes: false)
+            case "name": url += Self.percentEncoded(name, keepingSlashes: false)
+            case "relpath": url += Self.percentEncoded(relativePath, keepingSlashes: true)
+            case "sha256": url += sha256 ?? ""
+            case let other: url += "{\(other)}"
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+        return url + rest
+    }
+
+    /// Whether the template uses the content's hash (the file is hashed before its URL is known).
+    public var needsSHA256: Bool { self.urlTemplate.contains("{sha256}") }
+
+    /// `text` with every byte but RFC 3986's unreserved ones (and `/` when kept) as `%XX`.
+    static func percentEncoded(_ text: String, keepingSlashes: Bool) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"):
+                out.unicodeScalars.append(UnicodeScalar(byte))
+            case UInt8(ascii: "/") where keepingSlashes:
+                out += "/"
+            default:
+                let hex = Array("0123456789ABCDEF".unicodeScalars)
+                out += "%"
+                out.unicodeScalars.append(hex[Int(byte >> 4)])
+                out.unicodeScalars.append(hex[Int(byte & 0x0f)])
+            }
+        }
+        return out
     }
 }

@@ -49,7 +49,7 @@ public struct ManifestParser: Sendable {
         "priority", "network", "refresh", "window", "max-rate", "retry", "owner", "mode", "headers", "auth",
     ]
     static let downloadKeys = ["url", "mirrors", "dest", "sha256", "size"] + policyKeys
-    static let uploadKeys = ["src", "url", "protocol", "after"] + policyKeys
+    static let uploadKeys = ["src", "url", "protocol", "after", "settle", "reply", "chunk-size"] + policyKeys
 
     /// Parses `text`, the content of the manifest at `path`.
     public func parse(text: String, path: String, id: String) -> ParsedManifest {
@@ -283,6 +283,30 @@ public struct ManifestParser: Sendable {
                     source.choice(pair.value, "protocol", as: UploadEntry.UploadProtocol.self) ?? .put
             case "after":
                 entry.after = self.afterUpload(pair.value, into: &source) ?? .keep
+            case "settle":
+                if let span = source.unit(pair.value, "settle", TimeSpan.init(parsing:)) {
+                    if span.seconds > 86_400 {
+                        source.error(pair.value, "'settle' must be at most 1d, found \(span)")
+                    } else {
+                        entry.settle = span
+                    }
+                }
+            case "reply":
+                if let size = source.unit(pair.value, "reply", ByteCount.init(parsing:)) {
+                    if size.bytes > UploadEntry.maximumReply.bytes {
+                        source.error(pair.value, "'reply' keeps at most \(UploadEntry.maximumReply), found \(size)")
+                    } else {
+                        entry.replyLimit = size.bytes > 0 ? size : nil
+                    }
+                }
+            case "chunk-size":
+                if let size = source.unit(pair.value, "chunk-size", ByteCount.init(parsing:)) {
+                    if size.bytes < 64 << 10 {
+                        source.error(pair.value, "'chunk-size' must be at least 64KiB, found \(size)")
+                    } else {
+                        entry.chunkSize = size
+                    }
+                }
             default:
                 break
             }

@@ -12,6 +12,14 @@
 // <netinet/tcp.h> has an older struct tcp_info without it. 0, or -1 with errno.
 int CBargeLinux_tcp_bytes_received(int fd, unsigned long long *out);
 
+/// Whether a process has the open file `fd` (read-only) open for writing: 1 yes, 0 no, -1 unknown (the caller is not
+/// the file's owner and lacks CAP_LEASE, or leases are off). Tried with a read lease, released at once.
+int CBargeLinux_is_open_for_writing(int fd);
+
+/// Renames `from` (in directory `from_directory`) to `to` (in `to_directory`) unless `to` exists: 0 or the errno
+/// (EEXIST: taken).
+int CBargeLinux_rename_noreplace(int from_directory, const char *from, int to_directory, const char *to);
+
 // posix_spawn_file_actions_addclosefrom_np (glibc 2.34) is not imported by the Glibc module: closes every descriptor
 // from `from` up in the spawned child, at once, with no race against descriptors opened meanwhile.
 int CBargeLinux_spawn_close_from(posix_spawn_file_actions_t *actions, int from);

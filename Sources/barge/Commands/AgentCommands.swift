@@ -84,6 +84,13 @@ struct AgentConnection {
         return report
     }
 
+    /// One job's status (with an upload's reply); nil when the agent has no such job.
+    func job(_ id: Int64) throws -> JobStatus? {
+        let reply = try self.send("GET", "/v1/jobs/\(id)")
+        guard reply.status == 200 else { return nil }
+        return try? JSONDecoder().decode(JobStatus.self, from: reply.body)
+    }
+
     /// Sends a command and prints its reply; a refused command exits 1.
     func command(_ path: String, body: Data? = nil) throws -> CommandReply {
         try self.decoded(self.send("POST", path, body: body), to: path)
@@ -133,9 +140,16 @@ struct Status: ParsableCommand {
     var selection: String?
 
     func run() throws {
-        var report = try AgentConnection(options: self.options).status()
+        let connection = try AgentConnection(options: self.options)
+        var report = try connection.status()
         if let selection {
             report.jobs = report.jobs.filter { String($0.id) == selection || $0.manifest == selection }
+            // One upload: its server's reply too.
+            if report.jobs.count == 1, report.jobs[0].direction == "upload", String(report.jobs[0].id) == selection,
+                let single = try? connection.job(report.jobs[0].id)
+            {
+                report.jobs[0].reply = single.reply
+            }
             report.manifests = report.manifests.filter {
                 $0.id == selection || report.jobs.map(\.manifest).contains($0.id)
             }

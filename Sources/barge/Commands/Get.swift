@@ -85,7 +85,7 @@ struct Get: AsyncParsableCommand {
                     reached = max(reached, offset)
                 case .finished(let result):
                     outcome = result
-                case .response:
+                case .response, .uploadSession:
                     break
                 }
             }

@@ -26,7 +26,7 @@ enum StatusTable {
             for error in manifest.errors.prefix(5) { text += "    \(error)\n" }
         }
         guard !report.jobs.isEmpty else { return text + "no jobs\n" }
-        var rows = [["ID", "STATE", "PROGRESS", "RATE", "ETA", "MANIFEST", "DESTINATION", "REASON"]]
+        var rows = [["ID", "STATE", "PROGRESS", "RATE", "ETA", "MANIFEST", "FILE", "REASON"]]
         for job in report.jobs {
             rows.append([
                 String(job.id),
@@ -35,7 +35,7 @@ enum StatusTable {
                 job.bytesPerSecond.map { ByteCount(UInt64($0)).humanReadable + "/s" } ?? "",
                 job.eta.map(duration) ?? "",
                 job.manifest ?? "(get)",
-                job.destination,
+                job.direction == "upload" ? "\(job.destination) → \(URLRules.host(of: job.url))" : job.destination,
                 job.reason + (job.limit.map { "; limit \($0)" } ?? ""),
             ])
         }
@@ -49,6 +49,7 @@ enum StatusTable {
             }
             text += line + "\n"
         }
+        for job in report.jobs { if let reply = job.reply { text += "job \(job.id) reply: \(reply)\n" } }
         return text
     }
 

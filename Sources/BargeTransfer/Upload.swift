@@ -1,0 +1,466 @@
+public import BargeCore
+import CBargeLinux
+internal import CCurl
+import Crypto
+import Glibc
+
+/// What makes a request an upload: its local file (``TransferRequest/destination``) goes to its one source URL.
+public struct UploadRequest: Sendable, Hashable {
+    /// PUT or tus.
+    public var uploadProtocol: UploadEntry.UploadProtocol
+    /// tus: the upload's URL from an earlier run (its server may hold part of the file); nil creates one.
+    public var session: String?
+    /// tus: the most bytes in one PATCH.
+    public var chunkSize: UInt64
+    /// The most of the server's reply body kept (0: none).
+    public var replyLimit: Int
+
+    /// Creates an upload request.
+    public init(
+        uploadProtocol: UploadEntry.UploadProtocol,
+        session: String? = nil,
+        chunkSize: UInt64 = UploadEntry.defaultChunkSize.bytes,
+        replyLimit: Int = 0
+    ) {
+        self.uploadProtocol = uploadProtocol
+        self.session = session
+        self.chunkSize = chunkSize
+        self.replyLimit = replyLimit
+    }
+}
+
+/// An upload's local file, open for reading: reached without following a symbolic link anywhere on its path (a
+/// link planted in a log directory cannot make the agent send another file), read with `pread` at the offsets the
+/// exchange asks for.
+final class SourceFile {
+    let path: String
+    let descriptor: Int32
+    /// The size and modification time when it was opened: what is uploaded.
+    let stamp: SourceStamp
+    var size: UInt64 { self.stamp.size }
+
+    private init(path: String, descriptor: Int32, stamp: SourceStamp) {
+        self.path = path
+        self.descriptor = descriptor
+        self.stamp = stamp
+    }
+
+    deinit { close(self.descriptor) }
+
+    /// Opens `path` for reading.
+    ///
+    /// - Throws: ``TransferFailure``: permanent for a file that is gone, a link or not a regular file.
+    static func open(_ path: String) throws(TransferFailure) -> SourceFile {
+        let directory: SafeDirectory
+        do {
+            directory = try SafeDirectory.open(PathRules.directory(of: path), create: false)
+        } catch {
+            throw TransferFailure(
+                error.isTransient ? .transient : .permanent,
+                "cannot open the directory of \(path): \(error.reason)"
+            )
+        }
+        let descriptor = openat(
+            directory.descriptor,
+            PathRules.fileName(of: path),
+            O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
+        )
+        guard descriptor >= 0 else {
+            let code = errno
+            let reason =
+                code == ELOOP
+                ? "\(path) is a symbolic link: uploads never follow links"
+                : code == ENOENT ? "\(path) is gone" : "cannot open \(path): \(String(cString: strerror(code)))"
+            throw TransferFailure(code == EINTR || code == EMFILE || code == ENFILE ? .transient : .permanent, reason)
+        }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            close(descriptor)
+            throw TransferFailure(.permanent, "\(path) is not a regular file")
+        }
+        return SourceFile(path: path, descriptor: descriptor, stamp: Self.stamp(info))
+    }
+
+    static func stamp(_ info: stat) -> SourceStamp {
+        SourceStamp(
+            size: UInt64(info.st_size),
+            modified: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        )
+    }
+
+    /// Why the file is no longer what was opened (deleted, rewritten, grown or shrunk), or nil when it is the same.
+    func change() -> String? {
+        var info = stat()
+        guard fstat(self.descriptor, &info) == 0 else { return "cannot stat \(self.path) any more" }
+        if info.st_nlink == 0 { return "\(self.path) was deleted while it was uploaded" }
+        let now = Self.stamp(info)
+        if now.size < self.size { return "\(self.path) shrank from \(self.size) to \(now.size) bytes while it was uploaded" }
+        if now != self.stamp { return "\(self.path) changed while it was uploaded" }
+        return nil
+    }
+
+    /// Reads up to `count` bytes at `offset`; a short read before the opened size means the file shrank.
+    func read(into buffer: UnsafeMutableRawPointer, count: Int, at offset: UInt64) throws(TransferFailure) -> Int {
+        while true {
+            let read = pread(self.descriptor, buffer, count, off_t(offset))
+            if read > 0 { return read }
+            if read == 0 {
+                throw TransferFailure(
+                    .transient,
+                    "\(self.path) shrank to \(offset) bytes while it was uploaded (it had \(self.size))"
+                )
+            }
+            if errno == EINTR { continue }
+            throw TransferFailure(.transient, "cannot read \(self.path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// The SHA-1 of `count` bytes at `offset`, base64 (tus's checksum extension).
+    func sha1Base64(from offset: UInt64, count: UInt64) throws(TransferFailure) -> String {
+        var hasher = Insecure.SHA1()
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        var done: UInt64 = 0
+        while done < count {
+            let read = try self.read(into: buffer, count: Int(min(1 << 20, count - done)), at: offset + done)
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(start: buffer, count: read))
+            done += UInt64(read)
+        }
+        return Base64.encode(Array(hasher.finalize()))
+    }
+}
+
+/// Standard base64 (RFC 4648, with padding).
+enum Base64 {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    static func encode(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var index = 0
+        while index < bytes.count {
+            let b0 = bytes[index]
+            let b1 = index + 1 < bytes.count ? bytes[index + 1] : 0
+            let b2 = index + 2 < bytes.count ? bytes[index + 2] : 0
+            out.append(Self.alphabet[Int(b0 >> 2)])
+            out.append(Self.alphabet[Int((b0 & 0x03) << 4 | b1 >> 4)])
+            out.append(index + 1 < bytes.count ? Self.alphabet[Int((b1 & 0x0f) << 2 | b2 >> 6)] : UInt8(ascii: "="))
+            out.append(index + 2 < bytes.count ? Self.alphabet[Int(b2 & 0x3f)] : UInt8(ascii: "="))
+            index += 3
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// Where an upload's exchange with its server stands, and what each response means for it: pure, so every rule
+/// is tested without a server.
+///
+/// PUT is one request with the whole file. tus 1.0 is OPTIONS (the server's version and extensions), then POST to
+/// create an upload (its URL comes back in `Location`) or HEAD on a known one (its `Upload-Offset`), then PATCH
+/// requests of at most a chunk each from the server's offset, each answered with the new offset.
+struct UploadExchange: Sendable, Equatable {
+    /// The request the next attempt makes.
+    enum Step: Sendable, Equatable {
+        /// tus: OPTIONS, for the version and extensions.
+        case discover
+        /// tus: POST, creating the upload.
+        case create
+        /// tus: HEAD on the upload, for the server's offset.
+        case query
+        /// tus: PATCH of `count` bytes from `offset`.
+        case send(offset: UInt64, count: UInt64)
+        /// One PUT of the whole file.
+        case put
+    }
+
+    /// The parts of a response the exchange reads.
+    struct Response: Sendable, Equatable {
+        var status: Int
+        var uploadOffset: UInt64?
+        var uploadLength: UInt64?
+        var location: String?
+        var tusResumable: String?
+        var tusVersion: String?
+        var checksumAlgorithms: String?
+    }
+
+    /// What a response means.
+    enum Outcome: Sendable, Equatable {
+        /// Go on with ``step``.
+        case proceed
+        /// The server has the whole file.
+        case done
+        /// A status that is not one the step expects: classified as any HTTP failure.
+        case unexpectedStatus
+        /// A failure of the exchange itself.
+        case failed(TransferFailure.Kind, String)
+    }
+
+    let size: UInt64
+    let chunkSize: UInt64
+    private(set) var step: Step
+    /// The tus upload's URL.
+    private(set) var session: String?
+    /// Bytes the server confirmed it holds.
+    private(set) var confirmed: UInt64 = 0
+    /// The server takes an `Upload-Checksum` with SHA-1 on each PATCH.
+    private(set) var checksums = false
+    /// Uploads created or found gone in this transfer: a server that keeps losing them is not tried forever.
+    private var lostSessions = 0
+    /// Checksum mismatches of the current PATCH.
+    private var mismatches = 0
+
+    init(request: UploadRequest, size: UInt64) {
+        self.size = size
+        self.chunkSize = max(1, request.chunkSize)
+        self.session = request.session
+        self.step = request.uploadProtocol == .put ? .put : .discover
+    }
+
+    /// The body the current step sends: its offset in the file and its length.
+    var body: (offset: UInt64, count: UInt64) {
+        if case .send(let offset, let count) = self.step { return (offset, count) }
+        if case .put = self.step { return (0, self.size) }
+        return (0, 0)
+    }
+
+    private mutating func sendNext() -> Outcome {
+        guard self.confirmed < self.size else { return .done }
+        self.step = .send(offset: self.confirmed, count: min(self.chunkSize, self.size - self.confirmed))
+        return .proceed
+    }
+
+    private mutating func loseSession(_ why: String) -> Outcome {
+        self.session = nil
+        self.confirmed = 0
+        self.lostSessions += 1
+        guard self.lostSessions <= 2 else { return .failed(.transient, "the server keeps losing the upload (\(why))") }
+        self.step = .create
+        return .proceed
+    }
+
+    /// Applies the response to the current step; `base` is the URL the step asked (for a relative `Location`).
+    mutating func apply(_ response: Response, base: String) -> Outcome {
+        let status = response.status
+        switch self.step {
+        case .put:
+            return (200...299).contains(status) ? .done : .unexpectedStatus
+        case .discover:
+            guard (200...299).contains(status) else { return .unexpectedStatus }
+            let versions = Self.list(response.tusVersion ?? response.tusResumable)
+            guard versions.contains("1.0.0") else {
+                return .failed(.permanent, "\(URLRules.host(of: base)) does not announce tus 1.0.0 (OPTIONS has no Tus-Version)")
+            }
+            self.checksums = Self.list(response.checksumAlgorithms?.lowercased()).contains("sha1")
+            self.step = self.session == nil ? .create : .query
+            return .proceed
+        case .create:
+            guard status == 201 || status == 200 else { return .unexpectedStatus }
+            guard let location = response.location, !location.isEmpty else {
+                return .failed(.permanent, "\(URLRules.host(of: base)) created an upload without a Location")
+            }
+            self.session = Self.resolve(location, against: base)
+            self.confirmed = min(response.uploadOffset ?? 0, self.size)
+            return self.sendNext()
+        case .query:
+            if status == 404 || status == 410 || status == 403 { return self.loseSession("HTTP \(status) for it") }
+            guard (200...299).contains(status) else { return .unexpectedStatus }
+            guard let offset = response.uploadOffset else {
+                return .failed(.permanent, "\(URLRules.host(of: base)) answered HEAD without Upload-Offset")
+            }
+            if let length = response.uploadLength, length != self.size {
+                return self.loseSession("it is \(length) bytes long, the file \(self.size)")
+            }
+            guard offset <= self.size else { return self.loseSession("its offset \(offset) is past the end") }
+            self.confirmed = offset
+            return self.sendNext()
+        case .send(let offset, _):
+            if status == 409 {
+                self.step = .query  // the offset differs from the server's: ask it
+                return .proceed
+            }
+            if status == 460 {
+                self.mismatches += 1
+                guard self.mismatches <= 2 else {
+                    return .failed(.transient, "\(URLRules.host(of: base)) keeps refusing the chunk's checksum")
+                }
+                return .proceed  // the same chunk again
+            }
+            if status == 404 || status == 410 { return self.loseSession("HTTP \(status) for it") }
+            guard (200...299).contains(status) else { return .unexpectedStatus }
+            guard let confirmed = response.uploadOffset, confirmed >= offset, confirmed <= self.size else {
+                self.step = .query
+                return .proceed
+            }
+            self.mismatches = 0
+            self.confirmed = confirmed
+            return self.sendNext()
+        }
+    }
+
+    /// A comma-separated header's items, trimmed.
+    static func list(_ header: String?) -> [String] {
+        (header ?? "").split(separator: ",").map { item in
+            String(item.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
+        }
+    }
+
+    /// `location` made absolute against `base` (a path, or a URL).
+    static func resolve(_ location: String, against base: String) -> String {
+        if location.contains("://") { return location }
+        guard let colon = base.firstIndex(of: ":"), base[colon...].hasPrefix("://") else { return location }
+        let afterScheme = base[base.index(colon, offsetBy: 3)...]
+        let authorityEnd = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? base.endIndex
+        let origin = String(base[..<authorityEnd])
+        if location.hasPrefix("/") { return origin + location }
+        let path = base[authorityEnd...].prefix { $0 != "?" && $0 != "#" }
+        let directory = path.lastIndex(of: "/").map { String(path[...$0]) } ?? "/"
+        return origin + directory + location
+    }
+}
+
+/// An upload's state while the engine runs it: its open file, the exchange, the current request's body and the
+/// server's reply.
+final class UploadState {
+    let source: SourceFile
+    let request: UploadRequest
+    var exchange: UploadExchange
+    /// Bytes of the current request's body sent.
+    var bodySent: UInt64 = 0
+    /// The last response's body, up to the request's limit.
+    var reply: [UInt8] = []
+
+    init(source: SourceFile, request: UploadRequest) {
+        self.source = source
+        self.request = request
+        self.exchange = UploadExchange(request: request, size: source.size)
+    }
+
+    /// What the server holds plus what the current request sent.
+    var received: UInt64 {
+        let body = self.exchange.body
+        return self.exchange.step == .put ? self.bodySent : max(self.exchange.confirmed, body.offset + self.bodySent)
+    }
+
+    func keepReply(_ bytes: UnsafeRawBufferPointer) {
+        let room = self.request.replyLimit - self.reply.count
+        guard room > 0 else { return }
+        self.reply.append(contentsOf: bytes.prefix(room))
+    }
+}
+
+extension ActiveTransfer {
+    /// Configures the easy handle for the upload's current step.
+    func configureUploadAttempt() throws(TransferFailure) {
+        guard let upload = self.upload else { return }
+        let step = upload.exchange.step
+        let url: String
+        switch step {
+        case .discover, .create, .put: url = self.currentSource
+        case .query, .send: url = upload.exchange.session ?? self.currentSource
+        }
+        let scheme = url.prefix { $0 != ":" }.lowercased()
+        self.isHTTP = scheme == "http" || scheme == "https"
+        self.responseHeaders = ResponseHeaders()
+        self.status = 0
+        self.abortFailure = nil
+        self.lastByteAt = monotonicNow()
+        self.lastProgressAt = self.lastByteAt
+        upload.bodySent = 0
+        upload.reply.removeAll(keepingCapacity: true)
+        // The upload's own URL is the attempt's (credentials go only to the entry's origin).
+        self.redirectedURL = url == self.currentSource ? nil : url
+        var headers = try self.configureConnection(url: url, scheme: scheme)
+        headers.append("Expect:")  // no 100-continue round trip before each body
+        let body = upload.exchange.body
+        let tus = "Tus-Resumable: 1.0.0"
+        switch step {
+        case .put:
+            try self.sendBody(upload, count: body.count)
+        case .discover:
+            try self.set(CURLOPT_CUSTOMREQUEST, "OPTIONS")
+            try self.set(CURLOPT_NOBODY, 1)
+            headers.append(tus)
+        case .create:
+            try self.sendBody(upload, count: 0)
+            try self.set(CURLOPT_CUSTOMREQUEST, "POST")
+            headers += [tus, "Upload-Length: \(upload.source.size)"]
+            let name = PathRules.fileName(of: upload.source.path)
+            headers.append("Upload-Metadata: filename \(Base64.encode(Array(name.utf8)))")
+        case .query:
+            try self.set(CURLOPT_NOBODY, 1)
+            headers.append(tus)
+        case .send(let offset, let count):
+            try self.sendBody(upload, count: count)
+            try self.set(CURLOPT_CUSTOMREQUEST, "PATCH")
+            headers += [tus, "Upload-Offset: \(offset)", "Content-Type: application/offset+octet-stream"]
+            if upload.exchange.checksums {
+                headers.append("Upload-Checksum: sha1 \(try upload.source.sha1Base64(from: offset, count: count))")
+            }
+        }
+        try self.setHeaders(headers)
+        self.continuation.yield(.started(url: url, offset: upload.exchange.confirmed))
+        if body.count > 0 {
+            // Bytes are about to move: the job is transferring from here on (the exchange before was set-up).
+            self.continuation.yield(
+                .response(
+                    TransferResponse(
+                        status: 0,
+                        httpVersion: "",
+                        validators: Validators(),
+                        totalSize: upload.source.size,
+                        offset: body.offset
+                    )
+                )
+            )
+        }
+    }
+
+    private func sendBody(_ upload: UploadState, count: UInt64) throws(TransferFailure) {
+        try self.set(CURLOPT_UPLOAD, 1)
+        try self.check(barge_easy_setopt_off_t(self.easy, CURLOPT_INFILESIZE_LARGE, curl_off_t(count)))
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        try self.check(barge_easy_setopt_pointer(self.easy, CURLOPT_READDATA, me))
+        try self.check(
+            barge_easy_setopt_read_function(self.easy) { buffer, size, count, context in
+                let transfer = Unmanaged<ActiveTransfer>.fromOpaque(context!).takeUnretainedValue()
+                return transfer.sendBody(into: UnsafeMutableRawPointer(buffer!), capacity: size * count)
+            }
+        )
+    }
+
+    /// The read callback: the next bytes of the current request's body, paced like a download's.
+    func sendBody(into buffer: UnsafeMutableRawPointer, capacity: Int) -> Int {
+        guard let upload = self.upload else { return Int(CURL_READFUNC_ABORT) }
+        let body = upload.exchange.body
+        let left = body.count - upload.bodySent
+        guard left > 0 else { return 0 }
+        let count = Int(min(UInt64(capacity), left))
+        let now = monotonicNow()
+        guard self.pass(count, now: now) else { return Int(CURL_READFUNC_PAUSE) }
+        let read: Int
+        do {
+            read = try upload.source.read(into: buffer, count: count, at: body.offset + upload.bodySent)
+        } catch {
+            self.abortFailure = error
+            return Int(CURL_READFUNC_ABORT)
+        }
+        upload.bodySent += UInt64(read)
+        self.transferred += UInt64(read)
+        self.lastByteAt = now
+        return read
+    }
+
+    /// The response's parts the exchange reads.
+    var uploadResponse: UploadExchange.Response {
+        UploadExchange.Response(
+            status: self.status,
+            uploadOffset: self.responseHeaders[.uploadOffset].flatMap { UInt64($0) },
+            uploadLength: self.responseHeaders[.uploadLength].flatMap { UInt64($0) },
+            location: self.responseHeaders[.location],
+            tusResumable: self.responseHeaders[.tusResumable],
+            tusVersion: self.responseHeaders[.tusVersion],
+            checksumAlgorithms: self.responseHeaders[.tusChecksumAlgorithm]
+        )
+    }
+}
