@@ -50,7 +50,12 @@ struct JobOutcome {
             job.record.state = .upToDate
             job.record.reason = upload.after == .keep ? detail + "; sent again when it changes" : detail
             self.uploaded = (done.reply, upload.after)
-            self.history = JobHistoryEntry(at: now, state: job.record.state.rawValue, detail: detail, bytes: done.transferred)
+            self.history = JobHistoryEntry(
+                at: now,
+                state: job.record.state.rawValue,
+                detail: detail,
+                bytes: done.transferred
+            )
             self.hook = (true, detail)
         case .completed(let done):
             job.record.offset = 0

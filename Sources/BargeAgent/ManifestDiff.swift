@@ -64,7 +64,9 @@ struct ManifestDiff {
                     }
                     // A file still being written: its job (if it has one) stays as it was until the file settles;
                     // none is made for it yet.
-                    if let id = jobIDs(spec.destination), let view = jobsByID[id] { desired[spec.destination] = view.spec }
+                    if let id = jobIDs(spec.destination), let view = jobsByID[id] {
+                        desired[spec.destination] = view.spec
+                    }
                 }
                 goodVersionStoredAt = nil
                 if let digest = manifest.digest {

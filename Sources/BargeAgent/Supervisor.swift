@@ -58,7 +58,8 @@ struct LoadedManifest: Sendable {
     let sourceDirectories: [String]
 
     /// The specs of a manifest's entries: its downloads', and one per file each upload finds now.
-    static func specs(of manifest: Manifest, id: String) -> (specs: [JobSpec], nextScan: Double?, directories: [String]) {
+    static func specs(of manifest: Manifest, id: String) -> (specs: [JobSpec], nextScan: Double?, directories: [String])
+    {
         var specs = manifest.downloads.map { JobSpec(manifest: id, entry: $0) }
         var nextScan: Double?
         var directories: [String] = []
@@ -1269,7 +1270,9 @@ public actor Supervisor {
         if let uploaded = effects.uploaded, case .completed(let done) = outcome {
             self.pending.specs.append((id, job.spec))  // the stamp sent: a later change is sent again
             self.pending.uploadSessions.append((id, nil))
-            if let reply = uploaded.reply, job.spec.upload?.replyLimit ?? 0 > 0 { self.pending.replies.append((id, reply)) }
+            if let reply = uploaded.reply, job.spec.upload?.replyLimit ?? 0 > 0 {
+                self.pending.replies.append((id, reply))
+            }
             if uploaded.after != .keep, let stamp = done.stamp {
                 // Only now that the server confirmed the whole file.
                 do {

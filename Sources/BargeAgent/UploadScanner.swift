@@ -32,7 +32,8 @@ enum UploadScanner {
         var found = Found()
         let base = PathRules.literalPrefix(ofGlob: entry.source)
         found.directories = [base == entry.source ? PathRules.directory(of: base) : base]
-        let rest = entry.source == base ? [] : Array(entry.source.dropFirst(base.count).split(separator: "/").map(String.init))
+        let rest =
+            entry.source == base ? [] : Array(entry.source.dropFirst(base.count).split(separator: "/").map(String.init))
         var matches: [(path: String, relative: String)] = []
         if rest.isEmpty {
             matches = [(entry.source, PathRules.fileName(of: entry.source))]
@@ -115,7 +116,9 @@ enum UploadScanner {
             if kind == UInt8(DT_UNKNOWN) {
                 var info = stat()
                 guard lstat(path, &info) == 0 else { continue }
-                kind = info.st_mode & S_IFMT == S_IFDIR ? UInt8(DT_DIR) : info.st_mode & S_IFMT == S_IFREG ? UInt8(DT_REG) : 0
+                kind =
+                    info.st_mode & S_IFMT == S_IFDIR
+                    ? UInt8(DT_DIR) : info.st_mode & S_IFMT == S_IFREG ? UInt8(DT_REG) : 0
             }
             let relativePath = relative.isEmpty ? name : relative + "/" + name
             if pattern == "**" {

@@ -265,7 +265,12 @@ public enum UploadedFiles {
                 guard status == EEXIST else { throw BargeSystemError(errno: status, function: "rename", subject: path) }
                 candidate = "\(name).\(attempt)"
             }
-            throw BargeSystemError(errno: EEXIST, function: "rename", subject: path, explanation: "100 names taken in \(target)")
+            throw BargeSystemError(
+                errno: EEXIST,
+                function: "rename",
+                subject: path,
+                explanation: "100 names taken in \(target)"
+            )
         }
     }
 }

@@ -616,7 +616,10 @@ final class EngineLoop: @unchecked Sendable {
         if let upload = transfer.request.upload {
             // An upload's file is opened here: an open and an fstat, no partial to look for.
             do {
-                transfer.upload = UploadState(source: try SourceFile.open(transfer.request.destination), request: upload)
+                transfer.upload = UploadState(
+                    source: try SourceFile.open(transfer.request.destination),
+                    request: upload
+                )
             } catch {
                 self.finish(transfer, .failed(error))
                 return

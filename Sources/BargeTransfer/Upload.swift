@@ -94,7 +94,9 @@ final class SourceFile {
         guard fstat(self.descriptor, &info) == 0 else { return "cannot stat \(self.path) any more" }
         if info.st_nlink == 0 { return "\(self.path) was deleted while it was uploaded" }
         let now = Self.stamp(info)
-        if now.size < self.size { return "\(self.path) shrank from \(self.size) to \(now.size) bytes while it was uploaded" }
+        if now.size < self.size {
+            return "\(self.path) shrank from \(self.size) to \(now.size) bytes while it was uploaded"
+        }
         if now != self.stamp { return "\(self.path) changed while it was uploaded" }
         return nil
     }
@@ -249,7 +251,10 @@ struct UploadExchange: Sendable, Equatable {
             guard (200...299).contains(status) else { return .unexpectedStatus }
             let versions = Self.list(response.tusVersion ?? response.tusResumable)
             guard versions.contains("1.0.0") else {
-                return .failed(.permanent, "\(URLRules.host(of: base)) does not announce tus 1.0.0 (OPTIONS has no Tus-Version)")
+                return .failed(
+                    .permanent,
+                    "\(URLRules.host(of: base)) does not announce tus 1.0.0 (OPTIONS has no Tus-Version)"
+                )
             }
             self.checksums = Self.list(response.checksumAlgorithms?.lowercased()).contains("sha1")
             self.step = self.session == nil ? .create : .query
@@ -386,7 +391,8 @@ extension ActiveTransfer {
             try self.set(CURLOPT_CUSTOMREQUEST, "POST")
             headers += [tus, "Upload-Length: \(upload.source.size)"]
             let name = PathRules.fileName(of: upload.source.path)
-            headers.append("Upload-Metadata: filename \(Base64.encode(Array(name.utf8)))")
+            let type = Base64.encode(Array("application/octet-stream".utf8))
+            headers.append("Upload-Metadata: filename \(Base64.encode(Array(name.utf8))),filetype \(type)")
         case .query:
             try self.set(CURLOPT_NOBODY, 1)
             headers.append(tus)

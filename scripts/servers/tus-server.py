@@ -76,6 +76,32 @@ def fill_metadata(app):
     return wrapped
 
 
+def count_bodies(app, log_path):
+    """ASGI wrapper: appends `METHOD PATH BYTES` to log_path for every request, BYTES being the request body's
+    bytes that reached the server (also when the client dropped the connection mid-body). Tests read it to tell
+    how many bytes a client sent again after an interruption."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        count = 0
+
+        async def counting():
+            nonlocal count
+            message = await receive()
+            if message["type"] == "http.request":
+                count += len(message.get("body", b""))
+            return message
+
+        try:
+            await app(scope, counting, send)
+        finally:
+            with open(log_path, "a") as log:
+                log.write(f"{scope['method']} {scope['path']} {count}\n")
+
+    return wrapped
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, required=True)
@@ -93,7 +119,7 @@ def main() -> None:
     sock.bind((args.host, args.port))
     sock.listen(128)
 
-    asgi = app if args.strict else fill_metadata(app)
+    asgi = count_bodies(app if args.strict else fill_metadata(app), args.dir + "/received.log")
     config = uvicorn.Config(asgi, log_level="warning", access_log=False,
                             lifespan="off")
     server = uvicorn.Server(config)

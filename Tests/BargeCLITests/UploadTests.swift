@@ -1,0 +1,160 @@
+import BargeCore
+import BargeTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// Uploads by the real agent to real servers on 127.0.0.1: tuspyserver (tus 1.0, from PyPI) and nginx's WebDAV
+/// module (PUT).
+@Suite(
+    "uploads",
+    .serialized,
+    .enabled(if: TusServer.isAvailable, "the tus server's venv is missing: run scripts/install-deps.sh"),
+    .enabled(if: NginxServer.isAvailable, "nginx is not installed")
+)
+struct UploadTests {
+    static let scripts = BargeCommand.packageRoot + "/scripts/servers"
+
+    /// The job of `path`, once the agent has one.
+    func job(_ agent: AgentUnderTest, _ path: String) -> JobStatus? {
+        (try? agent.status())?.jobs.first { $0.destination == path }
+    }
+
+    @Test func tusResumesFromTheServersOffsetAfterAKillAndADroppedConnection() async throws {
+        let tus = try TusServer(scripts: Self.scripts)
+        let agent = try AgentUnderTest(extraConfig: "allowed-schemes: [http]")
+        let chunk = 1 << 20
+        let content = TestContent.bytes(count: 12 << 20, seed: 17)
+        let path = agent.output + "/logs/app.log.gz"
+        try FileManager.default.createDirectory(atPath: agent.output + "/logs", withIntermediateDirectories: true)
+        try Data(content).write(to: URL(fileURLWithPath: path))
+        try agent.scratch.write(
+            "manifests.d/40-logs.yaml",
+            """
+            version: 1
+            upload:
+              - src: \(agent.output)/logs/*.log.gz
+                url: \(tus.creationURL)
+                protocol: tus
+                chunk-size: 1MiB
+                settle: 0s
+                max-rate: 2MiB/s
+                retry: {min-delay: 5s}
+            """
+        )
+        try await agent.start()
+        // Killed mid-upload: the next run asks the server where it stands and goes on from there.
+        #expect(await eventually(timeout: 30) { (self.job(agent, path)?.bytes ?? 0) >= 3 << 20 })
+        #expect(agent.stop(SIGKILL) == SIGKILL)
+        let heldAtKill = tus.uploads().first?.bytes.count ?? 0
+        #expect(heldAtKill >= 2 << 20, "the server held \(heldAtKill) bytes when the agent was killed")
+        try await agent.start()
+        // The connection dropped mid-PATCH: the job retries and resumes from the server's offset again.
+        #expect(await eventually(timeout: 30) { (self.job(agent, path)?.bytes ?? 0) >= 7 << 20 })
+        tus.cutConnections()
+        let done = await eventually(timeout: 60) { self.job(agent, path)?.state == "up-to-date" }
+        #expect(
+            done,
+            "\(self.job(agent, path).map { "\($0.state): \($0.reason)" } ?? "no job")\n\(agent.log.suffix(3000))"
+        )
+        let uploads = tus.uploads()
+        #expect(uploads.count == 1, "one upload, resumed, not a new one per run")
+        let same = uploads.first?.bytes == content
+        #expect(same, "the server's copy (\(uploads.first?.bytes.count ?? -1) bytes) is the file, byte for byte")
+        // What reached the server beyond the file's size was sent again: at most one chunk in all.
+        let sentAgain = tus.receivedBodyBytes(method: "PATCH") - content.count
+        #expect(sentAgain >= 0 && sentAgain <= chunk, "sent again: \(sentAgain) bytes")
+        #expect(self.job(agent, path)?.reason.hasPrefix("uploaded") == true)
+        #expect(agent.stop() == 0)
+    }
+
+    @Test func putUploadsThenDeletesTheSourceOnlyOnceTheServerHasIt() async throws {
+        let nginx = try NginxServer(
+            extraLocations: """
+                location /dav/ {
+                    dav_methods PUT;
+                    create_full_put_path on;
+                    dav_access user:rw group:r all:r;
+                    client_max_body_size 0;
+                }
+                """
+        )
+        // nginx's workers run unprivileged: the upload directory must be theirs to write.
+        try FileManager.default.createDirectory(atPath: nginx.root + "/dav", withIntermediateDirectories: true)
+        chmod(nginx.root + "/dav", 0o777)
+        let agent = try AgentUnderTest(extraConfig: "allowed-schemes: [http]")
+        let content = TestContent.bytes(count: 3 << 20, seed: 23)
+        let path = agent.output + "/capture one.pcap"
+        try Data(content).write(to: URL(fileURLWithPath: path))
+        let kept = agent.output + "/kept.txt"
+        try Data("first\n".utf8).write(to: URL(fileURLWithPath: kept))
+        try agent.scratch.write(
+            "manifests.d/50-put.yaml",
+            """
+            version: 1
+            upload:
+              - src: \(agent.output)/*.pcap
+                url: \(nginx.baseURL)/dav/{hostname}/{name}
+                after: delete
+                settle: 0s
+                max-rate: 1MiB/s
+              - src: \(kept)
+                url: \(nginx.baseURL)/dav/kept/{name}
+                settle: 0s
+            """
+        )
+        try await agent.start()
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, 255)
+        let hostname = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let served = nginx.root + "/dav/" + hostname + "/capture one.pcap"
+        // While the PUT runs the source is there; it goes only after the server answered.
+        #expect(await eventually(timeout: 20) { (self.job(agent, path)?.bytes ?? 0) > 0 })
+        #expect(FileManager.default.fileExists(atPath: path))
+        #expect(await eventually(timeout: 30) { !FileManager.default.fileExists(atPath: path) }, "\(agent.log)")
+        let onServer = FileManager.default.contents(atPath: served).map { [UInt8]($0) }
+        let same = onServer == content
+        #expect(same, "the server's copy (\(onServer?.count ?? -1) bytes) is the file")
+        // A kept file that changes is sent again.
+        let keptOnServer = nginx.root + "/dav/kept/kept.txt"
+        #expect(
+            await eventually(timeout: 20) { FileManager.default.contents(atPath: keptOnServer) == Data("first\n".utf8) }
+        )
+        try Data("second, longer\n".utf8).write(to: URL(fileURLWithPath: kept))
+        #expect(
+            await eventually(timeout: 20) {
+                FileManager.default.contents(atPath: keptOnServer) == Data("second, longer\n".utf8)
+            },
+            "\(agent.log)"
+        )
+        #expect(agent.stop() == 0)
+    }
+
+    @Test func aSymbolicLinkIsNeverFollowed() async throws {
+        let nginx = try NginxServer(
+            extraLocations: "location /dav/ { dav_methods PUT; create_full_put_path on; client_max_body_size 0; }"
+        )
+        try FileManager.default.createDirectory(atPath: nginx.root + "/dav", withIntermediateDirectories: true)
+        chmod(nginx.root + "/dav", 0o777)
+        let agent = try AgentUnderTest(extraConfig: "allowed-schemes: [http]")
+        let secret = agent.scratch.path + "/secret.txt"  // outside the allowed root
+        try Data("not for upload\n".utf8).write(to: URL(fileURLWithPath: secret))
+        symlink(secret, agent.output + "/b.log")
+        try Data("a\n".utf8).write(to: URL(fileURLWithPath: agent.output + "/a.log"))
+        try agent.scratch.write(
+            "manifests.d/60-links.yaml",
+            """
+            version: 1
+            upload:
+              - src: \(agent.output)/*.log
+                url: \(nginx.baseURL)/dav/{name}
+                settle: 0s
+            """
+        )
+        try await agent.start()
+        #expect(await eventually(timeout: 20) { self.job(agent, agent.output + "/a.log")?.state == "up-to-date" })
+        #expect(self.job(agent, agent.output + "/b.log") == nil, "a link is not a file to upload")
+        #expect(!FileManager.default.fileExists(atPath: nginx.root + "/dav/b.log"))
+        #expect(agent.stop() == 0)
+    }
+}
