@@ -18,8 +18,15 @@ bin="$(swift build --show-bin-path)"
 demo="${BARGE_DEMO_DIR:-/tmp/barge-demo}"
 rm -rf "$demo"
 mkdir -p "$demo"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin/barge-demo" examples/manifests.d "$demo" "$port"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+tus_port=$(free_port)
+"$bin/barge-demo" examples/manifests.d "$demo" "$port" "$tus_port"
+# The example logs go to a local tus server (tuspyserver, in the venv install-deps.sh made).
+venv="${BARGE_TEST_VENV:-${HOME:-/root}/.cache/barge/test-venv}"
+"$venv/bin/python" scripts/servers/tus-server.py --port "$tus_port" --dir "$demo/uploads" >/dev/null 2>"$demo/tus.log" &
+tus_pid=$!
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$tus_port") 2>/dev/null && break; sleep 0.1; done
 
 mkdir -p "$demo/nginx"
 cat > "$demo/nginx/nginx.conf" <<CONF
@@ -40,10 +47,14 @@ nginx -p "$demo/nginx" -c "$demo/nginx/nginx.conf" -e "$demo/nginx/error.log" &
 nginx_pid=$!
 "$bin/barge" agent --config "$demo/barge.yaml" 2>"$demo/agent.log" &
 agent_pid=$!
-cleanup() { kill "$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null; kill "$nginx_pid" 2>/dev/null || true; }
+cleanup() {
+    kill "$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null
+    kill "$nginx_pid" "$tus_pid" 2>/dev/null || true
+}
 trap cleanup EXIT
 
-echo "== barge agent --config $demo/barge.yaml (origin http://127.0.0.1:$port, files in $demo/root)"
+echo "== barge agent --config $demo/barge.yaml (origin http://127.0.0.1:$port, files in $demo/root;"
+echo "   logs shipped to the tus server http://127.0.0.1:$tus_port/files/, uploads in $demo/uploads)"
 for _ in $(seq 1 50); do "$bin/barge" status --config "$demo/barge.yaml" >/dev/null 2>&1 && break; sleep 0.1; done
 start=$SECONDS
 while true; do
@@ -61,6 +72,10 @@ echo "== barge net (the agent's network monitor: each uplink, its cost and why, 
 echo
 echo "== files mirrored under $demo/root"
 find "$demo/root" -type f -exec ls -l {} + | sed "s|$demo/root||"
+echo
+echo "== logs shipped: the tus server's uploads in $demo/uploads; the sources moved aside"
+ls -l "$demo/uploads" | grep -v '\.info$' | tail -n +2
+find "$demo/root" -path '*shipped*' -type f | sed "s|$demo/root||"
 echo
 echo "The demo agent stops now. To keep it running: $bin/barge agent --config $demo/barge.yaml"
 echo "and in another terminal: $bin/barge status --config $demo/barge.yaml  (or: barge watch)"

@@ -217,7 +217,8 @@ struct ControlServer: Sendable {
             guard var job = await self.supervisor.status(job: id, for: caller).jobs.first else {
                 return reply(.refused(.noSuchJob, "no such job"))
             }
-            if job.direction == "upload", caller.isAdministrator {  // a reply may carry what only its manifest should see
+            // A reply may carry what only its manifest should see.
+            if job.direction == "upload", caller.isAdministrator {
                 job.reply = await self.supervisor.reply(of: id).map { String(decoding: $0, as: UTF8.self) }
             }
             return (.ok, (try? encoder.encode(job)) ?? Data())

@@ -14,10 +14,12 @@ import Crypto
 import Foundation
 
 let arguments = CommandLine.arguments
-guard arguments.count == 4, let port = Int(arguments[3]) else {
-    FileHandle.standardError.write(Data("usage: barge-demo EXAMPLES_DIR DEMO_DIR PORT\n".utf8))
+guard arguments.count == 4 || arguments.count == 5, let port = Int(arguments[3]) else {
+    FileHandle.standardError.write(Data("usage: barge-demo EXAMPLES_DIR DEMO_DIR PORT [TUS_PORT]\n".utf8))
     exit(2)
 }
+/// The local tus server the example uploads go to (none: they keep their example URL and fail to resolve).
+let tusPort = arguments.count == 5 ? Int(arguments[4]) : nil
 let examples = arguments[1]
 let demo = arguments[2]
 let root = demo + "/root"
@@ -82,6 +84,15 @@ for name in DropInRules.sorted(names) {
     for entry in manifest.uploads {
         let directory = root + PathRules.literalPrefix(ofGlob: entry.source)
         try fileManager.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // Two rotated logs to ship, written a minute ago (settled), to the local tus server.
+        for index in 1...2 {
+            let file = directory + "/app-\(index).log.gz"
+            try content(size: 256 << 10, seed: file).write(to: URL(fileURLWithPath: file))
+            try fileManager.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -60)], ofItemAtPath: file)
+        }
+        if let tusPort {
+            text = text.replacingOccurrences(of: entry.urlTemplate, with: "http://127.0.0.1:\(tusPort)/files/")
+        }
         if case .moveTo(let target) = entry.after {
             try fileManager.createDirectory(atPath: root + target, withIntermediateDirectories: true)
         }
