@@ -103,6 +103,60 @@ struct ManifestParserTests {
         #expect(manifest.declaredSize.total == ByteCount(4 << 30))
     }
 
+    @Test func uploadSettleReplyAndChunkSize() throws {
+        let parsed = parse(
+            """
+            version: 1
+            upload:
+              - src: /srv/logs/**/*.gz
+                url: https://logs.example.com/files/
+                protocol: tus
+                settle: 2m
+                reply: 64KiB
+                chunk-size: 4MiB
+              - src: /srv/reports/daily.csv
+                url: https://r.example.com/{relpath}/{sha256}
+            """
+        )
+        let manifest = try #require(parsed.manifest, "\(parsed.diagnostics)")
+        #expect(manifest.uploads[0].settle == .minutes(2))
+        #expect(manifest.uploads[0].replyLimit == ByteCount(64 << 10))
+        #expect(manifest.uploads[0].chunkSize == ByteCount(4 << 20))
+        #expect(manifest.uploads[1].settle == UploadEntry.defaultSettle)
+        #expect(manifest.uploads[1].replyLimit == nil)
+        #expect(manifest.uploads[1].chunkSize == UploadEntry.defaultChunkSize)
+        #expect(manifest.uploads[1].needsSHA256)
+        #expect(!manifest.uploads[0].needsSHA256)
+        let bad = parse(
+            """
+            version: 1
+            upload:
+              - {src: /srv/a, url: 'https://e.com/a', settle: 2d, reply: 2MiB, chunk-size: 1KiB}
+            """
+        )
+        #expect(
+            bad.diagnostics.map(\.message) == [
+                "'settle' must be at most 1d, found 2d",
+                "'reply' keeps at most 1MiB, found 2MiB",
+                "'chunk-size' must be at least 64KiB, found 1KiB",
+            ]
+        )
+    }
+
+    @Test func uploadURLTemplatesFillAndEncodeTheirPlaceholders() {
+        var entry = UploadEntry(
+            source: "/srv/logs/**/*.gz",
+            urlTemplate: "https://e.com/in/{hostname}/{relpath}?n={name}&h={sha256}",
+            location: SourceLocation(file: "m.yaml", line: 1, column: 1)
+        )
+        let url = entry.url(name: "a b#1.gz", relativePath: "x y/a b#1.gz", hostname: "edge-7", sha256: "ab12")
+        #expect(url == "https://e.com/in/edge-7/x%20y/a%20b%231.gz?n=a%20b%231.gz&h=ab12")
+        entry.urlTemplate = "https://e.com/{name}"
+        #expect(
+            entry.url(name: "ünï/x", relativePath: "", hostname: "h", sha256: nil) == "https://e.com/%C3%BCn%C3%AF%2Fx"
+        )
+    }
+
     @Test func reportsEveryProblemAtOnceInFileOrder() {
         let parsed = parse(
             """

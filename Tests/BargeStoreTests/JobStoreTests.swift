@@ -161,6 +161,57 @@ import Testing
         await #expect(throws: JobStore.UnreadableJob.self) { try await reopened.jobs() }
     }
 
+    /// An upload job keeps its protocol, after-action and stamp, its tus session and its reply; an upload column
+    /// that cannot be read fails the read (it must never come back as a download of its own file).
+    @Test func uploadJobsSurviveReopeningAndAnUnreadableOneIsAnError() async throws {
+        let path = self.scratch.path + "/state"
+        let details = UploadDetails(
+            uploadProtocol: .tus,
+            after: .moveTo("/srv/logs/shipped"),
+            chunkSize: 1 << 20,
+            replyLimit: 4096,
+            stamp: SourceStamp(size: 42, modified: 1_765_000_000_123_456_789),
+            isSettling: true
+        )
+        let upload = JobSpec(
+            manifest: "logs",
+            urls: ["https://logs.test/files/"],
+            destination: "/srv/logs/a.gz",
+            size: 42,
+            upload: details
+        )
+        do {
+            let store = try JobStore(directory: path)
+            var batch = JobStore.Batch()
+            batch.inserts = [StoredJob(spec: upload, record: JobRecord(id: 7))]
+            try await store.apply(batch)
+            var more = JobStore.Batch()
+            more.uploadSessions = [(7, "https://logs.test/files/abc")]
+            more.replies = [(7, Array("{\"id\": 1}".utf8))]
+            try await store.apply(more)
+        }
+        do {
+            let reopened = try JobStore(directory: path)
+            let job = try #require(try await reopened.jobs().first)
+            var stored = details
+            stored.isSettling = false  // never stored: found anew by every scan
+            #expect(job.spec.upload == stored)
+            #expect(job.spec.isUpload)
+            #expect(job.record.hasValidators, "a stored session is read when the job starts")
+            #expect(try await reopened.validators(of: [7])[7]?.uploadSession == "https://logs.test/files/abc")
+            #expect(try await reopened.reply(of: 7) == Array("{\"id\": 1}".utf8))
+            #expect(JobStore.storesSameSpec(upload, job.spec), "settling alone is no change to store")
+            var changed = job.spec
+            changed.upload?.stamp.size = 43
+            #expect(!JobStore.storesSameSpec(changed, job.spec))
+        }
+        let database = try DatabaseQueue(path: path + "/barge.sqlite")
+        try await database.write { db in try db.execute(sql: "UPDATE job SET upload = '{\"uploadProtocol\": \"ftp\"}'")
+        }
+        try database.close()
+        await #expect(throws: JobStore.UnreadableJob.self) { try await JobStore(directory: path).jobs() }
+    }
+
     /// Overrides set by hand outlive the store being closed; both halves `auto` removes one; a cost the store does
     /// not know is an error, not "no override" (which could let a metered link be spent).
     @Test func uplinkOverridesSurviveReopeningAndAnUnknownCostIsAnError() async throws {

@@ -5,6 +5,113 @@ import Testing
 
 @Suite("Transfer logic without I/O")
 struct PureLogicTests {
+    typealias Response = UploadExchange.Response
+
+    func response(_ status: Int, offset: UInt64? = nil, length: UInt64? = nil, location: String? = nil) -> Response {
+        Response(status: status, uploadOffset: offset, uploadLength: length, location: location)
+    }
+
+    @Test func tusCreatesThenSendsChunksFromTheServersOffset() {
+        let base = "http://h:1/files/"
+        var exchange = UploadExchange(request: UploadRequest(uploadProtocol: .tus, chunkSize: 4), size: 10)
+        #expect(exchange.step == .discover)
+        var options = self.response(204)
+        options.tusVersion = "1.0.0"
+        options.checksumAlgorithms = "md5, SHA1"
+        #expect(exchange.apply(options, base: base) == .proceed)
+        #expect(exchange.checksums)
+        #expect(exchange.step == .create)
+        #expect(exchange.apply(self.response(201, location: "/files/abc"), base: base) == .proceed)
+        #expect(exchange.session == "http://h:1/files/abc")
+        #expect(exchange.step == .send(offset: 0, count: 4))
+        #expect(exchange.apply(self.response(204, offset: 4), base: base) == .proceed)
+        #expect(exchange.step == .send(offset: 4, count: 4))
+        // The server kept less than was sent (a dropped request): the next chunk starts at its offset.
+        #expect(exchange.apply(self.response(204, offset: 6), base: base) == .proceed)
+        #expect(exchange.step == .send(offset: 6, count: 4))
+        #expect(exchange.apply(self.response(204, offset: 10), base: base) == .done)
+        #expect(exchange.confirmed == 10)
+    }
+
+    @Test func tusResumesAKnownUploadAndStartsOverWhenTheServerLostIt() {
+        let base = "http://h:1/files/abc"
+        let request = UploadRequest(uploadProtocol: .tus, session: base, chunkSize: 100)
+        var options = self.response(200)
+        options.tusResumable = "1.0.0"
+        var exchange = UploadExchange(request: request, size: 10)
+        #expect(exchange.apply(options, base: base) == .proceed)
+        #expect(!exchange.checksums)
+        #expect(exchange.step == .query)
+        #expect(exchange.apply(self.response(200, offset: 7, length: 10), base: base) == .proceed)
+        #expect(exchange.step == .send(offset: 7, count: 3))
+        // 409: the offset differs; ask again.
+        #expect(exchange.apply(self.response(409), base: base) == .proceed)
+        #expect(exchange.step == .query)
+        // Gone, or another length: a new upload.
+        #expect(exchange.apply(self.response(404), base: base) == .proceed)
+        #expect(exchange.step == .create && exchange.session == nil && exchange.confirmed == 0)
+        var other = UploadExchange(request: request, size: 10)
+        _ = other.apply(options, base: base)
+        #expect(other.apply(self.response(200, offset: 3, length: 99), base: base) == .proceed)
+        #expect(other.step == .create)
+        // A server that keeps losing it is not tried forever.
+        #expect(other.apply(self.response(201, location: base), base: base) == .proceed)
+        #expect(other.apply(self.response(410), base: base) == .proceed)
+        #expect(other.apply(self.response(201, location: base), base: base) == .proceed)
+        #expect(
+            other.apply(self.response(410), base: base)
+                == .failed(.transient, "the server keeps losing the upload (HTTP 410 for it)")
+        )
+        // Complete already: done without a byte.
+        var whole = UploadExchange(request: request, size: 10)
+        _ = whole.apply(options, base: base)
+        #expect(whole.apply(self.response(200, offset: 10), base: base) == .done)
+    }
+
+    @Test func tusRefusesAServerWithoutTusAndChecksumMismatchesAreBounded() {
+        let base = "http://h:1/files/"
+        var exchange = UploadExchange(request: UploadRequest(uploadProtocol: .tus), size: 10)
+        #expect(
+            exchange.apply(self.response(200), base: base)
+                == .failed(.permanent, "h:1 does not announce tus 1.0.0 (OPTIONS has no Tus-Version)")
+        )
+        var options = self.response(204)
+        options.tusVersion = "1.0.0"
+        var checked = UploadExchange(request: UploadRequest(uploadProtocol: .tus), size: 10)
+        _ = checked.apply(options, base: base)
+        #expect(
+            checked.apply(self.response(201), base: base)
+                == .failed(.permanent, "h:1 created an upload without a Location")
+        )
+        _ = checked.apply(self.response(201, location: "x"), base: base)
+        #expect(checked.session == "http://h:1/files/x")
+        #expect(checked.apply(self.response(460), base: base) == .proceed)
+        #expect(checked.apply(self.response(460), base: base) == .proceed)
+        #expect(
+            checked.apply(self.response(460), base: base)
+                == .failed(.transient, "h:1 keeps refusing the chunk's checksum")
+        )
+        #expect(checked.apply(self.response(500), base: base) == .unexpectedStatus)
+    }
+
+    @Test func putIsOneRequestOfTheWholeFile() {
+        var exchange = UploadExchange(request: UploadRequest(uploadProtocol: .put), size: 10)
+        #expect(exchange.step == .put)
+        #expect(exchange.body == (0, 10))
+        #expect(exchange.apply(self.response(201), base: "http://h/x") == .done)
+        var refused = UploadExchange(request: UploadRequest(uploadProtocol: .put), size: 10)
+        #expect(refused.apply(self.response(403), base: "http://h/x") == .unexpectedStatus)
+    }
+
+    @Test func locationsResolveAgainstTheRequest() {
+        #expect(UploadExchange.resolve("https://o/x", against: "http://h:1/a/b") == "https://o/x")
+        #expect(UploadExchange.resolve("/files/1", against: "http://h:1/a/b?q") == "http://h:1/files/1")
+        #expect(UploadExchange.resolve("1", against: "http://h:1/a/b") == "http://h:1/a/1")
+        #expect(UploadExchange.resolve("1", against: "http://h:1") == "http://h:1/1")
+        #expect(Base64.encode(Array("app.log".utf8)) == "YXBwLmxvZw==")
+        #expect(Base64.encode([0xff, 0xfe]) == "//4=")
+    }
+
     @Test func retryScheduleBacksOffWithJitterAndHonoursRetryAfter() {
         let schedule = RetrySchedule(minimumDelay: TimeSpan(seconds: 30), maximumDelay: .minutes(10))
         #expect(schedule.delay(attempt: 1, jitter: 0) == 30)
