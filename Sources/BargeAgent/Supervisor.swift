@@ -1121,6 +1121,9 @@ public actor Supervisor {
                 replyLimit: Int(upload.replyLimit)
             )
             request.yields = false  // yielding reads a link's received bytes; an upload's go the other way
+            // Background uploads yield in the kernel instead: a low-priority congestion control (TCP-LP).
+            let background = job.spec.policy.priority == .normal || job.spec.policy.priority == .low
+            request.congestionControl = background ? self.config.yield.uploadCongestionControl : nil
             request.checkpointInterval = nil
         } else if job.record.hasValidators, let held {
             if job.record.state == .upToDate || held.etag != nil || held.lastModified != nil {

@@ -282,8 +282,12 @@ final class ActiveTransfer {
         // connection bound the same way).
         if let interface = self.request.interface { try self.set(CURLOPT_INTERFACE, "if!" + interface) }
         let bound = self.traffic?.isBound == true ? self.traffic : nil
-        if bound != nil || self.request.lowerEffort {
-            let socketClass = self.sockets.socketClass(traffic: bound, lowerEffort: self.request.lowerEffort)
+        if bound != nil || self.request.lowerEffort || self.request.congestionControl != nil {
+            let socketClass = self.sockets.socketClass(
+                traffic: bound,
+                lowerEffort: self.request.lowerEffort,
+                congestionControl: self.request.congestionControl
+            )
             try self.check(barge_easy_setopt_sockopt_function(self.easy, configureSocket))
             try self.set(CURLOPT_SOCKOPTDATA, pointer: socketClass.pointer)
             try self.check(barge_easy_setopt_closesocket_function(self.easy, closeSocket))
@@ -686,21 +690,30 @@ final class SocketLedger: @unchecked Sendable {
     private var sockets: [curl_socket_t: (traffic: InterfaceTraffic, counted: UInt64)] = [:]
     /// One per interface and marking, made once and kept while the engine runs (libcurl keeps each connection's
     /// callback data for as long as the connection lives, past its transfer).
-    private var classes: [ObjectIdentifier: [Bool: SocketClass]] = [:]
-    private var unbound: [Bool: SocketClass] = [:]
+    private var classes: [Kind: SocketClass] = [:]
+
+    /// What tells socket classes apart.
+    private struct Kind: Hashable {
+        var traffic: ObjectIdentifier?
+        var lowerEffort: Bool
+        var congestionControl: String?
+    }
 
     /// The callbacks' data for a transfer's new connections.
-    func socketClass(traffic: InterfaceTraffic?, lowerEffort: Bool) -> SocketClass {
-        guard let traffic else {
-            if let known = self.unbound[lowerEffort] { return known }
-            let made = SocketClass(ledger: self, traffic: nil, lowerEffort: lowerEffort)
-            self.unbound[lowerEffort] = made
-            return made
-        }
-        let key = ObjectIdentifier(traffic)
-        if let known = self.classes[key]?[lowerEffort] { return known }
-        let made = SocketClass(ledger: self, traffic: traffic, lowerEffort: lowerEffort)
-        self.classes[key, default: [:]][lowerEffort] = made
+    func socketClass(traffic: InterfaceTraffic?, lowerEffort: Bool, congestionControl: String?) -> SocketClass {
+        let kind = Kind(
+            traffic: traffic.map(ObjectIdentifier.init),
+            lowerEffort: lowerEffort,
+            congestionControl: congestionControl
+        )
+        if let known = self.classes[kind] { return known }
+        let made = SocketClass(
+            ledger: self,
+            traffic: traffic,
+            lowerEffort: lowerEffort,
+            congestionControl: congestionControl
+        )
+        self.classes[kind] = made
         return made
     }
 
@@ -732,11 +745,13 @@ final class SocketClass: @unchecked Sendable {
     unowned let ledger: SocketLedger
     let traffic: InterfaceTraffic?
     let lowerEffort: Bool
+    let congestionControl: String?
 
-    init(ledger: SocketLedger, traffic: InterfaceTraffic?, lowerEffort: Bool) {
+    init(ledger: SocketLedger, traffic: InterfaceTraffic?, lowerEffort: Bool, congestionControl: String?) {
         self.ledger = ledger
         self.traffic = traffic
         self.lowerEffort = lowerEffort
+        self.congestionControl = congestionControl
     }
 
     /// The pointer libcurl hands back to the callbacks (the ledger keeps the object alive).
@@ -744,7 +759,8 @@ final class SocketClass: @unchecked Sendable {
 }
 
 /// A new connection's socket: marked Lower-Effort (DSCP LE, RFC 8622: code point 1, the traffic class byte 0x04)
-/// where asked, IPv4 or IPv6 (a socket the kernel refuses it for is left as it is), and entered in the ledger.
+/// where asked, IPv4 or IPv6 (a socket the kernel refuses it for is left as it is), given its congestion control
+/// where asked and the kernel has it (else left with the system's), and entered in the ledger.
 let configureSocket: curl_sockopt_callback = { data, socket, purpose in
     guard purpose == CURLSOCKTYPE_IPCXN, let data else { return CURL_SOCKOPT_OK }
     let socketClass = Unmanaged<SocketClass>.fromOpaque(data).takeUnretainedValue()
@@ -760,6 +776,9 @@ let configureSocket: curl_sockopt_callback = { data, socket, purpose in
                 _ = setsockopt(socket, Int32(IPPROTO_IP), IP_TOS, &lowerEffort, size)
             }
         }
+    }
+    if let congestionControl = socketClass.congestionControl {
+        _ = CBargeLinux_set_congestion_control(socket, congestionControl)
     }
     if let traffic = socketClass.traffic { socketClass.ledger.opened(socket, for: traffic) }
     return CURL_SOCKOPT_OK

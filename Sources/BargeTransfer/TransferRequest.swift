@@ -134,6 +134,9 @@ public struct TransferRequest: Sendable {
     public var lowerEffort = false
     /// The known-hosts file for `sftp://` and `scp://`: the server's host key must be in it (nil refuses them).
     public var sshKnownHosts: String?
+    /// The TCP congestion control of its new connections (`lp` for background uploads), where the kernel has it;
+    /// nil leaves the system's.
+    public var congestionControl: String?
     /// Set for an upload: ``destination`` is then the local file sent to the one source URL.
     public var upload: UploadRequest?
 

@@ -262,3 +262,7 @@ int CBargeLinux_is_open_for_writing(int fd) {
 int CBargeLinux_rename_noreplace(int from_directory, const char *from, int to_directory, const char *to) {
     return renameat2(from_directory, from, to_directory, to, RENAME_NOREPLACE) == 0 ? 0 : errno;
 }
+
+int CBargeLinux_set_congestion_control(int fd, const char *name) {
+    return setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)strlen(name)) == 0 ? 0 : errno;
+}

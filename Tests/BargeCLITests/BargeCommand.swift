@@ -28,8 +28,13 @@ struct BargeCommand {
     }
 
     static func run(_ arguments: [String], in directory: String = packageRoot) throws -> Result {
+        try self.run(executable: self.executable, arguments, in: directory)
+    }
+
+    /// Runs another program (`ss`, `tc` …) the same way.
+    static func run(executable: String, _ arguments: [String], in directory: String = packageRoot) throws -> Result {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: self.executable)
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         let output = Pipe()

@@ -130,6 +130,47 @@ struct UploadTests {
         #expect(agent.stop() == 0)
     }
 
+    /// A background upload's connections use the congestion control the config names (TCP-LP, `lp`, by default; one
+    /// the kernel lacks is skipped without a word). Checked with another algorithm than the system's default,
+    /// read from the live socket with `ss`.
+    @Test func backgroundUploadsUseTheLowPriorityCongestionControl() async throws {
+        let available = try String(
+            contentsOfFile: "/proc/sys/net/ipv4/tcp_available_congestion_control",
+            encoding: .utf8
+        )
+        .split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        let system = try String(contentsOfFile: "/proc/sys/net/ipv4/tcp_congestion_control", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let chosen = try #require(available.first { $0 != system && !$0.isEmpty }, "one algorithm only: \(available)")
+        let nginx = try NginxServer(
+            extraLocations: "location /dav/ { dav_methods PUT; create_full_put_path on; client_max_body_size 0; }"
+        )
+        try FileManager.default.createDirectory(atPath: nginx.root + "/dav", withIntermediateDirectories: true)
+        chmod(nginx.root + "/dav", 0o777)
+        let agent = try AgentUnderTest(extraConfig: "allowed-schemes: [http]\nyield: {upload-congestion: \(chosen)}")
+        let path = agent.output + "/big.bin"
+        try Data(TestContent.bytes(count: 8 << 20, seed: 31)).write(to: URL(fileURLWithPath: path))
+        try agent.scratch.write(
+            "manifests.d/70-lp.yaml",
+            """
+            version: 1
+            upload:
+              - src: \(path)
+                url: \(nginx.baseURL)/dav/big.bin
+                priority: low
+                settle: 0s
+                max-rate: 1MiB/s
+            """
+        )
+        try await agent.start()
+        #expect(await eventually(timeout: 20) { self.job(agent, path)?.state == "transferring" })
+        let sockets = try BargeCommand.run(executable: "/usr/bin/ss", ["-tin", "dst", "127.0.0.1:\(nginx.port)"])
+            .standardOutput
+        #expect(sockets.contains(" \(chosen) "), "\(chosen) expected on the upload's connection: \(sockets)")
+        #expect(await eventually(timeout: 30) { self.job(agent, path)?.state == "up-to-date" })
+        #expect(agent.stop() == 0)
+    }
+
     @Test func aSymbolicLinkIsNeverFollowed() async throws {
         let nginx = try NginxServer(
             extraLocations: "location /dav/ { dav_methods PUT; create_full_put_path on; client_max_body_size 0; }"

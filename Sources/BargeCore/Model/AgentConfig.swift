@@ -250,6 +250,9 @@ public struct YieldPolicy: Hashable, Sendable {
     public var floor: Double = 0.02
     /// How long the budget takes to climb from nothing back to the capacity once the other traffic stops.
     public var climb = TimeSpan(seconds: 10)
+    /// The TCP congestion control of background uploads' new connections (TCP-LP, `lp`, backs off as soon as
+    /// queues build); nil leaves the system's. Set where the kernel has it, silently skipped where not.
+    public var uploadCongestionControl: String? = "lp"
 
     /// Enabled, no capacity hint.
     public init() {}

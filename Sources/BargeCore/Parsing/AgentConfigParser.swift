@@ -347,7 +347,7 @@ public struct AgentConfigParser: Sendable {
     }
 
     static func yield(_ node: Node, into source: inout YAMLSource) -> YieldPolicy? {
-        let allowed = ["enabled", "capacity", "lower-effort", "threshold", "floor", "climb"]
+        let allowed = ["enabled", "capacity", "lower-effort", "threshold", "floor", "climb", "upload-congestion"]
         guard let pairs = source.knownPairs(node, "'yield'", allowed: allowed) else { return nil }
         var policy = YieldPolicy()
         for pair in pairs {
@@ -360,6 +360,20 @@ public struct AgentConfigParser: Sendable {
             } else if pair.key == "threshold" || pair.key == "floor" {
                 guard let share = source.unit(pair.value, pair.key, Self.share(parsing:)) else { return nil }
                 if pair.key == "threshold" { policy.threshold = share } else { policy.floor = share }
+            } else if pair.key == "upload-congestion" {
+                guard let name = source.string(pair.value, "upload-congestion") else { return nil }
+                let valid =
+                    !name.isEmpty && name.utf8.count < 16
+                    && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5f }
+                guard valid else {
+                    source.error(
+                        pair.value,
+                        "'upload-congestion' must name a TCP congestion control (lp, bbr, reno …) or be 'off', "
+                            + "found '\(name)'"
+                    )
+                    return nil
+                }
+                policy.uploadCongestionControl = name == "off" ? nil : name
             } else if pair.key == "climb" {
                 guard let span = source.unit(pair.value, "climb", TimeSpan.init(parsing:)) else { return nil }
                 guard span.seconds >= 1, span <= TimeSpan.minutes(10) else {

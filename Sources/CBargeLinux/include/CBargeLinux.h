@@ -18,6 +18,10 @@ int CBargeLinux_is_open_for_writing(int fd);
 
 /// Renames `from` (in directory `from_directory`) to `to` (in `to_directory`) unless `to` exists: 0 or the errno
 /// (EEXIST: taken).
+/// Sets the TCP congestion control of socket `fd` (TCP_CONGESTION): 0 or the errno (ENOENT: the kernel has no such
+/// algorithm; EPERM: not allowed to this process).
+int CBargeLinux_set_congestion_control(int fd, const char *name);
+
 int CBargeLinux_rename_noreplace(int from_directory, const char *from, int to_directory, const char *to);
 
 // posix_spawn_file_actions_addclosefrom_np (glibc 2.34) is not imported by the Glibc module: closes every descriptor
