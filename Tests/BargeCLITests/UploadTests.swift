@@ -64,7 +64,8 @@ struct UploadTests {
         // What reached the server beyond the file's size was sent again: at most one chunk in all.
         let sentAgain = tus.receivedBodyBytes(method: "PATCH") - content.count
         #expect(sentAgain >= 0 && sentAgain <= chunk, "sent again: \(sentAgain) bytes")
-        #expect(self.job(agent, path)?.reason.hasPrefix("uploaded") == true)
+        let final = self.job(agent, path)
+        #expect(final?.reason.hasPrefix("uploaded") == true, "\(final.map { "\($0.state): \($0.reason)" } ?? "no job")")
         #expect(agent.stop() == 0)
     }
 
