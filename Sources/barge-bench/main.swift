@@ -121,6 +121,32 @@ func benchmarkManifests() throws {
 /// Downloads every `URL<TAB>DEST[<TAB>SHA256]` line of a list through one engine, all at once (the engine's
 /// connection limits queue them), and exits non-zero if any failed. The transfer benchmark times this.
 func downloadList(_ path: String, parallel: Int, threads: Int?) async throws {
+    try await transferList(path, parallel: parallel, threads: threads) { fields in
+        var request = TransferRequest(sources: [fields[0]], destination: fields[1])
+        request.mayHaveEarlierPartial = false  // new files, as the agent's new jobs: no earlier partial to look for
+        if fields.count > 2 { request.sha256 = fields[2] }
+        return request
+    }
+}
+
+/// Uploads every `SOURCE<TAB>URL` line of a list through one engine, all at once, with `uploadProtocol`, and exits
+/// non-zero if any failed. The upload benchmark times this.
+func uploadList(_ path: String, uploadProtocol: UploadEntry.UploadProtocol, parallel: Int) async throws {
+    try await transferList(path, parallel: parallel, threads: nil) { fields in
+        var request = TransferRequest(sources: [fields[1]], destination: fields[0])
+        request.upload = UploadRequest(uploadProtocol: uploadProtocol)
+        request.allowedSchemes = ["http", "https"]
+        return request
+    }
+}
+
+/// Starts a request for every tab-separated line of a list through one engine, and waits for all of them.
+func transferList(
+    _ path: String,
+    parallel: Int,
+    threads: Int?,
+    request: ([String]) -> TransferRequest
+) async throws {
     CBargeLinux_tune_malloc()  // the allocator and descriptor limit as the agent's process sets them
     _ = CBargeLinux_raise_descriptor_limit()
     let text = try String(contentsOfFile: path, encoding: .utf8)
@@ -133,10 +159,7 @@ func downloadList(_ path: String, parallel: Int, threads: Int?) async throws {
     // Split as bytes: the list's parsing is timed with the downloads.
     for line in text.utf8.split(separator: UInt8(ascii: "\n")) {
         let fields = line.split(separator: UInt8(ascii: "\t")).map { String(decoding: $0, as: UTF8.self) }
-        var request = TransferRequest(sources: [fields[0]], destination: fields[1])
-        request.mayHaveEarlierPartial = false  // new files, as the agent's new jobs: no earlier partial to look for
-        if fields.count > 2 { request.sha256 = fields[2] }
-        urls[engine.start(request, reportingTo: reporter)] = fields[0]
+        urls[engine.start(request(fields), reportingTo: reporter)] = fields[0]
     }
     var failures: [String] = []
     var remaining = urls.count
@@ -281,12 +304,22 @@ case "download":
         parallel: option("--parallel", default: 16),
         threads: CommandLine.arguments.contains("--threads") ? option("--threads", default: 1) : nil
     )
+case "upload":
+    guard CommandLine.arguments.count >= 3 else { exit(2) }
+    let name = CommandLine.arguments.firstIndex(of: "--protocol").map { CommandLine.arguments[$0 + 1] } ?? "put"
+    guard let uploadProtocol = UploadEntry.UploadProtocol(rawValue: name) else { exit(2) }
+    try await uploadList(
+        CommandLine.arguments[2],
+        uploadProtocol: uploadProtocol,
+        parallel: option("--parallel", default: 16)
+    )
 case "wait-files":
     guard CommandLine.arguments.count >= 5, let count = Int(CommandLine.arguments[3]) else { exit(2) }
     try waitForFiles(in: CommandLine.arguments[2], count: count, suffix: CommandLine.arguments[4])
 default:
     print("usage: barge-bench manifests [--files N] [--entries-per-file N] [--runs N]")
     print("       barge-bench download LIST [--parallel N] [--threads N]")
+    print("       barge-bench upload LIST [--protocol put|tus] [--parallel N]")
     print("       barge-bench reconcile [--entries N] [--runs N]")
     print("       barge-bench agent-state DIR [--entries N]")
     print("       barge-bench wait-files DIR COUNT SUFFIX")
