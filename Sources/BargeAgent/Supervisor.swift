@@ -34,6 +34,8 @@ struct LiveTransfer: Sendable {
     var interface: String?
     /// It draws from its interface's yield budget (a background transfer on a watched link).
     var yields = false
+    /// Which way its bytes go: an upload's are sent.
+    var direction = YieldController.Direction.receiving
 }
 
 /// A manifest as loaded for the agent: what it says, with its entries already turned into specs.
@@ -232,7 +234,8 @@ public actor Supervisor {
     /// Owners named by entries, resolved through the user database (off the cooperative threads) once each.
     private var resolvedOwners: [FileOwner: (uid: UInt32, gid: UInt32)?] = [:]
     /// The links that carry yielding transfers, and their controllers (sampled while any runs).
-    private var yielding: LinkYielding
+    /// The yield controllers of each direction: downloads' (received bytes) and uploads' (sent bytes).
+    private var yielding: [YieldController.Direction: LinkYielding]
     /// Posts ``SupervisorEvent/yieldTick`` every ``LinkYielding/interval`` while yielding transfers run; nil else.
     private var yieldTicker: Task<Void, Never>?
     /// Interfaces known to be loopback or not (``isLoopback(_:)``).
@@ -287,7 +290,7 @@ public actor Supervisor {
         settings.threshold = config.yield.threshold
         settings.floor = config.yield.floor
         settings.climbSeconds = Double(config.yield.climb.seconds)
-        self.yielding = LinkYielding(settings: settings)
+        self.yielding = [.receiving: LinkYielding(settings: settings), .sending: LinkYielding(settings: settings)]
     }
 
     /// Loads the stored jobs and the manifests, starts what is due, and consumes the engine's reports until
@@ -375,35 +378,52 @@ public actor Supervisor {
 
     // MARK: Yielding to other traffic
 
-    /// The links that carry yielding transfers now (connected ones, not paused).
-    private var yieldingLinks: Set<String> {
-        Set(self.live.values.lazy.filter { $0.yields && $0.admitted && $0.pausedSince == nil }.compactMap(\.interface))
+    /// The links that carry yielding transfers going `direction` now (connected ones, not paused).
+    private func yieldingLinks(_ direction: YieldController.Direction) -> Set<String> {
+        Set(
+            self.live.values.lazy.filter {
+                $0.yields && $0.admitted && $0.pausedSince == nil && $0.direction == direction
+            }.compactMap(\.interface)
+        )
     }
 
-    /// Samples each link that carries yielding transfers (its received bytes, fresh from the kernel, and Barge's
-    /// own on it) and gives the engine the budgets that changed.
+    /// Samples each link that carries yielding transfers (its counter in their direction, fresh from the kernel,
+    /// and Barge's own bytes on it) and gives the engine the budgets that changed.
     private func sampleLinks() async {
         guard !self.stopping else { return }
         let engine = self.engine
-        let links = self.yieldingLinks
-        let barge = links.isEmpty ? [:] : await engine.deliveredBytes()
-        let wasYielding = Set(self.yielding.controllers.filter { $0.value.state != .clear }.keys)
-        let changed = self.yielding.sample(
-            links,
-            at: ProcessInfo.processInfo.systemUptime,
-            linkBytes: { InterfaceCounters.read(interface: $0)?.received },
-            bargeBytes: { barge[$0] ?? 0 }
+        let links = Dictionary(
+            uniqueKeysWithValues: YieldController.Direction.allCases.map { ($0, self.yieldingLinks($0)) }
         )
-        for (link, budget) in changed {
-            engine.setYieldRate(on: link, budget)
-            // Said when it starts yielding and when it is unlimited again, not at each step between.
-            if budget == .off {
-                guard links.contains(link) else { continue }  // forgotten (its transfers ended), not climbed back
-                Log.info("yield: \(link) is Barge's again; background transfers unlimited")
-            } else if !wasYielding.contains(link), let note = self.yielding.note(for: link),
-                self.yielding.controllers[link]?.state != .clear
-            {
-                Log.info("yield: \(link) \(note); background transfers limited to \(budget)")
+        let barge = links.values.allSatisfy(\.isEmpty) ? [:] : await engine.wireBytes()
+        let now = ProcessInfo.processInfo.systemUptime
+        var counters: [String: InterfaceCounters] = [:]
+        for direction in YieldController.Direction.allCases {
+            let links = links[direction] ?? []
+            var yielding = self.yielding[direction]!
+            let wasYielding = Set(yielding.controllers.filter { $0.value.state != .clear }.keys)
+            let changed = yielding.sample(
+                links,
+                at: now,
+                linkBytes: { link in
+                    if counters[link] == nil { counters[link] = InterfaceCounters.read(interface: link) }
+                    return direction == .sending ? counters[link]?.sent : counters[link]?.received
+                },
+                bargeBytes: { barge[$0]?[direction] ?? 0 }
+            )
+            self.yielding[direction] = yielding
+            let what = direction == .sending ? "background uploads" : "background downloads"
+            for (link, budget) in changed {
+                engine.setYieldRate(on: link, budget, direction: direction)
+                // Said when it starts yielding and when it is unlimited again, not at each step between.
+                if budget == .off {
+                    guard links.contains(link) else { continue }  // forgotten (its transfers ended), not climbed back
+                    Log.info("yield: \(link) is Barge's again; \(what) unlimited")
+                } else if !wasYielding.contains(link), let note = yielding.note(for: link),
+                    yielding.controllers[link]?.state != .clear
+                {
+                    Log.info("yield: \(link) \(note); \(what) limited to \(budget)")
+                }
             }
         }
     }
@@ -426,7 +446,9 @@ public actor Supervisor {
 
     /// Keeps the sampling tick running while yielding transfers run, and only then (an idle agent never wakes).
     private func keepSamplingLinks() async {
-        let needed = !self.stopping && self.config.yield.enabled && !self.yieldingLinks.isEmpty
+        let needed =
+            !self.stopping && self.config.yield.enabled
+            && self.live.values.contains { $0.yields && $0.admitted && $0.pausedSince == nil && $0.interface != nil }
         if needed, self.yieldTicker == nil {
             let inbox = self.inbox
             self.yieldTicker = Task {
@@ -1120,7 +1142,6 @@ public actor Supervisor {
                 chunkSize: upload.chunkSize,
                 replyLimit: Int(upload.replyLimit)
             )
-            request.yields = false  // yielding reads a link's received bytes; an upload's go the other way
             // Background uploads yield in the kernel instead: a low-priority congestion control (TCP-LP).
             let background = job.spec.policy.priority == .normal || job.spec.policy.priority == .low
             request.congestionControl = background ? self.config.yield.uploadCongestionControl : nil
@@ -1147,7 +1168,8 @@ public actor Supervisor {
             received: job.record.offset,
             startOffset: job.record.offset,
             interface: request.interface,
-            yields: request.yields && request.interface != nil
+            yields: request.yields && request.interface != nil,
+            direction: job.spec.isUpload ? .sending : .receiving
         )
         job.isRunning = true
         job.isAdmitted = false
@@ -1643,9 +1665,9 @@ public actor Supervisor {
     /// Each running transfer's tightest cap and why, with the yield note of those held back by other traffic.
     private func limitsInForce(now: Double) -> [Int64: RateNote] {
         lazy var span = self.timetableSpan(now: now)  // read only when a timetable's cap is shown
-        var yieldingPerLink: [String: Int] = [:]
+        var yieldingPerLink: [String: Int] = [:]  // by direction and link
         for running in self.live.values where running.yields && running.admitted && running.pausedSince == nil {
-            if let link = running.interface { yieldingPerLink[link, default: 0] += 1 }
+            if let link = running.interface { yieldingPerLink["\(running.direction) \(link)", default: 0] += 1 }
         }
         var notes: [Int64: RateNote] = [:]
         for (id, running) in self.live {
@@ -1655,12 +1677,13 @@ public actor Supervisor {
                 caps.append((cap.bytesPerSecond, own ? "max-rate" : span.map { "timetable \($0)" } ?? "timetable"))
             }
             var yieldNote: String?
+            let yielding = self.yielding[running.direction]!
             if running.yields, running.admitted, running.pausedSince == nil, let link = running.interface,
-                let note = self.yielding.note(for: link)
+                let note = yielding.note(for: link)
             {
                 yieldNote = note
-                if let budget = self.yielding.controllers[link]?.budget.rate {
-                    let sharing = max(1, yieldingPerLink[link] ?? 1)
+                if let budget = yielding.controllers[link]?.budget.rate {
+                    let sharing = max(1, yieldingPerLink["\(running.direction) \(link)"] ?? 1)
                     caps.append(
                         (budget.bytesPerSecond / UInt64(sharing), note + (sharing > 1 ? "; shared by \(sharing)" : ""))
                     )

@@ -19,10 +19,10 @@ protocol TransferControl: Sendable {
     func setRate(_ id: TransferID, _ limit: RateLimit)
     /// Changes the budget all transfers share.
     func setGlobalRate(_ limit: RateLimit)
-    /// Changes the budget of the yielding transfers bound to an interface.
-    func setYieldRate(on interface: String, _ limit: RateLimit)
-    /// The bytes delivered so far to the transfers bound to each interface (read, or waiting in their sockets).
-    func deliveredBytes() async -> [String: UInt64]
+    /// Changes the budget of the yielding transfers bound to an interface that go `direction`.
+    func setYieldRate(on interface: String, _ limit: RateLimit, direction: YieldController.Direction)
+    /// The bytes the transfers bound to each interface received and sent so far (at the wire).
+    func wireBytes() async -> [String: WireBytes]
     /// Stops every transfer and the engine.
     func shutdown() async
 }

@@ -426,7 +426,8 @@ final class ActiveTransfer {
     /// Whether `count` bytes may move now: its own cap, the budget all share and its link's yield budget each let
     /// them pass (they are then taken from each); otherwise the transfer is paced until the longest wait is over.
     func pass(_ count: Int, now: Double) -> Bool {
-        let yieldPacer = self.request.yields && self.traffic?.isBound == true ? self.traffic?.yieldPacer : nil
+        let direction: YieldController.Direction = self.upload == nil ? .receiving : .sending
+        let yieldPacer = self.request.yields && self.traffic?.isBound == true ? self.traffic?.pacer(direction) : nil
         let wait = max(
             self.bucket?.delay(now: now) ?? 0,
             self.globalPacer.delay(now: now) ?? 0,
@@ -573,7 +574,7 @@ struct ResponseHeaders {
     enum Field: Int, CaseIterable {
         case contentEncoding, contentLength, contentRange, etag, lastModified, location, retryAfter
         // tus's.
-        case uploadOffset, uploadLength, tusResumable, tusVersion, tusChecksumAlgorithm
+        case uploadOffset, uploadLength, tusResumable, tusVersion, tusChecksumAlgorithm, tusExtension
 
         /// The field a header name stands for (ASCII, any case); nil for a header the engine ignores.
         init?(name: UnsafeRawBufferPointer) {
@@ -596,6 +597,7 @@ struct ResponseHeaders {
             case .tusResumable: "tus-resumable"
             case .tusVersion: "tus-version"
             case .tusChecksumAlgorithm: "tus-checksum-algorithm"
+            case .tusExtension: "tus-extension"
             }
         }
 
@@ -611,7 +613,7 @@ struct ResponseHeaders {
         }
     }
 
-    private var values = InlineArray<12, String?>(repeating: nil)  // by Field.rawValue
+    private var values = InlineArray<13, String?>(repeating: nil)  // by Field.rawValue
 
     subscript(field: Field) -> String? {
         get { self.values[field.rawValue] }
@@ -672,7 +674,17 @@ final class InterfaceTraffic: Sendable {
     /// The TCP payload the kernel received for the transfers' connections (``SocketLedger``); for the transfers
     /// bound to no interface, the bytes they read.
     let wire = Atomic<UInt64>(0)
+    /// The TCP payload the peers acknowledged for its connections; for unbound transfers, the bytes they sent.
+    let wireSent = Atomic<UInt64>(0)
+    /// The yield budget of its downloads.
     let yieldPacer = GlobalPacer()
+    /// The yield budget of its uploads.
+    let sendYieldPacer = GlobalPacer()
+
+    /// The yield budget of transfers going `direction`.
+    func pacer(_ direction: YieldController.Direction) -> GlobalPacer {
+        direction == .sending ? self.sendYieldPacer : self.yieldPacer
+    }
     /// Whether its transfers are bound to its interface (else it is the engine's one count of unbound transfers).
     let isBound: Bool
 
@@ -687,7 +699,7 @@ final class InterfaceTraffic: Sendable {
 ///
 /// Touched only on its engine thread (libcurl calls the callbacks from within the multi handle's calls there).
 final class SocketLedger: @unchecked Sendable {
-    private var sockets: [curl_socket_t: (traffic: InterfaceTraffic, counted: UInt64)] = [:]
+    private var sockets: [curl_socket_t: (traffic: InterfaceTraffic, received: UInt64, sent: UInt64)] = [:]
     /// One per interface and marking, made once and kept while the engine runs (libcurl keeps each connection's
     /// callback data for as long as the connection lives, past its transfer).
     private var classes: [Kind: SocketClass] = [:]
@@ -717,7 +729,7 @@ final class SocketLedger: @unchecked Sendable {
         return made
     }
 
-    func opened(_ socket: curl_socket_t, for traffic: InterfaceTraffic) { self.sockets[socket] = (traffic, 0) }
+    func opened(_ socket: curl_socket_t, for traffic: InterfaceTraffic) { self.sockets[socket] = (traffic, 0, 0) }
 
     /// Counts every socket's new bytes.
     func count() {
@@ -733,9 +745,11 @@ final class SocketLedger: @unchecked Sendable {
     private func count(_ socket: curl_socket_t) {
         guard let entry = self.sockets[socket] else { return }
         var received: UInt64 = 0
-        guard CBargeLinux_tcp_bytes_received(socket, &received) == 0, received > entry.counted else { return }
-        entry.traffic.wire.add(received - entry.counted, ordering: .relaxed)
-        self.sockets[socket] = (entry.traffic, received)
+        var sent: UInt64 = 0
+        guard CBargeLinux_tcp_bytes(socket, &received, &sent) == 0 else { return }
+        if received > entry.received { entry.traffic.wire.add(received - entry.received, ordering: .relaxed) }
+        if sent > entry.sent { entry.traffic.wireSent.add(sent - entry.sent, ordering: .relaxed) }
+        self.sockets[socket] = (entry.traffic, max(received, entry.received), max(sent, entry.sent))
     }
 }
 

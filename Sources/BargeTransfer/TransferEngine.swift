@@ -160,8 +160,8 @@ public final class TransferEngine: Sendable {
     public func setGlobalRate(_ limit: RateLimit) { self.pacer.set(limit, now: monotonicNow()) }
 
     /// Changes the budget shared by the transfers bound to `interface` that yield (``TransferRequest/yields``).
-    public func setYieldRate(on interface: String, _ limit: RateLimit) {
-        self.traffic(on: interface).yieldPacer.set(limit, now: monotonicNow())
+    public func setYieldRate(on interface: String, _ limit: RateLimit, direction: YieldController.Direction) {
+        self.traffic(on: interface).pacer(direction).set(limit, now: monotonicNow())
     }
 
     /// The bytes the kernel has received so far for the connections of the transfers bound to each interface (TCP
@@ -170,12 +170,23 @@ public final class TransferEngine: Sendable {
     /// are paced: libcurl reads a whole buffer from the socket at once and holds it while a transfer waits, and
     /// TCP refills the window in a burst. The bytes of transfers bound to no interface (a name that did not
     /// resolve, no monitor) are counted on every interface: they may leave by any, and are Barge's own wherever.
-    public func deliveredBytes() async -> [String: UInt64] {
+    /// The same for what their peers acknowledged (`tcpi_bytes_acked`) is `sent`.
+    public func wireBytes() async -> [String: WireBytes] {
         for loop in self.loops {
             await withCheckedContinuation { reply in loop.submit(.countWireBytes(reply)) }
         }
-        let unbound = self.unbound.wire.load(ordering: .relaxed)
-        return self.interfaces.withLock { $0.mapValues { $0.wire.load(ordering: .relaxed) &+ unbound } }
+        let unbound = WireBytes(
+            received: self.unbound.wire.load(ordering: .relaxed),
+            sent: self.unbound.wireSent.load(ordering: .relaxed)
+        )
+        return self.interfaces.withLock { interfaces in
+            interfaces.mapValues { traffic in
+                WireBytes(
+                    received: traffic.wire.load(ordering: .relaxed) &+ unbound.received,
+                    sent: traffic.wireSent.load(ordering: .relaxed) &+ unbound.sent
+                )
+            }
+        }
     }
 
     private func traffic(on interface: String) -> InterfaceTraffic {
@@ -297,6 +308,8 @@ final class EngineLoop: @unchecked Sendable {
     /// up, which bounds the memory and descriptors a fast network and a slow disk can pile up (per engine thread:
     /// each has its own queues): ``CommitPacing/waitingBound(descriptorLimit:threads:)``.
     private let maximumAwaitingCommit: Int
+    /// What each tus server (by creation URL) announced on OPTIONS: asked once, not before every file.
+    private var tusCapabilities: [String: UploadExchange.Capabilities] = [:]
     /// Transfers cancelled with `discardPartial` while their partial was being re-hashed.
     private var discardWhenPrepared: Set<TransferID> = []
     /// The report streams transfers of this engine have used; each delivers its batch at most once per 5 ms.
@@ -618,7 +631,8 @@ final class EngineLoop: @unchecked Sendable {
             do {
                 transfer.upload = UploadState(
                     source: try SourceFile.open(transfer.request.destination),
-                    request: upload
+                    request: upload,
+                    known: upload.uploadProtocol == .tus ? self.tusCapabilities[transfer.currentSource] : nil
                 )
             } catch {
                 self.finish(transfer, .failed(error))
@@ -775,6 +789,10 @@ final class EngineLoop: @unchecked Sendable {
         transfer.status = status
         let (session, confirmed) = (upload.exchange.session, upload.exchange.confirmed)
         let outcome = upload.exchange.apply(transfer.uploadResponse, base: transfer.attemptURL)
+        if let capabilities = upload.exchange.capabilities, self.tusCapabilities[transfer.currentSource] == nil {
+            if self.tusCapabilities.count >= 256 { self.tusCapabilities.removeAll() }  // a bound
+            self.tusCapabilities[transfer.currentSource] = capabilities
+        }
         if upload.exchange.session != session { transfer.continuation.yield(.uploadSession(upload.exchange.session)) }
         if upload.exchange.confirmed != confirmed {
             transfer.continuation.yield(.checkpoint(offset: upload.exchange.confirmed))
@@ -1052,5 +1070,24 @@ final class EngineLoop: @unchecked Sendable {
         transfer.continuation.yield(.finished(outcome))
         transfer.continuation.finish()
         self.transfers.removeValue(forKey: transfer.id)
+    }
+}
+
+/// Barge's bytes on an interface so far: the TCP payload received, and the payload sent and acknowledged.
+public struct WireBytes: Sendable, Hashable {
+    /// Received.
+    public var received: UInt64
+    /// Sent and acknowledged.
+    public var sent: UInt64
+
+    /// Creates a count.
+    public init(received: UInt64, sent: UInt64) {
+        self.received = received
+        self.sent = sent
+    }
+
+    /// The count in `direction`.
+    public subscript(direction: YieldController.Direction) -> UInt64 {
+        direction == .sending ? self.sent : self.received
     }
 }

@@ -126,7 +126,7 @@ public struct TransferRequest: Sendable {
     public var proxy: String?
     /// The interface its connections are bound to (nil: wherever the kernel's routes send them).
     public var interface: String?
-    /// Whether it draws from its interface's yield budget (``TransferEngine/setYieldRate(on:_:)``): a background
+    /// Whether it draws from its interface's yield budget (``TransferEngine/setYieldRate(on:_:direction:)``): a background
     /// transfer that backs off while other traffic uses the link. Needs `interface`.
     public var yields = false
     /// Whether its connections are marked Lower-Effort (DSCP LE, RFC 8622), so routers that honour it forward the

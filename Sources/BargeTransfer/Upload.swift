@@ -3,6 +3,7 @@ import CBargeLinux
 internal import CCurl
 import Crypto
 import Glibc
+import Synchronization
 
 /// What makes a request an upload: its local file (``TransferRequest/destination``) goes to its one source URL.
 public struct UploadRequest: Sendable, Hashable {
@@ -184,6 +185,7 @@ struct UploadExchange: Sendable, Equatable {
         var tusResumable: String?
         var tusVersion: String?
         var checksumAlgorithms: String?
+        var tusExtension: String?
     }
 
     /// What a response means.
@@ -198,32 +200,50 @@ struct UploadExchange: Sendable, Equatable {
         case failed(TransferFailure.Kind, String)
     }
 
+    /// What a tus server announced on OPTIONS (kept per creation URL by the engine: asked once, not per file).
+    struct Capabilities: Sendable, Equatable {
+        /// It takes an `Upload-Checksum` with SHA-1.
+        var checksums = false
+        /// The creation POST may carry the first chunk (`creation-with-upload`): a small file is one request.
+        var creationWithUpload = false
+    }
+
     let size: UInt64
     let chunkSize: UInt64
     private(set) var step: Step
+    /// The server's capabilities, once known.
+    private(set) var capabilities: Capabilities?
     /// The tus upload's URL.
     private(set) var session: String?
     /// Bytes the server confirmed it holds.
     private(set) var confirmed: UInt64 = 0
     /// The server takes an `Upload-Checksum` with SHA-1 on each PATCH.
-    private(set) var checksums = false
+    var checksums: Bool { self.capabilities?.checksums ?? false }
     /// Uploads created or found gone in this transfer: a server that keeps losing them is not tried forever.
     private var lostSessions = 0
     /// Checksum mismatches of the current PATCH.
     private var mismatches = 0
 
-    init(request: UploadRequest, size: UInt64) {
+    /// `known`: the server's capabilities from an earlier upload to the same creation URL (no OPTIONS then).
+    init(request: UploadRequest, size: UInt64, known: Capabilities? = nil) {
         self.size = size
         self.chunkSize = max(1, request.chunkSize)
         self.session = request.session
-        self.step = request.uploadProtocol == .put ? .put : .discover
+        self.capabilities = known
+        switch request.uploadProtocol {
+        case .put: self.step = .put
+        case .tus: self.step = known == nil ? .discover : request.session == nil ? .create : .query
+        }
     }
 
     /// The body the current step sends: its offset in the file and its length.
     var body: (offset: UInt64, count: UInt64) {
-        if case .send(let offset, let count) = self.step { return (offset, count) }
-        if case .put = self.step { return (0, self.size) }
-        return (0, 0)
+        switch self.step {
+        case .send(let offset, let count): (offset, count)
+        case .put: (0, self.size)
+        case .create where self.capabilities?.creationWithUpload == true: (0, min(self.chunkSize, self.size))
+        case .create, .discover, .query: (0, 0)
+        }
     }
 
     private mutating func sendNext() -> Outcome {
@@ -256,7 +276,10 @@ struct UploadExchange: Sendable, Equatable {
                     "\(URLRules.host(of: base)) does not announce tus 1.0.0 (OPTIONS has no Tus-Version)"
                 )
             }
-            self.checksums = Self.list(response.checksumAlgorithms?.lowercased()).contains("sha1")
+            self.capabilities = Capabilities(
+                checksums: Self.list(response.checksumAlgorithms?.lowercased()).contains("sha1"),
+                creationWithUpload: Self.list(response.tusExtension).contains("creation-with-upload")
+            )
             self.step = self.session == nil ? .create : .query
             return .proceed
         case .create:
@@ -335,10 +358,10 @@ final class UploadState {
     /// The last response's body, up to the request's limit.
     var reply: [UInt8] = []
 
-    init(source: SourceFile, request: UploadRequest) {
+    init(source: SourceFile, request: UploadRequest, known: UploadExchange.Capabilities?) {
         self.source = source
         self.request = request
-        self.exchange = UploadExchange(request: request, size: source.size)
+        self.exchange = UploadExchange(request: request, size: source.size, known: known)
     }
 
     /// What the server holds plus what the current request sent.
@@ -387,9 +410,10 @@ extension ActiveTransfer {
             try self.set(CURLOPT_NOBODY, 1)
             headers.append(tus)
         case .create:
-            try self.sendBody(upload, count: 0)
+            try self.sendBody(upload, count: body.count)
             try self.set(CURLOPT_CUSTOMREQUEST, "POST")
             headers += [tus, "Upload-Length: \(upload.source.size)"]
+            if body.count > 0 { headers.append("Content-Type: application/offset+octet-stream") }
             let name = PathRules.fileName(of: upload.source.path)
             let type = Base64.encode(Array("application/octet-stream".utf8))
             headers.append("Upload-Metadata: filename \(Base64.encode(Array(name.utf8))),filetype \(type)")
@@ -453,6 +477,7 @@ extension ActiveTransfer {
         }
         upload.bodySent += UInt64(read)
         self.transferred += UInt64(read)
+        if let traffic = self.traffic, !traffic.isBound { traffic.wireSent.add(UInt64(read), ordering: .relaxed) }
         self.lastByteAt = now
         return read
     }
@@ -466,7 +491,8 @@ extension ActiveTransfer {
             location: self.responseHeaders[.location],
             tusResumable: self.responseHeaders[.tusResumable],
             tusVersion: self.responseHeaders[.tusVersion],
-            checksumAlgorithms: self.responseHeaders[.tusChecksumAlgorithm]
+            checksumAlgorithms: self.responseHeaders[.tusChecksumAlgorithm],
+            tusExtension: self.responseHeaders[.tusExtension]
         )
     }
 }

@@ -22,7 +22,7 @@
 #include <linux/tcp.h>
 #include "CBargeLinux.h"
 
-int CBargeLinux_tcp_bytes_received(int fd, unsigned long long *out) {
+int CBargeLinux_tcp_bytes(int fd, unsigned long long *received, unsigned long long *acked) {
     struct tcp_info info;
     socklen_t length = sizeof(info);
     memset(&info, 0, sizeof(info));
@@ -31,7 +31,8 @@ int CBargeLinux_tcp_bytes_received(int fd, unsigned long long *out) {
         errno = ENOPROTOOPT;
         return -1;
     }
-    *out = info.tcpi_bytes_received;
+    *received = info.tcpi_bytes_received;
+    *acked = info.tcpi_bytes_acked;
     return 0;
 }
 

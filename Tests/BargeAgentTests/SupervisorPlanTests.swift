@@ -51,8 +51,8 @@ final class RecordingEngine: TransferControl {
     }
     func setRate(_ id: TransferID, _ limit: RateLimit) {}
     func setGlobalRate(_ limit: RateLimit) {}
-    func setYieldRate(on interface: String, _ limit: RateLimit) {}
-    func deliveredBytes() async -> [String: UInt64] { [:] }
+    func setYieldRate(on interface: String, _ limit: RateLimit, direction: YieldController.Direction) {}
+    func wireBytes() async -> [String: WireBytes] { [:] }
     func shutdown() async {}
 
     /// Delivers events as the engine would (one batch).

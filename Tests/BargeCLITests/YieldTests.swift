@@ -80,4 +80,69 @@ struct YieldTests {
         #expect((packets["1:10"] ?? 0) > 1_000, "\(classes)")
         #expect((packets["1:20"] ?? 0) > 1_000, "\(classes)")
     }
+
+    /// The same for uploads, on the client's own egress: a low-priority upload (PUT to nginx's WebDAV in the origin
+    /// namespace) runs alone on a link slowed to 20 Mbit/s from the client, then `curl -T` uploads beside it: the
+    /// agent sees the link's sent bytes that are not its own, the job backs off (its reason and limit say so, its
+    /// rate falls) and climbs back once curl is done.
+    @Test func aLowPriorityUploadBacksOffWhileCurlUploadsAndClimbsBack() async throws {
+        let client = try NetworkNamespace()
+        let origin = try NetworkNamespace()
+        try NetTests.addLink(client, origin, "wired", subnet: 78)
+        try client.tc("qdisc add dev wired0 root tbf rate 20mbit burst 32kbit latency 400ms")
+        try client.ip("route add default via 10.78.0.1 dev wired0")
+        let nginx = try NginxServer(
+            extraLocations: "location /dav/ { dav_methods PUT; create_full_put_path on; client_max_body_size 0; }",
+            namespace: origin.name
+        )
+        try FileManager.default.createDirectory(atPath: nginx.root + "/dav", withIntermediateDirectories: true)
+        chmod(nginx.root + "/dav", 0o777)
+        let base = "http://10.78.0.1:\(nginx.port)"
+        _ = try nginx.serve("probe.txt", bytes: Array("ok".utf8))
+        let reached = await eventually {
+            client.succeeds(["/usr/bin/curl", "-sf", "--max-time", "2", "-o", "/dev/null", base + "/probe.txt"])
+        }
+        try #require(reached, "nginx did not start in the origin namespace")
+
+        let agent = try AgentUnderTest(extraConfig: "allowed-schemes: [http]")
+        let source = agent.output + "/capture.bin"
+        try Data(TestContent.bytes(count: 48 << 20, seed: 91)).write(to: URL(fileURLWithPath: source))
+        let foreground = agent.output + "/foreground.bin"
+        try Data(TestContent.bytes(count: 10 << 20, seed: 92)).write(to: URL(fileURLWithPath: foreground))
+        try await agent.start(launcher: [NetworkNamespace.ip, "netns", "exec", client.name])
+        defer { _ = agent.stop() }
+        try agent.scratch.write(
+            "manifests.d/10-up.yaml",
+            "version: 1\nupload:\n  - src: \(source)\n    url: \(base)/dav/capture.bin\n    priority: low\n"
+                + "    settle: 0s\n"
+        )
+        func job() -> JobStatus? { (try? agent.status())?.jobs.first { $0.destination == source } }
+        let running = await eventually(timeout: 20) { (job()?.bytesPerSecond ?? 0) > 1_500_000 }
+        try #require(running, "\(String(describing: job()))")
+        #expect(job()?.limit == nil, "\(String(describing: job()))")
+
+        let curl = client.process(["/usr/bin/curl", "-sf", "-T", foreground, base + "/dav/foreground.bin"])
+        try curl.run()
+        defer { if curl.isRunning { curl.terminate() } }
+        let yielding = await eventually(timeout: 10) {
+            job()?.reason.contains("yielding to other traffic:") == true
+        }
+        try #require(yielding, "\(String(describing: job())) \(agent.log.suffix(3000))")
+        #expect(job()?.limit?.contains("(yielding to other traffic:") == true, "\(String(describing: job()))")
+        let backedOff = await eventually(timeout: 10) { (job()?.bytesPerSecond ?? .infinity) < 400_000 }
+        #expect(backedOff, "\(String(describing: job()))")
+        let curlDone = await eventually(timeout: 40) { !curl.isRunning }
+        try #require(curlDone)
+        #expect(curl.terminationStatus == 0)
+
+        let climbed = await eventually(timeout: 40) {
+            guard let job = job() else { return false }
+            return job.state == "up-to-date" || (job.limit == nil && (job.bytesPerSecond ?? 0) > 1_500_000)
+        }
+        #expect(climbed, "\(String(describing: job())) \(agent.log.suffix(6000))")
+        let done = await eventually(timeout: 60) { job()?.state == "up-to-date" }
+        #expect(done, "\(String(describing: job()))")
+        let served = FileManager.default.contents(atPath: nginx.root + "/dav/capture.bin")
+        #expect(served?.count == 48 << 20)
+    }
 }

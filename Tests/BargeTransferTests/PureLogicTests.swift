@@ -94,6 +94,36 @@ struct PureLogicTests {
         #expect(checked.apply(self.response(500), base: base) == .unexpectedStatus)
     }
 
+    @Test func tusSendsTheFirstChunkWithTheCreationWhereTheServerTakesItAndAsksOnce() {
+        let base = "http://h:1/files/"
+        var exchange = UploadExchange(request: UploadRequest(uploadProtocol: .tus, chunkSize: 4), size: 10)
+        var options = self.response(204)
+        options.tusVersion = "1.0.0"
+        options.tusExtension = "creation,creation-with-upload,termination"
+        #expect(exchange.apply(options, base: base) == .proceed)
+        #expect(exchange.capabilities == UploadExchange.Capabilities(checksums: false, creationWithUpload: true))
+        #expect(exchange.step == .create)
+        #expect(exchange.body == (0, 4))
+        #expect(exchange.apply(self.response(201, offset: 4, location: "/files/a"), base: base) == .proceed)
+        #expect(exchange.step == .send(offset: 4, count: 4))
+        // Known from an earlier file: no OPTIONS; a small file is one request.
+        var small = UploadExchange(
+            request: UploadRequest(uploadProtocol: .tus, chunkSize: 4),
+            size: 3,
+            known: exchange.capabilities
+        )
+        #expect(small.step == .create)
+        #expect(small.body == (0, 3))
+        #expect(small.apply(self.response(201, offset: 3, location: "/files/b"), base: base) == .done)
+        // A known upload is asked where it stands, still without OPTIONS.
+        let resumed = UploadExchange(
+            request: UploadRequest(uploadProtocol: .tus, session: "http://h:1/files/b"),
+            size: 3,
+            known: exchange.capabilities
+        )
+        #expect(resumed.step == .query)
+    }
+
     @Test func putIsOneRequestOfTheWholeFile() {
         var exchange = UploadExchange(request: UploadRequest(uploadProtocol: .put), size: 10)
         #expect(exchange.step == .put)

@@ -11,6 +11,15 @@
 /// slow origin) is not yielded to. The capacity is the hint when given (a link slower than its interface), else the
 /// highest rate the link was seen to carry, slowly forgotten.
 public struct YieldController: Sendable {
+    /// Which way the yielding transfers' bytes go on a link: downloads receive, uploads send. Each direction of a
+    /// link has its own controller, budget and counters.
+    public enum Direction: String, Sendable, Hashable, CaseIterable {
+        /// Downloads: the link's received bytes.
+        case receiving
+        /// Uploads: the link's sent bytes.
+        case sending
+    }
+
     /// How the controller reacts.
     public struct Settings: Sendable, Hashable {
         /// The link's capacity, when known better than by measuring (barge.yaml `yield.capacity`).

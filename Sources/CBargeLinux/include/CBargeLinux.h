@@ -8,9 +8,10 @@
 #include <sys/types.h>
 #include <spawn.h>
 
-// The payload bytes a TCP socket has received (struct tcp_info's tcpi_bytes_received, Linux 4.1): glibc's
-// <netinet/tcp.h> has an older struct tcp_info without it. 0, or -1 with errno.
-int CBargeLinux_tcp_bytes_received(int fd, unsigned long long *out);
+// The payload bytes a TCP socket has received and had acknowledged (struct tcp_info's tcpi_bytes_received and
+// tcpi_bytes_acked, Linux 4.1): glibc's <netinet/tcp.h> has an older struct tcp_info without them. 0, or -1 with
+// errno.
+int CBargeLinux_tcp_bytes(int fd, unsigned long long *received, unsigned long long *acked);
 
 /// Whether a process has the open file `fd` (read-only) open for writing: 1 yes, 0 no, -1 unknown (the caller is not
 /// the file's owner and lacks CAP_LEASE, or leases are off). Tried with a read lease, released at once.
