@@ -22,9 +22,10 @@ public final class TusServer: @unchecked Sendable {
     private var process: ChildProcess?
     private let launcher: String
 
-    /// The port of a proxy in front of it whose connections ``cutConnections()`` resets.
-    public let proxyPort: Int
-    private var proxy: ChildProcess?
+    /// A proxy in front of it whose connections ``cutConnections()`` resets.
+    private var proxy: CutProxy?
+    /// The proxy's port.
+    public var proxyPort: Int { self.proxy?.port ?? self.port }
 
     /// The creation URL, through the proxy: `http://127.0.0.1:PROXYPORT/files/`.
     public var creationURL: String { "http://127.0.0.1:\(self.proxyPort)/files/" }
@@ -33,20 +34,13 @@ public final class TusServer: @unchecked Sendable {
     public init(scripts: String) throws {
         self.directory = try ScratchDirectory()
         self.port = try freeLoopbackPort()
-        self.proxyPort = try freeLoopbackPort()
         self.launcher = scripts + "/tus-server.py"
         try self.start()
-        self.proxy = try NginxServer.launch(
-            Self.python,
-            [scripts + "/cut-proxy.py", "--listen", String(self.proxyPort), "--to", String(self.port)],
-            port: self.proxyPort
-        )
+        self.proxy = try CutProxy(to: self.port, scripts: scripts)
     }
 
     /// Resets every connection through the proxy (a dropped link), mid-request or not.
-    public func cutConnections() {
-        if let proxy = self.proxy { kill(proxy.pid, SIGUSR1) }
-    }
+    public func cutConnections() { self.proxy?.cutConnections() }
 
     /// Starts it (again, on the same port and directory).
     public func start() throws {
@@ -63,10 +57,7 @@ public final class TusServer: @unchecked Sendable {
         self.process = nil
     }
 
-    deinit {
-        self.process?.stop()
-        self.proxy?.stop(grace: 0)
-    }
+    deinit { self.process?.stop() }
 
     /// The uploads it holds: each upload's id and bytes (whole or not).
     public func uploads() -> [(id: String, bytes: [UInt8])] {

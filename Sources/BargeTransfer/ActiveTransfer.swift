@@ -384,6 +384,11 @@ final class ActiveTransfer {
         while start < stop, line[start] == UInt8(ascii: " ") || line[start] == UInt8(ascii: "\t") { start += 1 }
         while stop > start, line[stop - 1] == UInt8(ascii: " ") || line[stop - 1] == UInt8(ascii: "\t") { stop -= 1 }
         self.responseHeaders[field] = String(decoding: line[start..<stop], as: UTF8.self)
+        if self.status == 104, field == .location, let upload = self.upload {
+            // 104 Upload Resumption Supported: the PUT can be resumed at this URL; kept at once (a kill may follow).
+            upload.exchange.announce(self.responseHeaders[.location]!, base: self.attemptURL)
+            if let session = upload.exchange.session { self.continuation.yield(.uploadSession(session)) }
+        }
     }
 
     /// The write callback: content goes to the partial, paced; anything else is dropped.
@@ -575,6 +580,8 @@ struct ResponseHeaders {
         case contentEncoding, contentLength, contentRange, etag, lastModified, location, retryAfter
         // tus's.
         case uploadOffset, uploadLength, tusResumable, tusVersion, tusChecksumAlgorithm, tusExtension
+        // The resumable-uploads draft's.
+        case uploadDraftInteropVersion
 
         /// The field a header name stands for (ASCII, any case); nil for a header the engine ignores.
         init?(name: UnsafeRawBufferPointer) {
@@ -598,6 +605,7 @@ struct ResponseHeaders {
             case .tusVersion: "tus-version"
             case .tusChecksumAlgorithm: "tus-checksum-algorithm"
             case .tusExtension: "tus-extension"
+            case .uploadDraftInteropVersion: "upload-draft-interop-version"
             }
         }
 
@@ -613,7 +621,7 @@ struct ResponseHeaders {
         }
     }
 
-    private var values = InlineArray<13, String?>(repeating: nil)  // by Field.rawValue
+    private var values = InlineArray<14, String?>(repeating: nil)  // by Field.rawValue
 
     subscript(field: Field) -> String? {
         get { self.values[field.rawValue] }

@@ -158,7 +158,11 @@ enum Base64 {
 /// Where an upload's exchange with its server stands, and what each response means for it: pure, so every rule
 /// is tested without a server.
 ///
-/// PUT is one request with the whole file. tus 1.0 is OPTIONS (the server's version and extensions), then POST to
+/// PUT is one request with the whole file, offered as resumable to servers that speak the IETF draft "Resumable
+/// Uploads for HTTP" (`Upload-Draft-Interop-Version: 6`, `Upload-Complete: ?1`): one that does answers
+/// `104 Upload Resumption Supported` with the upload's URL, and an interrupted PUT then goes on with HEAD (the
+/// server's `Upload-Offset`) and a PATCH of the rest. A server that speaks another interop version answers 400 with
+/// its own: the PUT goes again without the draft's fields. tus 1.0 is OPTIONS (the server's version and extensions), then POST to
 /// create an upload (its URL comes back in `Location`) or HEAD on a known one (its `Upload-Offset`), then PATCH
 /// requests of at most a chunk each from the server's offset, each answered with the new offset.
 struct UploadExchange: Sendable, Equatable {
@@ -168,9 +172,9 @@ struct UploadExchange: Sendable, Equatable {
         case discover
         /// tus: POST, creating the upload.
         case create
-        /// tus: HEAD on the upload, for the server's offset.
+        /// HEAD on the upload (tus's, or the draft's), for the server's offset.
         case query
-        /// tus: PATCH of `count` bytes from `offset`.
+        /// PATCH of `count` bytes from `offset` (tus: a chunk; the draft: the rest).
         case send(offset: UInt64, count: UInt64)
         /// One PUT of the whole file.
         case put
@@ -186,6 +190,7 @@ struct UploadExchange: Sendable, Equatable {
         var tusVersion: String?
         var checksumAlgorithms: String?
         var tusExtension: String?
+        var draftInteropVersion: String?
     }
 
     /// What a response means.
@@ -208,9 +213,15 @@ struct UploadExchange: Sendable, Equatable {
         var creationWithUpload = false
     }
 
+    /// The interop version of the resumable-uploads draft Barge speaks.
+    static let draftInteropVersion = "6"
+
+    let uploadProtocol: UploadEntry.UploadProtocol
     let size: UInt64
     let chunkSize: UInt64
     private(set) var step: Step
+    /// PUT: the server refused the draft's interop version; plain PUTs from then on.
+    private(set) var plainPut = false
     /// The server's capabilities, once known.
     private(set) var capabilities: Capabilities?
     /// The tus upload's URL.
@@ -226,12 +237,13 @@ struct UploadExchange: Sendable, Equatable {
 
     /// `known`: the server's capabilities from an earlier upload to the same creation URL (no OPTIONS then).
     init(request: UploadRequest, size: UInt64, known: Capabilities? = nil) {
+        self.uploadProtocol = request.uploadProtocol
         self.size = size
-        self.chunkSize = max(1, request.chunkSize)
+        self.chunkSize = max(1, request.uploadProtocol == .put ? .max : request.chunkSize)
         self.session = request.session
         self.capabilities = known
         switch request.uploadProtocol {
-        case .put: self.step = .put
+        case .put: self.step = request.session == nil ? .put : .query
         case .tus: self.step = known == nil ? .discover : request.session == nil ? .create : .query
         }
     }
@@ -257,8 +269,14 @@ struct UploadExchange: Sendable, Equatable {
         self.confirmed = 0
         self.lostSessions += 1
         guard self.lostSessions <= 2 else { return .failed(.transient, "the server keeps losing the upload (\(why))") }
-        self.step = .create
+        self.step = self.uploadProtocol == .tus ? .create : .put
         return .proceed
+    }
+
+    /// A PUT's server announced the upload's URL (`104 Upload Resumption Supported`): it can be resumed there.
+    mutating func announce(_ location: String, base: String) {
+        guard self.uploadProtocol == .put, self.step == .put else { return }
+        self.session = Self.resolve(location, against: base)
     }
 
     /// Applies the response to the current step; `base` is the URL the step asked (for a relative `Location`).
@@ -266,7 +284,16 @@ struct UploadExchange: Sendable, Equatable {
         let status = response.status
         switch self.step {
         case .put:
-            return (200...299).contains(status) ? .done : .unexpectedStatus
+            if (200...299).contains(status) { return .done }
+            if status == 400, !self.plainPut, let version = response.draftInteropVersion,
+                version != Self.draftInteropVersion
+            {
+                // The server speaks another version of the draft: a plain PUT, which any server takes.
+                self.plainPut = true
+                self.session = nil
+                return .proceed
+            }
+            return .unexpectedStatus
         case .discover:
             guard (200...299).contains(status) else { return .unexpectedStatus }
             let versions = Self.list(response.tusVersion ?? response.tusResumable)
@@ -316,6 +343,11 @@ struct UploadExchange: Sendable, Equatable {
             }
             if status == 404 || status == 410 { return self.loseSession("HTTP \(status) for it") }
             guard (200...299).contains(status) else { return .unexpectedStatus }
+            if self.uploadProtocol == .put {
+                // The draft's PATCH carried the rest with Upload-Complete: the final response is the upload's.
+                self.confirmed = self.size
+                return .done
+            }
             guard let confirmed = response.uploadOffset, confirmed >= offset, confirmed <= self.size else {
                 self.step = .query
                 return .proceed
@@ -402,9 +434,12 @@ extension ActiveTransfer {
         headers.append("Expect:")  // no 100-continue round trip before each body
         let body = upload.exchange.body
         let tus = "Tus-Resumable: 1.0.0"
+        let draft = "Upload-Draft-Interop-Version: \(UploadExchange.draftInteropVersion)"
+        let isTus = upload.request.uploadProtocol == .tus
         switch step {
         case .put:
             try self.sendBody(upload, count: body.count)
+            if !upload.exchange.plainPut { headers += [draft, "Upload-Complete: ?1"] }
         case .discover:
             try self.set(CURLOPT_CUSTOMREQUEST, "OPTIONS")
             try self.set(CURLOPT_NOBODY, 1)
@@ -419,7 +454,13 @@ extension ActiveTransfer {
             headers.append("Upload-Metadata: filename \(Base64.encode(Array(name.utf8))),filetype \(type)")
         case .query:
             try self.set(CURLOPT_NOBODY, 1)
-            headers.append(tus)
+            headers.append(isTus ? tus : draft)
+        case .send(let offset, let count) where !isTus:
+            try self.sendBody(upload, count: count)
+            try self.set(CURLOPT_CUSTOMREQUEST, "PATCH")
+            headers += [
+                draft, "Upload-Offset: \(offset)", "Upload-Complete: ?1", "Content-Type: application/partial-upload",
+            ]
         case .send(let offset, let count):
             try self.sendBody(upload, count: count)
             try self.set(CURLOPT_CUSTOMREQUEST, "PATCH")
@@ -492,7 +533,8 @@ extension ActiveTransfer {
             tusResumable: self.responseHeaders[.tusResumable],
             tusVersion: self.responseHeaders[.tusVersion],
             checksumAlgorithms: self.responseHeaders[.tusChecksumAlgorithm],
-            tusExtension: self.responseHeaders[.tusExtension]
+            tusExtension: self.responseHeaders[.tusExtension],
+            draftInteropVersion: self.responseHeaders[.uploadDraftInteropVersion]
         )
     }
 }

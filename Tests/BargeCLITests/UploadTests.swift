@@ -70,6 +70,48 @@ struct UploadTests {
         #expect(agent.stop() == 0)
     }
 
+    /// A PUT to a server of the IETF resumable-uploads draft (SwiftNIO's, interop version 6) becomes resumable:
+    /// the server announces the upload's URL (104), and after a kill and after a dropped connection the next
+    /// attempt asks it where it stands (HEAD) and sends only the rest (PATCH).
+    @Test func aPutResumesAtAServerOfTheResumableUploadsDraft() async throws {
+        let server = try ResumableUploadServer(scripts: Self.scripts)
+        let agent = try AgentUnderTest(extraConfig: "allowed-schemes: [http]")
+        let content = TestContent.bytes(count: 12 << 20, seed: 41)
+        let path = agent.output + "/capture.pcap"
+        try Data(content).write(to: URL(fileURLWithPath: path))
+        try agent.scratch.write(
+            "manifests.d/45-draft.yaml",
+            """
+            version: 1
+            upload:
+              - src: \(path)
+                url: \(server.baseURL)/up/{name}
+                protocol: put
+                settle: 0s
+                max-rate: 2MiB/s
+                retry: {min-delay: 5s}
+            """
+        )
+        try await agent.start()
+        #expect(await eventually(timeout: 30) { (self.job(agent, path)?.bytes ?? 0) >= 3 << 20 })
+        #expect(agent.stop(SIGKILL) == SIGKILL)
+        try await agent.start()
+        // It goes on from the server's offset, not from the start.
+        #expect(await eventually(timeout: 30) { self.job(agent, path)?.state == "transferring" })
+        let resumedAt = self.job(agent, path)?.bytes ?? 0
+        #expect(resumedAt >= 2 << 20, "resumed at \(resumedAt)")
+        #expect(await eventually(timeout: 30) { (self.job(agent, path)?.bytes ?? 0) >= 7 << 20 })
+        server.cutConnections()
+        let done = await eventually(timeout: 60) { self.job(agent, path)?.state == "up-to-date" }
+        let final = self.job(agent, path)
+        #expect(done, "\(final.map { "\($0.state): \($0.reason)" } ?? "no job")\n\(agent.log.suffix(3000))")
+        let stored = server.stored("up/capture.pcap")
+        let same = stored == content
+        #expect(same, "the server's copy (\(stored?.count ?? -1) bytes) is the file")
+        #expect(final?.reason.contains("(it had") == true, "the last run resumed: \(final?.reason ?? "")")
+        #expect(agent.stop() == 0)
+    }
+
     @Test func putUploadsThenDeletesTheSourceOnlyOnceTheServerHasIt() async throws {
         let nginx = try NginxServer(
             extraLocations: """
