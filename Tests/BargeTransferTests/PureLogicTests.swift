@@ -124,6 +124,30 @@ struct PureLogicTests {
         #expect(resumed.step == .query)
     }
 
+    @Test func aPutResumesWhereTheServerAnnouncedTheDraftAndFallsBackOnAnotherVersion() {
+        let base = "http://h:1/up/a.bin"
+        var exchange = UploadExchange(request: UploadRequest(uploadProtocol: .put), size: 10)
+        exchange.announce("/resumable_upload/7", base: base)
+        #expect(exchange.session == "http://h:1/resumable_upload/7")
+        // The next run asks where the server stands and sends the rest in one PATCH.
+        var resumed = UploadExchange(request: UploadRequest(uploadProtocol: .put, session: exchange.session), size: 10)
+        #expect(resumed.step == .query)
+        #expect(resumed.apply(self.response(204, offset: 6), base: base) == .proceed)
+        #expect(resumed.step == .send(offset: 6, count: 4))
+        #expect(resumed.apply(self.response(201), base: base) == .done)
+        // Gone at the server: the whole PUT again.
+        var lost = UploadExchange(request: UploadRequest(uploadProtocol: .put, session: exchange.session), size: 10)
+        #expect(lost.apply(self.response(404), base: base) == .proceed)
+        #expect(lost.step == .put && lost.session == nil)
+        // A server of another interop version: a plain PUT, once.
+        var other = UploadExchange(request: UploadRequest(uploadProtocol: .put), size: 10)
+        var refused = self.response(400)
+        refused.draftInteropVersion = "7"
+        #expect(other.apply(refused, base: base) == .proceed)
+        #expect(other.plainPut && other.step == .put)
+        #expect(other.apply(refused, base: base) == .unexpectedStatus)
+    }
+
     @Test func putIsOneRequestOfTheWholeFile() {
         var exchange = UploadExchange(request: UploadRequest(uploadProtocol: .put), size: 10)
         #expect(exchange.step == .put)
