@@ -318,7 +318,7 @@ final class ActiveTransfer {
     }
 
     /// Bytes per read: large for speed, smaller under a low rate cap so pacing stays smooth.
-    private var bufferSize: Int {
+    var bufferSize: Int {
         guard let rate = self.bucket?.rate else { return 256 * 1024 }
         return min(256 * 1024, max(16 * 1024, Int(rate / 20)))
     }

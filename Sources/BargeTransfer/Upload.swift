@@ -489,6 +489,9 @@ extension ActiveTransfer {
 
     private func sendBody(_ upload: UploadState, count: UInt64) throws(TransferFailure) {
         try self.set(CURLOPT_UPLOAD, 1)
+        // Bytes per read callback: as large as a download's reads (libcurl's default is 64 KiB), smaller under a
+        // low cap so pacing stays smooth.
+        try self.set(CURLOPT_UPLOAD_BUFFERSIZE, self.bufferSize)
         try self.check(barge_easy_setopt_off_t(self.easy, CURLOPT_INFILESIZE_LARGE, curl_off_t(count)))
         let me = Unmanaged.passUnretained(self).toOpaque()
         try self.check(barge_easy_setopt_pointer(self.easy, CURLOPT_READDATA, me))
