@@ -282,11 +282,14 @@ final class ActiveTransfer {
         // connection bound the same way).
         if let interface = self.request.interface { try self.set(CURLOPT_INTERFACE, "if!" + interface) }
         let bound = self.traffic?.isBound == true ? self.traffic : nil
-        if bound != nil || self.request.lowerEffort || self.request.congestionControl != nil {
+        // A background upload (yielding, or under a cap) keeps little unsent in its socket.
+        let littleUnsent = self.request.upload != nil && (self.request.yields || self.request.maxRate != .off)
+        if bound != nil || self.request.lowerEffort || self.request.congestionControl != nil || littleUnsent {
             let socketClass = self.sockets.socketClass(
                 traffic: bound,
                 lowerEffort: self.request.lowerEffort,
-                congestionControl: self.request.congestionControl
+                congestionControl: self.request.congestionControl,
+                holdsLittleUnsent: littleUnsent
             )
             try self.check(barge_easy_setopt_sockopt_function(self.easy, configureSocket))
             try self.set(CURLOPT_SOCKOPTDATA, pointer: socketClass.pointer)
@@ -552,10 +555,14 @@ final class ActiveTransfer {
     func reportProgressIfDue(now: Double, force: Bool = false) {
         let received = self.received
         let elapsed = now - self.lastProgressAt
-        guard force || (elapsed >= 0.25 && received != self.lastProgressBytes) else { return }
+        // A transfer whose bytes stopped (paced down, waiting for its server) still tells its rate falling, once a
+        // second, until it is nothing.
+        let stopped = received == self.lastProgressBytes && self.bytesPerSecond > 0 && elapsed >= 1
+        guard force || stopped || (elapsed >= 0.25 && received != self.lastProgressBytes) else { return }
         if elapsed > 0, received >= self.lastProgressBytes {
             let instant = Double(received - self.lastProgressBytes) / elapsed
             self.bytesPerSecond = self.bytesPerSecond == 0 ? instant : 0.7 * self.bytesPerSecond + 0.3 * instant
+            if self.bytesPerSecond < 1 { self.bytesPerSecond = 0 }
         }
         self.lastProgressAt = now
         self.lastProgressBytes = received
@@ -717,21 +724,29 @@ final class SocketLedger: @unchecked Sendable {
         var traffic: ObjectIdentifier?
         var lowerEffort: Bool
         var congestionControl: String?
+        var holdsLittleUnsent: Bool
     }
 
     /// The callbacks' data for a transfer's new connections.
-    func socketClass(traffic: InterfaceTraffic?, lowerEffort: Bool, congestionControl: String?) -> SocketClass {
+    func socketClass(
+        traffic: InterfaceTraffic?,
+        lowerEffort: Bool,
+        congestionControl: String?,
+        holdsLittleUnsent: Bool
+    ) -> SocketClass {
         let kind = Kind(
             traffic: traffic.map(ObjectIdentifier.init),
             lowerEffort: lowerEffort,
-            congestionControl: congestionControl
+            congestionControl: congestionControl,
+            holdsLittleUnsent: holdsLittleUnsent
         )
         if let known = self.classes[kind] { return known }
         let made = SocketClass(
             ledger: self,
             traffic: traffic,
             lowerEffort: lowerEffort,
-            congestionControl: congestionControl
+            congestionControl: congestionControl,
+            holdsLittleUnsent: holdsLittleUnsent
         )
         self.classes[kind] = made
         return made
@@ -768,12 +783,24 @@ final class SocketClass: @unchecked Sendable {
     let traffic: InterfaceTraffic?
     let lowerEffort: Bool
     let congestionControl: String?
+    /// Whether the socket may hold only a little unsent data (``SocketClass/unsentBytes``): a paced or yielding
+    /// upload's pace then reaches the wire at once, instead of after the megabytes the kernel queued before it.
+    let holdsLittleUnsent: Bool
+    /// What such a socket holds unsent at most.
+    static let unsentBytes: Int32 = 128 * 1024
 
-    init(ledger: SocketLedger, traffic: InterfaceTraffic?, lowerEffort: Bool, congestionControl: String?) {
+    init(
+        ledger: SocketLedger,
+        traffic: InterfaceTraffic?,
+        lowerEffort: Bool,
+        congestionControl: String?,
+        holdsLittleUnsent: Bool
+    ) {
         self.ledger = ledger
         self.traffic = traffic
         self.lowerEffort = lowerEffort
         self.congestionControl = congestionControl
+        self.holdsLittleUnsent = holdsLittleUnsent
     }
 
     /// The pointer libcurl hands back to the callbacks (the ledger keeps the object alive).
@@ -802,6 +829,7 @@ let configureSocket: curl_sockopt_callback = { data, socket, purpose in
     if let congestionControl = socketClass.congestionControl {
         _ = CBargeLinux_set_congestion_control(socket, congestionControl)
     }
+    if socketClass.holdsLittleUnsent { _ = CBargeLinux_set_notsent_lowat(socket, SocketClass.unsentBytes) }
     if let traffic = socketClass.traffic { socketClass.ledger.opened(socket, for: traffic) }
     return CURL_SOCKOPT_OK
 }
@@ -822,6 +850,9 @@ final class GlobalPacer: Sendable {
 
     /// See ``TokenBucket/take(_:)``.
     func take(_ bytes: Int) { self.bucket.withLock { $0?.take(bytes) } }
+
+    /// The budget's rate, bytes per second; nil while it is off.
+    var rate: Double? { self.bucket.withLock { $0?.rate } }
 
     /// Changes the budget; a budget already running keeps its tokens.
     func set(_ limit: RateLimit, now: Double) {

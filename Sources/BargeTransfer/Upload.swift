@@ -509,7 +509,12 @@ extension ActiveTransfer {
         let body = upload.exchange.body
         let left = body.count - upload.bodySent
         guard left > 0 else { return 0 }
-        let count = Int(min(UInt64(capacity), left))
+        // Paced, it reads a twentieth of a second's worth at a time (at least 4 KiB): a whole buffer under a low
+        // budget would go out in one burst and then nothing for seconds.
+        let yieldPacer = self.request.yields && self.traffic?.isBound == true ? self.traffic?.sendYieldPacer : nil
+        let tightest = [self.bucket?.rate, self.globalPacer.rate, yieldPacer?.rate].compactMap { $0 }.min()
+        let paced = tightest.map { UInt64(max(4096, $0 / 20)) } ?? UInt64(capacity)
+        let count = Int(min(UInt64(capacity), left, paced))
         let now = monotonicNow()
         guard self.pass(count, now: now) else { return Int(CURL_READFUNC_PAUSE) }
         let read: Int

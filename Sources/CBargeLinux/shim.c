@@ -267,3 +267,7 @@ int CBargeLinux_rename_noreplace(int from_directory, const char *from, int to_di
 int CBargeLinux_set_congestion_control(int fd, const char *name) {
     return setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)strlen(name)) == 0 ? 0 : errno;
 }
+
+int CBargeLinux_set_notsent_lowat(int fd, int bytes) {
+    return setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &bytes, sizeof(bytes)) == 0 ? 0 : errno;
+}

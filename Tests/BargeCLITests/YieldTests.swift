@@ -121,7 +121,7 @@ struct YieldTests {
         try #require(running, "\(String(describing: job()))")
         #expect(job()?.limit == nil, "\(String(describing: job()))")
 
-        let curl = client.process(["/usr/bin/curl", "-sf", "-T", foreground, base + "/dav/foreground.bin"])
+        let curl = client.process(["/usr/bin/curl", "-sf", "-o", "/dev/null", "-T", foreground, base + "/dav/fg.bin"])
         try curl.run()
         defer { if curl.isRunning { curl.terminate() } }
         let yielding = await eventually(timeout: 10) {
@@ -130,7 +130,7 @@ struct YieldTests {
         try #require(yielding, "\(String(describing: job())) \(agent.log.suffix(3000))")
         #expect(job()?.limit?.contains("(yielding to other traffic:") == true, "\(String(describing: job()))")
         let backedOff = await eventually(timeout: 10) { (job()?.bytesPerSecond ?? .infinity) < 400_000 }
-        #expect(backedOff, "\(String(describing: job()))")
+        #expect(backedOff, "\(String(describing: job())) \(agent.log.suffix(2000))")
         let curlDone = await eventually(timeout: 40) { !curl.isRunning }
         try #require(curlDone)
         #expect(curl.terminationStatus == 0)

@@ -34,6 +34,32 @@ struct YieldControllerTests {
 
     static let link = 6_250_000.0  // 50 Mbit/s
 
+    /// Once yielding, the budget holds (never climbs) while the other traffic is still above the threshold but
+    /// has not filled the link yet, as a new upload ramps up behind Barge's queued bytes; it falls again once the
+    /// link fills, and climbs only when the other traffic is gone.
+    @Test func theBudgetHoldsWhileOtherTrafficRampsUp() throws {
+        var link = Link()
+        for _ in 0..<20 { link.step(barge: Self.link, other: 0) }
+        link.step(barge: Self.link * 0.8, other: Self.link * 0.2)
+        link.step(barge: try #require(link.limit), other: Self.link * 0.1)  // the window still holds the full link
+        let first = try #require(link.limit)
+        // Barge at its budget, the other traffic slowly growing: the link is not full.
+        for other in [0.1, 0.15, 0.2, 0.25] {
+            link.step(barge: first, other: Self.link * other)
+            #expect(link.limit == first, "held at \(other)")
+            #expect(link.controller.state != .clear)
+        }
+        // The link fills: it falls again.
+        link.step(barge: first, other: Self.link)
+        link.step(barge: first, other: Self.link)
+        #expect(try #require(link.limit) < first)
+        // Gone: it climbs.
+        let low = try #require(link.limit)
+        for _ in 0..<8 { link.step(barge: low, other: 0) }
+        #expect(link.controller.state == .clear)
+        #expect((link.limit ?? .infinity) > low)
+    }
+
     @Test func aLinkBargeHasAloneLeavesItUnlimited() {
         var link = Link()
         for _ in 0..<40 { link.step(barge: Self.link, other: 2_000) }
@@ -62,7 +88,9 @@ struct YieldControllerTests {
         #expect(abs(floor - Self.link * 0.02) < Self.link * 0.002)
         for _ in 0..<40 { link.step(barge: floor, other: Self.link - floor) }
         #expect(abs((link.limit ?? 0) - floor) < floor * 0.02)
-        // It ends: the budget climbs by a tenth of the capacity per second.
+        // It ends: once the window (two samples) no longer holds it, the budget climbs by a tenth of the capacity
+        // per second.
+        link.step(barge: floor, other: 0)
         link.step(barge: floor, other: 0)
         #expect(link.controller.state == .clear)
         let afterOneStep = try #require(link.limit)

@@ -122,6 +122,10 @@ public struct YieldController: Sendable {
             // From what Barge uses now (a budget above it would take a while to bite).
             let from = min(self.limit ?? .infinity, max(bargeRate, floor))
             self.limit = max(floor, from * self.settings.decrease)
+        } else if other > threshold, case .yielding = self.state {
+            // The other traffic is still there but does not fill the link yet (a new connection ramping up
+            // behind Barge's queued bytes): the budget holds, and only falls again if the link fills.
+            self.state = .yielding(otherBytesPerSecond: other)
         } else {
             self.state = .clear
             if let limit = self.limit {

@@ -23,6 +23,9 @@ int CBargeLinux_is_open_for_writing(int fd);
 /// algorithm; EPERM: not allowed to this process).
 int CBargeLinux_set_congestion_control(int fd, const char *name);
 
+/// Caps the bytes a TCP socket holds unsent (TCP_NOTSENT_LOWAT, Linux 3.12): 0 or the errno.
+int CBargeLinux_set_notsent_lowat(int fd, int bytes);
+
 int CBargeLinux_rename_noreplace(int from_directory, const char *from, int to_directory, const char *to);
 
 // posix_spawn_file_actions_addclosefrom_np (glibc 2.34) is not imported by the Glibc module: closes every descriptor
