@@ -14,6 +14,9 @@ public enum Agent {
     /// `NOTIFY_SOCKET` is set.
     public static func run(config: AgentConfig, configPath: String?) async throws {
         CBargeLinux_tune_malloc()
+        // An upload's settle check takes a read lease for an instant; a writer opening the file in that instant makes
+        // the kernel signal a lease break (SIGIO), whose default action would end the agent.
+        signal(SIGIO, SIG_IGN)
         _ = CBargeLinux_raise_descriptor_limit()  // files gathering for group commit stay open
         let notifier = SystemdNotifier()
         // The drop-in directory is not created: a missing one is a problem to report and wait out (a configuration

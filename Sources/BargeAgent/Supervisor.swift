@@ -915,6 +915,8 @@ public actor Supervisor {
         // person's answer to its error or cancellation: try again.
         let edited = contentChanged || !fromStoreOnly
         job.spec = spec
+        // An upload's session is for the file and URL it was made for: a change makes a new upload.
+        if contentChanged, spec.isUpload { self.pending.uploadSessions.append((id, nil)) }
         if contentChanged, !job.isRunning {
             job.record.state = .queued
             job.record.reason = "manifest changed"
@@ -1138,7 +1140,7 @@ public actor Supervisor {
         if let upload = job.spec.upload {
             request.upload = UploadRequest(
                 uploadProtocol: upload.uploadProtocol,
-                session: job.record.hasValidators ? held?.uploadSession : nil,
+                session: job.record.hasValidators ? held?.uploadSession.flatMap(UploadSession.init(encoded:)) : nil,
                 chunkSize: upload.chunkSize,
                 replyLimit: Int(upload.replyLimit)
             )
@@ -1241,7 +1243,7 @@ public actor Supervisor {
                 self.pending.records.append(job.record)
             case .uploadSession(let session):
                 // Kept for the next run: it resumes at the server's offset instead of sending everything again.
-                self.pending.uploadSessions.append((id, session))
+                self.pending.uploadSessions.append((id, session?.encoded))
                 if session != nil { job.record.hasValidators = true }
             case .finished(let outcome):
                 ended = true

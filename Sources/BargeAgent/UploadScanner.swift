@@ -48,7 +48,8 @@ enum UploadScanner {
             guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
             let stamp = SourceStamp(
                 size: UInt64(info.st_size),
-                modified: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+                modified: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec),
+                inode: UInt64(info.st_ino)
             )
             let modifiedAt = Double(stamp.modified) / 1e9
             let settledAt = modifiedAt + Double(entry.settle.seconds)

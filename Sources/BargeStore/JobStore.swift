@@ -316,8 +316,15 @@ public final class JobStore: Sendable {
             policy.owner = FileOwner(user: parts[0], group: parts.count > 1 ? parts[1] : nil)
         }
         let urlsJSON: String = row["urls"]
-        // Fail closed: a job whose sources cannot be read is not a job without sources.
-        guard let urls = try? JSONDecoder().decode([String].self, from: Data(urlsJSON.utf8)), !urls.isEmpty else {
+        let isUpload = (row["upload"] as String?) != nil
+        // Fail closed: a job whose sources cannot be read is not a job without sources. An upload's are an object
+        // (`{"upload": [URL]}`), which a version of Barge from before uploads cannot read: it stops rather than
+        // fetch the upload's URL over the user's file.
+        let decoded =
+            isUpload
+            ? (try? JSONDecoder().decode([String: [String]].self, from: Data(urlsJSON.utf8)))?["upload"]
+            : try? JSONDecoder().decode([String].self, from: Data(urlsJSON.utf8))
+        guard let urls = decoded, !urls.isEmpty else {
             throw UnreadableJob(id: row["id"], column: "urls", value: urlsJSON)
         }
         var upload: UploadDetails?
@@ -607,7 +614,7 @@ public final class JobStore: Sendable {
 
     /// The spec's columns.
     private static func specArguments(_ spec: JobSpec) -> StatementArguments {
-        let urls = Self.jsonArray(spec.urls)
+        let urls = spec.isUpload ? "{\"upload\":" + Self.jsonArray(spec.urls) + "}" : Self.jsonArray(spec.urls)
         return [
             spec.destination, spec.manifest, urls, spec.sha256, spec.size.map { Int64(clamping: $0) },
             spec.policy.priority.rawValue, spec.policy.maxRate.rate.map { Int64(clamping: $0.bytesPerSecond) },
@@ -634,6 +641,7 @@ struct StoredUpload: Codable, Equatable {
     var replyLimit: UInt64
     var size: UInt64
     var modified: Int64
+    var inode: UInt64?
 
     init(_ details: UploadDetails) {
         self.uploadProtocol = details.uploadProtocol.rawValue
@@ -648,6 +656,7 @@ struct StoredUpload: Codable, Equatable {
         self.replyLimit = details.replyLimit
         self.size = details.stamp.size
         self.modified = details.stamp.modified
+        self.inode = details.stamp.inode
     }
 
     /// The details, or nil when a field holds what no version wrote.
@@ -665,7 +674,7 @@ struct StoredUpload: Codable, Equatable {
             after: after,
             chunkSize: self.chunkSize,
             replyLimit: self.replyLimit,
-            stamp: SourceStamp(size: self.size, modified: self.modified)
+            stamp: SourceStamp(size: self.size, modified: self.modified, inode: self.inode ?? 0)
         )
     }
 

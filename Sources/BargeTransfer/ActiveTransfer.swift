@@ -390,7 +390,7 @@ final class ActiveTransfer {
         if self.status == 104, field == .location, let upload = self.upload {
             // 104 Upload Resumption Supported: the PUT can be resumed at this URL; kept at once (a kill may follow).
             upload.exchange.announce(self.responseHeaders[.location]!, base: self.attemptURL)
-            if let session = upload.exchange.session { self.continuation.yield(.uploadSession(session)) }
+            if let session = upload.session { self.continuation.yield(.uploadSession(session)) }
         }
     }
 

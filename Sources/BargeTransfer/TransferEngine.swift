@@ -793,7 +793,7 @@ final class EngineLoop: @unchecked Sendable {
             if self.tusCapabilities.count >= 256 { self.tusCapabilities.removeAll() }  // a bound
             self.tusCapabilities[transfer.currentSource] = capabilities
         }
-        if upload.exchange.session != session { transfer.continuation.yield(.uploadSession(upload.exchange.session)) }
+        if upload.exchange.session != session { transfer.continuation.yield(.uploadSession(upload.session)) }
         if upload.exchange.confirmed != confirmed {
             transfer.continuation.yield(.checkpoint(offset: upload.exchange.confirmed))
         }

@@ -14,7 +14,7 @@ public enum TransferEvent: Sendable {
     case checkpoint(offset: UInt64)
     /// An upload's resumable session: the tus upload's URL once the server created it, nil once it is void (the
     /// server lost it, or the file changed under it). The caller keeps it for the next run.
-    case uploadSession(String?)
+    case uploadSession(UploadSession?)
     /// The transfer ended.
     case finished(TransferOutcome)
 }

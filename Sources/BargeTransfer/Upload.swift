@@ -5,12 +5,40 @@ import Crypto
 import Glibc
 import Synchronization
 
+/// An upload's resumable session at its server: the upload's URL, and the file it was made for (a session is never
+/// resumed with another file, nor with this one changed).
+public struct UploadSession: Sendable, Hashable {
+    /// The upload's URL (tus's `Location`, or the draft's 104).
+    public var url: String
+    /// The file as it was when the session was made.
+    public var stamp: SourceStamp
+
+    /// Creates a session.
+    public init(url: String, stamp: SourceStamp) {
+        self.url = url
+        self.stamp = stamp
+    }
+
+    /// As stored: `SIZE MODIFIED INODE URL`.
+    public var encoded: String { "\(self.stamp.size) \(self.stamp.modified) \(self.stamp.inode) \(self.url)" }
+
+    /// A stored session; nil when the text is not one.
+    public init?(encoded: String) {
+        let fields = encoded.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
+        guard fields.count == 4, let size = UInt64(fields[0]), let modified = Int64(fields[1]),
+            let inode = UInt64(fields[2]), !fields[3].isEmpty
+        else { return nil }
+        self.init(url: String(fields[3]), stamp: SourceStamp(size: size, modified: modified, inode: inode))
+    }
+}
+
 /// What makes a request an upload: its local file (``TransferRequest/destination``) goes to its one source URL.
 public struct UploadRequest: Sendable, Hashable {
     /// PUT or tus.
     public var uploadProtocol: UploadEntry.UploadProtocol
-    /// tus: the upload's URL from an earlier run (its server may hold part of the file); nil creates one.
-    public var session: String?
+    /// The upload's session from an earlier run (its server may hold part of the file); used only while the file
+    /// is still the one it was made for.
+    public var session: UploadSession?
     /// tus: the most bytes in one PATCH.
     public var chunkSize: UInt64
     /// The most of the server's reply body kept (0: none).
@@ -19,7 +47,7 @@ public struct UploadRequest: Sendable, Hashable {
     /// Creates an upload request.
     public init(
         uploadProtocol: UploadEntry.UploadProtocol,
-        session: String? = nil,
+        session: UploadSession? = nil,
         chunkSize: UInt64 = UploadEntry.defaultChunkSize.bytes,
         replyLimit: Int = 0
     ) {
@@ -85,7 +113,8 @@ final class SourceFile {
     static func stamp(_ info: stat) -> SourceStamp {
         SourceStamp(
             size: UInt64(info.st_size),
-            modified: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+            modified: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec),
+            inode: UInt64(info.st_ino)
         )
     }
 
@@ -240,7 +269,7 @@ struct UploadExchange: Sendable, Equatable {
         self.uploadProtocol = request.uploadProtocol
         self.size = size
         self.chunkSize = max(1, request.uploadProtocol == .put ? .max : request.chunkSize)
-        self.session = request.session
+        self.session = request.session?.url
         self.capabilities = known
         switch request.uploadProtocol {
         case .put: self.step = request.session == nil ? .put : .query
@@ -392,9 +421,15 @@ final class UploadState {
 
     init(source: SourceFile, request: UploadRequest, known: UploadExchange.Capabilities?) {
         self.source = source
+        var request = request
+        // A session made for another file, or for this one before it changed, is not resumed: a new upload.
+        if let session = request.session, session.stamp != source.stamp { request.session = nil }
         self.request = request
         self.exchange = UploadExchange(request: request, size: source.size, known: known)
     }
+
+    /// The exchange's session with the file it is for.
+    var session: UploadSession? { self.exchange.session.map { UploadSession(url: $0, stamp: self.source.stamp) } }
 
     /// What the server holds plus what the current request sent.
     var received: UInt64 {

@@ -206,7 +206,12 @@ import Testing
             #expect(!JobStore.storesSameSpec(changed, job.spec))
         }
         let database = try DatabaseQueue(path: path + "/barge.sqlite")
-        try await database.write { db in try db.execute(sql: "UPDATE job SET upload = '{\"uploadProtocol\": \"ftp\"}'")
+        // A version from before uploads reads `urls` as an array: an upload's is not one.
+        let urls = try await database.read { db in try String.fetchOne(db, sql: "SELECT urls FROM job") }
+        #expect(urls == "{\"upload\":[\"https://logs.test/files/\"]}")
+        #expect((try? JSONDecoder().decode([String].self, from: Data((urls ?? "").utf8))) == nil)
+        try await database.write { db in
+            try db.execute(sql: "UPDATE job SET upload = '{\"uploadProtocol\": \"ftp\"}'")
         }
         try database.close()
         await #expect(throws: JobStore.UnreadableJob.self) { try await JobStore(directory: path).jobs() }

@@ -7,6 +7,15 @@ import Testing
 struct PureLogicTests {
     typealias Response = UploadExchange.Response
 
+    func session(_ url: String) -> UploadSession { UploadSession(url: url, stamp: SourceStamp(size: 10, modified: 1)) }
+
+    @Test func aSessionIsStoredWithItsFilesStamp() {
+        let session = UploadSession(url: "http://h:1/files/a b", stamp: SourceStamp(size: 10, modified: -5, inode: 7))
+        #expect(UploadSession(encoded: session.encoded) == session)
+        #expect(UploadSession(encoded: "10 5 http://h/x") == nil)
+        #expect(UploadSession(encoded: "") == nil)
+    }
+
     func response(_ status: Int, offset: UInt64? = nil, length: UInt64? = nil, location: String? = nil) -> Response {
         Response(status: status, uploadOffset: offset, uploadLength: length, location: location)
     }
@@ -35,7 +44,7 @@ struct PureLogicTests {
 
     @Test func tusResumesAKnownUploadAndStartsOverWhenTheServerLostIt() {
         let base = "http://h:1/files/abc"
-        let request = UploadRequest(uploadProtocol: .tus, session: base, chunkSize: 100)
+        let request = UploadRequest(uploadProtocol: .tus, session: self.session(base), chunkSize: 100)
         var options = self.response(200)
         options.tusResumable = "1.0.0"
         var exchange = UploadExchange(request: request, size: 10)
@@ -117,7 +126,7 @@ struct PureLogicTests {
         #expect(small.apply(self.response(201, offset: 3, location: "/files/b"), base: base) == .done)
         // A known upload is asked where it stands, still without OPTIONS.
         let resumed = UploadExchange(
-            request: UploadRequest(uploadProtocol: .tus, session: "http://h:1/files/b"),
+            request: UploadRequest(uploadProtocol: .tus, session: self.session("http://h:1/files/b")),
             size: 3,
             known: exchange.capabilities
         )
@@ -130,13 +139,14 @@ struct PureLogicTests {
         exchange.announce("/resumable_upload/7", base: base)
         #expect(exchange.session == "http://h:1/resumable_upload/7")
         // The next run asks where the server stands and sends the rest in one PATCH.
-        var resumed = UploadExchange(request: UploadRequest(uploadProtocol: .put, session: exchange.session), size: 10)
+        let session = exchange.session.map(self.session)
+        var resumed = UploadExchange(request: UploadRequest(uploadProtocol: .put, session: session), size: 10)
         #expect(resumed.step == .query)
         #expect(resumed.apply(self.response(204, offset: 6), base: base) == .proceed)
         #expect(resumed.step == .send(offset: 6, count: 4))
         #expect(resumed.apply(self.response(201), base: base) == .done)
         // Gone at the server: the whole PUT again.
-        var lost = UploadExchange(request: UploadRequest(uploadProtocol: .put, session: exchange.session), size: 10)
+        var lost = UploadExchange(request: UploadRequest(uploadProtocol: .put, session: session), size: 10)
         #expect(lost.apply(self.response(404), base: base) == .proceed)
         #expect(lost.step == .put && lost.session == nil)
         // A server of another interop version: a plain PUT, once.

@@ -166,20 +166,23 @@ public struct JobSpec: Hashable, Sendable {
     public var isOneShot: Bool { self.manifestName == nil }
 }
 
-/// A local file as found: what tells that it changed.
+/// A local file as found: what tells that it changed, or was replaced by another file.
 public struct SourceStamp: Hashable, Sendable, Codable, CustomStringConvertible {
     /// Its size in bytes.
     public var size: UInt64
     /// Its modification time, nanoseconds since the epoch.
     public var modified: Int64
+    /// Its inode number (0: not known): a file put in its place (`cp -p`, a rename) is another file.
+    public var inode: UInt64
 
     /// Creates a stamp.
-    public init(size: UInt64, modified: Int64) {
+    public init(size: UInt64, modified: Int64, inode: UInt64 = 0) {
         self.size = size
         self.modified = modified
+        self.inode = inode
     }
 
-    public var description: String { "\(self.size) bytes, modified \(self.modified)ns" }
+    public var description: String { "\(self.size) bytes, modified \(self.modified)ns, inode \(self.inode)" }
 }
 
 /// What makes a job an upload: how its file is sent, what happens to it afterwards, and the file as last found.
