@@ -48,7 +48,9 @@ struct ManifestDiff {
         var desired: [String: JobSpec] = [:]
         desired.reserveCapacity(loaded.reduce(0) { $0 + ($1.specs?.count ?? 0) })
         var jobsOf: [String: [JobView]] = [:]
-        let settling = loaded.contains { $0.specs?.contains { $0.upload?.isSettling == true } == true }
+        let settling =
+            loaded.contains { $0.specs?.contains { $0.upload?.isSettling == true } == true }
+            || standIns.values.contains { $0.manifest.specs?.contains { $0.upload?.isSettling == true } == true }
         let jobsByID = settling ? Dictionary(jobs.map { ($0.record.id, $0) }, uniquingKeysWith: { $1 }) : [:]
         for view in jobs { if let manifest = view.spec.manifest { jobsOf[manifest, default: []].append(view) } }
         for manifest in loaded {
@@ -66,6 +68,19 @@ struct ManifestDiff {
                     // none is made for it yet.
                     if let id = jobIDs(spec.destination), let view = jobsByID[id] {
                         desired[spec.destination] = view.spec
+                    }
+                }
+                // Fail closed: an upload's file that could not be read now (no permission, out of descriptors) is
+                // not gone; its job stays as it is.
+                if !manifest.unreadableSources.isEmpty {
+                    for view in jobsOf[manifest.id] ?? []
+                    where view.spec.isUpload && desired[view.spec.destination] == nil
+                        && manifest.unreadableSources.contains(where: { unreadable in
+                            unreadable.hasSuffix("/")
+                                ? view.spec.destination.hasPrefix(unreadable) : view.spec.destination == unreadable
+                        })
+                    {
+                        desired[view.spec.destination] = view.spec
                     }
                 }
                 goodVersionStoredAt = nil
@@ -107,6 +122,12 @@ struct ManifestDiff {
         // Stand-ins after the valid manifests: a destination another manifest now claims is theirs.
         for manifest in loaded where self.known[manifest.id]?.goodVersionStoredAt != nil && manifest.specs == nil {
             for spec in standIns[manifest.id]?.manifest.specs ?? [] where desired[spec.destination] == nil {
+                if spec.upload?.isSettling == true {
+                    if let id = jobIDs(spec.destination), let view = jobsByID[id] {
+                        desired[spec.destination] = view.spec
+                    }
+                    continue
+                }
                 desired[spec.destination] = spec
             }
         }

@@ -58,21 +58,22 @@ struct LoadedManifest: Sendable {
     let nextScan: Double?
     /// The directories its uploads' files are found in (watched for new files).
     let sourceDirectories: [String]
+    /// What its uploads could not read now (directories end with `/`): their jobs are kept as they are.
+    let unreadableSources: [String]
 
     /// The specs of a manifest's entries: its downloads', and one per file each upload finds now.
-    static func specs(of manifest: Manifest, id: String) -> (specs: [JobSpec], nextScan: Double?, directories: [String])
-    {
-        var specs = manifest.downloads.map { JobSpec(manifest: id, entry: $0) }
-        var nextScan: Double?
-        var directories: [String] = []
+    static func specs(of manifest: Manifest, id: String) -> UploadScanner.Found {
+        var all = UploadScanner.Found()
+        all.specs = manifest.downloads.map { JobSpec(manifest: id, entry: $0) }
         let now = Date().timeIntervalSince1970
         for entry in manifest.uploads {
             let found = UploadScanner.scan(entry, manifest: id, now: now)
-            specs += found.specs
-            directories += found.directories
-            if let next = found.nextScan { nextScan = min(nextScan ?? next, next) }
+            all.specs += found.specs
+            all.directories += found.directories
+            all.unreadable += found.unreadable
+            if let next = found.nextScan { all.nextScan = min(all.nextScan ?? next, next) }
         }
-        return (specs, nextScan, directories)
+        return all
     }
 
     /// `storedDigests`: the stored last good versions' digests, or nil while they are not known yet (the first read
@@ -85,6 +86,7 @@ struct LoadedManifest: Sendable {
         self.specs = found?.specs
         self.nextScan = found?.nextScan
         self.sourceDirectories = found?.directories ?? []
+        self.unreadableSources = found?.unreadable ?? []
         self.hooks = parsed.manifest?.hooks
         self.prune = parsed.manifest?.prune
         var info = stat()
@@ -113,6 +115,7 @@ struct LoadedManifest: Sendable {
         self.specs = found?.specs
         self.nextScan = found?.nextScan
         self.sourceDirectories = found?.directories ?? []
+        self.unreadableSources = found?.unreadable ?? []
         self.hooks = parsed.manifest?.hooks
         self.prune = parsed.manifest?.prune
         self.digest = nil
@@ -1465,12 +1468,13 @@ public actor Supervisor {
 
     private func cancelJobs(_ selection: Selection, by caller: ControlCaller) -> CommandReply {
         self.command(selection, by: caller, done: "cancelled") { id in
+            let isUpload = self.table[id]?.spec.isUpload == true  // an upload has no partial: its file is the user's
             if let running = self.live[id] {
                 self.live[id]!.stopping = true
-                self.engine.cancel(running.transfer, discardPartial: true)
+                self.engine.cancel(running.transfer, discardPartial: !isUpload)
             }
             self.table.modify(id) { job in
-                if !job.isRunning {
+                if !job.isRunning, !isUpload {
                     let destination = job.spec.destination
                     Self.cleanup.async { PartialFiles.remove(for: destination) }
                 }

@@ -18,6 +18,9 @@ enum UploadScanner {
         var nextScan: Double?
         /// Directories whose changes may bring new files (the glob's fixed directory).
         var directories: [String] = []
+        /// What could not be read now, for another reason than not being there (a directory ends with `/`): the
+        /// jobs of files there are kept as they are (fail closed), not removed as gone.
+        var unreadable: [String] = []
     }
 
     /// The machine's host name, for `{hostname}`.
@@ -38,14 +41,22 @@ enum UploadScanner {
         if rest.isEmpty {
             matches = [(entry.source, PathRules.fileName(of: entry.source))]
         } else {
-            Self.walk(base, relative: "", patterns: rest[...], into: &matches)
+            Self.walk(base, relative: "", patterns: rest[...], into: &matches, unreadable: &found.unreadable)
         }
         for match in matches {
             let descriptor = open(match.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-            guard descriptor >= 0 else { continue }  // gone, a link, unreadable: nothing to upload
+            guard descriptor >= 0 else {
+                // Gone or a link: nothing to upload. Anything else (no permission now, out of descriptors): unknown.
+                if errno != ENOENT, errno != ELOOP { found.unreadable.append(match.path) }
+                continue
+            }
             defer { close(descriptor) }
             var info = stat()
-            guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
+            guard fstat(descriptor, &info) == 0 else {
+                found.unreadable.append(match.path)
+                continue
+            }
+            guard info.st_mode & S_IFMT == S_IFREG else { continue }
             let stamp = SourceStamp(
                 size: UInt64(info.st_size),
                 modified: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec),
@@ -62,7 +73,10 @@ enum UploadScanner {
                 found.nextScan = min(found.nextScan ?? next, next)
             }
             let sha256 = entry.needsSHA256 && !settling ? Self.sha256(match.path, descriptor, stamp) : nil
-            if entry.needsSHA256, !settling, sha256 == nil { continue }  // unreadable now: the next scan tries again
+            if entry.needsSHA256, !settling, sha256 == nil {
+                found.unreadable.append(match.path)  // unreadable now: its job stays, the next scan tries again
+                continue
+            }
             let url = entry.url(
                 name: PathRules.fileName(of: match.path),
                 relativePath: match.relative,
@@ -96,16 +110,26 @@ enum UploadScanner {
         _ directory: String,
         relative: String,
         patterns: ArraySlice<String>,
-        into matches: inout [(path: String, relative: String)]
+        into matches: inout [(path: String, relative: String)],
+        unreadable: inout [String]
     ) {
         guard let pattern = patterns.first else { return }
-        guard let stream = opendir(directory) else { return }
+        guard let stream = opendir(directory) else {
+            if errno != ENOENT, errno != ENOTDIR { unreadable.append(directory + "/") }
+            return
+        }
         defer { closedir(stream) }
         let last = patterns.count == 1
         let separator = directory == "/" ? "" : "/"
         if pattern == "**" {
             // Zero directories: the rest of the patterns here.
-            Self.walk(directory, relative: relative, patterns: patterns.dropFirst(), into: &matches)
+            Self.walk(
+                directory,
+                relative: relative,
+                patterns: patterns.dropFirst(),
+                into: &matches,
+                unreadable: &unreadable
+            )
         }
         while let entry = readdir(stream) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
@@ -124,7 +148,7 @@ enum UploadScanner {
             let relativePath = relative.isEmpty ? name : relative + "/" + name
             if pattern == "**" {
                 if kind == UInt8(DT_DIR), !name.hasPrefix(".") {
-                    Self.walk(path, relative: relativePath, patterns: patterns, into: &matches)
+                    Self.walk(path, relative: relativePath, patterns: patterns, into: &matches, unreadable: &unreadable)
                 }
                 continue
             }
@@ -132,7 +156,13 @@ enum UploadScanner {
             if last {
                 if kind == UInt8(DT_REG) { matches.append((path, relativePath)) }
             } else if kind == UInt8(DT_DIR) {
-                Self.walk(path, relative: relativePath, patterns: patterns.dropFirst(), into: &matches)
+                Self.walk(
+                    path,
+                    relative: relativePath,
+                    patterns: patterns.dropFirst(),
+                    into: &matches,
+                    unreadable: &unreadable
+                )
             }
         }
     }
@@ -159,7 +189,7 @@ enum UploadScanner {
             return String([hex[Int(byte >> 4)], hex[Int(byte & 0x0f)]])
         }.joined()
         Self.hashes.withLock { hashes in
-            if hashes.count >= 4096 { hashes.removeAll() }
+            if hashes.count >= 65_536 { hashes.removeAll() }  // a bound
             hashes[path] = (stamp, hash)
         }
         return hash

@@ -247,6 +247,14 @@ public enum UploadedFiles {
         guard info.st_mode & S_IFMT == S_IFREG, now == stamp else {
             return "kept \(path): it changed after it was uploaded (it is sent again)"
         }
+        // Unchanged, but a writer that has it open again would lose what it writes next to a deleted or moved file.
+        let descriptor = openat(directory.descriptor, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        if descriptor >= 0 {
+            defer { close(descriptor) }
+            if CBargeLinux_is_open_for_writing(descriptor) == 1 {
+                return "kept \(path): it is open for writing again"
+            }
+        }
         switch after {
         case .keep:
             return "kept \(path)"

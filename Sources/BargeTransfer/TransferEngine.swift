@@ -787,6 +787,20 @@ final class EngineLoop: @unchecked Sendable {
         var status = 0
         _ = barge_easy_getinfo_long(transfer.easy, CURLINFO_RESPONSE_CODE, &status)
         transfer.status = status
+        // A success before the whole body went (a server that answered early): the server cannot have the file.
+        // tus is exempt: its answer says how much it took.
+        let body = upload.exchange.body
+        if (200...299).contains(status), upload.request.uploadProtocol == .put, upload.bodySent < body.count {
+            let host = URLRules.host(of: transfer.attemptURL)
+            self.failOver(
+                transfer,
+                TransferFailure(
+                    .transient,
+                    "\(host) answered \(status) after \(upload.bodySent) of \(body.count) bytes; sent again"
+                )
+            )
+            return
+        }
         let (session, confirmed) = (upload.exchange.session, upload.exchange.confirmed)
         let outcome = upload.exchange.apply(transfer.uploadResponse, base: transfer.attemptURL)
         if let capabilities = upload.exchange.capabilities, self.tusCapabilities[transfer.currentSource] == nil {

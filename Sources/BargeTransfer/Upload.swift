@@ -107,6 +107,11 @@ final class SourceFile {
             close(descriptor)
             throw TransferFailure(.permanent, "\(path) is not a regular file")
         }
+        // Found settled, but a writer may have opened it again since: not sent while it is being written.
+        if CBargeLinux_is_open_for_writing(descriptor) == 1 {
+            close(descriptor)
+            throw TransferFailure(.transient, "\(path) is open for writing; it is sent once it is closed")
+        }
         return SourceFile(path: path, descriptor: descriptor, stamp: Self.stamp(info))
     }
 
@@ -263,6 +268,9 @@ struct UploadExchange: Sendable, Equatable {
     private var lostSessions = 0
     /// Checksum mismatches of the current PATCH.
     private var mismatches = 0
+    /// Requests in a row that moved nothing (a PATCH the server took nothing of, a 409 and its HEAD): a server that
+    /// keeps doing so is not asked forever.
+    private var idle = 0
 
     /// `known`: the server's capabilities from an earlier upload to the same creation URL (no OPTIONS then).
     init(request: UploadRequest, size: UInt64, known: Capabilities? = nil) {
@@ -305,7 +313,9 @@ struct UploadExchange: Sendable, Equatable {
     /// A PUT's server announced the upload's URL (`104 Upload Resumption Supported`): it can be resumed there.
     mutating func announce(_ location: String, base: String) {
         guard self.uploadProtocol == .put, self.step == .put else { return }
-        self.session = Self.resolve(location, against: base)
+        let session = Self.resolve(location, against: base)
+        guard RedirectPolicy.sameOrigin(session, base) else { return }  // never elsewhere: resumed from zero instead
+        self.session = session
     }
 
     /// Applies the response to the current step; `base` is the URL the step asked (for a relative `Location`).
@@ -343,7 +353,16 @@ struct UploadExchange: Sendable, Equatable {
             guard let location = response.location, !location.isEmpty else {
                 return .failed(.permanent, "\(URLRules.host(of: base)) created an upload without a Location")
             }
-            self.session = Self.resolve(location, against: base)
+            let session = Self.resolve(location, against: base)
+            // The file's bytes go only where the entry's URL said: never to another origin or scheme (a `file:`
+            // Location would make libcurl write them locally).
+            guard RedirectPolicy.sameOrigin(session, base) else {
+                return .failed(
+                    .permanent,
+                    "\(URLRules.host(of: base)) named an upload URL at another origin: \(session)"
+                )
+            }
+            self.session = session
             self.confirmed = min(response.uploadOffset ?? 0, self.size)
             return self.sendNext()
         case .query:
@@ -360,6 +379,10 @@ struct UploadExchange: Sendable, Equatable {
             return self.sendNext()
         case .send(let offset, _):
             if status == 409 {
+                self.idle += 1
+                guard self.idle <= 3 else {
+                    return .failed(.transient, "\(URLRules.host(of: base)) keeps disagreeing about the offset (409)")
+                }
                 self.step = .query  // the offset differs from the server's: ask it
                 return .proceed
             }
@@ -382,6 +405,14 @@ struct UploadExchange: Sendable, Equatable {
                 return .proceed
             }
             self.mismatches = 0
+            if confirmed == offset {
+                self.idle += 1
+                guard self.idle <= 3 else {
+                    return .failed(.transient, "\(URLRules.host(of: base)) takes none of the bytes sent")
+                }
+            } else {
+                self.idle = 0
+            }
             self.confirmed = confirmed
             return self.sendNext()
         }

@@ -143,6 +143,23 @@ struct ManifestParserTests {
         )
     }
 
+    @Test func aMoveToDirectoryWhereTheGlobFindsFilesIsRefused() {
+        func problems(_ source: String, _ moveTo: String) -> [String] {
+            parse(
+                """
+                version: 1
+                upload:
+                  - {src: '\(source)', url: 'https://e.com/files/', after: {move-to: \(moveTo)}}
+                """
+            ).diagnostics.map(\.message)
+        }
+        #expect(problems("/srv/logs/*.gz", "/srv/logs/shipped").isEmpty)
+        #expect(problems("/srv/logs/*.gz", "/srv/shipped").isEmpty)
+        #expect(problems("/srv/logs/**/*.gz", "/srv/logs/shipped").count == 1)
+        #expect(problems("/srv/logs/*/a.gz", "/srv/logs/shipped").count == 1)
+        #expect(problems("/srv/logs/*.gz", "/srv/logs").count == 1)
+    }
+
     @Test func uploadURLTemplatesFillAndEncodeTheirPlaceholders() {
         var entry = UploadEntry(
             source: "/srv/logs/**/*.gz",

@@ -49,6 +49,11 @@ struct YieldControllerTests {
             #expect(link.limit == first, "held at \(other)")
             #expect(link.controller.state != .clear)
         }
+        // Steady light traffic that never fills the link holds it only for a while: then it climbs.
+        var light = link
+        for _ in 0..<YieldController.maximumHold { light.step(barge: first, other: Self.link * 0.2) }
+        #expect(light.controller.state == .clear)
+        #expect(try #require(light.limit) > first)
         // The link fills: it falls again.
         link.step(barge: first, other: Self.link)
         link.step(barge: first, other: Self.link)

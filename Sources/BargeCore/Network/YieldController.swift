@@ -70,6 +70,11 @@ public struct YieldController: Sendable {
     /// The budget as a number while it is not `off`.
     private var limit: Double?
     private var peak: Double = 0
+    /// Samples in a row the budget held (other traffic still there, the link not full).
+    private var held = 0
+    /// The most samples in a row the budget holds: long enough for a new connection to ramp up behind Barge's
+    /// queued bytes, short enough that steady light traffic (a call) does not keep the background at the floor.
+    static let maximumHold = 8
     /// The last two samples, the later last.
     private var samples: [(time: Double, link: UInt64, barge: UInt64)] = []
 
@@ -118,15 +123,18 @@ public struct YieldController: Sendable {
         let floor = max(self.settings.minimumFloor, self.settings.floor * self.capacity)
         let contended = windowLinkRate >= self.settings.contended * self.capacity
         if other > threshold, contended {
+            self.held = 0
             self.state = .yielding(otherBytesPerSecond: other)
             // From what Barge uses now (a budget above it would take a while to bite).
             let from = min(self.limit ?? .infinity, max(bargeRate, floor))
             self.limit = max(floor, from * self.settings.decrease)
-        } else if other > threshold, case .yielding = self.state {
+        } else if other > threshold, case .yielding = self.state, self.held < Self.maximumHold {
             // The other traffic is still there but does not fill the link yet (a new connection ramping up
-            // behind Barge's queued bytes): the budget holds, and only falls again if the link fills.
+            // behind Barge's queued bytes): the budget holds for a while, and falls again if the link fills.
+            self.held += 1
             self.state = .yielding(otherBytesPerSecond: other)
         } else {
+            self.held = 0
             self.state = .clear
             if let limit = self.limit {
                 let climbed = limit + self.capacity / self.settings.climbSeconds * (time - last.time)

@@ -317,6 +317,21 @@ public struct ManifestParser: Sendable {
         if template == nil, !pairs.contains(where: { $0.key == "url" }) {
             source.error(node, "an upload needs 'url', where the files go")
         }
+        if case .moveTo(let directory) = entry.after, !entry.source.isEmpty,
+            let afterNode = pairs.first(where: { $0.key == "after" })?.value
+        {
+            // Files moved where the glob finds them would be found and sent again, and moved again, forever.
+            let prefix = PathRules.literalPrefix(ofGlob: entry.source)
+            let rest = entry.source.dropFirst(prefix.count).split(separator: "/")
+            let deeper = rest.contains("**") || rest.count > 1
+            if directory == prefix || (PathRules.isPath(directory, below: prefix) && deeper) {
+                source.error(
+                    afterNode,
+                    "'move-to' \(directory) lies where 'src' \(entry.source) finds files: moved files would be sent "
+                        + "again; move them outside \(prefix) or below it where the glob does not reach"
+                )
+            }
+        }
         let overrides = self.policy(pairs, into: &source)
         guard source.errorCount == errorsBefore, let sourceNode, let template, let overrides else { return nil }
         entry.urlTemplate = template

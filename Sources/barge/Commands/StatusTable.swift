@@ -49,7 +49,15 @@ enum StatusTable {
             }
             text += line + "\n"
         }
-        for job in report.jobs { if let reply = job.reply { text += "job \(job.id) reply: \(reply)\n" } }
+        for job in report.jobs {
+            guard let reply = job.reply else { continue }
+            // A server's words: control characters (a terminal's escapes) are shown, not obeyed.
+            let shown = reply.unicodeScalars.map { scalar in
+                scalar.value < 0x20 && scalar != "\n" || scalar.value == 0x7f || (0x80..<0xa0).contains(scalar.value)
+                    ? "\\u{\(String(scalar.value, radix: 16))}" : String(scalar)
+            }.joined()
+            text += "job \(job.id) reply: \(shown)\n"
+        }
         return text
     }
 
