@@ -310,7 +310,8 @@ public actor Supervisor {
                     record.state = .queued
                     record.reason = "resuming after a restart"
                 }
-                if record.state == .upToDate { record.reason = "" }  // derived when shown
+                // A mirror's reason is derived when shown; an upload's (what was sent, where) is its own.
+                if record.state == .upToDate, !stored.spec.isUpload { record.reason = "" }
                 views.append(JobView(spec: stored.spec, record: record, isRunning: false))
             }
         }

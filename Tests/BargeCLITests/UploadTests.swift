@@ -38,7 +38,7 @@ struct UploadTests {
                 protocol: tus
                 chunk-size: 1MiB
                 settle: 0s
-                max-rate: 2MiB/s
+                max-rate: 1MiB/s
                 retry: {min-delay: 5s}
             """
         )
@@ -48,10 +48,14 @@ struct UploadTests {
         #expect(agent.stop(SIGKILL) == SIGKILL)
         let heldAtKill = tus.uploads().first?.bytes.count ?? 0
         #expect(heldAtKill >= 2 << 20, "the server held \(heldAtKill) bytes when the agent was killed")
+        // The kill came mid-upload (a slow status poll could come after the end: the test would then prove nothing).
+        try #require(heldAtKill < content.count, "the upload ended before the kill")
         try await agent.start()
         // The connection dropped mid-PATCH: the job retries and resumes from the server's offset again.
         #expect(await eventually(timeout: 30) { (self.job(agent, path)?.bytes ?? 0) >= 7 << 20 })
         tus.cutConnections()
+        let heldAtCut = tus.uploads().first?.bytes.count ?? 0
+        try #require(heldAtCut < content.count, "the upload ended before the cut")
         let done = await eventually(timeout: 60) { self.job(agent, path)?.state == "up-to-date" }
         #expect(
             done,
@@ -88,13 +92,14 @@ struct UploadTests {
                 url: \(server.baseURL)/up/{name}
                 protocol: put
                 settle: 0s
-                max-rate: 2MiB/s
+                max-rate: 1MiB/s
                 retry: {min-delay: 5s}
             """
         )
         try await agent.start()
         #expect(await eventually(timeout: 30) { (self.job(agent, path)?.bytes ?? 0) >= 3 << 20 })
         #expect(agent.stop(SIGKILL) == SIGKILL)
+        try #require((server.stored("up/capture.pcap")?.count ?? 0) < content.count, "the upload ended before the kill")
         try await agent.start()
         // It goes on from the server's offset, not from the start.
         #expect(await eventually(timeout: 30) { self.job(agent, path)?.state == "transferring" })
@@ -102,6 +107,7 @@ struct UploadTests {
         #expect(resumedAt >= 2 << 20, "resumed at \(resumedAt)")
         #expect(await eventually(timeout: 30) { (self.job(agent, path)?.bytes ?? 0) >= 7 << 20 })
         server.cutConnections()
+        try #require((server.stored("up/capture.pcap")?.count ?? 0) < content.count, "the upload ended before the cut")
         let done = await eventually(timeout: 60) { self.job(agent, path)?.state == "up-to-date" }
         let final = self.job(agent, path)
         #expect(done, "\(final.map { "\($0.state): \($0.reason)" } ?? "no job")\n\(agent.log.suffix(3000))")
