@@ -230,55 +230,65 @@ public enum PartialFiles {
 /// What becomes of an upload's local file once the server has it.
 public enum UploadedFiles {
     /// Deletes `path` or moves it into a directory (made if missing; a name taken there gets a `.1`, `.2` …
-    /// suffix), never through a symbolic link, and only while it is still the file that was uploaded (`stamp`):
-    /// one written again since stays, to be sent again. Returns what was done, or throws why not.
+    /// suffix), never through a symbolic link, and only while it is still the file that was uploaded (`stamp`, its
+    /// inode included) and no writer has it open: one written again since stays, to be sent again. The file is first
+    /// renamed (to a private name beside it, or into the directory) and what was renamed is checked: a file put in
+    /// its place between a check and the act is never the one deleted or moved. Returns what was done, or throws
+    /// why not.
     public static func finish(
         _ path: String,
         uploaded stamp: SourceStamp,
         after: UploadEntry.AfterUpload
     ) throws(BargeSystemError) -> String {
+        guard after != .keep else { return "kept \(path)" }
         let directory = try SafeDirectory.open(PathRules.directory(of: path), create: false)
         let name = PathRules.fileName(of: path)
-        var info = stat()
-        guard fstatat(directory.descriptor, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
-            throw BargeSystemError(errno: errno, function: "stat", subject: path)
-        }
-        let now = SourceFile.stamp(info)
-        guard info.st_mode & S_IFMT == S_IFREG, now == stamp else {
-            return "kept \(path): it changed after it was uploaded (it is sent again)"
-        }
         // Unchanged, but a writer that has it open again would lose what it writes next to a deleted or moved file.
         let descriptor = openat(directory.descriptor, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        if descriptor >= 0 {
-            defer { close(descriptor) }
-            if CBargeLinux_is_open_for_writing(descriptor) == 1 {
-                return "kept \(path): it is open for writing again"
+        guard descriptor >= 0 else { throw BargeSystemError(errno: errno, function: "open", subject: path) }
+        let writing = CBargeLinux_is_open_for_writing(descriptor) == 1
+        close(descriptor)
+        if writing { return "kept \(path): it is open for writing again" }
+        // Where it goes: a private name beside it (then unlinked), or a free name in the target directory.
+        let into: SafeDirectory
+        var placed: String
+        switch after {
+        case .keep, .delete:
+            into = directory
+            placed = ".\(name).barge-uploaded"
+            _ = try? directory.remove(placed)  // one an earlier, interrupted delete left
+        case .moveTo(let target):
+            into = try SafeDirectory.open(target, create: true)
+            placed = name
+        }
+        var attempt = 0
+        while true {
+            let status = CBargeLinux_rename_noreplace(directory.descriptor, name, into.descriptor, placed)
+            if status == 0 { break }
+            attempt += 1
+            guard status == EEXIST, case .moveTo = after, attempt <= 100 else {
+                throw BargeSystemError(errno: status, function: "rename", subject: path)
             }
+            placed = "\(name).\(attempt)"
+        }
+        var info = stat()
+        let same =
+            fstatat(into.descriptor, placed, &info, AT_SYMLINK_NOFOLLOW) == 0 && info.st_mode & S_IFMT == S_IFREG
+            && SourceFile.stamp(info) == stamp
+        guard same else {
+            // Not the file that was sent (written again, or another put in its place): back where it was.
+            _ = CBargeLinux_rename_noreplace(into.descriptor, placed, directory.descriptor, name)
+            return "kept \(path): it changed after it was uploaded (it is sent again)"
         }
         switch after {
-        case .keep:
-            return "kept \(path)"
-        case .delete:
-            try directory.remove(name)
+        case .keep, .delete:
+            try directory.remove(placed)
+            try? directory.sync()
             return "deleted \(path)"
         case .moveTo(let target):
-            let into = try SafeDirectory.open(target, create: true)
-            var candidate = name
-            for attempt in 1...100 {
-                let status = CBargeLinux_rename_noreplace(directory.descriptor, name, into.descriptor, candidate)
-                if status == 0 {
-                    try? into.sync()
-                    return "moved \(path) to \(target)/\(candidate)"
-                }
-                guard status == EEXIST else { throw BargeSystemError(errno: status, function: "rename", subject: path) }
-                candidate = "\(name).\(attempt)"
-            }
-            throw BargeSystemError(
-                errno: EEXIST,
-                function: "rename",
-                subject: path,
-                explanation: "100 names taken in \(target)"
-            )
+            try? into.sync()
+            try? directory.sync()
+            return "moved \(path) to \(target)/\(placed)"
         }
     }
 }

@@ -136,6 +136,7 @@ struct UploadTests {
         let content = TestContent.bytes(count: 3 << 20, seed: 23)
         let path = agent.output + "/capture one.pcap"
         try Data(content).write(to: URL(fileURLWithPath: path))
+        try Data("moved\n".utf8).write(to: URL(fileURLWithPath: agent.output + "/moved.bin"))
         let kept = agent.output + "/kept.txt"
         try Data("first\n".utf8).write(to: URL(fileURLWithPath: kept))
         try agent.scratch.write(
@@ -151,6 +152,10 @@ struct UploadTests {
               - src: \(kept)
                 url: \(nginx.baseURL)/dav/kept/{name}
                 settle: 0s
+              - src: \(agent.output)/moved.bin
+                url: \(nginx.baseURL)/dav/moved/{name}
+                settle: 0s
+                after: {move-to: \(agent.output)/shipped}
             """
         )
         try await agent.start()
@@ -165,6 +170,14 @@ struct UploadTests {
         let onServer = FileManager.default.contents(atPath: served).map { [UInt8]($0) }
         let same = onServer == content
         #expect(same, "the server's copy (\(onServer?.count ?? -1) bytes) is the file")
+        // A moved one goes aside once the server has it.
+        #expect(
+            await eventually(timeout: 20) {
+                FileManager.default.fileExists(atPath: agent.output + "/shipped/moved.bin")
+            }
+        )
+        #expect(!FileManager.default.fileExists(atPath: agent.output + "/moved.bin"))
+        #expect(FileManager.default.contents(atPath: nginx.root + "/dav/moved/moved.bin") == Data("moved\n".utf8))
         // A kept file that changes is sent again.
         let keptOnServer = nginx.root + "/dav/kept/kept.txt"
         #expect(

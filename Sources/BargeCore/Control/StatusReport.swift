@@ -127,8 +127,8 @@ public struct JobStatus: Codable, Hashable, Sendable {
     public var destination: String
     /// The first source (a download), or where the file goes (an upload).
     public var url: String
-    /// `download` or `upload`.
-    public var direction: String
+    /// `download` or `upload` (absent in the answers of agents from before uploads: downloads).
+    public var direction: String?
     /// An upload's last reply from its server (UTF-8, invalid bytes replaced), as kept by its entry's `reply`;
     /// only in a single job's status (`GET /v1/jobs/ID`).
     public var reply: String?
@@ -180,7 +180,7 @@ public struct JobStatus: Codable, Hashable, Sendable {
         userSuspended: Bool,
         transfer: String? = nil,
         limit: String? = nil,
-        direction: String = "download"
+        direction: String? = "download"
     ) {
         self.direction = direction
         self.id = id
