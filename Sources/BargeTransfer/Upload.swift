@@ -567,6 +567,23 @@ extension ActiveTransfer {
                 return transfer.sendBody(into: UnsafeMutableRawPointer(buffer!), capacity: size * count)
             }
         )
+        // libcurl rewinds the body to send it again on a fresh connection when the server closed a reused one
+        // just as the request went (without this it fails: "rewinding of the data stream failed").
+        try self.check(barge_easy_setopt_pointer(self.easy, CURLOPT_SEEKDATA, me))
+        try self.check(
+            barge_easy_setopt_seek_function(self.easy) { context, offset, origin in
+                let transfer = Unmanaged<ActiveTransfer>.fromOpaque(context!).takeUnretainedValue()
+                return transfer.rewindBody(to: offset, origin: origin)
+            }
+        )
+    }
+
+    /// The seek callback: the current body from `offset` again (only from its start: SEEK_SET).
+    func rewindBody(to offset: curl_off_t, origin: Int32) -> Int32 {
+        guard let upload = self.upload, origin == SEEK_SET, offset >= 0, UInt64(offset) <= upload.exchange.body.count
+        else { return Int32(CURL_SEEKFUNC_CANTSEEK) }
+        upload.bodySent = UInt64(offset)
+        return Int32(CURL_SEEKFUNC_OK)
     }
 
     /// The read callback: the next bytes of the current request's body, paced like a download's.

@@ -19,6 +19,9 @@ static inline CURLcode barge_easy_setopt_write_function(CURL *h, curl_write_call
 static inline CURLcode barge_easy_setopt_read_function(CURL *h, curl_read_callback cb) {
     return curl_easy_setopt(h, CURLOPT_READFUNCTION, cb);
 }
+static inline CURLcode barge_easy_setopt_seek_function(CURL *h, curl_seek_callback cb) {
+    return curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, cb);
+}
 static inline CURLcode barge_easy_setopt_header_function(CURL *h, curl_write_callback cb) {
     return curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cb);
 }
