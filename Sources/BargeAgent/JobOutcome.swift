@@ -41,9 +41,18 @@ struct JobOutcome {
             let host = URLRules.host(of: done.url)
             let sent = ByteCount(done.transferred).humanReadable
             let detail =
-                done.transferred < done.size
-                ? "uploaded \(sent) to \(host) (it had \(ByteCount(done.size - done.transferred).humanReadable) already)"
-                : "uploaded \(sent) to \(host)"
+                if done.transferred == 0, done.size > 0, let hash = done.sha256 {
+                    "unchanged since it was sent (sha256 \(hash.prefix(12))…); not sent again"
+                } else if done.transferred < done.size {
+                    "uploaded \(sent) to \(host) (it had \(ByteCount(done.size - done.transferred).humanReadable) already)"
+                } else {
+                    "uploaded \(sent) to \(host)"
+                }
+            // The content's hash as sent: a later touch of the file is compared by content.
+            if let hash = done.sha256 {
+                self.validators = MirrorValidators(contentSHA256: hash)
+                job.record.hasValidators = true
+            }
             var upload = job.spec.upload!
             if let stamp = done.stamp { upload.stamp = stamp }  // what the server has: a later change is sent again
             job.spec.upload = upload

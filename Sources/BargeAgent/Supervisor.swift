@@ -1148,6 +1148,11 @@ public actor Supervisor {
                 chunkSize: upload.chunkSize,
                 replyLimit: Int(upload.replyLimit)
             )
+            // A kept file may be touched without changing: its content is compared with what was sent last.
+            request.upload?.hashesContent = upload.after == .keep
+            if upload.after == .keep, job.record.completedAt != nil, job.record.hasValidators {
+                request.upload?.unchangedIfSHA256 = held?.contentSHA256
+            }
             // Background uploads yield in the kernel instead: a low-priority congestion control (TCP-LP).
             let background = job.spec.policy.priority == .normal || job.spec.policy.priority == .low
             request.congestionControl = background ? self.config.yield.uploadCongestionControl : nil

@@ -237,6 +237,9 @@ enum EngineCommand: Sendable {
     case checkedPlaced(TransferID, PartialFile, CompletedTransfer?)
     /// A background checkpoint of this partial (in this round: `resets`) holds up to `offset`.
     case checkpointed(TransferID, PartialFile, resets: Int, offset: UInt64)
+    /// An upload's file was hashed before sending (``UploadRequest/unchangedIfSHA256``): its hash, nil when it
+    /// could not be read whole.
+    case uploadHashed(TransferID, String?)
 }
 
 /// A transfer made by ``EngineLoop/makeTransfer(_:_:_:traffic:)`` on its way to the engine thread.
@@ -555,6 +558,24 @@ final class EngineLoop: @unchecked Sendable {
             } else {
                 self.prepared(id, .success(PreparedPartial(partial: partial, offset: 0)))
             }
+        case .uploadHashed(let id, let unchanged):
+            guard let transfer = self.transfers[id], transfer.isPreparing, let upload = transfer.upload else { break }
+            transfer.isPreparing = false
+            guard let unchanged else {
+                self.beginAttempt(transfer, first: true)
+                break
+            }
+            // The same content as last sent: nothing to send.
+            let done = CompletedTransfer(
+                url: transfer.currentSource,
+                size: upload.source.size,
+                sha256: unchanged,
+                validators: Validators(),
+                transferred: 0,
+                reply: nil,
+                stamp: upload.source.stamp
+            )
+            self.finish(transfer, .completed(done))
         case .checkpointed(let id, let partial, let resets, let offset):
             // Reported only for the partial it was made of, in the same round, while the transfer runs.
             guard let transfer = self.transfers[id], let current = transfer.partial, current === partial,
@@ -636,6 +657,16 @@ final class EngineLoop: @unchecked Sendable {
                 )
             } catch {
                 self.finish(transfer, .failed(error))
+                return
+            }
+            if let expected = upload.unchangedIfSHA256, let state = transfer.upload {
+                // Hashed off this thread (the file may be large); the answer comes back as a command.
+                transfer.isPreparing = true
+                let (id, source) = (transfer.id, state.source)
+                Self.prepareQueue.async { [self] in
+                    let hash = source.sha256Hex()
+                    self.submit(.uploadHashed(id, hash == expected ? hash : nil))
+                }
                 return
             }
             self.beginAttempt(transfer, first: true)
@@ -825,7 +856,7 @@ final class EngineLoop: @unchecked Sendable {
             let done = CompletedTransfer(
                 url: upload.exchange.session ?? transfer.currentSource,
                 size: upload.source.size,
-                sha256: nil,
+                sha256: upload.sentSHA256,
                 validators: transfer.validators,
                 transferred: transfer.transferred,
                 reply: upload.reply,

@@ -43,6 +43,12 @@ public struct UploadRequest: Sendable, Hashable {
     public var chunkSize: UInt64
     /// The most of the server's reply body kept (0: none).
     public var replyLimit: Int
+    /// Hash the content as it is sent (SHA-256, in ``CompletedTransfer/sha256`` when it went in order from its
+    /// first byte): a kept file that is touched later is compared by content, not sent again unchanged.
+    public var hashesContent = false
+    /// The content's SHA-256 as last sent: the file is hashed first, and if it is the same it is not sent again
+    /// (the transfer completes having sent nothing).
+    public var unchangedIfSHA256: String?
 
     /// Creates an upload request.
     public init(
@@ -61,7 +67,7 @@ public struct UploadRequest: Sendable, Hashable {
 /// An upload's local file, open for reading: reached without following a symbolic link anywhere on its path (a
 /// link planted in a log directory cannot make the agent send another file), read with `pread` at the offsets the
 /// exchange asks for.
-final class SourceFile {
+final class SourceFile: @unchecked Sendable {  // immutable; `pread` may run on any thread
     let path: String
     let descriptor: Int32
     /// The size and modification time when it was opened: what is uploaded.
@@ -150,6 +156,32 @@ final class SourceFile {
             if errno == EINTR { continue }
             throw TransferFailure(.transient, "cannot read \(self.path): \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// The whole file's SHA-256, lowercase hex; nil when it cannot be read whole.
+    func sha256Hex() -> String? {
+        var hasher = SHA256()
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        var done: UInt64 = 0
+        while done < self.size {
+            guard let read = try? self.read(into: buffer, count: Int(min(1 << 20, self.size - done)), at: done) else {
+                return nil
+            }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(start: buffer, count: read))
+            done += UInt64(read)
+        }
+        return Self.hex(hasher.finalize())
+    }
+
+    static func hex(_ digest: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        for byte in digest {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 
     /// The SHA-1 of `count` bytes at `offset`, base64 (tus's checksum extension).
@@ -449,6 +481,30 @@ final class UploadState {
     var bodySent: UInt64 = 0
     /// The last response's body, up to the request's limit.
     var reply: [UInt8] = []
+    /// The content's hash as sent, while the bytes went in order from the first (nil: not asked for, or out of
+    /// order: a resumed upload).
+    var hasher: SHA256?
+    /// How far `hasher` has hashed.
+    var hashedUpTo: UInt64 = 0
+
+    /// Feeds bytes just read at `offset` to the content hash (bytes already hashed are skipped: a rewound body).
+    func hash(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) {
+        guard self.hasher != nil else { return }
+        let end = offset + UInt64(bytes.count)
+        guard offset <= self.hashedUpTo else {
+            self.hasher = nil  // a gap: a resumed upload's bytes; its hash is not known
+            return
+        }
+        guard end > self.hashedUpTo else { return }
+        self.hasher!.update(bufferPointer: UnsafeRawBufferPointer(rebasing: bytes[Int(self.hashedUpTo - offset)...]))
+        self.hashedUpTo = end
+    }
+
+    /// The content's SHA-256 as sent, when the whole file went in order.
+    var sentSHA256: String? {
+        guard let hasher = self.hasher, self.hashedUpTo == self.source.size else { return nil }
+        return SourceFile.hex(hasher.finalize())
+    }
 
     init(source: SourceFile, request: UploadRequest, known: UploadExchange.Capabilities?) {
         self.source = source
@@ -457,6 +513,7 @@ final class UploadState {
         if let session = request.session, session.stamp != source.stamp { request.session = nil }
         self.request = request
         self.exchange = UploadExchange(request: request, size: source.size, known: known)
+        if request.hashesContent { self.hasher = SHA256() }
     }
 
     /// The exchange's session with the file it is for.
@@ -607,6 +664,7 @@ extension ActiveTransfer {
             self.abortFailure = error
             return Int(CURL_READFUNC_ABORT)
         }
+        upload.hash(UnsafeRawBufferPointer(start: buffer, count: read), at: body.offset + upload.bodySent)
         upload.bodySent += UInt64(read)
         self.transferred += UInt64(read)
         if let traffic = self.traffic, !traffic.isBound { traffic.wireSent.add(UInt64(read), ordering: .relaxed) }

@@ -183,6 +183,15 @@ struct UploadTests {
         #expect(
             await eventually(timeout: 20) { FileManager.default.contents(atPath: keptOnServer) == Data("first\n".utf8) }
         )
+        // Touched, not changed: compared by content, not sent again.
+        #expect(await eventually(timeout: 20) { self.job(agent, kept)?.state == "up-to-date" })
+        let touched = Date(timeIntervalSinceNow: -30)
+        try FileManager.default.setAttributes([.modificationDate: touched], ofItemAtPath: kept)
+        let compared = await eventually(timeout: 20) {
+            self.job(agent, kept)?.reason.hasPrefix("unchanged since it was sent") == true
+        }
+        #expect(compared, "\(self.job(agent, kept).map(\.reason) ?? "no job")")
+        #expect(nginx.served("/dav/kept/kept.txt").count == 1, "\(nginx.served("/dav/kept/kept.txt"))")
         try Data("second, longer\n".utf8).write(to: URL(fileURLWithPath: kept))
         #expect(
             await eventually(timeout: 20) {
