@@ -243,6 +243,38 @@ struct UploadTests {
         #expect(agent.stop() == 0)
     }
 
+    /// A file cut short while it is sent is an error that says so, and the server is left without a copy (an
+    /// upload is never completed short).
+    @Test func aFileThatShrinksMidUploadIsAnErrorNotAShortUpload() async throws {
+        let nginx = try NginxServer(
+            extraLocations: "location /dav/ { dav_methods PUT; create_full_put_path on; client_max_body_size 0; }"
+        )
+        try FileManager.default.createDirectory(atPath: nginx.root + "/dav", withIntermediateDirectories: true)
+        chmod(nginx.root + "/dav", 0o777)
+        let agent = try AgentUnderTest(extraConfig: "allowed-schemes: [http]")
+        let path = agent.output + "/capture.bin"
+        try Data(TestContent.bytes(count: 4 << 20, seed: 51)).write(to: URL(fileURLWithPath: path))
+        try agent.scratch.write(
+            "manifests.d/80-shrink.yaml",
+            """
+            version: 1
+            upload:
+              - src: \(path)
+                url: \(nginx.baseURL)/dav/capture.bin
+                settle: 0s
+                max-rate: 512KiB/s
+            """
+        )
+        try await agent.start()
+        #expect(await eventually(timeout: 20) { (self.job(agent, path)?.bytes ?? 0) >= 1 << 20 })
+        #expect(truncate(path, 100_000) == 0)
+        let failed = await eventually(timeout: 20) { self.job(agent, path)?.reason.contains("shrank") == true }
+        #expect(failed, "\(self.job(agent, path).map { "\($0.state): \($0.reason)" } ?? "no job")")
+        #expect(self.job(agent, path)?.state != "up-to-date")
+        #expect(!FileManager.default.fileExists(atPath: nginx.root + "/dav/capture.bin"), "no short copy at the server")
+        #expect(agent.stop() == 0)
+    }
+
     @Test func aSymbolicLinkIsNeverFollowed() async throws {
         let nginx = try NginxServer(
             extraLocations: "location /dav/ { dav_methods PUT; create_full_put_path on; client_max_body_size 0; }"
