@@ -31,64 +31,15 @@ struct JobOutcome {
         jitter: (retry: Double, refresh: Double)
     ) {
         switch outcome {
-        case .completed(let done) where job.spec.upload != nil:
-            job.record.offset = 0
-            job.record.attempts = 0
-            job.record.firstFailureAt = nil
-            job.record.completedAt = now
-            job.record.totalBytes = done.size
-            job.record.dueAt = nil
-            let host = URLRules.host(of: done.url)
-            let sent = ByteCount(done.transferred).humanReadable
-            let detail =
-                if done.transferred == 0, done.size > 0, let hash = done.sha256 {
-                    "unchanged since it was sent (sha256 \(hash.prefix(12))…); not sent again"
-                } else if done.transferred < done.size {
-                    "uploaded \(sent) to \(host) (it had \(ByteCount(done.size - done.transferred).humanReadable) already)"
-                } else {
-                    "uploaded \(sent) to \(host)"
-                }
-            // The content's hash as sent: a later touch of the file is compared by content.
-            if let hash = done.sha256 {
-                self.validators = MirrorValidators(contentSHA256: hash)
-                job.record.hasValidators = true
-            }
-            var upload = job.spec.upload!
-            if let stamp = done.stamp { upload.stamp = stamp }  // what the server has: a later change is sent again
-            job.spec.upload = upload
-            job.record.state = .upToDate
-            job.record.reason = upload.after == .keep ? detail + "; sent again when it changes" : detail
-            self.uploaded = (done.reply, upload.after)
-            self.history = JobHistoryEntry(
-                at: now,
-                state: job.record.state.rawValue,
-                detail: detail,
-                bytes: done.transferred
-            )
-            self.hook = (true, detail)
         case .completed(let done):
             job.record.offset = 0
             job.record.attempts = 0
             job.record.firstFailureAt = nil
             job.record.completedAt = now
-            job.record.hasValidators = true
             job.record.totalBytes = done.size
-            self.validators = MirrorValidators(
-                etag: done.validators.etag,
-                lastModified: done.validators.lastModified,
-                contentSHA256: done.sha256
-            )
-            // Nothing transferred: the file was found complete (a kill came between its placing and its record).
             let detail =
-                done.transferred == 0 && done.size > 0
-                ? "already had all \(ByteCount(done.size).humanReadable)"
-                : "fetched \(ByteCount(done.transferred).humanReadable) from \(URLRules.host(of: done.url))"
-            if job.spec.isOneShot {
-                job.record.state = .complete
-                job.record.reason = detail
-            } else {
-                Self.scheduleRefresh(&job, now: now, jitter: jitter.refresh)
-            }
+                job.spec.isUpload
+                ? self.completedUpload(done, &job) : self.completedDownload(done, &job, now: now, jitter: jitter)
             self.history = JobHistoryEntry(
                 at: now,
                 state: job.record.state.rawValue,
@@ -138,6 +89,62 @@ struct JobOutcome {
                 job.record.reason = "interrupted"
             }
         }
+    }
+
+    /// A download's completion: its validators kept, and up to date until its refresh (complete, for a one-shot
+    /// job). Returns what it did, for the history.
+    private mutating func completedDownload(
+        _ done: CompletedTransfer,
+        _ job: inout JobView,
+        now: Double,
+        jitter: (retry: Double, refresh: Double)
+    ) -> String {
+        job.record.hasValidators = true
+        self.validators = MirrorValidators(
+            etag: done.validators.etag,
+            lastModified: done.validators.lastModified,
+            contentSHA256: done.sha256
+        )
+        // Nothing transferred: the file was found complete (a kill came between its placing and its record).
+        let detail =
+            done.transferred == 0 && done.size > 0
+            ? "already had all \(ByteCount(done.size).humanReadable)"
+            : "fetched \(ByteCount(done.transferred).humanReadable) from \(URLRules.host(of: done.url))"
+        if job.spec.isOneShot {
+            job.record.state = .complete
+            job.record.reason = detail
+        } else {
+            Self.scheduleRefresh(&job, now: now, jitter: jitter.refresh)
+        }
+        return detail
+    }
+
+    /// An upload's completion: up to date (never due: a change of its file queues it), the stamp and hash of what
+    /// the server has kept, its reply and after-action handed on. Returns what it did, for the history.
+    private mutating func completedUpload(_ done: CompletedTransfer, _ job: inout JobView) -> String {
+        job.record.dueAt = nil
+        let host = URLRules.host(of: done.url)
+        let sent = ByteCount(done.transferred).humanReadable
+        let detail =
+            if done.transferred == 0, done.size > 0, let hash = done.sha256 {
+                "unchanged since it was sent (sha256 \(hash.prefix(12))…); not sent again"
+            } else if done.transferred < done.size {
+                "uploaded \(sent) to \(host) (it had \(ByteCount(done.size - done.transferred).humanReadable) already)"
+            } else {
+                "uploaded \(sent) to \(host)"
+            }
+        // The content's hash as sent: a later touch of the file is compared by content.
+        if let hash = done.sha256 {
+            self.validators = MirrorValidators(contentSHA256: hash)
+            job.record.hasValidators = true
+        }
+        var upload = job.spec.upload!
+        if let stamp = done.stamp { upload.stamp = stamp }  // what the server has: a later change is sent again
+        job.spec.upload = upload
+        job.record.state = .upToDate
+        job.record.reason = upload.after == .keep ? detail + "; sent again when it changes" : detail
+        self.uploaded = (done.reply, upload.after)
+        return detail
     }
 
     /// Up to date until the next check (its reason is derived from the due time when shown), ±10 % jitter so a

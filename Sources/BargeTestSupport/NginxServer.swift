@@ -144,6 +144,24 @@ public final class NginxServer: @unchecked Sendable {
 
     deinit { self.process.stop() }
 
+    /// nginx as a WebDAV server taking PUTs below `/dav/` (into `root/dav`, writable by its unprivileged workers).
+    public static func webDAV(namespace: String? = nil) throws -> NginxServer {
+        let nginx = try NginxServer(
+            extraLocations: """
+                location /dav/ {
+                    dav_methods PUT;
+                    create_full_put_path on;
+                    dav_access user:rw group:r all:r;
+                    client_max_body_size 0;
+                }
+                """,
+            namespace: namespace
+        )
+        try FileManager.default.createDirectory(atPath: nginx.root + "/dav", withIntermediateDirectories: true)
+        chmod(nginx.root + "/dav", 0o777)
+        return nginx
+    }
+
     /// Puts a file in the document root; returns its URL.
     @discardableResult
     public func serve(_ name: String, bytes: [UInt8]) throws -> String {

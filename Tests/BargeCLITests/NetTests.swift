@@ -49,9 +49,10 @@ struct NetTests {
     static func startNginx(
         in origin: NetworkNamespace,
         reachedFrom client: NetworkNamespace,
-        at address: String
+        at address: String,
+        webDAV: Bool = false
     ) async throws -> (nginx: NginxServer, base: String) {
-        let nginx = try NginxServer(namespace: origin.name)
+        let nginx = try webDAV ? NginxServer.webDAV(namespace: origin.name) : NginxServer(namespace: origin.name)
         let base = "http://\(address):\(nginx.port)"
         _ = try nginx.serve("probe.txt", bytes: Array("ok".utf8))
         let ready = await eventually {

@@ -119,19 +119,7 @@ struct UploadTests {
     }
 
     @Test func putUploadsThenDeletesTheSourceOnlyOnceTheServerHasIt() async throws {
-        let nginx = try NginxServer(
-            extraLocations: """
-                location /dav/ {
-                    dav_methods PUT;
-                    create_full_put_path on;
-                    dav_access user:rw group:r all:r;
-                    client_max_body_size 0;
-                }
-                """
-        )
-        // nginx's workers run unprivileged: the upload directory must be theirs to write.
-        try FileManager.default.createDirectory(atPath: nginx.root + "/dav", withIntermediateDirectories: true)
-        chmod(nginx.root + "/dav", 0o777)
+        let nginx = try NginxServer.webDAV()
         let agent = try AgentUnderTest(extraConfig: "allowed-schemes: [http]")
         let content = TestContent.bytes(count: 3 << 20, seed: 23)
         let path = agent.output + "/capture one.pcap"
@@ -214,11 +202,7 @@ struct UploadTests {
         let system = try String(contentsOfFile: "/proc/sys/net/ipv4/tcp_congestion_control", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let chosen = try #require(available.first { $0 != system && !$0.isEmpty }, "one algorithm only: \(available)")
-        let nginx = try NginxServer(
-            extraLocations: "location /dav/ { dav_methods PUT; create_full_put_path on; client_max_body_size 0; }"
-        )
-        try FileManager.default.createDirectory(atPath: nginx.root + "/dav", withIntermediateDirectories: true)
-        chmod(nginx.root + "/dav", 0o777)
+        let nginx = try NginxServer.webDAV()
         let agent = try AgentUnderTest(extraConfig: "allowed-schemes: [http]\nyield: {upload-congestion: \(chosen)}")
         let path = agent.output + "/big.bin"
         try Data(TestContent.bytes(count: 8 << 20, seed: 31)).write(to: URL(fileURLWithPath: path))
@@ -246,11 +230,7 @@ struct UploadTests {
     /// A file cut short while it is sent is an error that says so, and the server is left without a copy (an
     /// upload is never completed short).
     @Test func aFileThatShrinksMidUploadIsAnErrorNotAShortUpload() async throws {
-        let nginx = try NginxServer(
-            extraLocations: "location /dav/ { dav_methods PUT; create_full_put_path on; client_max_body_size 0; }"
-        )
-        try FileManager.default.createDirectory(atPath: nginx.root + "/dav", withIntermediateDirectories: true)
-        chmod(nginx.root + "/dav", 0o777)
+        let nginx = try NginxServer.webDAV()
         let agent = try AgentUnderTest(extraConfig: "allowed-schemes: [http]")
         let path = agent.output + "/capture.bin"
         try Data(TestContent.bytes(count: 4 << 20, seed: 51)).write(to: URL(fileURLWithPath: path))
@@ -276,11 +256,7 @@ struct UploadTests {
     }
 
     @Test func aSymbolicLinkIsNeverFollowed() async throws {
-        let nginx = try NginxServer(
-            extraLocations: "location /dav/ { dav_methods PUT; create_full_put_path on; client_max_body_size 0; }"
-        )
-        try FileManager.default.createDirectory(atPath: nginx.root + "/dav", withIntermediateDirectories: true)
-        chmod(nginx.root + "/dav", 0o777)
+        let nginx = try NginxServer.webDAV()
         let agent = try AgentUnderTest(extraConfig: "allowed-schemes: [http]")
         let secret = agent.scratch.path + "/secret.txt"  // outside the allowed root
         try Data("not for upload\n".utf8).write(to: URL(fileURLWithPath: secret))

@@ -91,18 +91,12 @@ struct YieldTests {
         try NetTests.addLink(client, origin, "wired", subnet: 78)
         try client.tc("qdisc add dev wired0 root tbf rate 20mbit burst 32kbit latency 400ms")
         try client.ip("route add default via 10.78.0.1 dev wired0")
-        let nginx = try NginxServer(
-            extraLocations: "location /dav/ { dav_methods PUT; create_full_put_path on; client_max_body_size 0; }",
-            namespace: origin.name
+        let (nginx, base) = try await NetTests.startNginx(
+            in: origin,
+            reachedFrom: client,
+            at: "10.78.0.1",
+            webDAV: true
         )
-        try FileManager.default.createDirectory(atPath: nginx.root + "/dav", withIntermediateDirectories: true)
-        chmod(nginx.root + "/dav", 0o777)
-        let base = "http://10.78.0.1:\(nginx.port)"
-        _ = try nginx.serve("probe.txt", bytes: Array("ok".utf8))
-        let reached = await eventually {
-            client.succeeds(["/usr/bin/curl", "-sf", "--max-time", "2", "-o", "/dev/null", base + "/probe.txt"])
-        }
-        try #require(reached, "nginx did not start in the origin namespace")
 
         let agent = try AgentUnderTest(extraConfig: "allowed-schemes: [http]")
         let source = agent.output + "/capture.bin"
