@@ -48,11 +48,17 @@ let package = Package(
             pkgConfig: "libnl-route-3.0",
             providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
         ),
+        // libsystemd's D-Bus client (sd-bus), for NetworkManager's and ModemManager's verdicts.
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
         // The network monitor: uplinks from netlink events, their facts from sysfs, their cost (BargeCore's
         // classifier).
         .target(
             name: "BargeNetwork",
-            dependencies: ["BargeCore", "CNetlink", "CBargeLinux"],
+            dependencies: ["BargeCore", "CNetlink", "CBargeLinux", "CSystemd"],
             swiftSettings: swiftSettings
         ),
         // Linux calls Swift's Glibc module leaves out (extended attributes, later SO_PEERCRED).

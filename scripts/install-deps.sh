@@ -7,11 +7,13 @@ packages=(
     libnl-3-dev libnl-route-3-dev   # the netlink monitor
     libsqlite3-dev          # the store (GRDB links the system SQLite)
     libyaml-dev             # YAML (Yams embeds libyaml; the headers are on the design card)
+    libsystemd-dev          # sd-bus: NetworkManager's and ModemManager's verdicts on the system bus
     pkg-config
     iproute2                # the network tests' namespaces and veth pairs (ip netns, ip link)
     python3                 # the network tests' origin inside a namespace (python3 -m http.server)
     nginx-light openssl     # the tests' real HTTP(S) origin (started by the tests on 127.0.0.1, free ports)
     openssh-server vsftpd samba   # the tests' sftp://, ftp(s):// and smb:// servers (private configs, free ports)
+    dbus-daemon python3-dbus python3-gi   # the D-Bus tests' own bus and stand-in NetworkManager/ModemManager
 )
 missing=()
 for package in "${packages[@]}"; do

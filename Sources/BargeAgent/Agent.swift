@@ -26,10 +26,20 @@ public enum Agent {
         var monitor: NetworkMonitor?
         // Overrides that cannot be read stop the start: one may say "metered".
         let overrides = try await supervisor.storedUplinkOverrides()
+        // NetworkManager's and ModemManager's verdicts, read before the first plan too. No system bus: none.
+        var desktop: DesktopNetworkWatcher?
+        do {
+            desktop = try DesktopNetworkWatcher(stopped: { error in
+                Log.error("NetworkManager and ModemManager: \(error) (their last verdicts stay in force)")
+            })
+        } catch {
+            Log.debug("NetworkManager and ModemManager are not asked: \(error)")
+        }
         do {
             let made = try NetworkMonitor(
                 rules: config.networks,
                 overrides: overrides,
+                desktop: desktop?.facts ?? [:],
                 changed: { supervisor.networkChanged(to: $0) },
                 stopped: { error in
                     Log.error("the network monitor stopped (every transfer that needs the network waits): \(error)")
@@ -42,6 +52,7 @@ public enum Agent {
         }
         try await supervisor.start()
         monitor?.start()
+        if let monitor { desktop?.start { monitor.setDesktopFacts($0) } }
         let watcher = try ManifestWatcher(directory: config.manifestDirectory) {
             supervisor.manifestsMayHaveChanged()
         }
@@ -55,6 +66,7 @@ public enum Agent {
         } catch {
             Log.error("\(error)")
             watcher.cancel()
+            desktop?.stop()
             monitor?.stop()
             await supervisor.stop()
             throw error
@@ -82,6 +94,7 @@ public enum Agent {
             break
         }
         watcher.cancel()
+        desktop?.stop()
         monitor?.stop()
         serving.cancel()
         _ = await serving.result

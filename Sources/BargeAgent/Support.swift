@@ -16,6 +16,7 @@ enum Log {
         return logger
     }()
 
+    static func debug(_ message: String) { Self.logger.debug("\(message)") }
     static func info(_ message: String) { Self.logger.info("\(message)") }
     static func error(_ message: String) { Self.logger.error("\(message)") }
 }

@@ -94,6 +94,8 @@ public final class NetworkMonitor: @unchecked Sendable {
     private let rules: [NetworkRule]
     /// Verdicts set by hand (``setOverride(_:for:)``); on the monitor's thread.
     private var overrides: [String: UplinkOverride]
+    /// What NetworkManager and ModemManager say, by interface (``setDesktopFacts(_:)``); on the monitor's thread.
+    private var desktop: [String: DesktopNetworkFacts]
     private let changed: @Sendable (NetworkSnapshot) -> Void
     private let stopped: @Sendable (NetlinkError) -> Void
     private var last: NetworkSnapshot?
@@ -120,11 +122,13 @@ public final class NetworkMonitor: @unchecked Sendable {
     public init(
         rules: [NetworkRule],
         overrides: [String: UplinkOverride] = [:],
+        desktop: [String: DesktopNetworkFacts] = [:],
         changed: @escaping @Sendable (NetworkSnapshot) -> Void = { _ in },
         stopped: @escaping @Sendable (NetlinkError) -> Void = { _ in }
     ) throws(NetlinkError) {
         self.rules = rules
         self.overrides = overrides
+        self.desktop = desktop
         self.stopped = stopped
         self.changed = changed
         var ends: [Int32] = [-1, -1]
@@ -297,6 +301,21 @@ public final class NetworkMonitor: @unchecked Sendable {
             self.overrides[interface] = override
         }
         self.report(refilling: self.needsRefill)
+    }
+
+    /// Takes what NetworkManager and ModemManager say now (from any thread), and reports the uplinks again on the
+    /// monitor's thread when their verdicts change. Facts handed over in order take effect in that order.
+    public func setDesktopFacts(_ facts: [String: DesktopNetworkFacts]) {
+        let apply: @Sendable () -> Void = {
+            self.desktop = facts
+            self.report(refilling: self.needsRefill)
+        }
+        let queued = self.lock.withLock {
+            guard self.started, !self.ended else { return false }
+            self.requests.append(apply)
+            return true
+        }
+        if queued { self.wake() } else { self.lock.withLock { self.desktop = facts } }
     }
 
     /// The numeric address of `host` (a ``JobSpec/host`` value) when it names one (no look-up needed); nil for
@@ -496,7 +515,12 @@ public final class NetworkMonitor: @unchecked Sendable {
             facts.linkKind = rtnl_link_get_type(link).map { String(cString: $0) }
             facts.gateway = route.gateway
             facts.gatewayMAC = route.gatewayMAC
-            let verdict = UplinkClassifier.classify(facts, rules: self.rules, override: self.overrides[name])
+            let verdict = UplinkClassifier.classify(
+                facts,
+                rules: self.rules,
+                override: self.overrides[name],
+                desktop: self.desktop[name]
+            )
             uplinks.append(Uplink(index: index, facts: facts, families: families, verdict: verdict))
         }
         return NetworkSnapshot(uplinks: uplinks.sorted { $0.facts.name < $1.facts.name })
@@ -526,7 +550,12 @@ public final class NetworkMonitor: @unchecked Sendable {
         facts.linkType = UInt16(truncatingIfNeeded: rtnl_link_get_arptype(link))
         facts.linkKind = rtnl_link_get_type(link).map { String(cString: $0) }
         let family: AddressFamily = source.count == 4 ? .ipv4 : .ipv6
-        let verdict = UplinkClassifier.classify(facts, rules: self.rules, override: self.overrides[name])
+        let verdict = UplinkClassifier.classify(
+            facts,
+            rules: self.rules,
+            override: self.overrides[name],
+            desktop: self.desktop[name]
+        )
         return Uplink(index: index, facts: facts, families: [family], verdict: verdict)
     }
 

@@ -13,6 +13,9 @@ final class AgentUnderTest: @unchecked Sendable {
     private let manifestsInScratch: String
     var output: String { self.scratch.path + "/out" }
     var socket: String { self.scratch.path + "/run/barge.sock" }
+    /// The agent's system bus (`DBUS_SYSTEM_BUS_ADDRESS`): by default none, so that no test reads the machine's own
+    /// NetworkManager; a test's ``DesktopBus`` otherwise.
+    var systemBus = "unix:path=/nonexistent/barge-test-system-bus"
 
     /// - Parameters:
     ///   - rootIsScratch: the allowed root is the whole scratch directory (state and manifests included), not only
@@ -50,6 +53,9 @@ final class AgentUnderTest: @unchecked Sendable {
         let command = launcher + [BargeCommand.executable, "agent", "--config", self.configPath]
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
+        var environment = ProcessInfo.processInfo.environment
+        environment["DBUS_SYSTEM_BUS_ADDRESS"] = self.systemBus
+        process.environment = environment
         let logPath = self.scratch.path + "/agent.log"
         if !FileManager.default.fileExists(atPath: logPath) {
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)

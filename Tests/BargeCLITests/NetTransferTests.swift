@@ -40,11 +40,13 @@ struct NetTransferTests {
             self.lan = "http://10.77.0.1:\(self.nginx.port)"
         }
 
-        /// An agent with the wwan rule (and `extraConfig`), started in the client namespace.
-        func agent(extraConfig: String = "") async throws -> AgentUnderTest {
+        /// An agent with the wwan rule (and `extraConfig`), started in the client namespace (on `systemBus`, when
+        /// given).
+        func agent(extraConfig: String = "", systemBus: String? = nil) async throws -> AgentUnderTest {
             let agent = try AgentUnderTest(
                 extraConfig: "networks:\n  - {match: {interface: \"wwan*\"}, cost: metered}\n" + extraConfig
             )
+            if let systemBus { agent.systemBus = systemBus }
             try await agent.start(launcher: [NetworkNamespace.ip, "netns", "exec", self.client.name])
             return agent
         }
@@ -121,6 +123,88 @@ struct NetTransferTests {
         // One response carried the whole file: the paused transfer went on where it was.
         #expect(lab.nginx.served("/big.bin", count: 1).map(\.status) == [200])
         #expect(Self.job(agent, "big.bin")?.attempts == 0)
+    }
+
+    /// NetworkManager (its device's `Metered`) and ModemManager (its modem's 3GPP registration), stand-ins on a bus of
+    /// the test's own, decide while transfers run: `Metered=yes` on the wired link pauses the `unmetered` job (its
+    /// bytes stop while an `any` job on the same link goes on), a roaming registration pauses the `not-roaming` one
+    /// too, and `barge net` names each source; back to `no` and `home`, both resume and end in correct files.
+    @Test(.enabled(if: DesktopBus.isAvailable, "needs dbus-daemon, dbus-send, python3-dbus and python3-gi"))
+    func networkManagerAndModemManagerVerdictsHoldAndReleaseTransfers() async throws {
+        let lab = try await Lab()
+        let bus = try DesktopBus(scripts: BargeCommand.packageRoot + "/scripts/servers")
+        defer { bus.stop() }
+        try bus.send("AddDevice", ["string:wired0", "string:wired0", "uint32:4"])  // guess-no
+        try bus.send("AddModem", ["string:wired0", "uint32:1"])  // home
+        let cheap = TestContent.bytes(count: 3 << 20, seed: 81)
+        let roaming = TestContent.bytes(count: 3 << 20, seed: 82)
+        _ = try lab.nginx.serve("cheap.bin", bytes: cheap)
+        _ = try lab.nginx.serve("roam.bin", bytes: roaming)
+        _ = try lab.nginx.serve("clock.bin", bytes: TestContent.bytes(count: 8 << 20, seed: 83))
+        let agent = try await lab.agent(systemBus: bus.address)
+        defer { _ = agent.stop() }
+        func net() throws -> [String] {
+            let shown = try agent.barge(["net", "--json"])
+            let report = try JSONDecoder().decode(NetworkReport.self, from: Data(shown.standardOutput.utf8))
+            return report.uplinks.map { "\($0.name) \($0.cost) (\($0.costSource)) \($0.roaming) (\($0.roamingSource))" }
+        }
+        #expect(
+            try net() == ["wired0 unmetered (NetworkManager Metered=guess-no) false (ModemManager registration home)"]
+        )
+        try agent.scratch.write(
+            "manifests.d/10-net.yaml",
+            Self.manifest(
+                agent,
+                [
+                    ("\(lab.remote)/cheap.bin", "cheap.bin", "unmetered"),
+                    ("\(lab.remote)/roam.bin", "roam.bin", "not-roaming"),
+                    ("\(lab.lan)/clock.bin", "clock.bin", "any"),
+                ]
+            )
+        )
+        let started = await eventually(timeout: 20) {
+            (Self.job(agent, "cheap.bin")?.bytes ?? 0) >= 128 << 10 && (Self.job(agent, "roam.bin")?.bytes ?? 0) > 0
+        }
+        try #require(started, "\(Self.states(agent))")
+
+        /// Waits until `name` is held for `reason`, then checks that its bytes stop while the clock job's go on.
+        func holds(_ name: String, _ reason: String) async {
+            let held = await eventually {
+                Self.job(agent, name).map { "\($0.state) \($0.reason)" } == "suspended \(reason)"
+            }
+            #expect(held, "\(Self.states(agent))")
+            let clockAtPause = Self.job(agent, "clock.bin")?.bytes ?? 0
+            _ = await eventually { (Self.job(agent, "clock.bin")?.bytes ?? 0) >= clockAtPause + (64 << 10) }
+            let heldAt = Self.job(agent, name)?.bytes
+            let clockMoved = await eventually(timeout: 20) {
+                (Self.job(agent, "clock.bin")?.bytes ?? 0) >= clockAtPause + (512 << 10)
+            }
+            #expect(clockMoved, "\(Self.states(agent))")
+            #expect(heldAt != nil && Self.job(agent, name)?.bytes == heldAt, "\(Self.states(agent))")
+        }
+        try bus.send("SetMetered", ["string:wired0", "uint32:1"])
+        await holds("cheap.bin", "waiting for an unmetered network (metered: wired0, NetworkManager Metered=yes)")
+        #expect(Self.job(agent, "roam.bin")?.state == "transferring", "\(Self.states(agent))")
+        try bus.send("SetRegistration", ["string:wired0", "uint32:5"])
+        await holds(
+            "roam.bin",
+            "waiting for a network that is not roaming (roaming: wired0, ModemManager registration roaming)"
+        )
+        #expect(
+            try net() == [
+                "wired0 metered (NetworkManager Metered=yes) true (ModemManager registration roaming)"
+            ]
+        )
+
+        try bus.send("SetRegistration", ["string:wired0", "uint32:1"])
+        try bus.send("SetMetered", ["string:wired0", "uint32:2"])
+        let done = await eventually(timeout: 40) {
+            ((try? agent.status())?.jobs ?? []).allSatisfy { $0.state == "up-to-date" }
+        }
+        #expect(done, "\(Self.states(agent))")
+        #expect(agent.scratch.read("out/cheap.bin") == cheap)
+        #expect(agent.scratch.read("out/roam.bin") == roaming)
+        #expect(try net() == ["wired0 unmetered (NetworkManager Metered=no) false (ModemManager registration home)"])
     }
 
     /// The link goes down mid-transfer: the transfer pauses at once with "no route to ORIGIN". Back within the

@@ -146,15 +146,58 @@ struct UplinkClassifierTests {
             Self.modem,
             rules: rules,
             override: UplinkOverride(cost: .unmetered),
-            networkManagerMetered: "yes"
+            desktop: DesktopNetworkFacts(metered: .yes)
         )
         #expect(overridden.cost == .unmetered && overridden.costSource == .override)
         #expect(overridden.roaming == true && overridden.roamingSource == .rule(number: 1, matched: "wwan0"))
-        let ruled = UplinkClassifier.classify(Self.modem, rules: rules, networkManagerMetered: "no")
+        let ruled = UplinkClassifier.classify(Self.modem, rules: rules, desktop: DesktopNetworkFacts(metered: .no))
         #expect(ruled.cost == .metered && ruled.costSource == .rule(number: 1, matched: "wwan0"))
-        let managed = UplinkClassifier.classify(Self.modem, rules: [], networkManagerMetered: "guess-no")
-        #expect(managed.cost == .unmetered && managed.costSource == .networkManager("guess-no"))
-        let unknown = UplinkClassifier.classify(Self.modem, rules: [], networkManagerMetered: "unknown")
+        let managed = UplinkClassifier.classify(Self.modem, rules: [], desktop: DesktopNetworkFacts(metered: .guessNo))
+        #expect(managed.cost == .unmetered && managed.costSource == .networkManager(.guessNo))
+        let unknown = UplinkClassifier.classify(Self.modem, rules: [], desktop: DesktopNetworkFacts(metered: .unknown))
         #expect(unknown.cost == .metered && unknown.costSource == .heuristic("wwan: DEVTYPE=wwan"))
+    }
+
+    /// ModemManager's registration decides roaming after the overrides and the rules; a modem that is not registered
+    /// says nothing. NetworkManager's `Metered` and the registration land on the interfaces they name.
+    @Test func modemManagerDecidesRoamingAfterTheRules() {
+        let roaming = DesktopNetworkFacts(metered: .guessYes, registration: .roamingSMSOnly)
+        let verdict = UplinkClassifier.classify(Self.modem, rules: [], desktop: roaming)
+        #expect(verdict.roaming && verdict.roamingSource == .modemManager(.roamingSMSOnly))
+        #expect(verdict.roamingSource.description == "ModemManager registration roaming-sms-only")
+        #expect(verdict.cost == .metered && verdict.costSource.description == "NetworkManager Metered=guess-yes")
+        let home = UplinkClassifier.classify(Self.modem, rules: [], desktop: DesktopNetworkFacts(registration: .home))
+        #expect(!home.roaming && home.roamingSource == .modemManager(.home))
+        let searching = UplinkClassifier.classify(
+            Self.modem,
+            rules: [],
+            desktop: DesktopNetworkFacts(registration: .searching)
+        )
+        #expect(!searching.roaming && searching.roamingSource == .heuristic("no roaming source"))
+        let ruled = UplinkClassifier.classify(
+            Self.modem,
+            rules: [NetworkRule(interface: "wwan*", roaming: false)],
+            desktop: roaming
+        )
+        #expect(!ruled.roaming && ruled.roamingSource == .rule(number: 1, matched: "wwan*"))
+
+        let facts = DesktopNetworkFacts.byInterface(
+            devices: [
+                .init(interface: "cdc-wdm0", ipInterface: "wwan0", metered: 3),
+                .init(interface: "eth0", ipInterface: "", metered: 2),
+                .init(interface: "wlan0", ipInterface: "wlan0", metered: 99),
+            ],
+            modems: [
+                .init(ports: [("cdc-wdm0", 6), ("wwan0", DesktopNetworkFacts.networkPortType)], registration: 5),
+                .init(ports: [("wwan1", DesktopNetworkFacts.networkPortType)], registration: nil),
+            ]
+        )
+        #expect(
+            facts == [
+                "cdc-wdm0": DesktopNetworkFacts(metered: .guessYes),
+                "wwan0": DesktopNetworkFacts(metered: .guessYes, registration: .roaming),
+                "eth0": DesktopNetworkFacts(metered: .no), "wlan0": DesktopNetworkFacts(metered: .unknown),
+            ]
+        )
     }
 }

@@ -125,8 +125,10 @@ public enum VerdictSource: Hashable, Sendable, CustomStringConvertible {
     /// A rule that would make the uplink costlier and may match: its other conditions hold, but the gateway's MAC,
     /// which it names, is not known yet. Taken as matching (fail closed) until the neighbour table says.
     case ruleUntilGatewayKnown(number: Int, matched: String)
-    /// NetworkManager's `Metered` property of the device (a later part feeds it).
-    case networkManager(String)
+    /// NetworkManager's `Metered` property of the device.
+    case networkManager(NetworkManagerMetered)
+    /// ModemManager's 3GPP registration of the modem whose network port the interface is.
+    case modemManager(ModemRegistration)
     /// The kernel's facts, with the one that decided.
     case heuristic(String)
 
@@ -136,6 +138,7 @@ public enum VerdictSource: Hashable, Sendable, CustomStringConvertible {
         case .rule(let number, let matched): "rule \(number) '\(matched)'"
         case .ruleUntilGatewayKnown(let number, let matched): "rule \(number) '\(matched)', gateway's MAC not known yet"
         case .networkManager(let value): "NetworkManager Metered=\(value)"
+        case .modemManager(let registration): "ModemManager registration \(registration)"
         case .heuristic(let reason): reason
         }
     }
@@ -176,10 +179,10 @@ public struct UplinkVerdict: Hashable, Sendable {
 /// Judges an uplink's kind, cost and roaming from the kernel's facts; pure, no I/O.
 ///
 /// Cost and roaming are each decided by the first of these that says something: a manual override, the first
-/// matching rule of barge.yaml that sets it, NetworkManager's `Metered` value, the kernel heuristics. The heuristics
-/// call mobile broadband (wwan, raw IP, PPP), Bluetooth and tethered phones metered; Ethernet, Wi-Fi, VPNs and
-/// anything else unmetered. Nothing in the kernel says "roaming": without an override, a rule or (later)
-/// ModemManager, an uplink is not roaming.
+/// matching rule of barge.yaml that sets it, the desktop's network stack (NetworkManager's `Metered` for cost,
+/// ModemManager's registration for roaming), the kernel heuristics. The heuristics call mobile broadband (wwan, raw
+/// IP, PPP), Bluetooth and tethered phones metered; Ethernet, Wi-Fi, VPNs and anything else unmetered. Nothing in the
+/// kernel says "roaming": without an override, a rule or ModemManager, an uplink is not roaming.
 public enum UplinkClassifier {
     /// An address as the kernel's tables print it (inet_ntop's form, an IPv6 zone such as `%wlan0` dropped: a
     /// link-local gateway is matched by its address, its interface by `interface`); nil when it is not one.
@@ -262,13 +265,13 @@ public enum UplinkClassifier {
         return .matches
     }
 
-    /// The verdict on one uplink. `networkManagerMetered`: NetworkManager's `Metered` for the device (`yes`, `no`,
-    /// `guess-yes`, `guess-no`), when it runs.
+    /// The verdict on one uplink. `desktop`: what NetworkManager and ModemManager say of the interface, when they
+    /// run.
     public static func classify(
         _ facts: InterfaceFacts,
         rules: [NetworkRule],
         override: UplinkOverride? = nil,
-        networkManagerMetered: String? = nil
+        desktop: DesktopNetworkFacts? = nil
     ) -> UplinkVerdict {
         let (kind, because) = Self.kind(of: facts)
         var cost: (NetworkCost, VerdictSource)?
@@ -290,12 +293,12 @@ public enum UplinkClassifier {
                 if roaming == nil, rule.roaming == true { roaming = (true, source) }
             }
         }
-        if cost == nil, let metered = networkManagerMetered {
-            switch metered {
-            case "yes", "guess-yes": cost = (.metered, .networkManager(metered))
-            case "no", "guess-no": cost = (.unmetered, .networkManager(metered))
-            default: break  // "unknown": the heuristics decide
-            }
+        // NetworkManager's `unknown` and a modem that is not registered say nothing: the heuristics decide.
+        if cost == nil, let metered = desktop?.metered, let said = metered.cost {
+            cost = (said, .networkManager(metered))
+        }
+        if roaming == nil, let registration = desktop?.registration, let said = registration.isRoaming {
+            roaming = (said, .modemManager(registration))
         }
         let metered: Set<InterfaceKind> = [.wwan, .ppp, .bluetooth, .tether]
         let (finalCost, costSource) =

@@ -56,8 +56,14 @@ struct NetShow: AsyncParsableCommand {
             return
         }
         let overrides = await Self.storedOverrides(config)
+        // NetworkManager's and ModemManager's verdicts, as the agent takes them (none without a system bus).
+        let desktop = try? DesktopNetworkWatcher()
         guard self.watch else {
-            let monitor = try NetworkMonitor(rules: config.networks, overrides: overrides ?? [:])
+            let monitor = try NetworkMonitor(
+                rules: config.networks,
+                overrides: overrides ?? [:],
+                desktop: desktop?.facts ?? [:]
+            )
             var report = monitor.snapshot().report
             report.egress = self.addresses.map { address in
                 NetworkReport.EgressReport(to: address, via: monitor.egress(to: address)?.report)
@@ -68,13 +74,18 @@ struct NetShow: AsyncParsableCommand {
             return
         }
         let json = self.json
-        let monitor = try NetworkMonitor(rules: config.networks, overrides: overrides ?? [:]) { snapshot in
+        let monitor = try NetworkMonitor(
+            rules: config.networks,
+            overrides: overrides ?? [:],
+            desktop: desktop?.facts ?? [:]
+        ) { snapshot in
             var report = snapshot.report
             report.overrides = Self.reports(overrides)
             report.fromAgent = false
             Self.write(report, json: json)
         }
         monitor.start()
+        desktop?.start { monitor.setDesktopFacts($0) }
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         let stop = DispatchSemaphore(value: 0)
@@ -91,6 +102,7 @@ struct NetShow: AsyncParsableCommand {
                 done.resume()
             }
         }
+        desktop?.stop()
         monitor.stop()
     }
 
