@@ -137,7 +137,7 @@ struct NetTransferTests {
         try bus.send("AddDevice", ["string:wired0", "string:wired0", "uint32:4"])  // guess-no
         try bus.send("AddModem", ["string:wired0", "uint32:1"])  // home
         let cheap = TestContent.bytes(count: 3 << 20, seed: 81)
-        let roaming = TestContent.bytes(count: 3 << 20, seed: 82)
+        let roaming = TestContent.bytes(count: 6 << 20, seed: 82)
         _ = try lab.nginx.serve("cheap.bin", bytes: cheap)
         _ = try lab.nginx.serve("roam.bin", bytes: roaming)
         _ = try lab.nginx.serve("clock.bin", bytes: TestContent.bytes(count: 8 << 20, seed: 83))
