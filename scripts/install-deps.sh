@@ -29,10 +29,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 command -v swift >/dev/null || { echo "swift is not on PATH; install the Swift 6 toolchain first" >&2; exit 1; }
-# The upload tests' tus server (tuspyserver, from PyPI) and the upload benchmark's tus client (tuspy), in a venv of
-# their own; BARGE_TEST_VENV names another place.
+# The upload tests' tus server (tuspyserver), the upload benchmark's tus client (tuspy) and the metrics tests'
+# Prometheus parser (prometheus_client), all from PyPI, in a venv of their own; BARGE_TEST_VENV names another place.
 venv="${BARGE_TEST_VENV:-${HOME:-/root}/.cache/barge/test-venv}"
-if ! "$venv/bin/python" -c "import tuspyserver, uvicorn, fastapi, tusclient" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import tuspyserver, uvicorn, fastapi, tusclient, prometheus_client" 2>/dev/null; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check tuspyserver==4.4.3 uvicorn fastapi tuspy
+    "$venv/bin/pip" install --quiet --disable-pip-version-check tuspyserver==4.4.3 uvicorn fastapi tuspy prometheus_client
 fi

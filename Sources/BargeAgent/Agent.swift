@@ -4,6 +4,7 @@ import CBargeLinux
 import Dispatch
 import Foundation
 import Glibc
+import NIOCore
 
 /// The background agent: the supervisor, the drop-in watcher, the control socket and the signals, wired
 /// together. `barge agent` runs it until SIGTERM or SIGINT.
@@ -61,8 +62,19 @@ public enum Agent {
         let access = await offThePool { ControlAccess.resolve(group: adminGroup) }
         let server = ControlServer(path: config.controlSocket, supervisor: supervisor, access: access)
         let bound: ControlServer.Server
+        var metricsBound: (MetricsListener, MetricsListener.Server)?
         do {
             bound = try await server.bind()
+            if let address = config.metricsListen {
+                let listener = MetricsListener(address: address, supervisor: supervisor)
+                do {
+                    metricsBound = (listener, try await listener.bind())
+                } catch {
+                    try? await bound.channel.close()
+                    unlink(config.controlSocket)
+                    throw MetricsListenError(address: address, reason: "\(error)")
+                }
+            }
         } catch {
             Log.error("\(error)")
             watcher.cancel()
@@ -72,6 +84,7 @@ public enum Agent {
             throw error
         }
         let serving = Task { try await server.serve(bound) }
+        let servingMetrics = metricsBound.map { listener, bound in Task { try await listener.serve(bound) } }
 
         let (signals, continuation) = AsyncStream<Int32>.makeStream()
         var sources: [any DispatchSourceSignal] = []
@@ -98,6 +111,8 @@ public enum Agent {
         monitor?.stop()
         serving.cancel()
         _ = await serving.result
+        servingMetrics?.cancel()
+        _ = await servingMetrics?.result
         await supervisor.stop()
         for source in sources { source.cancel() }
         unlink(config.controlSocket)

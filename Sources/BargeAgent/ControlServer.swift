@@ -106,8 +106,11 @@ struct ControlServer: Sendable {
                         caller: caller
                     )
                     var headers = HTTPHeaders()
-                    headers.add(name: "Content-Type", value: "application/json")
+                    headers.add(name: "Content-Type", value: answer.contentType)
                     if case .whole(let data) = answer { headers.add(name: "Content-Length", value: String(data.count)) }
+                    if case .metrics(let data) = answer {
+                        headers.add(name: "Content-Length", value: String(data.count))
+                    }
                     try await outbound.write(
                         .head(HTTPResponseHead(version: head.version, status: status, headers: headers))
                     )
@@ -125,15 +128,28 @@ struct ControlServer: Sendable {
         }
     }
 
-    /// A response body: whole, or streamed (chunked) in pieces made as they are sent.
+    /// A response body: whole, or streamed (chunked) in pieces made as they are sent; JSON but for the metrics.
     enum Body {
         case whole(Data)
         /// `large`: made of more than one page.
         case streamed(AnySequence<Data>, large: Bool)
+        /// Prometheus's text exposition format.
+        case metrics(Data)
+
+        /// Its `Content-Type`.
+        var contentType: String {
+            switch self {
+            case .whole, .streamed: "application/json"
+            case .metrics: Self.metricsContentType
+            }
+        }
+
+        /// Prometheus's text format, version 0.0.4.
+        static let metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
 
         var pieces: AnySequence<Data> {
             switch self {
-            case .whole(let data): AnySequence([data])
+            case .whole(let data), .metrics(let data): AnySequence([data])
             case .streamed(let pieces, _): pieces
             }
         }
@@ -183,6 +199,10 @@ struct ControlServer: Sendable {
                 for: caller
             )
             return (.ok, .streamed(Self.statusJSON(snapshot), large: snapshot.count > Self.statusPage))
+        }
+        if head.method == .GET, Self.path(of: head.uri) == "/metrics" {
+            // Counts and states only, no job's name or URL: every local user may read them, as on the TCP listener.
+            return (.ok, .metrics(Data(await self.supervisor.metricsExposition())))
         }
         let (status, data) = await self.routeWhole(head, body: body, caller: caller)
         return (status, .whole(data))

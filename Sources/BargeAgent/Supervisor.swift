@@ -209,6 +209,8 @@ public actor Supervisor {
     /// The network monitor, when it runs; the jobs of each origin then meet the network by the uplink their
     /// traffic leaves by (``networkByHost``).
     private var monitor: NetworkMonitor?
+    /// Counters and histograms for `GET /metrics`.
+    let metrics = AgentMetrics()
     /// The uplinks as the monitor last reported them.
     private var uplinks: NetworkSnapshot?
     /// The view of each origin's jobs (``JobSpec/host``), worked out by the monitor for the origins of the jobs;
@@ -975,6 +977,7 @@ public actor Supervisor {
         let began = clock.now
         defer {
             let elapsed = clock.now - began
+            self.metrics.reconciled(in: elapsed)
             self.lastReconcileSeconds =
                 Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         }
@@ -1244,6 +1247,9 @@ public actor Supervisor {
                     self.pending.records.append(job.record)
                 }
             case .progress(let progress):
+                if progress.received > running.received {
+                    self.countBytes(progress.received - running.received, of: running, host: job.spec.host)
+                }
                 running.received = progress.received
                 running.bytesPerSecond = progress.bytesPerSecond
                 if let total = progress.total { job.record.totalBytes = total }
@@ -1256,6 +1262,12 @@ public actor Supervisor {
                 if session != nil { job.record.hasValidators = true }
             case .finished(let outcome):
                 ended = true
+                switch outcome {
+                case .completed(let completed) where completed.size > running.received:
+                    self.countBytes(completed.size - running.received, of: running, host: job.spec.host)
+                case .failed(let failure): self.metrics.transferFailed(failure.kind)
+                default: break
+                }
                 self.byTransfer.removeValue(forKey: report.id)
                 job.isRunning = false
                 job.isAdmitted = false
@@ -1736,6 +1748,29 @@ public actor Supervisor {
     }
 
     /// The agent's own state (the header of `barge status`), without the jobs.
+    /// Counts `bytes` of a transfer in the metrics, by its direction, its interface (the one it is bound to, else its
+    /// origin's path; `none` when not known) and that uplink's cost class (`none` for an interface that is not an
+    /// uplink, such as `lo`).
+    private func countBytes(_ bytes: UInt64, of running: LiveTransfer, host: String) {
+        let interface = running.interface ?? self.interfaceByHost[host]
+        let verdict = interface.flatMap { name in self.uplinks?.uplinks.first { $0.facts.name == name }?.verdict }
+        let cost = verdict.map { $0.roaming ? "roaming" : $0.cost.rawValue } ?? "none"
+        self.metrics.transferred(
+            bytes,
+            running.direction == .sending ? .sent : .received,
+            uplink: interface ?? "none",
+            cost: cost
+        )
+    }
+
+    /// The metrics in Prometheus's text format (`GET /metrics`).
+    public func metricsExposition() -> [UInt8] {
+        if let monitor = self.monitor { self.metrics.netlinkEventsRead(monitor.eventsRead) }
+        var byState: [JobState: Int] = [:]
+        for view in self.table.views { byState[view.record.state, default: 0] += 1 }
+        return self.metrics.exposition(jobsByState: byState)
+    }
+
     public func agentStatus(now: Double? = nil) -> AgentStatus {
         let now = now ?? Date().timeIntervalSince1970
         return AgentStatus(

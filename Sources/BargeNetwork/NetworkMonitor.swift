@@ -3,6 +3,7 @@ internal import CBargeLinux
 internal import CNetlink
 import Foundation
 import Glibc
+import Synchronization
 
 /// An uplink: an interface that is up, has an address and carries a default route, with its verdict.
 public struct Uplink: Hashable, Sendable {
@@ -115,6 +116,11 @@ public final class NetworkMonitor: @unchecked Sendable {
     /// Set when the thread has ended (stopped, or netlink failed): work is then done on the caller's thread.
     private var ended = false
     private let lock = NSLock()
+    /// Netlink messages read since the monitor started (for the agent's metrics).
+    private let messagesRead = Atomic<UInt64>(0)
+
+    /// Netlink messages read since the monitor started: links, addresses, routes and neighbours.
+    public var eventsRead: UInt64 { self.messagesRead.load(ordering: .relaxed) }
 
     /// Fills the caches from the kernel (so ``snapshot()`` answers at once); ``start()`` begins watching.
     /// `changed` runs on the monitor's thread with each new set of uplinks, the first included; `stopped`, if the
@@ -405,6 +411,7 @@ public final class NetworkMonitor: @unchecked Sendable {
                     }
                 } else {
                     failures = 0
+                    self.messagesRead.add(UInt64(code), ordering: .relaxed)
                 }
             }
             if fds[0].revents != 0 || ready == 0 { self.report(refilling: self.needsRefill) }

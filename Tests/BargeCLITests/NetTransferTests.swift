@@ -129,7 +129,10 @@ struct NetTransferTests {
     /// the test's own, decide while transfers run: `Metered=yes` on the wired link pauses the `unmetered` job (its
     /// bytes stop while an `any` job on the same link goes on), a roaming registration pauses the `not-roaming` one
     /// too, and `barge net` names each source; back to `no` and `home`, both resume and end in correct files.
-    @Test(.enabled(if: DesktopBus.isAvailable, "needs dbus-daemon, dbus-send, python3-dbus and python3-gi"))
+    @Test(
+        .enabled(if: DesktopBus.isAvailable, "needs dbus-daemon, dbus-send, python3-dbus and python3-gi"),
+        .enabled(if: TusServer.isAvailable, "needs the test venv's prometheus_client (install-deps.sh)")
+    )
     func networkManagerAndModemManagerVerdictsHoldAndReleaseTransfers() async throws {
         let lab = try await Lab()
         let bus = try DesktopBus(scripts: BargeCommand.packageRoot + "/scripts/servers")
@@ -205,6 +208,13 @@ struct NetTransferTests {
         #expect(agent.scratch.read("out/cheap.bin") == cheap)
         #expect(agent.scratch.read("out/roam.bin") == roaming)
         #expect(try net() == ["wired0 unmetered (NetworkManager Metered=no) false (ModemManager registration home)"])
+        // The metrics count the bytes by the uplink's cost class as it was when they went: the clock job's moved
+        // while wired0 was metered, and while it was roaming.
+        let samples = try MetricsTests.scrape(["--unix-socket", agent.socket, "http://localhost/metrics"])
+        for cost in ["unmetered", "metered", "roaming"] {
+            let labels = ["direction": "received", "uplink": "wired0", "cost": cost]
+            #expect((MetricsTests.value(samples, "barge_transferred_bytes_total", labels) ?? 0) > 0, "\(cost)")
+        }
     }
 
     /// The link goes down mid-transfer: the transfer pauses at once with "no route to ORIGIN". Back within the

@@ -100,6 +100,23 @@ struct AgentConfigParserTests {
         }
     }
 
+    /// `metrics-listen`: off by default; a port alone is loopback; an address must be numeric, a port in range.
+    @Test func metricsListenIsOffByDefaultAndLoopbackForAPort() {
+        #expect(AgentConfig.defaults(scope: .system).metricsListen == nil)
+        for (text, expected) in [
+            ("9477", "127.0.0.1:9477"), ("\"0.0.0.0:9100\"", "0.0.0.0:9100"), ("\"[::1]:9477\"", "[::1]:9477"),
+        ] {
+            let parsed = self.parser.parse(text: "metrics-listen: \(text)", path: "/etc/barge/barge.yaml")
+            #expect(parsed.diagnostics.isEmpty, "\(parsed.diagnostics)")
+            #expect(parsed.config.metricsListen?.description == expected)
+        }
+        for text in ["0", "70000", "localhost:9477", "\"::1:9477\"", "\"[127.0.0.1]:9477\"", "[9477]"] {
+            let parsed = self.parser.parse(text: "metrics-listen: \(text)", path: "/etc/barge/barge.yaml")
+            #expect(parsed.config.metricsListen == nil, "\(text)")
+            #expect(parsed.diagnostics.map { "\($0.location.line):\($0.location.column)" } == ["1:17"], "\(text)")
+        }
+    }
+
     @Test func userDefaultsFollowXDG() {
         let environment = UserEnvironment(variables: ["HOME": "/home/ada", "XDG_RUNTIME_DIR": "/run/user/1000"])
         let config = AgentConfig.defaults(scope: .user, environment: environment)

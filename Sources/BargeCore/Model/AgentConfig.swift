@@ -44,6 +44,8 @@ public struct AgentConfig: Hashable, Sendable {
     /// How long transfers whose origin lost its route (a link down) stay paused on their connections before they
     /// are stopped; a link that comes back sooner continues them where they were.
     public var linkGrace = TimeSpan(seconds: 2)
+    /// Where to serve `GET /metrics` over TCP as well as on the control socket; nil (the default): nowhere.
+    public var metricsListen: MetricsListenAddress?
 
     /// Schemes a manifest may name at all; `allowed-schemes` picks from these.
     public static let knownSchemes = ["http", "https", "file", "sftp", "ftp", "ftps", "smb", "smbs"]
@@ -256,4 +258,39 @@ public struct YieldPolicy: Hashable, Sendable {
 
     /// Enabled, no capacity hint.
     public init() {}
+}
+
+/// The TCP address of the metrics listener (`metrics-listen`): a port alone means loopback (127.0.0.1).
+public struct MetricsListenAddress: Hashable, Sendable {
+    /// A numeric IPv4 or IPv6 address (no brackets).
+    public var host: String
+    /// 1–65535.
+    public var port: Int
+
+    /// `9477` (on 127.0.0.1), `127.0.0.1:9477`, `[::1]:9477` or `0.0.0.0:9477`; nil for anything else.
+    public init?(parsing text: String) {
+        if let port = Int(text) {
+            self.host = "127.0.0.1"
+            self.port = port
+        } else if text.hasPrefix("["), let close = text.firstIndex(of: "]"),
+            text[text.index(after: close)...].hasPrefix(":"),
+            let port = Int(text[text.index(close, offsetBy: 2)...])
+        {
+            self.host = String(text[text.index(after: text.startIndex)..<close])
+            self.port = port
+            guard self.host.contains(":") else { return nil }
+        } else if let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) {
+            self.host = String(text[..<colon])
+            self.port = port
+            guard !self.host.contains(":") else { return nil }
+        } else {
+            return nil
+        }
+        guard (1...65535).contains(self.port), UplinkClassifier.canonicalAddress(self.host) != nil else { return nil }
+    }
+
+    /// As written in barge.yaml: `127.0.0.1:9477`, `[::1]:9477`.
+    public var description: String {
+        self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
+    }
 }

@@ -29,7 +29,7 @@ public struct AgentConfigParser: Sendable {
     static let keys = [
         "version", "manifests", "state-dir", "control-socket", "allowed-roots", "allowed-schemes", "concurrency",
         "bandwidth", "networks", "yield", "hooks", "proxy", "ssh-known-hosts", "admin-group",
-        "stall-timeout", "link-grace",
+        "stall-timeout", "link-grace", "metrics-listen",
     ]
 
     /// Parses `text`, the content of the config file at `path`.
@@ -103,6 +103,18 @@ public struct AgentConfigParser: Sendable {
                         source.error(value, "'admin-group' must be a group name or a numeric gid, such as barge-admin")
                     } else {
                         config.adminGroup = group
+                    }
+                }
+            case "metrics-listen":
+                if let text = source.string(value, "metrics-listen") {
+                    if let listen = MetricsListenAddress(parsing: text) {
+                        config.metricsListen = listen
+                    } else {
+                        source.error(
+                            value,
+                            "'metrics-listen' must be a port (9477, on 127.0.0.1) or ADDRESS:PORT "
+                                + "(127.0.0.1:9477, [::1]:9477, 0.0.0.0:9477)"
+                        )
                     }
                 }
             case "proxy":
