@@ -111,6 +111,7 @@ let package = Package(
                 "BargeNetwork",
                 "CCurl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -172,7 +173,10 @@ let package = Package(
         // The agent's parts without I/O: the inbox, the coalescing, the pure steps of the supervisor.
         .testTarget(
             name: "BargeAgentTests",
-            dependencies: ["BargeAgent", "BargeCore", "BargeNetwork", "BargeStore", "BargeTransfer"],
+            dependencies: [
+                "BargeAgent", "BargeCore", "BargeNetwork", "BargeStore", "BargeTransfer",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         // End-to-end tests: run the built `barge` binary.

@@ -4,6 +4,7 @@ import CBargeLinux
 import Dispatch
 import Foundation
 import Glibc
+import Logging
 import NIOCore
 
 /// The background agent: the supervisor, the drop-in watcher, the control socket and the signals, wired

@@ -2,6 +2,7 @@ import BargeCore
 import CBargeLinux
 import Dispatch
 import Glibc
+import Logging
 
 /// Who sent a control request, from the socket peer's credentials (`SO_PEERCRED`), and what they may do.
 ///

@@ -3,6 +3,7 @@ import BargeNetwork
 import CBargeLinux
 import Foundation
 import Glibc
+import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix

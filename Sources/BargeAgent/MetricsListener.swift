@@ -1,5 +1,6 @@
 import BargeCore
 import Foundation
+import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix

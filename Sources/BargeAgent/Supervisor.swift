@@ -7,6 +7,7 @@ import CBargeLinux
 import Crypto
 import Foundation
 import Glibc
+import Logging
 
 /// A running transfer's tightest cap and why (`300 KiB/s (max-rate)`), and what yielding tells its reason.
 struct RateNote: Sendable {
@@ -424,11 +425,11 @@ public actor Supervisor {
                 // Said when it starts yielding and when it is unlimited again, not at each step between.
                 if budget == .off {
                     guard links.contains(link) else { continue }  // forgotten (its transfers ended), not climbed back
-                    Log.info("yield: \(link) is Barge's again; \(what) unlimited")
+                    Log.info("yield: the link is Barge's again; \(what) unlimited", ["uplink": "\(link)"])
                 } else if !wasYielding.contains(link), let note = yielding.note(for: link),
                     yielding.controllers[link]?.state != .clear
                 {
-                    Log.info("yield: \(link) \(note); \(what) limited to \(budget)")
+                    Log.info("yield: \(note); \(what) limited to \(budget)", ["uplink": "\(link)"])
                 }
             }
         }
@@ -650,7 +651,7 @@ public actor Supervisor {
         }
         if let monitor = self.monitor { await monitor.onThread { $0.setOverride(override, for: interface) } }
         let what = UplinkOverride.describe(override)
-        Log.info("uplink \(interface): \(what) (set by \(caller.uid))")
+        Log.info("override: \(what)", ["uplink": "\(interface)", "uid": "\(caller.uid)"])
         return CommandReply(ok: true, message: "\(interface): \(what)")
     }
 
@@ -824,7 +825,10 @@ public actor Supervisor {
             do {
                 version = try await self.store.manifestVersion(manifest.id)
             } catch {
-                Log.error("cannot read the last good version of \(manifest.id) (its jobs are kept): \(error)")
+                Log.error(
+                    "cannot read the last good version of the manifest (its jobs are kept): \(error)",
+                    ["manifest": "\(manifest.id)"]
+                )
                 version = nil
             }
             guard let version else { continue }
@@ -1273,7 +1277,14 @@ public actor Supervisor {
                 job.isAdmitted = false
                 // Progress: the transfer ended further on than it began (its last checkpoint is applied by now).
                 let progressed = job.record.offset > running.startOffset
-                self.finish(&job, outcome, wasStopping: running.stopping, progressed: progressed, now: now)
+                self.finish(
+                    &job,
+                    outcome,
+                    wasStopping: running.stopping,
+                    progressed: progressed,
+                    now: now,
+                    interface: running.interface ?? self.interfaceByHost[job.spec.host]
+                )
                 self.pending.records.append(job.record)
             }
             if job.isRunning { self.live[id] = running } else { self.live.removeValue(forKey: id) }
@@ -1282,12 +1293,21 @@ public actor Supervisor {
         return ended
     }
 
+    /// A job's log metadata: its id, manifest, origin host and the uplink its transfer went by.
+    static func logMetadata(_ job: JobView, interface: String? = nil) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["job": "\(job.record.id)", "host": "\(job.spec.host)"]
+        if let manifest = job.spec.manifest { metadata["manifest"] = "\(manifest)" }
+        if let interface { metadata["uplink"] = "\(interface)" }
+        return metadata
+    }
+
     private func finish(
         _ job: inout JobView,
         _ outcome: TransferOutcome,
         wasStopping: Bool,
         progressed: Bool,
-        now: Double
+        now: Double,
+        interface: String?
     ) {
         let effects = JobOutcome(
             applying: outcome,
@@ -1298,6 +1318,19 @@ public actor Supervisor {
             jitter: (Double.random(in: 0..<1), Double.random(in: 0..<1))
         )
         let id = job.record.id
+        let metadata = Self.logMetadata(job, interface: interface)
+        switch outcome {
+        case .completed(let done):
+            Log.info(
+                "\(job.spec.isUpload ? "uploaded" : "downloaded") \(job.spec.destination)",
+                metadata.merging(["bytes": "\(done.transferred)"]) { $1 }
+            )
+        case .notModified: Log.debug("not modified: \(job.spec.destination)", metadata)
+        case .failed(let failure) where failure.kind == .transient:
+            Log.warning("\(job.spec.destination): \(job.record.reason)", metadata)
+        case .failed: Log.error("\(job.spec.destination): \(job.record.reason)", metadata)
+        case .cancelled: break
+        }
         // A transient failure soon after a network change or while there is no uplink, without a server's
         // Retry-After, most likely came from the network (a connection the old network carried): the next change
         // retries it at once, once.
@@ -1328,7 +1361,7 @@ public actor Supervisor {
                     job.record.reason += "; \(done)"
                 } catch {
                     job.record.reason += "; cannot \(uploaded.after == .delete ? "delete" : "move") it: \(error)"
-                    Log.error("job \(id): \(job.record.reason)")
+                    Log.error("\(job.spec.destination): \(job.record.reason)", metadata)
                 }
             }
         }
@@ -1403,9 +1436,8 @@ public actor Supervisor {
                 return applied.ids
             } catch {
                 guard attempt < Self.storeAttempts else {
-                    Log.error(
-                        "cannot write the state database after \(attempt) tries; stopping (it resumes from its last "
-                            + "good state when restarted): \(error)"
+                    Log.critical(
+                        "cannot write the state database after \(attempt) tries; stopping (it resumes from its last good state when restarted): \(error)"
                     )
                     self.notifier?.send("STATUS=cannot write the state database: \(error)")
                     exit(75)  // EX_TEMPFAIL: systemd's Restart=on-failure brings it back

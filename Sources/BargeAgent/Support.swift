@@ -6,21 +6,6 @@ import Glibc
 import Logging
 import Synchronization
 
-/// The agent's log: standard error, which systemd's journal collects. Never a secret: requests' headers and
-/// credentials are not logged.
-enum Log {
-    static let logger: Logger = {
-        var logger = Logger(label: "barge")
-        logger.logLevel =
-            ProcessInfo.processInfo.environment["BARGE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-        return logger
-    }()
-
-    static func debug(_ message: String) { Self.logger.debug("\(message)") }
-    static func info(_ message: String) { Self.logger.info("\(message)") }
-    static func error(_ message: String) { Self.logger.error("\(message)") }
-}
-
 /// Resolves a manifest's `owner: user[:group]` to numeric ids (nil when the user does not exist).
 enum OwnerResolver {
     static func resolve(_ owner: FileOwner) -> (uid: UInt32, gid: UInt32)? {

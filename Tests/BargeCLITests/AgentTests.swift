@@ -16,6 +16,10 @@ final class AgentUnderTest: @unchecked Sendable {
     /// The agent's system bus (`DBUS_SYSTEM_BUS_ADDRESS`): by default none, so that no test reads the machine's own
     /// NetworkManager; a test's ``DesktopBus`` otherwise.
     var systemBus = "unix:path=/nonexistent/barge-test-system-bus"
+    /// Arguments after `agent --config FILE` (`--log-level debug`).
+    var arguments: [String] = []
+    /// Variables added to the agent's environment.
+    var environment: [String: String] = [:]
 
     /// - Parameters:
     ///   - rootIsScratch: the allowed root is the whole scratch directory (state and manifests included), not only
@@ -50,11 +54,12 @@ final class AgentUnderTest: @unchecked Sendable {
     /// for its control socket.
     func start(launcher: [String] = []) async throws {
         let process = Process()
-        let command = launcher + [BargeCommand.executable, "agent", "--config", self.configPath]
+        let command = launcher + [BargeCommand.executable, "agent", "--config", self.configPath] + self.arguments
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
         var environment = ProcessInfo.processInfo.environment
         environment["DBUS_SYSTEM_BUS_ADDRESS"] = self.systemBus
+        environment.merge(self.environment) { $1 }
         process.environment = environment
         let logPath = self.scratch.path + "/agent.log"
         if !FileManager.default.fileExists(atPath: logPath) {
@@ -216,6 +221,59 @@ struct AgentTests {
         #expect(await within(15) { $0.jobs.isEmpty && $0.manifests.isEmpty })
         #expect(agent.scratch.read("out/a.bin")?.count == 1000)
         #expect(agent.stop() == 0)
+    }
+
+    /// Under systemd (`$JOURNAL_STREAM` naming its standard error) every line carries its syslog priority for the
+    /// journal, and a job's events carry its metadata; `--log-level` sets the least severe level logged.
+    @Test func logLinesCarryJournalPrioritiesMetadataAndTheChosenLevel() async throws {
+        let nginx = try NginxServer()
+        let agent = try AgentUnderTest()
+        let good = try nginx.serve("good.bin", bytes: TestContent.bytes(count: 5000, seed: 3))
+        let missing = good.replacingOccurrences(of: "good.bin", with: "missing.bin")
+        try agent.scratch.write("agent.log", "")
+        var status = stat()
+        try #require(stat(agent.scratch.path + "/agent.log", &status) == 0)
+        agent.environment = ["JOURNAL_STREAM": "\(status.st_dev):\(status.st_ino)"]
+        agent.arguments = ["--log-level", "debug"]
+        try agent.scratch.write(
+            "manifests.d/10-logs.yaml",
+            "version: 1\ndownload:\n  - url: \(good)\n    dest: \(agent.output)/good.bin\n"
+                + "  - url: \(missing)\n    dest: \(agent.output)/missing.bin\n"
+        )
+        try await agent.start()
+        let ended = await eventually(timeout: 20) {
+            let states = ((try? agent.status())?.jobs ?? []).map(\.state).sorted()
+            return states == ["error", "up-to-date"]
+        }
+        try #require(ended, "\(agent.log)")
+        #expect(agent.stop() == 0)
+        let lines = agent.log.split(separator: "\n").map(String.init)
+        let host = "127.0.0.1:\(nginx.port)"
+        #expect(lines.allSatisfy { $0.hasPrefix("<") }, "\(lines)")
+        #expect(
+            lines.contains {
+                $0.hasPrefix("<6>downloaded \(agent.output)/good.bin") && $0.contains(" host=\(host) ")
+                    && $0.contains(" job=") && $0.contains(" manifest=10-logs")
+            },
+            "\(lines)"
+        )
+        #expect(
+            lines.contains {
+                $0.hasPrefix("<3>\(agent.output)/missing.bin: not found") && $0.contains(" manifest=10-logs")
+            },
+            "\(lines)"
+        )
+        #expect(lines.contains { $0.hasPrefix("<7>") }, "debug lines at --log-level debug: \(lines)")
+
+        // At `warning`, and without the journal: a time stamp leads, and no info or debug line is written.
+        let before = agent.log.utf8.count
+        agent.environment = [:]
+        agent.arguments = ["--log-level", "warning"]
+        try await agent.start()
+        #expect(agent.stop() == 0)
+        let later = String(agent.log.utf8.dropFirst(before)) ?? ""
+        #expect(!later.contains(" info ") && !later.contains(" debug ") && !later.contains("<6>"), "\(later)")
+        #expect(try agent.barge(["agent", "--log-level", "loud"]).status != 0)
     }
 
     @Test func commandsSuspendResumeRetryAndCancel() async throws {

@@ -5,6 +5,7 @@ import BargeLoader
 import BargeTransfer
 import Foundation
 import Glibc
+import Logging
 
 /// `barge agent`: the background agent in the foreground of its terminal (systemd runs it as a service).
 struct AgentCommand: AsyncParsableCommand {
@@ -15,13 +16,32 @@ struct AgentCommand: AsyncParsableCommand {
             Watches the manifest directory (inotify), keeps its state in SQLite under the state directory, and
             serves the control socket that `barge status` and the other commands use. SIGHUP reloads the
             manifests; SIGTERM and SIGINT stop gracefully (transfers checkpointed, exit status 0). Under systemd
-            (Type=notify) it reports READY=1 and a one-line STATUS.
+            (Type=notify) it reports READY=1 and a one-line STATUS, and each log line carries its priority for the
+            journal.
             """
     )
 
     @OptionGroup var options: GlobalOptions
 
+    /// A log level, as `--log-level` takes it.
+    enum LogLevel: String, ExpressibleByArgument, CaseIterable {
+        case trace, debug, info, notice, warning, error, critical
+    }
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The least severe events logged: trace, debug, info, notice, warning, error or critical.",
+            discussion: "Default: info, or $BARGE_LOG_LEVEL when set.",
+            valueName: "level"
+        )
+    )
+    var logLevel: LogLevel?
+
     func run() async throws {
+        let fromEnvironment = ProcessInfo.processInfo.environment["BARGE_LOG_LEVEL"].flatMap(LogLevel.init(rawValue:))
+        let level = self.logLevel ?? fromEnvironment ?? .info
+        AgentLogHandler.bootstrap(level: Logger.Level(rawValue: level.rawValue) ?? .info)
         let loaded: ParsedAgentConfig
         do {
             loaded = try ConfigLoader.load(path: self.options.config)
