@@ -6,9 +6,11 @@ import Foundation
 import Glibc
 import Logging
 import NIOCore
+import ServiceLifecycle
+import UnixSignals
 
-/// The background agent: the supervisor, the drop-in watcher, the control socket and the signals, wired
-/// together. `barge agent` runs it until SIGTERM or SIGINT.
+/// The background agent: the supervisor, the network watchers, the drop-in watcher and the control socket, set up
+/// in order and run as one service group. `barge agent` runs it until SIGTERM or SIGINT.
 public enum Agent {
     /// Runs until asked to stop; returns after a graceful stop (transfers checkpointed, state written).
     ///
@@ -53,8 +55,6 @@ public enum Agent {
             Log.error("the network is not monitored (every uplink counts as unmetered): \(error)")
         }
         try await supervisor.start()
-        monitor?.start()
-        if let monitor { desktop?.start { monitor.setDesktopFacts($0) } }
         let watcher = try ManifestWatcher(directory: config.manifestDirectory) {
             supervisor.manifestsMayHaveChanged()
         }
@@ -84,38 +84,27 @@ public enum Agent {
             await supervisor.stop()
             throw error
         }
-        let serving = Task { try await server.serve(bound) }
-        let servingMetrics = metricsBound.map { listener, bound in Task { try await listener.serve(bound) } }
-
-        let (signals, continuation) = AsyncStream<Int32>.makeStream()
-        var sources: [any DispatchSourceSignal] = []
-        for number in [SIGHUP, SIGTERM, SIGINT] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { continuation.yield(number) }
-            source.resume()
-            sources.append(source)
-        }
+        // The parts run as services of one group (swift-service-lifecycle). SIGTERM and SIGINT shut it down
+        // gracefully, in the reverse of this order: the control socket and the metrics listener stop taking
+        // requests, the drop-in watcher stops, then the network watchers, and last the supervisor checkpoints every
+        // transfer and writes its state. SIGHUP reloads the manifests.
+        var services: [any Service] = [
+            SupervisorService(supervisor: supervisor),
+            NetworkService(monitor: monitor, desktop: desktop),
+            ManifestWatcherService(watcher: watcher),
+            ControlService(server: server, bound: bound),
+        ]
+        if let (listener, bound) = metricsBound { services.append(MetricsService(listener: listener, bound: bound)) }
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: Log.logger
+            )
+        )
         notifier?.send("READY=1")
         Log.info("agent running: manifests in \(config.manifestDirectory), state in \(config.stateDirectory)")
-        for await number in signals {
-            if number == SIGHUP {
-                Log.info("SIGHUP: reloading the manifests")
-                await supervisor.reloadManifests()
-                continue
-            }
-            Log.info("stopping")
-            break
-        }
-        watcher.cancel()
-        desktop?.stop()
-        monitor?.stop()
-        serving.cancel()
-        _ = await serving.result
-        servingMetrics?.cancel()
-        _ = await servingMetrics?.result
-        await supervisor.stop()
-        for source in sources { source.cancel() }
+        try await group.run()
         unlink(config.controlSocket)
     }
 }
