@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system packages Barge builds and tests with (Debian 12, as root).
+# Installs the system packages Barge builds and tests with (Debian 12, as root); `--packaging` adds the packaging
+# tools.
 # The Swift 6 toolchain itself must already be on PATH (swift.org's Linux build).
 set -euo pipefail
 packages=(
@@ -15,6 +16,15 @@ packages=(
     openssh-server vsftpd samba   # the tests' sftp://, ftp(s):// and smb:// servers (private configs, free ports)
     dbus-daemon python3-dbus python3-gi   # the D-Bus tests' own bus and stand-in NetworkManager/ModemManager
 )
+# --packaging: also what scripts/package-deb.sh and scripts/test-package.sh use.
+if [ "${1:-}" = "--packaging" ]; then
+    packages+=(
+        dpkg-dev pandoc         # dpkg-shlibdeps; the section-5 man pages from the docs
+        lintian man-db          # the package's checks; `man -l`
+        zsh fish                # the completion scripts are loaded in each shell
+        debootstrap systemd-container   # a Debian 12 root to install into and boot (systemd-nspawn)
+    )
+fi
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

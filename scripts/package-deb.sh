@@ -49,18 +49,22 @@ done
 # Shell completions, as the argument parser makes them.
 install -d "$pkg/usr/share/bash-completion/completions" "$pkg/usr/share/zsh/vendor-completions" \
     "$pkg/usr/share/fish/vendor_completions.d"
-"$barge" --generate-completion-script bash > "$pkg/usr/share/bash-completion/completions/barge"
+# (bash's without its #! line: the file is sourced, never run.)
+"$barge" --generate-completion-script bash | sed '1{/^#!/d}' > "$pkg/usr/share/bash-completion/completions/barge"
 "$barge" --generate-completion-script zsh > "$pkg/usr/share/zsh/vendor-completions/_barge"
 "$barge" --generate-completion-script fish > "$pkg/usr/share/fish/vendor_completions.d/barge.fish"
 chmod 0644 "$pkg"/usr/share/*/*completions*/*
 
-# Documentation (the units' Documentation= names agent.md), the copyright file and the Debian changelog.
+# Documentation (the units' Documentation= names agent.md), the copyright file and the changelog (a native package's).
 doc="$pkg/usr/share/doc/barge"
 install -d "$doc"
 install -m 0644 docs/*.md "$doc/"
 install -m 0644 packaging/debian/copyright "$doc/copyright"
 sed "s/@VERSION@/$version/; s/@DATE@/$(date -R -u -d @"${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}")/" \
-    packaging/debian/changelog | gzip -9n > "$doc/changelog.Debian.gz"
+    packaging/debian/changelog | gzip -9n > "$doc/changelog.gz"
+
+# Lintian's overrides, each with its reason (packaging/debian/lintian-overrides).
+install -D -m 0644 packaging/debian/lintian-overrides "$pkg/usr/share/lintian/overrides/barge"
 
 # Control files.
 install -d "$pkg/DEBIAN"

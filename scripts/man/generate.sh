@@ -15,12 +15,10 @@ out=$3
 mkdir -p "$out"
 date=$(date -u -d @"${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}" +%Y-%m-%d)
 
-# barge(1): the plugin builds the package's executables (debug) and dumps their help; only `barge` uses the parser.
-plugin_out=$(mktemp -d)
-trap 'rm -rf "$plugin_out"' EXIT
-swift package --allow-writing-to-directory "$plugin_out" generate-manual --output-directory "$plugin_out" \
-    --authors "The Barge developers" --section 1 >&2
-cp "$plugin_out/barge.1" "$out/barge.1"
+# barge(1): the plugin builds the package's executables (debug: the test build's, reused) and dumps their help;
+# only `barge` uses the parser. The page says what the options are, whatever the build's optimisation.
+swift package generate-manual --configuration debug --authors "The Barge developers" --section 1 >&2
+cp .build/plugins/GenerateManual/outputs/barge/barge.1 "$out/barge.1"
 
 # barge.yaml(5) and barge-manifest(5).
 page() {
@@ -30,14 +28,16 @@ page() {
         # The document's own headings one level down, under DESCRIPTION; its first heading is the page's title.
         pandoc -f gfm -t gfm --wrap=none --shift-heading-level-by=1 "$source" | sed '1{/^## /d}'
         printf '\n# SEE ALSO\n\n%s\n' "$see_also"
-    } | pandoc -s -f gfm -t man \
+    } | pandoc -s -f gfm -t man --lua-filter scripts/man/tables.lua \
         --metadata title="$(echo "$name" | tr a-z A-Z)" --metadata section=5 \
         --metadata header="Barge Manual" --metadata footer="barge $version" --metadata date="$date" \
-        -o "$out/$name.5"
+        | sed '/^\.TH /a .ad l\n.nh' > "$out/$name.5"
 }
 page barge.yaml docs/config.md "the Barge agent's configuration file" \
-    "**/etc/barge/barge.yaml** (the system agent), **\$XDG_CONFIG_HOME/barge/barge.yaml** (a user's agent)" \
+    "**/etc/barge/barge.yaml** (the system agent)\\
+**\$XDG_CONFIG_HOME/barge/barge.yaml** (a user's agent)" \
     "**barge**(1), **barge-manifest**(5), /usr/share/doc/barge/"
 page barge-manifest docs/manifest.md "the manifests Barge keeps mirrored" \
-    "**/etc/barge/manifests.d/\\*.yaml** (the system agent), **\$XDG_CONFIG_HOME/barge/manifests.d/\\*.yaml** (a user's agent)" \
+    "**/etc/barge/manifests.d/\\*.yaml** (the system agent)\\
+**\$XDG_CONFIG_HOME/barge/manifests.d/\\*.yaml** (a user's agent)" \
     "**barge**(1), **barge.yaml**(5), /usr/share/doc/barge/"

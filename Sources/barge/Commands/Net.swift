@@ -24,9 +24,9 @@ struct NetShow: AsyncParsableCommand {
         discussion: """
             Asks the running agent (its monitor, its overrides, and how fast Barge's own transfers go by each
             uplink). Without an agent, or with --watch or --to, reads the kernel's links, addresses and routes here
-            through netlink and classifies each uplink with the overrides in the agent's store, the config's
-            'networks' rules, then the kernel's facts. With --watch, prints them again on every change until
-            interrupted.
+            through netlink and classifies each uplink with the overrides in the agent's store, the rules under
+            networks in the config, NetworkManager and ModemManager where they run, then the kernel's facts. With
+            --watch, prints them again on every change until interrupted.
             """
     )
 
