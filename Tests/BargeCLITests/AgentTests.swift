@@ -276,6 +276,25 @@ struct AgentTests {
         #expect(try agent.barge(["agent", "--log-level", "loud"]).status != 0)
     }
 
+    /// The service group: SIGHUP reaches the supervisor (which reloads) and leaves every part running; SIGTERM shuts
+    /// the parts down in order, the supervisor last, and the agent exits 0.
+    @Test func sighupReloadsAndSigtermStopsThePartsInOrder() async throws {
+        let agent = try AgentUnderTest()
+        agent.arguments = ["--log-level", "debug"]
+        try await agent.start()
+        let pid = try #require(agent.process?.processIdentifier)
+        kill(pid, SIGHUP)
+        let reloaded = await eventually { agent.log.contains("SIGHUP: reloading the manifests") }
+        #expect(reloaded, "\(agent.log)")
+        #expect((try? agent.status()) != nil, "the agent answers after SIGHUP")
+        #expect(agent.stop(SIGTERM) == 0)
+        let finished = agent.log.split(separator: "\n").compactMap { line -> String? in
+            guard line.contains("Service finished") else { return nil }
+            return line.components(separatedBy: "sl-service=").last.map { $0.trimmingCharacters(in: ["\""]) }
+        }
+        #expect(finished == ["control socket", "drop-in watcher", "network monitor", "supervisor"], "\(agent.log)")
+    }
+
     @Test func commandsSuspendResumeRetryAndCancel() async throws {
         let nginx = try NginxServer(rateLimit: "200k")
         let agent = try AgentUnderTest()
