@@ -40,7 +40,7 @@ install -d -m 0755 "$pkg/etc/barge/manifests.d"
 man1="$pkg/usr/share/man/man1"
 man5="$pkg/usr/share/man/man5"
 install -d "$man1" "$man5"
-bash scripts/man/generate.sh "$barge" "$version" "$stage/man"
+bash scripts/man/generate.sh "$version" "$stage/man"
 for page in barge.1 barge.yaml.5 barge-manifest.5; do
     section=${page##*.}
     gzip -9n -c "$stage/man/$page" > "$pkg/usr/share/man/man$section/$page.gz"

@@ -33,8 +33,10 @@ public enum Agent {
         // NetworkManager's and ModemManager's verdicts, read before the first plan too. No system bus: none.
         var desktop: DesktopNetworkWatcher?
         do {
-            desktop = try DesktopNetworkWatcher(stopped: { error in
-                Log.error("NetworkManager and ModemManager: \(error) (their last verdicts stay in force)")
+            desktop = try DesktopNetworkWatcher(failed: { error in
+                Log.error(
+                    "NetworkManager and ModemManager: \(error) (their last verdicts stay in force; read again soon)"
+                )
             })
         } catch {
             Log.debug("NetworkManager and ModemManager are not asked: \(error)")
@@ -53,6 +55,7 @@ public enum Agent {
             monitor = made
         } catch {
             Log.error("the network is not monitored (every uplink counts as unmetered): \(error)")
+            desktop = nil  // nothing to tell its verdicts to
         }
         try await supervisor.start()
         let watcher = try ManifestWatcher(directory: config.manifestDirectory) {
@@ -97,14 +100,22 @@ public enum Agent {
         if let (listener, bound) = metricsBound { services.append(MetricsService(listener: listener, bound: bound)) }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                services: services.map { service in
+                    // A server that fails (accept gives up) shuts the agent down in order, exit status 1, so that
+                    // systemd restarts it whole, rather than cancelling the other parts mid-way.
+                    ServiceGroupConfiguration.ServiceConfiguration(
+                        service: service,
+                        successTerminationBehavior: .gracefullyShutdownGroup,
+                        failureTerminationBehavior: .gracefullyShutdownGroup
+                    )
+                },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: Log.logger
             )
         )
         notifier?.send("READY=1")
         Log.info("agent running: manifests in \(config.manifestDirectory), state in \(config.stateDirectory)")
+        defer { unlink(config.controlSocket) }
         try await group.run()
-        unlink(config.controlSocket)
     }
 }

@@ -26,6 +26,14 @@ enum Log {
         Self.logger.error(message(), metadata: metadata)
     }
 
+    /// `text` with every URL cut to its scheme and authority (`https://host:port/…`): a URL's path and query may
+    /// carry a token (a pre-signed URL), and the log is read by more people than the manifests.
+    static func withoutURLPaths(_ text: String) -> String {
+        text.replacing(#/([A-Za-z][A-Za-z0-9+.\-]*://[^/\s?#)]*)([^\s)]*)/#) { match in
+            match.output.2.isEmpty ? String(match.output.1) : match.output.1 + "/…"
+        }
+    }
+
     static func critical(_ message: @autoclosure () -> Logger.Message, _ metadata: Logger.Metadata = [:]) {
         Self.logger.critical(message(), metadata: metadata)
     }

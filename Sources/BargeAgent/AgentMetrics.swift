@@ -42,8 +42,8 @@ final class AgentMetrics: Sendable {
         )
     }
 
-    /// `bytes` of a transfer went `direction` over `uplink` (an interface's name; `none` for this machine or when not
-    /// known) of cost `cost` (`unmetered`, `metered`, `roaming`, `unknown`).
+    /// `bytes` of a transfer went `direction` over `uplink` (an interface's name; `none` when not known) of cost
+    /// `cost` (`unmetered`, `metered`, `roaming`; `none` for an interface that is not an uplink, such as `lo`).
     func transferred(_ bytes: UInt64, _ direction: Direction, uplink: String, cost: String) {
         guard bytes > 0 else { return }
         self.registry.makeCounter(

@@ -4,16 +4,22 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// The optional TCP listener for Prometheus (`metrics-listen` in barge.yaml, off by default): `GET /metrics` and
 /// nothing else, the same text as the control socket's. It controls nothing and names no job, so it asks no
-/// credentials; it binds loopback unless an address is given.
+/// credentials; it binds loopback unless an address is given. Reachable by others when bound beyond loopback, it
+/// serves at most ``maximumConnections`` at once and closes a connection idle for ``idleTimeout``.
 struct MetricsListener: Sendable {
     typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
     typealias Server = NIOAsyncChannel<Connection, Never>
 
     let address: MetricsListenAddress
     let supervisor: Supervisor
+    /// Connections served at once; more are closed as they come.
+    static let maximumConnections = 16
+    /// A connection that sends nothing for this long is closed.
+    static let idleTimeout = TimeAmount.seconds(10)
 
     /// Binds the address.
     func bind() async throws -> Server {
@@ -22,6 +28,10 @@ struct MetricsListener: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: self.address.host, port: self.address.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        IdleStateHandler(readTimeout: Self.idleTimeout),
+                        CloseWhenIdle()
+                    )
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     return try Connection(wrappingChannelSynchronously: channel)
                 }
@@ -33,9 +43,22 @@ struct MetricsListener: Sendable {
         Log.info("metrics on http://\(self.address.description)/metrics")
         try await withTaskCancellationHandler {
             try await server.executeThenClose { connections in
+                let open = OpenConnections()
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await connection in connections {
-                        group.addTask { await self.serve(connection) }
+                        let admitted = open.count.withLock { count in
+                            guard count < Self.maximumConnections else { return false }
+                            count += 1
+                            return true
+                        }
+                        guard admitted else {
+                            try? await connection.channel.close()
+                            continue
+                        }
+                        group.addTask {
+                            await self.serve(connection)
+                            open.count.withLock { $0 -= 1 }
+                        }
                     }
                 }
             }
@@ -73,5 +96,23 @@ struct MetricsListenError: Error, CustomStringConvertible {
     var reason: String
     var description: String {
         "cannot listen for metrics on \(self.address.description) (metrics-listen): \(self.reason)"
+    }
+}
+
+/// How many connections are being served.
+private final class OpenConnections: Sendable {
+    let count = Mutex(0)
+}
+
+/// Closes a connection when its idle timer fires.
+private final class CloseWhenIdle: ChannelInboundHandler, Sendable {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 }

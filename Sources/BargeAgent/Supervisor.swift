@@ -1327,8 +1327,8 @@ public actor Supervisor {
             )
         case .notModified: Log.debug("not modified: \(job.spec.destination)", metadata)
         case .failed(let failure) where failure.kind == .transient:
-            Log.warning("\(job.spec.destination): \(job.record.reason)", metadata)
-        case .failed: Log.error("\(job.spec.destination): \(job.record.reason)", metadata)
+            Log.warning("\(job.spec.destination): \(Log.withoutURLPaths(job.record.reason))", metadata)
+        case .failed: Log.error("\(job.spec.destination): \(Log.withoutURLPaths(job.record.reason))", metadata)
         case .cancelled: break
         }
         // A transient failure soon after a network change or while there is no uplink, without a server's
@@ -1361,7 +1361,7 @@ public actor Supervisor {
                     job.record.reason += "; \(done)"
                 } catch {
                     job.record.reason += "; cannot \(uploaded.after == .delete ? "delete" : "move") it: \(error)"
-                    Log.error("\(job.spec.destination): \(job.record.reason)", metadata)
+                    Log.error("\(job.spec.destination): \(Log.withoutURLPaths(job.record.reason))", metadata)
                 }
             }
         }
@@ -1779,7 +1779,6 @@ public actor Supervisor {
         return try? await self.store.reply(of: id)
     }
 
-    /// The agent's own state (the header of `barge status`), without the jobs.
     /// Counts `bytes` of a transfer in the metrics, by its direction, its interface (the one it is bound to, else its
     /// origin's path; `none` when not known) and that uplink's cost class (`none` for an interface that is not an
     /// uplink, such as `lo`).
@@ -1803,6 +1802,7 @@ public actor Supervisor {
         return self.metrics.exposition(jobsByState: byState)
     }
 
+    /// The agent's own state (the header of `barge status`), without the jobs.
     public func agentStatus(now: Double? = nil) -> AgentStatus {
         let now = now ?? Date().timeIntervalSince1970
         return AgentStatus(

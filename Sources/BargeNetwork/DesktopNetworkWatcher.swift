@@ -26,7 +26,7 @@ public struct DesktopBusError: Error, CustomStringConvertible {
 /// until a signal that can change them arrives (a device's or modem's properties, a device or modem added or
 /// removed, either service starting or stopping), then reads both services again. No timer.
 ///
-/// Without a system bus there is nothing to watch: ``init(stopped:)`` throws and the agent goes on without
+/// Without a system bus there is nothing to watch: ``init(failed:)`` throws and the agent goes on without
 /// (the rules and the heuristics decide). `DBUS_SYSTEM_BUS_ADDRESS` names another bus (the tests' own).
 public final class DesktopNetworkWatcher: @unchecked Sendable {
     /// The bus connection (`sd_bus *`); used on the watcher's thread once it runs.
@@ -34,11 +34,20 @@ public final class DesktopNetworkWatcher: @unchecked Sendable {
     /// A pipe whose write end stops the thread.
     private let wakeup: (read: Int32, write: Int32)
     private var changed: @Sendable ([String: DesktopNetworkFacts]) -> Void = { _ in }
-    private let stopped: @Sendable (DesktopBusError) -> Void
-    /// Set by a signal that may change the facts; on the watcher's thread.
+    private let failed: @Sendable (DesktopBusError) -> Void
+    /// Set by a signal that may change the facts, and while a read keeps failing; on the watcher's thread.
     fileprivate var stale = false
-    /// The facts last read (and told).
-    private var last: [String: DesktopNetworkFacts]
+    /// The facts last told.
+    private var last: [String: DesktopNetworkFacts] = [:]
+    /// What each service said last: a service that leaves the bus (stopped, restarting) leaves its links as they
+    /// were, so its verdicts stay in force until it says otherwise.
+    private var lastDevices: [DesktopNetworkFacts.ManagedDevice] = []
+    private var lastModems: [DesktopNetworkFacts.Modem] = []
+    /// How long to wait before reading again after a failed read (doubling, at most a minute); nil while reads
+    /// succeed.
+    private var retryMilliseconds: Int32?
+    /// Whether the descriptors and the bus are released (init's failure and deinit both release).
+    private var released = false
     private var thread: Thread?
     private var heldByThread: Unmanaged<DesktopNetworkWatcher>?
     private let done = DispatchSemaphore(value: 0)
@@ -48,37 +57,54 @@ public final class DesktopNetworkWatcher: @unchecked Sendable {
     /// How long one call may take: a service that hangs costs the watcher's thread this much, never the agent.
     static let callTimeoutMicroseconds: UInt64 = 5_000_000
 
-    /// Connects to the system bus, subscribes to the signals and reads the facts once (``facts``). `stopped` runs on
-    /// the watcher's thread when a read fails (the last facts stay in force: a failed read is no reason to think a
-    /// metered link free) or the bus connection is lost (the thread then ends).
-    public init(stopped: @escaping @Sendable (DesktopBusError) -> Void = { _ in }) throws(DesktopBusError) {
-        self.stopped = stopped
-        self.last = [:]
+    /// Connects to the system bus, subscribes to the signals and reads the facts once (``facts``); throws only when
+    /// there is no bus to watch. `failed` is told of a read that fails (here, or later on the watcher's thread): the
+    /// last facts stay in force, a failed read being no reason to think a metered link free, and the read is tried
+    /// again after a second, then less and less often up to once a minute, until it succeeds. It is also told when
+    /// the bus connection is lost (the thread then ends, the last facts in force).
+    public init(failed: @escaping @Sendable (DesktopBusError) -> Void = { _ in }) throws(DesktopBusError) {
+        self.failed = failed
         var ends: [Int32] = [-1, -1]
         guard pipe(&ends) == 0 else { throw DesktopBusError(call: "pipe", reason: String(cString: strerror(errno))) }
         for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         self.wakeup = (ends[0], ends[1])
-        do throws(DesktopBusError) {
-            try Self.check(sd_bus_open_system(&self.bus), "connecting to the system bus")
-            let me = Unmanaged.passUnretained(self).toOpaque()
-            for rule in Self.matchRules {
-                try Self.check(sd_bus_add_match(self.bus, nil, rule, Self.onSignal, me), "subscribing to \(rule)")
-            }
-            // The subscriptions are in place before the first read: a change between the two is not lost.
-            self.last = try self.read()
-        } catch {
-            self.release()
-            throw error
+        // A failure below throws; deinit still runs for this instance (every property is set) and releases the bus
+        // and the pipe.
+        try Self.check(sd_bus_open_system(&self.bus), "connecting to the system bus")
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        for rule in Self.matchRules {
+            try Self.check(sd_bus_add_match(self.bus, nil, rule, Self.onSignal, me), "subscribing to \(rule)")
         }
+        // The subscriptions are in place before the first read: a change between the two is not lost.
+        self.readAgain()
     }
 
     deinit { self.release() }
 
     private func release() {
+        guard !self.released else { return }
+        self.released = true
         if let bus { sd_bus_flush_close_unref(bus) }
         self.bus = nil
         close(self.wakeup.read)
         close(self.wakeup.write)
+    }
+
+    /// Reads both services; on success the facts are kept (and told to `changed` when they differ), on failure
+    /// `failed` is told and a retry is set.
+    private func readAgain() {
+        self.stale = false
+        do {
+            let now = try self.read()
+            self.retryMilliseconds = nil
+            guard now != self.last else { return }
+            self.last = now
+            self.changed(now)
+        } catch {
+            self.stale = true
+            self.retryMilliseconds = min((self.retryMilliseconds ?? 500) * 2, 60_000)
+            self.failed(error)
+        }
     }
 
     /// The facts as last read.
@@ -167,32 +193,28 @@ public final class DesktopNetworkWatcher: @unchecked Sendable {
             var processed: Int32
             repeat { processed = sd_bus_process(self.bus, nil) } while processed > 0
             if processed < 0 {
-                self.stopped(DesktopBusError(call: "reading the bus", reason: String(cString: strerror(-processed))))
+                self.failed(DesktopBusError(call: "reading the bus", reason: String(cString: strerror(-processed))))
                 return
             }
-            if self.stale {
-                self.stale = false
-                do {
-                    let now = try self.read()
-                    if now != self.last {
-                        self.last = now
-                        self.changed(now)
-                    }
-                } catch {
-                    // Fail closed: the facts last read stay in force until a read succeeds (the next signal).
-                    self.stopped(error)
-                }
+            if self.stale, self.retryMilliseconds == nil {
+                self.readAgain()
                 continue  // the calls may have queued signals
             }
             fds[0].events = Int16(truncatingIfNeeded: sd_bus_get_events(self.bus))
             var deadline: UInt64 = .max
             _ = sd_bus_get_timeout(self.bus, &deadline)
-            let ready = poll(&fds, 2, Self.milliseconds(until: deadline))
+            var timeout = Self.milliseconds(until: deadline)
+            // After a failed read, asleep at most until the retry.
+            if let retry = self.retryMilliseconds { timeout = timeout < 0 ? retry : min(timeout, retry) }
+            let ready = poll(&fds, 2, timeout)
             if ready < 0 && errno != EINTR {
-                self.stopped(DesktopBusError(call: "poll", reason: String(cString: strerror(errno))))
+                self.failed(DesktopBusError(call: "poll", reason: String(cString: strerror(errno))))
                 return
             }
             if fds[1].revents != 0 { return }
+            if ready == 0, self.retryMilliseconds != nil {
+                self.readAgain()
+            }
         }
     }
 
@@ -206,43 +228,53 @@ public final class DesktopNetworkWatcher: @unchecked Sendable {
         return Int32(clamping: (deadline - current + 999) / 1000)
     }
 
-    /// Reads both services; a service that is not on the bus contributes nothing.
+    /// Reads both services. A service that is not on the bus (stopped, restarting) contributes what it said last.
     private func read() throws(DesktopBusError) -> [String: DesktopNetworkFacts] {
-        DesktopNetworkFacts.byInterface(devices: try self.managedDevices(), modems: try self.modems())
+        let devices = try self.managedDevices() ?? self.lastDevices
+        let modems = try self.modems() ?? self.lastModems
+        self.lastDevices = devices
+        self.lastModems = modems
+        return DesktopNetworkFacts.byInterface(devices: devices, modems: modems)
     }
 
-    /// NetworkManager's devices (none when it does not run).
-    private func managedDevices() throws(DesktopBusError) -> [DesktopNetworkFacts.ManagedDevice] {
+    /// A reply that is not what the interface promises: the facts are not known, rather than none.
+    private static func unreadable(_ what: String) -> DesktopBusError {
+        DesktopBusError(call: what, reason: "a reply of an unexpected shape")
+    }
+
+    /// NetworkManager's devices; nil when it is not on the bus.
+    private func managedDevices() throws(DesktopBusError) -> [DesktopNetworkFacts.ManagedDevice]? {
         let paths: [BusValue]
-        do {
+        do throws(DesktopBusError) {
             let reply = try self.call(
                 Self.networkManager,
                 "/org/freedesktop/NetworkManager",
                 "org.freedesktop.NetworkManager",
                 "GetDevices"
             )
-            guard case .array(let listed) = reply.first else { return [] }
+            guard reply.count == 1, case .array(let listed) = reply[0] else { throw Self.unreadable("GetDevices") }
             paths = listed
         } catch  where error.serviceIsAbsent {
-            return []
+            return nil
         }
         var devices: [DesktopNetworkFacts.ManagedDevice] = []
-        for case .string(let path) in paths {
+        for value in paths {
+            guard case .string(let path) = value else { throw Self.unreadable("GetDevices") }
             let properties: [String: BusValue]
-            do {
-                properties = BusValue.dictionary(
-                    try self.call(
-                        Self.networkManager,
-                        path,
-                        "org.freedesktop.DBus.Properties",
-                        "GetAll",
-                        "org.freedesktop.NetworkManager.Device"
-                    ).first
+            do throws(DesktopBusError) {
+                let reply = try self.call(
+                    Self.networkManager,
+                    path,
+                    "org.freedesktop.DBus.Properties",
+                    "GetAll",
+                    "org.freedesktop.NetworkManager.Device"
                 )
+                guard reply.count == 1, case .array = reply[0] else { throw Self.unreadable("GetAll \(path)") }
+                properties = BusValue.dictionary(reply[0])
             } catch  where error.name == "org.freedesktop.DBus.Error.UnknownObject" {
                 continue  // removed since the list was read; its DeviceRemoved signal reads again
             }
-            guard case .string(let interface)? = properties["Interface"] else { continue }
+            guard case .string(let interface)? = properties["Interface"] else { throw Self.unreadable(path) }
             var ipInterface = ""
             if case .string(let name)? = properties["IpInterface"] { ipInterface = name }
             var metered: UInt32 = 0
@@ -252,31 +284,37 @@ public final class DesktopNetworkWatcher: @unchecked Sendable {
         return devices
     }
 
-    /// ModemManager's modems (none when it does not run).
-    private func modems() throws(DesktopBusError) -> [DesktopNetworkFacts.Modem] {
+    /// ModemManager's modems; nil when it is not on the bus.
+    private func modems() throws(DesktopBusError) -> [DesktopNetworkFacts.Modem]? {
         let objects: [BusValue]
-        do {
+        do throws(DesktopBusError) {
             let reply = try self.call(
                 Self.modemManager,
                 "/org/freedesktop/ModemManager1",
                 "org.freedesktop.DBus.ObjectManager",
                 "GetManagedObjects"
             )
-            guard case .array(let listed) = reply.first else { return [] }
+            guard reply.count == 1, case .array(let listed) = reply[0] else {
+                throw Self.unreadable("GetManagedObjects")
+            }
             objects = listed
         } catch  where error.serviceIsAbsent {
-            return []
+            return nil
         }
         var modems: [DesktopNetworkFacts.Modem] = []
-        for case .entry(_, let interfaces) in objects {
+        for object in objects {
+            guard case .entry(_, let interfaces) = object else { throw Self.unreadable("GetManagedObjects") }
             let byInterface = BusValue.dictionary(interfaces)
             let modem = BusValue.dictionary(byInterface["org.freedesktop.ModemManager1.Modem"])
-            guard case .array(let listed)? = modem["Ports"] else { continue }
-            let ports = listed.compactMap { port -> (name: String, type: UInt32)? in
+            // An object without the modem interface is not a modem.
+            guard !modem.isEmpty else { continue }
+            guard case .array(let listed)? = modem["Ports"] else { throw Self.unreadable("a modem's Ports") }
+            var ports: [(name: String, type: UInt32)] = []
+            for port in listed {
                 guard case .structure(let parts) = port, parts.count == 2, case .string(let name) = parts[0],
                     case .number(let type) = parts[1]
-                else { return nil }
-                return (name, UInt32(truncatingIfNeeded: type))
+                else { throw Self.unreadable("a modem's Ports") }
+                ports.append((name, UInt32(truncatingIfNeeded: type)))
             }
             var registration: UInt32?
             let threeGPP = BusValue.dictionary(byInterface["org.freedesktop.ModemManager1.Modem.Modem3gpp"])

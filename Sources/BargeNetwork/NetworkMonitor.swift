@@ -141,34 +141,30 @@ public final class NetworkMonitor: @unchecked Sendable {
         guard pipe(&ends) == 0 else { throw NetlinkError(call: "pipe", reason: String(cString: strerror(errno))) }
         for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         self.wakeup = (ends[0], ends[1])
-        do throws(NetlinkError) {
-            try NetlinkError.check(
-                nl_cache_mngr_alloc(nil, NETLINK_ROUTE, NL_AUTO_PROVIDE, &self.manager),
-                "nl_cache_mngr_alloc"
-            )
-            // Per object, only a note of what changed: the uplinks are worked out once the whole burst is read.
-            let refill: change_func_t = { _, _, _, monitor in
-                guard let monitor else { return }
-                Unmanaged<NetworkMonitor>.fromOpaque(monitor).takeUnretainedValue().needsRefill = true
-            }
-            let ignore: change_func_t = { _, _, _, _ in }
-            let me = Unmanaged.passUnretained(self).toOpaque()
-            try NetlinkError.check(nl_cache_mngr_add(self.manager, "route/link", refill, me, &self.links), "links")
-            try NetlinkError.check(
-                nl_cache_mngr_add(self.manager, "route/addr", refill, me, &self.addresses),
-                "addresses"
-            )
-            try NetlinkError.check(nl_cache_mngr_add(self.manager, "route/route", refill, me, &self.routes), "routes")
-            try NetlinkError.check(
-                nl_cache_mngr_add(self.manager, "route/neigh", ignore, nil, &self.neighbours),
-                "neighbours"
-            )
-            self.dumps = nl_socket_alloc()
-            try NetlinkError.check(nl_connect(self.dumps, NETLINK_ROUTE), "nl_connect")
-        } catch {
-            self.release()
-            throw error
+        // A failure below throws; deinit still runs for this instance (every property is set) and frees what was made.
+        try NetlinkError.check(
+            nl_cache_mngr_alloc(nil, NETLINK_ROUTE, NL_AUTO_PROVIDE, &self.manager),
+            "nl_cache_mngr_alloc"
+        )
+        // Per object, only a note of what changed: the uplinks are worked out once the whole burst is read.
+        let refill: change_func_t = { _, _, _, monitor in
+            guard let monitor else { return }
+            Unmanaged<NetworkMonitor>.fromOpaque(monitor).takeUnretainedValue().needsRefill = true
         }
+        let ignore: change_func_t = { _, _, _, _ in }
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        try NetlinkError.check(nl_cache_mngr_add(self.manager, "route/link", refill, me, &self.links), "links")
+        try NetlinkError.check(
+            nl_cache_mngr_add(self.manager, "route/addr", refill, me, &self.addresses),
+            "addresses"
+        )
+        try NetlinkError.check(nl_cache_mngr_add(self.manager, "route/route", refill, me, &self.routes), "routes")
+        try NetlinkError.check(
+            nl_cache_mngr_add(self.manager, "route/neigh", ignore, nil, &self.neighbours),
+            "neighbours"
+        )
+        self.dumps = nl_socket_alloc()
+        try NetlinkError.check(nl_connect(self.dumps, NETLINK_ROUTE), "nl_connect")
     }
 
     deinit { self.release() }
@@ -316,12 +312,14 @@ public final class NetworkMonitor: @unchecked Sendable {
             self.desktop = facts
             self.report(refilling: self.needsRefill)
         }
+        // Before start() the facts come through init; after the thread ended there is no one to tell (and the
+        // caches are read on callers' threads then, without a lock): either way they are not taken here.
         let queued = self.lock.withLock {
             guard self.started, !self.ended else { return false }
             self.requests.append(apply)
             return true
         }
-        if queued { self.wake() } else { self.lock.withLock { self.desktop = facts } }
+        if queued { self.wake() }
     }
 
     /// The numeric address of `host` (a ``JobSpec/host`` value) when it names one (no look-up needed); nil for

@@ -41,6 +41,17 @@ struct AgentLogTests {
         )
     }
 
+    /// A URL in a logged reason keeps its scheme and authority only: its path and query may carry a token.
+    @Test func urlsLoseTheirPathsAndQueries() {
+        #expect(
+            Log.withoutURLPaths("not found: https://bucket.example.com:8443/a/b.bin?X-Amz-Signature=abc (HTTP 404)")
+                == "not found: https://bucket.example.com:8443/… (HTTP 404)"
+        )
+        #expect(Log.withoutURLPaths("cannot connect to http://10.0.0.5:80") == "cannot connect to http://10.0.0.5:80")
+        #expect(Log.withoutURLPaths("(sftp://[::1]:22/srv/x) and ftp://h/p") == "(sftp://[::1]:22/…) and ftp://h/…")
+        #expect(Log.withoutURLPaths("no URL here: 404") == "no URL here: 404")
+    }
+
     /// `$JOURNAL_STREAM` counts only when it names standard error itself.
     @Test func theJournalStreamMustBeStandardError() {
         var status = stat()

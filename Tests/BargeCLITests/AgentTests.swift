@@ -259,20 +259,36 @@ struct AgentTests {
         )
         #expect(
             lines.contains {
-                $0.hasPrefix("<3>\(agent.output)/missing.bin: not found") && $0.contains(" manifest=10-logs")
+                $0.hasPrefix("<3>\(agent.output)/missing.bin: not found: http://\(host)/… (HTTP 404)")
+                    && $0.contains(" manifest=10-logs") && !$0.contains("missing.bin (HTTP")
             },
             "\(lines)"
         )
         #expect(lines.contains { $0.hasPrefix("<7>") }, "debug lines at --log-level debug: \(lines)")
 
-        // At `warning`, and without the journal: a time stamp leads, and no info or debug line is written.
+        // At `warning`, and without the journal: a time stamp leads, a transient failure is written, and no info or
+        // debug line is.
         let before = agent.log.utf8.count
         agent.environment = [:]
         agent.arguments = ["--log-level", "warning"]
+        try agent.scratch.write(
+            "manifests.d/20-refused.yaml",
+            "version: 1\ndownload:\n  - url: http://127.0.0.1:1/refused.bin\n    dest: \(agent.output)/refused.bin\n"
+        )
         try await agent.start()
+        let warned = await eventually {
+            (String(agent.log.utf8.dropFirst(before)) ?? "").contains("/refused.bin: retry in")
+        }
         #expect(agent.stop() == 0)
-        let later = String(agent.log.utf8.dropFirst(before)) ?? ""
-        #expect(!later.contains(" info ") && !later.contains(" debug ") && !later.contains("<6>"), "\(later)")
+        let later = (String(agent.log.utf8.dropFirst(before)) ?? "").split(separator: "\n")
+        #expect(warned, "\(later)")
+        #expect(
+            later.contains {
+                $0.contains(" warning \(agent.output)/refused.bin: retry in") && $0.contains("Z warning ")
+            },
+            "\(later)"
+        )
+        #expect(!later.contains { $0.contains(" info ") || $0.contains(" debug ") || $0.hasPrefix("<") }, "\(later)")
         #expect(try agent.barge(["agent", "--log-level", "loud"]).status != 0)
     }
 

@@ -205,7 +205,23 @@ struct NetTransferTests {
         #expect(Self.job(agent, "roam.bin")?.state != "suspended", "\(Self.states(agent))")
         #expect(try net() == ["wired0 metered (NetworkManager Metered=yes) false (ModemManager registration home)"])
 
+        // NetworkManager leaves the bus (stopped, restarting): its last verdict stays in force. ModemManager's next
+        // change is read after NetworkManager's leaving (one connection, in order): once it shows, the leaving was
+        // read too.
+        try bus.send("StopNetworkManager", [])
+        try bus.send("SetRegistration", ["string:wired0", "uint32:7"])
+        let seen = await eventually {
+            (try? net()) == [
+                "wired0 metered (NetworkManager Metered=yes) true (ModemManager registration roaming-sms-only)"
+            ]
+        }
+        #expect(seen, "\((try? net()) ?? [])")
+        #expect(Self.job(agent, "cheap.bin")?.state == "suspended", "\(Self.states(agent))")
+        try bus.send("SetRegistration", ["string:wired0", "uint32:1"])
+
+        // Changed while away, read when it is back.
         try bus.send("SetMetered", ["string:wired0", "uint32:2"])
+        try bus.send("StartNetworkManager", [])
         let done = await eventually(timeout: 40) {
             ((try? agent.status())?.jobs ?? []).allSatisfy { $0.state == "up-to-date" }
         }

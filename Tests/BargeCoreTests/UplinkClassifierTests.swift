@@ -152,8 +152,11 @@ struct UplinkClassifierTests {
         #expect(overridden.roaming == true && overridden.roamingSource == .rule(number: 1, matched: "wwan0"))
         let ruled = UplinkClassifier.classify(Self.modem, rules: rules, desktop: DesktopNetworkFacts(metered: .no))
         #expect(ruled.cost == .metered && ruled.costSource == .rule(number: 1, matched: "wwan0"))
-        let managed = UplinkClassifier.classify(Self.modem, rules: [], desktop: DesktopNetworkFacts(metered: .guessNo))
-        #expect(managed.cost == .unmetered && managed.costSource == .networkManager(.guessNo))
+        // A guess never makes a link cheaper than the kernel's facts; an explicit `no` does.
+        let guessed = UplinkClassifier.classify(Self.modem, rules: [], desktop: DesktopNetworkFacts(metered: .guessNo))
+        #expect(guessed.cost == .metered && guessed.costSource == .heuristic("wwan: DEVTYPE=wwan"))
+        let managed = UplinkClassifier.classify(Self.modem, rules: [], desktop: DesktopNetworkFacts(metered: .no))
+        #expect(managed.cost == .unmetered && managed.costSource == .networkManager(.no))
         let unknown = UplinkClassifier.classify(Self.modem, rules: [], desktop: DesktopNetworkFacts(metered: .unknown))
         #expect(unknown.cost == .metered && unknown.costSource == .heuristic("wwan: DEVTYPE=wwan"))
     }
@@ -199,5 +202,24 @@ struct UplinkClassifierTests {
                 "eth0": DesktopNetworkFacts(metered: .no), "wlan0": DesktopNetworkFacts(metered: .unknown),
             ]
         )
+        // Two devices or modems on one interface: the costlier verdict wins, whichever comes first.
+        let cases: [([UInt32], NetworkManagerMetered)] = [
+            ([3, 0], .guessYes), ([0, 3], .guessYes), ([2, 4], .no), ([2, 1], .yes),
+        ]
+        for (values, expected) in cases {
+            let merged = DesktopNetworkFacts.byInterface(
+                devices: values.map { .init(interface: "wwan0", ipInterface: "", metered: $0) },
+                modems: []
+            )
+            #expect(merged["wwan0"]?.metered == expected, "\(values)")
+        }
+        let modems = DesktopNetworkFacts.byInterface(
+            devices: [],
+            modems: [
+                .init(ports: [("wwan0", DesktopNetworkFacts.networkPortType)], registration: 5),
+                .init(ports: [("wwan0", DesktopNetworkFacts.networkPortType)], registration: 1),
+            ]
+        )
+        #expect(modems["wwan0"]?.registration == .roaming)
     }
 }

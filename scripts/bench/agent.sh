@@ -31,15 +31,19 @@ ticks=$(getconf CLK_TCK)
 if [ "$desktop" = 1 ]; then
     bus=$(mktemp -d /tmp/barge-bench-bus-XXXXXX)
     cat > "$bus/bus.conf" <<CONF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig><type>system</type><listen>unix:path=$bus/socket</listen><auth>EXTERNAL</auth>
-<policy context="default"><allow user="*"/><allow own="*"/><allow send_destination="*"/></policy></busconfig>
+<policy context="default"><allow user="*"/><allow own="*"/><allow send_destination="*" eavesdrop="true"/>
+<allow eavesdrop="true"/></policy></busconfig>
 CONF
     dbus-daemon --config-file="$bus/bus.conf" --nofork --nopidfile 2>/dev/null &
     daemon=$!
     /usr/bin/python3 scripts/servers/desktop-bus.py --address "unix:path=$bus/socket" --ready "$bus/ready" &
     services=$!
     trap 'kill $services $daemon 2>/dev/null; rm -rf "$bus"' EXIT
-    until [ -e "$bus/ready" ]; do sleep 0.05; done
+    for _ in $(seq 300); do [ -e "$bus/ready" ] && break; sleep 0.05; done
+    [ -e "$bus/ready" ] || { echo "the stand-in NetworkManager and ModemManager did not start" >&2; exit 1; }
     send() { dbus-send --bus="unix:path=$bus/socket" --print-reply --dest=org.barge.TestDesktop /control "$@" >/dev/null; }
     send org.barge.TestDesktop.AddDevice string:eth0 string:eth0 uint32:4
     send org.barge.TestDesktop.AddModem string:wwan0 uint32:1
@@ -77,14 +81,14 @@ for size in $sizes; do
     [ "$jobs" = "$size" ] || { echo "expected $size up-to-date jobs, found $jobs" >&2; kill $pid; exit 1; }
     after=$(awk '/VmRSS/ {printf "%.1f MiB", $2 / 1024}' /proc/$pid/status)
     status_size=$(du -k "$work/status.json" | cut -f1)
-    kill -TERM $pid
-    wait $pid || true
     if [ "$desktop" = 1 ]; then
-        grep -q '^barge_jobs{state="up-to-date"} '"$size"'$' <(curl -sf "http://127.0.0.1:$port/metrics") \
+        grep -Eq '^barge_jobs\{state="up-to-date"\} '"$size"'(\.0)?$' <(curl -sf "http://127.0.0.1:$port/metrics") \
             || { echo "the metrics listener did not count $size up-to-date jobs" >&2; exit 1; }
         grep -q "NetworkManager Metered=guess-no" <("$bin/barge" net --config "$work/barge.yaml") \
             || { echo "the agent did not take NetworkManager's verdict" >&2; exit 1; }
     fi
+    kill -TERM $pid
+    wait $pid || true
     idle_cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v t="$ticks" -v s="$idle" 'BEGIN {printf "%.2f s / %d s", (b - a) / t, s}')
     printf '%-8s %9s %11s %10s %10s %15s %8s %28s\n' "$size" "$(awk -v a="$began" -v b="$ready" 'BEGIN {printf "%.2f s", b - a}')" \
         "$reconcile" "$hwm" "$rss" "$idle_cpu" "${calls:-0}" "$after ($((status_size / 1024)) MiB of JSON)"

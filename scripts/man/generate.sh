@@ -6,12 +6,11 @@
 #   barge-manifest(5)  from docs/manifest.md
 # The two section-5 pages are the docs as pandoc renders them, under a NAME and a SYNOPSIS of their own.
 #
-#   scripts/man/generate.sh BARGE-BINARY VERSION OUTPUT-DIRECTORY
+#   scripts/man/generate.sh VERSION OUTPUT-DIRECTORY
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-barge=$1
-version=$2
-out=$3
+version=$1
+out=$2
 mkdir -p "$out"
 date=$(date -u -d @"${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}" +%Y-%m-%d)
 

@@ -11,7 +11,8 @@ Properties changes are signalled with org.freedesktop.DBus.Properties.Properties
 
 The test drives it through org.barge.TestDesktop at /control (dbus-send --print-reply returns once the signal is
 sent): AddDevice(s interface, s ip_interface, u metered), SetMetered(s interface, u metered),
-AddModem(s port, u registration), SetRegistration(s port, u registration), SetSignalQuality(s port, u percent).
+AddModem(s port, u registration), SetRegistration(s port, u registration), SetSignalQuality(s port, u percent),
+StopNetworkManager() (its name leaves the bus), StartNetworkManager().
 
 Usage: desktop-bus.py --address unix:path=… --ready FILE   (FILE is written once every name is owned)
 """
@@ -124,10 +125,20 @@ class ModemManager(dbus.service.Object):
 
 
 class Control(dbus.service.Object):
-    def __init__(self, connection, nm, mm):
+    def __init__(self, connection, nm, mm, nm_connection):
         super().__init__(connection, "/control")
         self.nm = nm
         self.mm = mm
+        self.nm_connection = nm_connection
+
+    @dbus.service.method("org.barge.TestDesktop", in_signature="", out_signature="")
+    def StopNetworkManager(self):
+        # NetworkManager leaves the bus (as when it stops or restarts); its objects stay exported on its connection.
+        self.nm_connection.release_name(NM)
+
+    @dbus.service.method("org.barge.TestDesktop", in_signature="", out_signature="")
+    def StartNetworkManager(self):
+        self.nm_connection.request_name(NM)
 
     @dbus.service.method("org.barge.TestDesktop", in_signature="ssu", out_signature="")
     def AddDevice(self, interface, ip_interface, metered):
@@ -175,7 +186,7 @@ def main():
              dbus.service.BusName("org.barge.TestDesktop", control_connection)]
     nm = NetworkManager(nm_connection)
     mm = ModemManager(mm_connection)
-    Control(control_connection, nm, mm)
+    Control(control_connection, nm, mm, nm_connection)
     with open(arguments.ready + ".tmp", "w") as ready:
         ready.write("%d\n" % os.getpid())
     os.rename(arguments.ready + ".tmp", arguments.ready)

@@ -22,6 +22,18 @@ public enum NetworkManagerMetered: UInt32, Hashable, Sendable, CustomStringConve
         }
     }
 
+    /// How costly a value says a link is, for merging two devices' values on one interface: an explicit `yes`
+    /// first, then `guess-yes`, `no`, `guess-no`, `unknown` (the costlier verdict wins: fail closed).
+    var costliness: Int {
+        switch self {
+        case .yes: 4
+        case .guessYes: 3
+        case .no: 2
+        case .guessNo: 1
+        case .unknown: 0
+        }
+    }
+
     /// The cost it says, or nil for `unknown`.
     public var cost: NetworkCost? {
         switch self {
@@ -149,20 +161,29 @@ public struct DesktopNetworkFacts: Hashable, Sendable {
     public static let networkPortType: UInt32 = 2
 
     /// The facts by interface name from what NetworkManager and ModemManager publish. A device's IP interface and its
-    /// control interface both take its `Metered`; a modem's network ports take its registration.
+    /// control interface both take its `Metered`; a modem's network ports take its registration. Where two devices
+    /// or modems name one interface, the costlier verdict wins (metered over unmetered, roaming over home).
     public static func byInterface(devices: [ManagedDevice], modems: [Modem]) -> [String: DesktopNetworkFacts] {
         var facts: [String: DesktopNetworkFacts] = [:]
         for device in devices {
             let metered = NetworkManagerMetered(rawValue: device.metered) ?? .unknown
             for name in Set([device.interface, device.ipInterface]) where !name.isEmpty {
-                facts[name, default: DesktopNetworkFacts()].metered = metered
+                if metered.costliness > facts[name]?.metered?.costliness ?? -1 {
+                    facts[name, default: .init()].metered = metered
+                }
             }
         }
         for modem in modems {
             guard let number = modem.registration else { continue }
             let registration = ModemRegistration(rawValue: number) ?? .unknown
             for port in modem.ports where port.type == Self.networkPortType && !port.name.isEmpty {
-                facts[port.name, default: DesktopNetworkFacts()].registration = registration
+                // Roaming over home over a state that says nothing.
+                func rank(_ state: ModemRegistration?) -> Int {
+                    state.map { $0.isRoaming.map { $0 ? 2 : 1 } ?? 0 } ?? -1
+                }
+                if rank(registration) > rank(facts[port.name]?.registration) {
+                    facts[port.name, default: .init()].registration = registration
+                }
             }
         }
         return facts

@@ -293,14 +293,18 @@ public enum UplinkClassifier {
                 if roaming == nil, rule.roaming == true { roaming = (true, source) }
             }
         }
-        // NetworkManager's `unknown` and a modem that is not registered say nothing: the heuristics decide.
-        if cost == nil, let metered = desktop?.metered, let said = metered.cost {
-            cost = (said, .networkManager(metered))
+        let metered: Set<InterfaceKind> = [.wwan, .ppp, .bluetooth, .tether]
+        // NetworkManager's `unknown` and a modem that is not registered say nothing: the heuristics decide. So does
+        // a `guess-no` on a link the heuristics call metered (a tethered phone without Android's DHCP option): a
+        // guess never makes a link cheaper than the kernel's facts; an explicit `no` does.
+        if cost == nil, let said = desktop?.metered, let saidCost = said.cost,
+            !(said == .guessNo && metered.contains(kind))
+        {
+            cost = (saidCost, .networkManager(said))
         }
         if roaming == nil, let registration = desktop?.registration, let said = registration.isRoaming {
             roaming = (said, .modemManager(registration))
         }
-        let metered: Set<InterfaceKind> = [.wwan, .ppp, .bluetooth, .tether]
         let (finalCost, costSource) =
             cost ?? (metered.contains(kind) ? .metered : .unmetered, .heuristic("\(kind.rawValue): \(because)"))
         let (finalRoaming, roamingSource) = roaming ?? (false, .heuristic("no roaming source"))
