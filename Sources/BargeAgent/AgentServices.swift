@@ -30,8 +30,12 @@ struct NetworkService: Service, CustomStringConvertible {
         self.monitor?.start()
         if let monitor = self.monitor { self.desktop?.start { monitor.setDesktopFacts($0) } }
         try? await gracefulShutdown()
-        self.desktop?.stop()
-        self.monitor?.stop()
+        // Each stop waits for its thread (the D-Bus one may be in a call for up to 5 s): not on the task pool.
+        let (monitor, desktop) = (self.monitor, self.desktop)
+        await offThePool {
+            desktop?.stop()
+            monitor?.stop()
+        }
     }
 }
 
