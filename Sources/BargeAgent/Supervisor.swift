@@ -835,6 +835,19 @@ public actor Supervisor {
             let restored = await offThePool { LoadedManifest(restoring: version, current: manifest, loader: loader) }
             standIns[manifest.id] = (restored, version.storedAt)
         }
+        // A manifest's problems are logged when they change (each error as `barge check` prints it), and its
+        // return to valid once.
+        for manifest in loaded where self.manifests[manifest.id]?.errors ?? [] != manifest.errors {
+            let metadata: Logger.Metadata = ["manifest": "\(manifest.id)"]
+            if manifest.errors.isEmpty {
+                Log.info("the manifest is valid again", metadata)
+            } else {
+                let kept = standIns[manifest.id] != nil || self.manifests[manifest.id]?.hasGoodVersion == true
+                for error in manifest.errors {
+                    Log.error("\(error)\(kept ? " (its last good version runs)" : "")", metadata)
+                }
+            }
+        }
         let diff = ManifestDiff(
             loaded: loaded,
             standIns: standIns,

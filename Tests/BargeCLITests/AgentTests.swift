@@ -206,6 +206,9 @@ struct AgentTests {
         let report = try agent.status()
         #expect(report.manifests.first?.runningLastGoodVersion == true)
         #expect(report.manifests.first?.errors.first?.contains("10-a.yaml:") == true)
+        // The log says it too, once, with the manifest's name as metadata.
+        let logged = agent.log.split(separator: "\n").filter { $0.contains(" error ") && $0.contains("10-a.yaml:") }
+        #expect(logged.count == 1 && logged.allSatisfy { $0.hasSuffix("(its last good version runs) manifest=10-a") })
         // Renamed (a tool's write-then-rename): the jobs move to the new name.
         try agent.scratch.write("manifests.d/.tmp", manifest([(a, "a.bin"), (b, "b.bin")]))
         rename(agent.manifests + "/.tmp", agent.manifests + "/20-renamed.yaml")
