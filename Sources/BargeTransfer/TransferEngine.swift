@@ -1102,6 +1102,9 @@ final class EngineLoop: @unchecked Sendable {
     }
 
     private func finish(_ transfer: ActiveTransfer, _ outcome: TransferOutcome) {
+        // The bytes since the last tick are told before the end, whatever the end: a failed or cancelled attempt
+        // moved them too (the agent's byte counters count them).
+        if transfer.hasUnreportedBytes { transfer.reportProgressIfDue(now: monotonicNow(), force: true) }
         self.detach(transfer)
         self.releaseConnection(transfer)
         // Back to the pool here: the last reference may be the starting caller's, on its thread.
