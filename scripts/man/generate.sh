@@ -30,7 +30,7 @@ page() {
     } | pandoc -s -f gfm -t man --lua-filter scripts/man/tables.lua \
         --metadata title="$(echo "$name" | tr a-z A-Z)" --metadata section=5 \
         --metadata header="Barge Manual" --metadata footer="barge $version" --metadata date="$date" \
-        | sed '/^\.TH /a .ad l\n.nh' > "$out/$name.5"
+        | sed -e '/^\.TH /a .ad l\n.nh' -e '/^\.hy$/d' > "$out/$name.5"
 }
 page barge.yaml docs/config.md "the Barge agent's configuration file" \
     "**/etc/barge/barge.yaml** (the system agent)\\
