@@ -32,7 +32,7 @@ public final class DesktopNetworkWatcher: @unchecked Sendable {
     /// The bus connection (`sd_bus *`); used on the watcher's thread once it runs.
     private var bus: OpaquePointer?
     /// A pipe whose write end stops the thread.
-    private let wakeup: (read: Int32, write: Int32)
+    private let wakeup: WakeupPipe
     private var changed: @Sendable ([String: DesktopNetworkFacts]) -> Void = { _ in }
     private let failed: @Sendable (DesktopBusError) -> Void
     /// Set by a signal that may change the facts, and while a read keeps failing; on the watcher's thread.
@@ -46,8 +46,6 @@ public final class DesktopNetworkWatcher: @unchecked Sendable {
     /// How long to wait before reading again after a failed read (doubling, at most a minute); nil while reads
     /// succeed.
     private var retryMilliseconds: Int32?
-    /// Whether the descriptors and the bus are released (init's failure and deinit both release).
-    private var released = false
     private var thread: Thread?
     private var heldByThread: Unmanaged<DesktopNetworkWatcher>?
     private let done = DispatchSemaphore(value: 0)
@@ -64,12 +62,11 @@ public final class DesktopNetworkWatcher: @unchecked Sendable {
     /// the bus connection is lost (the thread then ends, the last facts in force).
     public init(failed: @escaping @Sendable (DesktopBusError) -> Void = { _ in }) throws(DesktopBusError) {
         self.failed = failed
-        var ends: [Int32] = [-1, -1]
-        guard pipe(&ends) == 0 else { throw DesktopBusError(call: "pipe", reason: String(cString: strerror(errno))) }
-        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-        self.wakeup = (ends[0], ends[1])
-        // A failure below throws; deinit still runs for this instance (every property is set) and releases the bus
-        // and the pipe.
+        guard let wakeup = WakeupPipe() else {
+            throw DesktopBusError(call: "pipe", reason: String(cString: strerror(errno)))
+        }
+        self.wakeup = wakeup
+        // A failure below throws; deinit still runs for this instance (every property is set) and releases the bus.
         try Self.check(sd_bus_open_system(&self.bus), "connecting to the system bus")
         let me = Unmanaged.passUnretained(self).toOpaque()
         for rule in Self.matchRules {
@@ -79,15 +76,8 @@ public final class DesktopNetworkWatcher: @unchecked Sendable {
         self.readAgain()
     }
 
-    deinit { self.release() }
-
-    private func release() {
-        guard !self.released else { return }
-        self.released = true
+    deinit {
         if let bus { sd_bus_flush_close_unref(bus) }
-        self.bus = nil
-        close(self.wakeup.read)
-        close(self.wakeup.write)
     }
 
     /// Reads both services; on success the facts are kept (and told to `changed` when they differ), on failure
@@ -175,8 +165,7 @@ public final class DesktopNetworkWatcher: @unchecked Sendable {
     /// Stops the thread and waits for it.
     public func stop() {
         guard self.thread != nil else { return }
-        var one: UInt8 = 1
-        _ = write(self.wakeup.write, &one, 1)
+        self.wakeup.wake()
         self.done.wait()
         self.thread = nil
         self.heldByThread?.release()
@@ -187,7 +176,7 @@ public final class DesktopNetworkWatcher: @unchecked Sendable {
         defer { self.done.signal() }
         var fds = [
             pollfd(fd: sd_bus_get_fd(self.bus), events: 0, revents: 0),
-            pollfd(fd: self.wakeup.read, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: self.wakeup.readEnd, events: Int16(POLLIN), revents: 0),
         ]
         while true {
             var processed: Int32
@@ -309,12 +298,12 @@ public final class DesktopNetworkWatcher: @unchecked Sendable {
             // An object without the modem interface is not a modem.
             guard !modem.isEmpty else { continue }
             guard case .array(let listed)? = modem["Ports"] else { throw Self.unreadable("a modem's Ports") }
-            var ports: [(name: String, type: UInt32)] = []
+            var ports: [DesktopNetworkFacts.Modem.Port] = []
             for port in listed {
                 guard case .structure(let parts) = port, parts.count == 2, case .string(let name) = parts[0],
                     case .number(let type) = parts[1]
                 else { throw Self.unreadable("a modem's Ports") }
-                ports.append((name, UInt32(truncatingIfNeeded: type)))
+                ports.append(.init(name, UInt32(truncatingIfNeeded: type)))
             }
             var registration: UInt32?
             let threeGPP = BusValue.dictionary(byInterface["org.freedesktop.ModemManager1.Modem.Modem3gpp"])

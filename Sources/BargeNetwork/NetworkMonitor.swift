@@ -91,7 +91,7 @@ public final class NetworkMonitor: @unchecked Sendable {
     /// The socket the caches are read again through (see ``refill()``).
     private var dumps: OpaquePointer?
     /// A pipe whose write end stops the thread.
-    private let wakeup: (read: Int32, write: Int32)
+    private let wakeup: WakeupPipe
     private let rules: [NetworkRule]
     /// Verdicts set by hand (``setOverride(_:for:)``); on the monitor's thread.
     private var overrides: [String: UplinkOverride]
@@ -137,10 +137,10 @@ public final class NetworkMonitor: @unchecked Sendable {
         self.desktop = desktop
         self.stopped = stopped
         self.changed = changed
-        var ends: [Int32] = [-1, -1]
-        guard pipe(&ends) == 0 else { throw NetlinkError(call: "pipe", reason: String(cString: strerror(errno))) }
-        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-        self.wakeup = (ends[0], ends[1])
+        guard let wakeup = WakeupPipe() else {
+            throw NetlinkError(call: "pipe", reason: String(cString: strerror(errno)))
+        }
+        self.wakeup = wakeup
         // A failure below throws; deinit still runs for this instance (every property is set) and frees what was made.
         try NetlinkError.check(
             nl_cache_mngr_alloc(nil, NETLINK_ROUTE, NL_AUTO_PROVIDE, &self.manager),
@@ -174,8 +174,6 @@ public final class NetworkMonitor: @unchecked Sendable {
         self.manager = nil
         if let dumps { nl_socket_free(dumps) }
         self.dumps = nil
-        close(self.wakeup.read)
-        close(self.wakeup.write)
     }
 
     /// Starts the monitor's thread; it reports the current uplinks first. A started monitor lives until
@@ -208,10 +206,7 @@ public final class NetworkMonitor: @unchecked Sendable {
         self.heldByThread = nil
     }
 
-    private func wake() {
-        var one: UInt8 = 1
-        _ = write(self.wakeup.write, &one, 1)
-    }
+    private func wake() { self.wakeup.wake() }
 
     /// Runs `body` on the monitor's thread (where the caches may be read) and returns what it returns; at once on
     /// the caller's thread when the monitor is not running.
@@ -375,7 +370,7 @@ public final class NetworkMonitor: @unchecked Sendable {
         self.report()
         var fds = [
             pollfd(fd: nl_cache_mngr_get_fd(self.manager), events: Int16(POLLIN), revents: 0),
-            pollfd(fd: self.wakeup.read, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: self.wakeup.readEnd, events: Int16(POLLIN), revents: 0),
         ]
         var failures = 0
         while true {
@@ -387,8 +382,7 @@ public final class NetworkMonitor: @unchecked Sendable {
                 return
             }
             if fds[1].revents != 0 {
-                var drained = [UInt8](repeating: 0, count: 64)
-                _ = read(self.wakeup.read, &drained, drained.count)
+                self.wakeup.drain()
                 let (work, stopping) = self.lock.withLock {
                     defer { self.requests = [] }
                     return (self.requests, self.stopping)

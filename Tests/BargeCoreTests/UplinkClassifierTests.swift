@@ -191,8 +191,11 @@ struct UplinkClassifierTests {
                 .init(interface: "wlan0", ipInterface: "wlan0", metered: 99),
             ],
             modems: [
-                .init(ports: [("cdc-wdm0", 6), ("wwan0", DesktopNetworkFacts.networkPortType)], registration: 5),
-                .init(ports: [("wwan1", DesktopNetworkFacts.networkPortType)], registration: nil),
+                .init(
+                    ports: [.init("cdc-wdm0", 6), .init("wwan0", DesktopNetworkFacts.networkPortType)],
+                    registration: 5
+                ),
+                .init(ports: [.init("wwan1", DesktopNetworkFacts.networkPortType)], registration: nil),
             ]
         )
         #expect(
@@ -216,8 +219,8 @@ struct UplinkClassifierTests {
         let modems = DesktopNetworkFacts.byInterface(
             devices: [],
             modems: [
-                .init(ports: [("wwan0", DesktopNetworkFacts.networkPortType)], registration: 5),
-                .init(ports: [("wwan0", DesktopNetworkFacts.networkPortType)], registration: 1),
+                .init(ports: [.init("wwan0", DesktopNetworkFacts.networkPortType)], registration: 5),
+                .init(ports: [.init("wwan0", DesktopNetworkFacts.networkPortType)], registration: 1),
             ]
         )
         #expect(modems["wwan0"]?.registration == .roaming)

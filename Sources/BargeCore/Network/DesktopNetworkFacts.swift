@@ -133,27 +133,29 @@ public struct DesktopNetworkFacts: Hashable, Sendable {
 
     /// One ModemManager modem as its D-Bus properties describe it.
     public struct Modem: Hashable, Sendable {
-        /// `Ports`: each port's name and `MMModemPortType` (2 is a network interface).
-        public var ports: [(name: String, type: UInt32)]
+        /// One of `Ports`: its name and `MMModemPortType` (2 is a network interface).
+        public struct Port: Hashable, Sendable {
+            /// The port's name (`wwan0`, `cdc-wdm0`).
+            public var name: String
+            /// Its `MMModemPortType`.
+            public var type: UInt32
+
+            /// A port.
+            public init(_ name: String, _ type: UInt32) {
+                self.name = name
+                self.type = type
+            }
+        }
+
+        /// `Ports`.
+        public var ports: [Port]
         /// `Modem3gpp.RegistrationState`, when the modem speaks 3GPP.
         public var registration: UInt32?
 
         /// A modem.
-        public init(ports: [(name: String, type: UInt32)], registration: UInt32?) {
+        public init(ports: [Port], registration: UInt32?) {
             self.ports = ports
             self.registration = registration
-        }
-
-        public static func == (left: Modem, right: Modem) -> Bool {
-            left.registration == right.registration && left.ports.elementsEqual(right.ports) { $0 == $1 }
-        }
-
-        public func hash(into hasher: inout Hasher) {
-            hasher.combine(self.registration)
-            for port in self.ports {
-                hasher.combine(port.name)
-                hasher.combine(port.type)
-            }
         }
     }
 
