@@ -13,7 +13,9 @@ struct NginxInteropTests {
     let scratch: ScratchDirectory
 
     init() throws {
-        self.nginx = try NginxServer()
+        // `/slow/`: 4 KB a second on each connection (a 16 KiB file takes about 4 s), for a burst's tail that
+        // cannot be over before the test acts on it.
+        self.nginx = try NginxServer(extraLocations: "location /slow/ { limit_rate 4k; }")
         self.scratch = try ScratchDirectory()
     }
 
@@ -612,24 +614,28 @@ struct NginxInteropTests {
 
     /// Serves `count` files of 16 KiB under `folder` and starts them all, new files, on an engine of two threads
     /// (16 connections), reporting to one shared stream: the engine, the contents by file name, the names by
-    /// transfer and the reports.
+    /// transfer and the reports. Files from `slowFrom` on come from `/slow/` (about 4 s each).
     private func startBurst(
         in folder: String,
         count: Int,
-        seed: UInt64
+        seed: UInt64,
+        slowFrom: Int? = nil
     ) throws -> (TransferEngine, [String: [UInt8]], [TransferID: String], AsyncStream<[TransferReport]>) {
         let engine = Self.twoThreadEngine()
         var expected: [String: [UInt8]] = [:]
+        var paths: [String] = []
         for index in 0..<count {
             let content = TestContent.bytes(count: 16_384, seed: seed + UInt64(index))
-            try self.nginx.serve("\(folder)/\(index).bin", bytes: content)
+            let slow = slowFrom.map { index >= $0 } ?? false
+            paths.append((slow ? "slow/" : "") + "\(folder)/\(index).bin")
+            try self.nginx.serve(paths[index], bytes: content)
             expected["\(index).bin"] = content
         }
         let (reports, reporter) = engine.makeReportStream()
         var names: [TransferID: String] = [:]
         for index in 0..<count {
             var request = TransferRequest(
-                sources: [self.nginx.baseURL + "/\(folder)/\(index).bin"],
+                sources: [self.nginx.baseURL + "/" + paths[index]],
                 destination: self.scratch.path + "/\(folder)/\(index).bin"
             )
             request.mayHaveEarlierPartial = false
@@ -667,9 +673,16 @@ struct NginxInteropTests {
 
     /// A shutdown in the middle of a burst on two engine threads, with files waiting for their commits on both:
     /// it returns, every transfer finishes exactly once, each file reported done is whole in place, and no other
-    /// destination exists (what had not been committed is not there, half-written or otherwise).
+    /// destination exists (what had not been committed is not there, half-written or otherwise). The last 100
+    /// files come slowly, so that the burst is still running when the shutdown comes however late the reports
+    /// are read.
     @Test func aShutdownDuringABurstCommitsOrLeavesEachFileWhole() async throws {
-        let (engine, expected, names, reports) = try self.startBurst(in: "stop", count: 400, seed: 700)
+        let (engine, expected, names, reports) = try self.startBurst(
+            in: "stop",
+            count: 400,
+            seed: 700,
+            slowFrom: 300
+        )
         var outcomes: [TransferID: [TransferOutcome]] = [:]
         var responses = 0
         var stopping: Task<Void, Never>?
