@@ -1,5 +1,4 @@
 public import BargeCore
-internal import CBargeLinux
 internal import CSystemd
 import Foundation
 import Glibc
@@ -46,9 +45,7 @@ public final class DesktopNetworkWatcher: @unchecked Sendable {
     /// How long to wait before reading again after a failed read (doubling, at most a minute); nil while reads
     /// succeed.
     private var retryMilliseconds: Int32?
-    private var thread: Thread?
-    private var heldByThread: Unmanaged<DesktopNetworkWatcher>?
-    private let done = DispatchSemaphore(value: 0)
+    private let thread = LoopThread(name: "barge-dbus")
 
     static let networkManager = "org.freedesktop.NetworkManager"
     static let modemManager = "org.freedesktop.ModemManager1"
@@ -151,29 +148,15 @@ public final class DesktopNetworkWatcher: @unchecked Sendable {
     /// included). A started watcher lives until ``stop()``.
     public func start(reporting changed: @escaping @Sendable ([String: DesktopNetworkFacts]) -> Void) {
         self.changed = changed
-        let held = Unmanaged.passRetained(self)
-        self.heldByThread = held
-        let thread = Thread {
-            _ = CBargeLinux_name_this_thread("barge-dbus")
-            held.takeUnretainedValue().run()
-        }
-        thread.name = "barge-dbus"
-        self.thread = thread
-        thread.start()
+        self.thread.start(self) { $0.run() }
     }
 
     /// Stops the thread and waits for it.
     public func stop() {
-        guard self.thread != nil else { return }
-        self.wakeup.wake()
-        self.done.wait()
-        self.thread = nil
-        self.heldByThread?.release()
-        self.heldByThread = nil
+        self.thread.stop { self.wakeup.wake() }
     }
 
     private func run() {
-        defer { self.done.signal() }
         var fds = [
             pollfd(fd: sd_bus_get_fd(self.bus), events: 0, revents: 0),
             pollfd(fd: self.wakeup.readEnd, events: Int16(POLLIN), revents: 0),

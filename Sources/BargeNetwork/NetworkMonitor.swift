@@ -1,5 +1,4 @@
 public import BargeCore
-internal import CBargeLinux
 internal import CNetlink
 import Foundation
 import Glibc
@@ -102,10 +101,7 @@ public final class NetworkMonitor: @unchecked Sendable {
     private var last: NetworkSnapshot?
     /// The gateways asked for their MAC that have not answered yet, by interface index.
     private var promptedGateways: [Int32: String] = [:]
-    private var thread: Thread?
-    /// The reference the running thread holds (see ``start()``).
-    private var heldByThread: Unmanaged<NetworkMonitor>?
-    private let done = DispatchSemaphore(value: 0)
+    private let thread = LoopThread(name: "barge-netlink")
     /// Work handed to the monitor's thread (``onThread(_:)``), and whether it is to stop; under `lock`.
     private var requests: [@Sendable () -> Void] = []
     private var stopping = false
@@ -179,31 +175,16 @@ public final class NetworkMonitor: @unchecked Sendable {
     /// Starts the monitor's thread; it reports the current uplinks first. A started monitor lives until
     /// ``stop()``.
     public func start() {
-        // The thread's hold on the monitor is released by stop(), on the caller's thread: were it the thread's own
-        // (a closure Foundation frees as the thread ends), the caches could be freed on a dying thread while the
-        // process exits, when libnl's destructors have already unregistered the address families its links use.
-        let held = Unmanaged.passRetained(self)
-        self.heldByThread = held
-        let thread = Thread {
-            // The kernel's name (`top -H`, perf): Foundation does not set it on Linux.
-            _ = CBargeLinux_name_this_thread("barge-netlink")
-            held.takeUnretainedValue().run()
-        }
-        thread.name = "barge-netlink"
-        self.thread = thread
         self.lock.withLock { self.started = true }
-        thread.start()
+        self.thread.start(self) { $0.run() }
     }
 
     /// Stops the thread and waits for it.
     public func stop() {
-        guard self.thread != nil else { return }
-        self.lock.withLock { self.stopping = true }
-        self.wake()
-        self.done.wait()
-        self.thread = nil
-        self.heldByThread?.release()
-        self.heldByThread = nil
+        self.thread.stop {
+            self.lock.withLock { self.stopping = true }
+            self.wake()
+        }
     }
 
     private func wake() { self.wakeup.wake() }
@@ -364,7 +345,6 @@ public final class NetworkMonitor: @unchecked Sendable {
                 return self.requests
             }
             for request in left { request() }
-            self.done.signal()
         }
         self.needsRefill = true
         self.report()

@@ -192,7 +192,8 @@ struct FailClosedTests {
     /// A `barge get --foreground` beside the agent, onto the file the agent is fetching, neither writes nor
     /// removes the agent's partial; the agent's file arrives whole.
     @Test func aForegroundGetBesideTheAgentNeverWritesItsPartial() async throws {
-        let nginx = try NginxServer(rateLimit: "500k")
+        // 15 s at this rate: the agent is still writing when the second transfer comes, however slow it is to start.
+        let nginx = try NginxServer(rateLimit: "200k")
         let agent = try AgentUnderTest()
         let content = TestContent.bytes(count: 3 << 20, seed: 47)
         let url = try nginx.serve("shared.bin", bytes: content)
@@ -206,7 +207,7 @@ struct FailClosedTests {
         let result = try agent.barge(["get", "--foreground", "--retries", "0", url, agent.output + "/shared.bin"])
         #expect(result.status == 1)
         #expect(result.standardError.contains("another transfer is writing it"), "\(result.standardError)")
-        #expect(await eventually(timeout: 30) { Self.mirrored(agent, 1) })
+        #expect(await eventually(timeout: 60) { Self.mirrored(agent, 1) })
         #expect(agent.scratch.read("out/shared.bin") == content)
         #expect(agent.stop() == 0)
     }

@@ -239,14 +239,15 @@ struct NetTransferTests {
     }
 
     /// The link goes down mid-transfer: the transfer pauses at once with "no route to ORIGIN". Back within the
-    /// link grace (2 s by default), the same transfer goes on; down for longer, it is stopped and waits, neither
-    /// failed nor backing off, and when the link returns it starts again at once from its offset (a Range request)
-    /// and ends in a complete, correct file.
+    /// link grace (6 s here, so that a slow test still sees the paused state and acts within it), the same transfer
+    /// goes on; down for longer, it is stopped and waits, neither failed nor backing off, and when the link returns
+    /// it starts again at once from its offset (a Range request) and ends in a complete, correct file. 12 MiB at
+    /// the link's 1 MB/s: still running at the second outage.
     @Test func aLinkDownAndUpContinuesOrResumesFromTheOffset() async throws {
         let lab = try await Lab()
-        let content = TestContent.bytes(count: 4 << 20, seed: 73)
+        let content = TestContent.bytes(count: 12 << 20, seed: 73)
         _ = try lab.nginx.serve("big.bin", bytes: content)
-        let agent = try await lab.agent()
+        let agent = try await lab.agent(extraConfig: "link-grace: 6s\n")
         defer { _ = agent.stop() }
         try agent.scratch.write(
             "manifests.d/10-net.yaml",
@@ -275,7 +276,7 @@ struct NetTransferTests {
 
         // An outage longer than the grace: the transfer is stopped (its connection let go), still suspended.
         try lab.client.ip("link set wired0 down")
-        let stopped = await eventually {
+        let stopped = await eventually(timeout: 30) {
             Self.job(agent, "big.bin").map { "\($0.state) \($0.transfer ?? "-") \($0.reason)" }
                 == "suspended - no route to \(host)"
         }
@@ -284,7 +285,7 @@ struct NetTransferTests {
         #expect(offset > 0 && Self.job(agent, "big.bin")?.dueAt == nil)
         try lab.client.ip("link set wired0 up")
         try lab.client.ip("route add default via 10.77.0.1 dev wired0")
-        let done = await eventually(timeout: 30) { Self.job(agent, "big.bin")?.state == "up-to-date" }
+        let done = await eventually(timeout: 60) { Self.job(agent, "big.bin")?.state == "up-to-date" }
         #expect(done, "\(Self.states(agent))")
         #expect(agent.scratch.read("out/big.bin") == content)
         #expect(Self.job(agent, "big.bin")?.attempts == 0)

@@ -234,12 +234,13 @@ struct NginxInteropTests {
 
     /// A paused transfer receives nothing (beyond what was already on its way, a buffer at most) until resumed,
     /// then finishes whole. Progress is reported only when bytes arrive, so every report before the resume
-    /// shows what arrived while paused.
+    /// shows what arrived while paused. The pause lasts 3 s at 256 KiB/s: 768 KiB would arrive without it, while
+    /// the allowance (256 KiB) leaves the test a second to act on the report it pauses at.
     @Test func pauseStopsTheBytesAndResumeFinishes() async throws {
-        let content = TestContent.bytes(count: 2_000_000, seed: 17)
+        let content = TestContent.bytes(count: 1_000_000, seed: 17)
         let url = try self.nginx.serve("j.bin", bytes: content)
         var request = TransferRequest(sources: [url], destination: self.scratch.path + "/j.bin")
-        request.maxRate = .limited(ByteRate(bytesPerSecond: 1_000_000))
+        request.maxRate = .limited(ByteRate(bytesPerSecond: 256 << 10))
         let engine = TransferEngine()
         let handle = engine.start(request)
         let resumed = ResumedFlag()
@@ -249,12 +250,12 @@ struct NginxInteropTests {
         for await event in handle.events {
             switch event {
             case .progress(let progress):
-                if pausedAt == nil, progress.received > 200_000 {
+                if pausedAt == nil, progress.received > 64_000 {
                     pausedAt = progress.received
                     engine.pause(handle.id)
                     Task {
-                        // The window in which nothing may arrive (at the cap, 800 kB would).
-                        try await Task.sleep(for: .milliseconds(800))
+                        // The window in which nothing may arrive.
+                        try await Task.sleep(for: .seconds(3))
                         resumed.value.withLock { $0 = true }
                         engine.resume(handle.id)
                     }
@@ -286,7 +287,8 @@ struct NginxInteropTests {
         for discard in [false, true] {
             let destination = self.scratch.path + "/k\(discard).bin"
             var request = TransferRequest(sources: [url], destination: destination)
-            request.maxRate = .limited(ByteRate(bytesPerSecond: 1_000_000))
+            // 12 s at this rate: cancelled long before the end, however late the report is read.
+            request.maxRate = .limited(ByteRate(bytesPerSecond: 250_000))
             let engine = TransferEngine()
             let handle = engine.start(request)
             for await event in handle.events {
@@ -307,11 +309,13 @@ struct NginxInteropTests {
     /// Checkpoints come as the bytes become durable, in the background, each for a named partial that holds at
     /// least that many bytes when it is reported.
     @Test func checkpointsReportDurableNamedBytes() async throws {
-        let content = TestContent.bytes(count: 4 << 20, seed: 32)
+        let content = TestContent.bytes(count: 3 << 20, seed: 32)
         let url = try self.nginx.serve("cp.bin", bytes: content)
         var request = TransferRequest(sources: [url], destination: self.scratch.path + "/cp.bin")
-        request.checkpointInterval = 1 << 20
-        request.maxRate = .limited(ByteRate(bytesPerSecond: 4 << 20))
+        // Five checkpoints due, half a second apart: three of them durable before the end even when every `fsync`
+        // waits behind other tests' writes.
+        request.checkpointInterval = 512 << 10
+        request.maxRate = .limited(ByteRate(bytesPerSecond: 1 << 20))
         let engine = TransferEngine()
         let handle = engine.start(request)
         var offsets: [UInt64] = []
@@ -332,7 +336,7 @@ struct NginxInteropTests {
         }
         #expect(outcome?.completed != nil, "\(String(describing: outcome))")
         #expect(offsets.count >= 3, "\(offsets)")
-        #expect(zip(offsets, offsets.dropFirst()).allSatisfy { $1 >= $0 + (1 << 20) }, "\(offsets)")
+        #expect(zip(offsets, offsets.dropFirst()).allSatisfy { $1 >= $0 + (512 << 10) }, "\(offsets)")
         let whole = self.scratch.read("cp.bin") == content
         #expect(whole)
     }
@@ -720,8 +724,9 @@ struct NginxInteropTests {
         let content = TestContent.bytes(count: 40 << 20, seed: 34)
         let url = try self.nginx.serve("wb.bin", bytes: content)
         var request = TransferRequest(sources: [url], destination: self.scratch.path + "/wb.bin")
-        // 4 s at this rate: the first progress report past 24 MiB (one every 0.25 s) is read well before the end.
-        request.maxRate = .limited(ByteRate(bytesPerSecond: 10 << 20))
+        // 8 s at this rate: the first progress report past 24 MiB (one every 0.25 s) is read three seconds before
+        // the end, however late.
+        request.maxRate = .limited(ByteRate(bytesPerSecond: 5 << 20))
         let engine = TransferEngine()
         let handle = engine.start(request)
         var residentWhileRunning: Int?
