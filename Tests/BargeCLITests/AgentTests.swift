@@ -360,6 +360,11 @@ struct AgentTests {
         }
         try agent.scratch.write("manifests.d/10-many.yaml", manifest)
         try await agent.start()
+        // Asked once the startup burst (2,500 attempts, each failing) is over, so that no request waits behind it.
+        let settled = await eventually(timeout: 60) {
+            (try? agent.status())?.jobs.allSatisfy { ["error", "transient-error"].contains($0.state) } == true
+        }
+        #expect(settled, "\(agent.log.suffix(2000))")
         let status = try agent.status()
         #expect(status.jobs.count == count)
         #expect(Set(status.jobs.map(\.id)).count == count)
@@ -369,7 +374,7 @@ struct AgentTests {
         let curl = Process()
         curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
         curl.arguments = [
-            "-s", "--http1.0", "--max-time", "10", "--unix-socket", agent.socket, "http://barge/v1/status",
+            "-s", "--http1.0", "--max-time", "30", "--unix-socket", agent.socket, "http://barge/v1/status",
         ]
         let output = Pipe()
         curl.standardOutput = output
