@@ -1115,6 +1115,9 @@ final class EngineLoop: @unchecked Sendable {
             // partial, could take an older file at the destination for this one).
             transfer.continuation.yield(.checkpoint(offset: 0))
         }
+        // A partial that stays gives up its lock before the end is told (as a stopped one does): whoever starts the
+        // job again at once finds it free, not held until this transfer is freed.
+        if case .failed = outcome { transfer.partial?.release() }
         transfer.continuation.yield(.finished(outcome))
         transfer.continuation.finish()
         self.transfers.removeValue(forKey: transfer.id)

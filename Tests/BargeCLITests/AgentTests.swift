@@ -161,14 +161,16 @@ struct AgentTests {
         for (name, content) in contents {
             #expect(agent.scratch.read("out/\(name)") == content, "\(name) differs from the origin")
             // Each request after a kill asks only for what was not checkpointed: it fetches again at most one
-            // checkpoint interval (plus what was in flight) of what earlier requests had already served.
+            // checkpoint interval of what earlier requests had already served, plus what arrived while the last
+            // checkpoint was being made durable and stored and what was in flight (nginx counts what sits in the
+            // sockets' buffers as served): 4 MiB, a third of a second at the origin's rate.
             var servedUpTo = 0
             let requests = nginx.served("/" + name)
             let history = requests.map { "\($0.status) \($0.range.isEmpty ? "whole" : $0.range): \($0.bytes)" }
             for request in requests {
                 let start = Int(request.range.dropFirst("bytes=".count).prefix { $0 != "-" }) ?? 0
                 #expect(
-                    servedUpTo - start <= interval + (2 << 20),
+                    servedUpTo - start <= interval + (4 << 20),
                     "\(name): refetched \(servedUpTo - start) bytes; requests: \(history)"
                 )
                 servedUpTo = max(servedUpTo, start + request.bytes)
