@@ -73,6 +73,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The parsers' properties for any input: libFuzzer's entry when built by scripts/fuzz.sh (BARGE_FUZZ), else
+        // a runner that replays a corpus (the test suite's).
+        .executableTarget(
+            name: "barge-fuzz",
+            dependencies: ["BargeCore"],
+            swiftSettings: swiftSettings
+        ),
         // Reads the config file and the drop-in directory from disk and supplies the file-system facts
         // (directories, secret files, manifest ownership) that BargeCore's validation asks for.
         .target(

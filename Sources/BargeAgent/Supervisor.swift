@@ -1610,7 +1610,7 @@ public actor Supervisor {
         guard case .success(let normal) = PathRules.normalize(destination), normal == destination else {
             return .refused(.invalidRequest, "the destination must be an absolute path without . or ..")
         }
-        if let problem = self.config.pathProblem(destination) {
+        if let problem = self.config.fileProblem(destination) {
             return .refused(.invalidRequest, problem.message(path: destination))
         }
         // Another local user's job reads with the agent's identity: only from the network (never file://, nor a

@@ -117,6 +117,18 @@ struct AgentConfigParserTests {
         }
     }
 
+    /// A file may lie below an allowed root but not be one (were the root missing, the file would be made in its
+    /// parent); a directory or a glob's directory may be a root.
+    @Test func aFileIsNeverAnAllowedRootItself() {
+        var config = AgentConfig.defaults(scope: .system)
+        config.allowedRoots = ["/srv", "/var/lib/"]
+        #expect(config.fileProblem("/srv") == .allowedRootItself("/srv"))
+        #expect(config.fileProblem("/var/lib") == .allowedRootItself("/var/lib/"))
+        #expect(config.fileProblem("/srv/a.bin") == nil)
+        #expect(config.fileProblem("/srvx") == .outsideAllowedRoots(["/srv", "/var/lib/"]))
+        #expect(config.pathProblem("/srv") == nil)
+    }
+
     @Test func userDefaultsFollowXDG() {
         let environment = UserEnvironment(variables: ["HOME": "/home/ada", "XDG_RUNTIME_DIR": "/run/user/1000"])
         let config = AgentConfig.defaults(scope: .user, environment: environment)

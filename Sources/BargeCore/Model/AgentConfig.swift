@@ -107,10 +107,21 @@ public struct AgentConfig: Hashable, Sendable {
         return nil
     }
 
-    /// Why a local path is refused (``AgentConfig/pathProblem(_:)``).
+    /// Why a file a transfer writes or reads may not be at `path` (absolute, normalised): ``pathProblem(_:)``'s
+    /// reasons, and an allowed root itself, since a file there would be made in the root's parent, outside every
+    /// root (a root that does not exist yet, say). A download's destination and a job's are files.
+    public func fileProblem(_ path: String) -> PathProblem? {
+        let root = self.allowedRoots.first { root in (root.hasSuffix("/") ? String(root.dropLast()) : root) == path }
+        if let root { return .allowedRootItself(root) }
+        return self.pathProblem(path)
+    }
+
+    /// Why a local path is refused (``AgentConfig/pathProblem(_:)``, ``AgentConfig/fileProblem(_:)``).
     public enum PathProblem: Hashable, Sendable {
         /// Below none of the allowed roots (listed).
         case outsideAllowedRoots([String])
+        /// An allowed root itself, for a file.
+        case allowedRootItself(String)
         /// Inside the agent's state directory (its database).
         case insideStateDirectory(String)
         /// Inside the drop-in directory.
@@ -121,6 +132,8 @@ public struct AgentConfig: Hashable, Sendable {
             switch self {
             case .outsideAllowedRoots(let roots):
                 "'\(path)' is outside the allowed roots (\(roots.joined(separator: ", ")))"
+            case .allowedRootItself(let root):
+                "'\(path)' is the allowed root \(root) itself; name a file below it"
             case .insideStateDirectory(let directory):
                 "'\(path)' lies inside barge's own state directory \(directory)"
             case .insideManifestDirectory(let directory):

@@ -399,9 +399,14 @@ public struct ManifestParser: Sendable {
             path = normalized
         }
         let checked = glob ? PathRules.literalPrefix(ofGlob: path) : path
-        switch self.config.pathProblem(checked) {
+        // A glob's directory and a directory may be a root; a file may not.
+        let problem = glob || allowDirectory ? self.config.pathProblem(checked) : self.config.fileProblem(checked)
+        switch problem {
         case nil:
             break
+        case .allowedRootItself(let root):
+            source.error(node, "'\(key)' path '\(path)' is the allowed root \(root) itself; name a file below it")
+            return nil
         case .outsideAllowedRoots(let roots):
             source.error(
                 node,
