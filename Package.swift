@@ -77,7 +77,7 @@ let package = Package(
         // a runner that replays a corpus (the test suite's).
         .executableTarget(
             name: "barge-fuzz",
-            dependencies: ["BargeCore"],
+            dependencies: ["BargeCore", "CBargeLinux"],
             swiftSettings: swiftSettings
         ),
         // Reads the config file and the drop-in directory from disk and supplies the file-system facts
@@ -192,7 +192,7 @@ let package = Package(
         // End-to-end tests: run the built `barge` binary.
         .testTarget(
             name: "BargeCLITests",
-            dependencies: ["barge", "BargeCore", "BargeTestSupport"],
+            dependencies: ["barge", "barge-fuzz", "BargeCore", "BargeTestSupport"],
             swiftSettings: swiftSettings
         ),
     ],

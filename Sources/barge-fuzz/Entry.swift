@@ -1,3 +1,4 @@
+internal import CBargeLinux
 import Foundation
 
 /// The target this process fuzzes: `BARGE_FUZZ_TARGET` (manifest, config or units), read once.
@@ -12,13 +13,22 @@ let selectedTarget: FuzzTarget = {
 }()
 
 #if BARGE_FUZZ
-/// libFuzzer's entry: one input.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
-    if let broken = selectedTarget.check(UnsafeRawBufferPointer(start: start, count: count)) {
-        fatalError("\(selectedTarget.rawValue): \(broken)")
+/// libFuzzer's driver, given the arguments (corpus directories, `-max_total_time=…`) and one input at a time.
+@main
+struct FuzzWithLibFuzzer {
+    static func main() {
+        var count = CommandLine.argc
+        var arguments: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+        exit(
+            LLVMFuzzerRunDriver(&count, &arguments) { start, size in
+                guard let start else { return 0 }
+                if let broken = selectedTarget.check(UnsafeRawBufferPointer(start: start, count: size)) {
+                    fatalError("\(selectedTarget.rawValue): \(broken)")
+                }
+                return 0
+            }
+        )
     }
-    return 0
 }
 #else
 /// Without libFuzzer: runs the target on each file named (or each file in each directory named) and exits 1 at

@@ -83,18 +83,41 @@ enum FuzzTarget: String, CaseIterable {
     }
 
     /// Each diagnostic names `file` and a line and column inside `text` (one past a line's end, or the line after
-    /// the last, for what is missing at the end).
+    /// the last, for what is missing at the end). Lines are YAML's: a CR, an LF, a CR LF, and the NEL, LS and PS
+    /// characters each end one, as libyaml counts them.
     static func checkDiagnostics(_ diagnostics: [Diagnostic], in text: String, file: String) -> String? {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let lines = Self.yamlLineWidths(text)
         for diagnostic in diagnostics {
             let location = diagnostic.location
             guard location.file == file else { return "\(diagnostic): another file" }
             guard (1...lines.count + 1).contains(location.line) else { return "\(diagnostic): no such line" }
-            let width = location.line <= lines.count ? lines[location.line - 1].unicodeScalars.count : 0
+            let width = location.line <= lines.count ? lines[location.line - 1] : 0
             guard (1...width + 1).contains(location.column) else { return "\(diagnostic): no such column" }
             guard !diagnostic.message.isEmpty else { return "\(location): an empty message" }
         }
         return nil
+    }
+
+    /// The width of each line of `text` in Unicode scalars, lines ended as YAML ends them.
+    static func yamlLineWidths(_ text: String) -> [Int] {
+        var widths: [Int] = []
+        var width = 0
+        var afterCR = false
+        for scalar in text.unicodeScalars {
+            if scalar == "\n", afterCR {
+                afterCR = false
+                continue  // the LF of a CR LF: one break
+            }
+            afterCR = scalar == "\r"
+            if ["\r", "\n", "\u{85}", "\u{2028}", "\u{2029}"].contains(scalar) {
+                widths.append(width)
+                width = 0
+            } else {
+                width += 1
+            }
+        }
+        widths.append(width)
+        return widths
     }
 
     /// `path` is absolute, below one of `roots` (or one of them, when `mayBeRoot`: a glob's directory), without

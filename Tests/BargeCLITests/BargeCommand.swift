@@ -31,11 +31,19 @@ struct BargeCommand {
         try self.run(executable: self.executable, arguments, in: directory)
     }
 
-    /// Runs another program (`ss`, `tc` …) the same way.
-    static func run(executable: String, _ arguments: [String], in directory: String = packageRoot) throws -> Result {
+    /// Runs another program (`ss`, `tc` …) the same way, with `environment` added to this process's.
+    static func run(
+        executable: String,
+        _ arguments: [String],
+        in directory: String = packageRoot,
+        environment: [String: String] = [:]
+    ) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         let output = Pipe()
         let error = Pipe()

@@ -108,4 +108,9 @@ typedef struct {
     gid_t gid;
 } CBargeLinux_ucred;
 
+// libFuzzer's driver (in the toolchain's libclang_rt.fuzzer, linked only by -sanitize=fuzzer): barge-fuzz's main
+// hands it the arguments and the function it calls with each input (SwiftPM links an executable's own main, so
+// libFuzzer's cannot be the entry). Declared only: nothing else refers to it.
+int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*test_one_input)(const unsigned char *data, size_t size));
+
 #endif
