@@ -42,10 +42,12 @@ failed=0
 for target in "${targets[@]}"; do
     corpus="$build/corpus/$target"
     mkdir -p "$corpus"
-    # Seeds copied in (libFuzzer takes directories; a file seeds through a directory of its own).
+    # Seeds copied in (libFuzzer reads directories), never over an input already there.
     for seed in $(seeds "$target") "Tests/Fuzz/$target"; do
-        if [[ -d "$seed" ]]; then cp -n "$seed"/* "$corpus"/ 2>/dev/null || true; elif [[ -f "$seed" ]]; then
-            cp -n "$seed" "$corpus/"
+        if [[ -d "$seed" ]]; then
+            cp -n "$seed"/* "$corpus"/ 2> /dev/null || true
+        elif [[ -f "$seed" ]]; then
+            cp -n "$seed" "$corpus/" 2> /dev/null || true
         fi
     done
     echo "== $target: $seconds s from $(find "$corpus" -type f | wc -l) inputs" >&2
