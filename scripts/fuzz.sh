@@ -13,7 +13,11 @@ seconds=60
 targets=()
 while (($#)); do
     case "$1" in
-        --seconds) seconds="$2"; shift 2 ;;
+        --seconds)
+            [[ $# -ge 2 && "$2" =~ ^[0-9]+$ ]] || { echo "fuzz.sh: --seconds needs a number" >&2; exit 2; }
+            seconds="$2"
+            shift 2
+            ;;
         -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         manifest | config | units) targets+=("$1"); shift ;;
         *) echo "fuzz.sh: unknown argument '$1'" >&2; exit 2 ;;
@@ -59,7 +63,8 @@ for target in "${targets[@]}"; do
         failed=1
         continue
     fi
-    grep -E "^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|cov: " "$build/$target.log" | tail -4 >&2
+    grep -E "^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|cov: " "$build/$target.log" \
+        | tail -4 >&2 || true
     echo "== $target: held for $seconds s" >&2
 done
 exit "$failed"

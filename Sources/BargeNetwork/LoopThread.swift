@@ -16,9 +16,6 @@ final class LoopThread: @unchecked Sendable {
     /// A thread that will be named `name` (at most 15 bytes, the kernel's limit) for `top -H` and perf.
     init(name: String) { self.name = name }
 
-    /// Whether the loop was started and not yet stopped.
-    var isStarted: Bool { self.letGo != nil }
-
     /// Runs `loop` with `owner` on a new thread; the loop returns when asked to stop (``stop(waking:)``) or when
     /// it cannot go on.
     func start<Owner: AnyObject & Sendable>(_ owner: Owner, loop: @escaping @Sendable (Owner) -> Void) {

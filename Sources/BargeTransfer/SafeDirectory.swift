@@ -127,19 +127,23 @@ final class SafeDirectory: Sendable {
     /// the agent, a second agent) that opens the same partial finds it taken and neither writes nor removes it.
     /// The lock goes with the descriptor (close-on-exec, so hooks never inherit it).
     ///
-    /// A lock found taken is asked for again a few times over about 50 ms before giving up: a process being
-    /// spawned at that instant (by this process, or by a library in it) holds a copy of every descriptor until its
-    /// `exec` closes them, the partial's of a transfer that has just ended among them.
+    /// A lock found taken is asked for again a few times, `whileBusy` (a short sleep) before each, before giving
+    /// up: a process being spawned at that instant (by this process, or by a library in it) holds a copy of every
+    /// descriptor until its `exec` closes them, the partial's of a transfer that has just ended among them.
     ///
     /// - Throws: `EBUSY` ("another transfer is writing it") when another open file holds it.
-    static func lock(_ descriptor: Int32, path: String) throws(BargeSystemError) {
+    static func lock(
+        _ descriptor: Int32,
+        path: String,
+        whileBusy: () -> Void = { usleep(10_000) }
+    ) throws(BargeSystemError) {
         var retries = 5
         while flock(descriptor, LOCK_EX | LOCK_NB) == -1 {
             let error = errno
             if error == EINTR { continue }
             if error == EWOULDBLOCK, retries > 0 {
                 retries -= 1
-                usleep(10_000)
+                whileBusy()
                 continue
             }
             if error == EWOULDBLOCK {

@@ -23,8 +23,9 @@ enum FuzzTarget: String, CaseIterable {
 
     static let systemDefaults = AgentConfig.defaults(scope: .system)
 
-    /// A valid manifest only with no error, every diagnostic placed in the text, the same result twice, and
-    /// every path it lets through inside the allowed roots, without `.` or `..` components.
+    /// A valid manifest only with no error, every diagnostic placed in the text, the same result twice, every
+    /// path it lets through (destinations, sources, `move-to` directories) inside the allowed roots, without `.`
+    /// or `..` components, and none in the agent's own state or drop-in directory; every URL's scheme allowed.
     static func checkManifest(_ text: String) -> String? {
         let parser = ManifestParser(config: Self.systemDefaults)
         let parsed = parser.parse(text: text, path: "fuzz.yaml", id: "fuzz")
@@ -33,7 +34,7 @@ enum FuzzTarget: String, CaseIterable {
             return "valid is \(parsed.isValid) with diagnostics \(parsed.diagnostics.map(\.message))"
         }
         let again = parser.parse(text: text, path: "fuzz.yaml", id: "fuzz")
-        if again.diagnostics.map(\.description) != parsed.diagnostics.map(\.description) {
+        if again.diagnostics != parsed.diagnostics || again.manifest != parsed.manifest {
             return "a second parse differs: \(again.diagnostics) vs \(parsed.diagnostics)"
         }
         guard let manifest = parsed.manifest else { return nil }
@@ -41,8 +42,17 @@ enum FuzzTarget: String, CaseIterable {
         for path in manifest.downloads.map(\.destination) {
             if let broken = Self.checkConfined(path, roots: roots, mayBeRoot: false) { return broken }
         }
-        for path in manifest.uploads.map(\.source) {
+        var directories = manifest.uploads.map(\.source)
+        for case .moveTo(let directory) in manifest.uploads.map(\.after) { directories.append(directory) }
+        for path in directories {
             if let broken = Self.checkConfined(path, roots: roots, mayBeRoot: true) { return broken }
+        }
+        // Never into the agent's own state or drop-in directory.
+        let own = [Self.systemDefaults.stateDirectory, Self.systemDefaults.manifestDirectory]
+        for path in manifest.downloads.map(\.destination) + directories {
+            if let directory = own.first(where: { path == $0 || path.hasPrefix($0 + "/") }) {
+                return "\(path): inside barge's own \(directory)"
+            }
         }
         for url in manifest.downloads.flatMap(\.urls) + manifest.uploads.map(\.urlTemplate) {
             let scheme = url.prefix { $0 != ":" }.lowercased()
@@ -57,7 +67,7 @@ enum FuzzTarget: String, CaseIterable {
         let parsed = parser.parse(text: text, path: "barge.yaml")
         if let broken = Self.checkDiagnostics(parsed.diagnostics, in: text, file: "barge.yaml") { return broken }
         let again = parser.parse(text: text, path: "barge.yaml")
-        if again.diagnostics.map(\.description) != parsed.diagnostics.map(\.description) {
+        if again.diagnostics != parsed.diagnostics || again.config != parsed.config {
             return "a second parse differs: \(again.diagnostics) vs \(parsed.diagnostics)"
         }
         return nil
@@ -99,26 +109,7 @@ enum FuzzTarget: String, CaseIterable {
     }
 
     /// The width of each line of `text` in Unicode scalars, lines ended as YAML ends them.
-    static func yamlLineWidths(_ text: String) -> [Int] {
-        var widths: [Int] = []
-        var width = 0
-        var afterCR = false
-        for scalar in text.unicodeScalars {
-            if scalar == "\n", afterCR {
-                afterCR = false
-                continue  // the LF of a CR LF: one break
-            }
-            afterCR = scalar == "\r"
-            if ["\r", "\n", "\u{85}", "\u{2028}", "\u{2029}"].contains(scalar) {
-                widths.append(width)
-                width = 0
-            } else {
-                width += 1
-            }
-        }
-        widths.append(width)
-        return widths
-    }
+    static func yamlLineWidths(_ text: String) -> [Int] { YAMLLines.split(text).map(\.unicodeScalars.count) }
 
     /// `path` is absolute, below one of `roots` (or one of them, when `mayBeRoot`: a glob's directory), without
     /// `.`, `..` or empty components.

@@ -14,7 +14,9 @@ struct FuzzCorpusTests {
         let root = BargeCommand.packageRoot
         let seeds: [String] =
             switch target {
-            case "manifest": ["examples/manifests.d", "Tests/BargeLoaderTests/Fixtures/bad"]
+            case "manifest":
+                ["examples/manifests.d"]
+                    + ["good", "bad", "dup-across"].map { "Tests/BargeLoaderTests/Fixtures/" + $0 }
             case "config": ["etc/barge/barge.yaml", "Tests/BargeLoaderTests/Fixtures/barge-test.yaml"]
             default: []
             }

@@ -127,6 +127,9 @@ struct AgentConfigParserTests {
         #expect(config.fileProblem("/srv/a.bin") == nil)
         #expect(config.fileProblem("/srvx") == .outsideAllowedRoots(["/srv", "/var/lib/"]))
         #expect(config.pathProblem("/srv") == nil)
+        config.allowedRoots = ["/"]
+        #expect(config.fileProblem("/") == .allowedRootItself("/"))
+        #expect(config.fileProblem("/srv") == nil)
     }
 
     @Test func userDefaultsFollowXDG() {

@@ -272,4 +272,22 @@ struct ManifestSetTests {
         )
         #expect(ManifestSet.validate([a, b])[1].diagnostics.first?.message.contains("already used by a.yaml") == true)
     }
+
+    /// A repeated key is reported where it stands again, with lines counted as YAML counts them: CR LF (a file
+    /// written on Windows) and a lone CR each end one line.
+    @Test(arguments: ["\n", "\r\n", "\r"])
+    func aRepeatedKeyIsPlacedWhateverEndsTheLines(lineEnd: String) {
+        let text =
+            ["version: 1", "prune: true", "download:", "  - url: https://example.com/a", "    dest: /srv/a"]
+            .joined(separator: lineEnd) + lineEnd + "prune: false" + lineEnd
+        let error = parse(text).diagnostics.first { $0.severity == .error }
+        #expect(error?.location.line == 6 && error?.location.column == 1, "\(String(describing: error))")
+        #expect(error?.message.contains("first at line 2, column 1") == true, "\(String(describing: error))")
+    }
+
+    @Test func yamlLinesEndAtEveryYAMLBreak() {
+        #expect(YAMLLines.split("ab\r\ncd\ref\u{85}g\u{2028}h\u{2029}ij\n") == ["ab", "cd", "ef", "g", "h", "ij", ""])
+        #expect(YAMLLines.split("") == [""])
+        #expect(YAMLLines.split("\r\n\r\n") == ["", "", ""])
+    }
 }

@@ -5,8 +5,8 @@ import Testing
 
 @testable import BargeTransfer
 
-/// The lock of a partial (`SafeDirectory.lock`): a lock held for a moment (as by a process being spawned, whose
-/// copy of the descriptor lasts until its `exec`) is waited out; one held on is refused as another transfer's.
+/// The lock of a partial (`SafeDirectory.lock`): a lock let go while it is waited for (as a process being spawned
+/// lets go of its copy of the descriptor at its `exec`) is taken; one held on is refused as another transfer's.
 @Suite("Partial locks")
 struct PartialLockTests {
     let scratch: ScratchDirectory
@@ -27,14 +27,15 @@ struct PartialLockTests {
     @Test func aLockHeldForAMomentIsWaitedOut() throws {
         let (path, first, second) = try self.twoOpenFiles()
         defer { close(second) }
-        let released = DispatchSemaphore(value: 0)
-        Thread {
-            usleep(15_000)
-            close(first)
-            released.signal()
-        }.start()
-        #expect(throws: Never.self) { try SafeDirectory.lock(second, path: path) }
-        released.wait()
+        var waits = 0
+        // The other holder lets go while the lock is being waited for.
+        #expect(throws: Never.self) {
+            try SafeDirectory.lock(second, path: path) {
+                waits += 1
+                if waits == 1 { close(first) }
+            }
+        }
+        #expect(waits == 1)
         // Ours now: a third open file finds it taken.
         let third = open(path, O_RDWR | O_CLOEXEC)
         defer { close(third) }
@@ -47,7 +48,11 @@ struct PartialLockTests {
             close(first)
             close(second)
         }
-        let error = try #require(throws: BargeSystemError.self) { try SafeDirectory.lock(second, path: path) }
+        var waits = 0
+        let error = try #require(throws: BargeSystemError.self) {
+            try SafeDirectory.lock(second, path: path) { waits += 1 }
+        }
         #expect(error.errno == EBUSY, "\(error)")
+        #expect(waits > 1, "given up without waiting")
     }
 }

@@ -111,7 +111,9 @@ public struct AgentConfig: Hashable, Sendable {
     /// reasons, and an allowed root itself, since a file there would be made in the root's parent, outside every
     /// root (a root that does not exist yet, say). A download's destination and a job's are files.
     public func fileProblem(_ path: String) -> PathProblem? {
-        let root = self.allowedRoots.first { root in (root.hasSuffix("/") ? String(root.dropLast()) : root) == path }
+        let root = self.allowedRoots.first { root in
+            (root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root) == path
+        }
         if let root { return .allowedRootItself(root) }
         return self.pathProblem(path)
     }

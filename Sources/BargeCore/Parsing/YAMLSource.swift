@@ -71,7 +71,7 @@ struct YAMLSource {
         in text: String
     ) -> (line: Int, column: Int)? {
         var number = 0
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        for line in YAMLLines.split(text) {
             number += 1
             guard number > first.line else { continue }
             let indent = line.prefix { $0 == " " }.count
