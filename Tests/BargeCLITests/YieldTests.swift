@@ -29,7 +29,8 @@ struct YieldTests {
         try client.ip("route add default via 10.77.0.1 dev wired0")
         let (nginx, base) = try await NetTests.startNginx(in: origin, reachedFrom: client, at: "10.77.0.1")
         _ = try nginx.serve("background.bin", bytes: TestContent.bytes(count: 48 << 20, seed: 81))
-        _ = try nginx.serve("foreground.bin", bytes: TestContent.bytes(count: 10 << 20, seed: 82))
+        // 20 MiB: about 8 s of the link, long enough to see the agent back off while it runs on a loaded machine.
+        _ = try nginx.serve("foreground.bin", bytes: TestContent.bytes(count: 20 << 20, seed: 82))
 
         let agent = try AgentUnderTest()
         try await agent.start(launcher: [NetworkNamespace.ip, "netns", "exec", client.name])
@@ -54,7 +55,9 @@ struct YieldTests {
         try #require(yielding, "\(String(describing: job()))")
         #expect(job()?.limit?.contains("(yielding to other traffic:") == true, "\(String(describing: job()))")
         // While curl runs, Barge's share of the link falls to a small part of it.
-        let backedOff = await eventually(timeout: 10) { (job()?.bytesPerSecond ?? .infinity) < 400_000 }
+        let backedOff = await eventually(timeout: 10) {
+            (job()?.bytesPerSecond ?? .infinity) < 400_000 && curl.isRunning
+        }
         #expect(backedOff, "\(String(describing: job()))")
         let curlDone = await eventually(timeout: 30) { !curl.isRunning }
         try #require(curlDone)
@@ -102,7 +105,7 @@ struct YieldTests {
         let source = agent.output + "/capture.bin"
         try Data(TestContent.bytes(count: 48 << 20, seed: 91)).write(to: URL(fileURLWithPath: source))
         let foreground = agent.output + "/foreground.bin"
-        try Data(TestContent.bytes(count: 10 << 20, seed: 92)).write(to: URL(fileURLWithPath: foreground))
+        try Data(TestContent.bytes(count: 20 << 20, seed: 92)).write(to: URL(fileURLWithPath: foreground))
         try await agent.start(launcher: [NetworkNamespace.ip, "netns", "exec", client.name])
         defer { _ = agent.stop() }
         try agent.scratch.write(
@@ -123,7 +126,9 @@ struct YieldTests {
         }
         try #require(yielding, "\(String(describing: job())) \(agent.log.suffix(3000))")
         #expect(job()?.limit?.contains("(yielding to other traffic:") == true, "\(String(describing: job()))")
-        let backedOff = await eventually(timeout: 10) { (job()?.bytesPerSecond ?? .infinity) < 400_000 }
+        let backedOff = await eventually(timeout: 10) {
+            (job()?.bytesPerSecond ?? .infinity) < 400_000 && curl.isRunning
+        }
         #expect(backedOff, "\(String(describing: job())) \(agent.log.suffix(2000))")
         let curlDone = await eventually(timeout: 40) { !curl.isRunning }
         try #require(curlDone)
