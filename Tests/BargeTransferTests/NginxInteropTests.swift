@@ -32,9 +32,15 @@ struct NginxInteropTests {
         let engine = TransferEngine()
         let first = engine.start(request)
         // Named at its first checkpoint; then held where it is (its lock kept) while the others try, so that it
-        // cannot finish first however slow the machine.
-        #expect(await eventually { FileManager.default.fileExists(atPath: partial) })
-        engine.pause(first.id)
+        // cannot finish first however slow the machine: paused by the polling thread the moment it sees the name,
+        // not when this task is next scheduled (seconds later, once, on a loaded machine: it had finished by then).
+        #expect(
+            await eventually {
+                guard FileManager.default.fileExists(atPath: partial) else { return false }
+                engine.pause(first.id)
+                return true
+            }
+        )
         for resumable in [true, false] {
             var second = TransferRequest(sources: [url], destination: destination)
             second.mayHaveEarlierPartial = resumable
