@@ -44,7 +44,11 @@ struct ReplayCorpus {
                 exit(2)
             }
             if isDirectory.boolValue {
-                let names = (try? FileManager.default.contentsOfDirectory(atPath: argument)) ?? []
+                // A directory that cannot be listed fails the run: never read as an empty corpus.
+                guard let names = try? FileManager.default.contentsOfDirectory(atPath: argument) else {
+                    FileHandle.standardError.write(Data("barge-fuzz: \(argument): cannot be listed\n".utf8))
+                    exit(2)
+                }
                 inputs += names.sorted().map { argument + "/" + $0 }
             } else {
                 inputs.append(argument)

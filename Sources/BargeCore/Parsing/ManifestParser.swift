@@ -400,28 +400,15 @@ public struct ManifestParser: Sendable {
         }
         let checked = glob ? PathRules.literalPrefix(ofGlob: path) : path
         // A glob's directory and a directory may be a root; a file may not.
-        let problem = glob || allowDirectory ? self.config.pathProblem(checked) : self.config.fileProblem(checked)
-        switch problem {
-        case nil:
-            break
-        case .allowedRootItself(let root):
-            source.error(node, "'\(key)' path '\(path)' is the allowed root \(root) itself; name a file below it")
-            return nil
-        case .outsideAllowedRoots(let roots):
-            source.error(
-                node,
-                "'\(key)' path '\(path)' is outside the allowed roots (\(roots.joined(separator: ", ")));"
-                    + " move it below one of them or add a root to 'allowed-roots' in barge.yaml"
-            )
-            return nil
-        case .insideStateDirectory(let directory):
-            source.error(node, "'\(key)' path '\(path)' lies inside barge's own state directory \(directory)")
-            return nil
-        case .insideManifestDirectory(let directory):
-            source.error(node, "'\(key)' path '\(path)' lies inside barge's own manifest directory \(directory)")
-            return nil
+        let found = glob || allowDirectory ? self.config.pathProblem(checked) : self.config.fileProblem(checked)
+        guard let problem = found else { return path }
+        // The problem's own words, after the key; outside the roots, with what to do about it in a manifest.
+        var message = "'\(key)' path " + problem.message(path: path)
+        if case .outsideAllowedRoots = problem {
+            message += "; move it below one of them or add a root to 'allowed-roots' in barge.yaml"
         }
-        return path
+        source.error(node, message)
+        return nil
     }
 
     // MARK: Policy
